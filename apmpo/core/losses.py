@@ -1,0 +1,402 @@
+"""Policy objectives of APMPO (arXiv 2605.04066) and its baselines, behind one signature.
+
+Every objective is a pure function
+
+    fn(log_ratio, advantages, mask, *, normalizer, **hyperparameters) -> (loss, metrics)
+
+on prepared tensors (see ``policy_loss``, the public entry point, which validates the
+inputs and computes in float32, or float64 for float64 inputs). The loss is -J, to be
+minimised. Symbols follow ``spec/apmpo.md``:
+
+    r_it   = exp(log_probs - old_log_probs)                       token importance ratio
+    rho_it = clip(r_it, 1 - eps_low, 1 + eps_high)
+    x_it   = min(r_it, rho_it) if A_i > 0 else max(r_it, rho_it)  pessimistic (PPO) bound
+    A_i * x_it = min(r_it * A_i, rho_it * A_i)
+
+- "apmpo": J_i = A_i * M_p(x_i), p = exp(-gamma * mu_R), eps_high = FAC's eps_ada.
+           (|A_i| x_it is the spec's phi_it, so this is M_p(phi_i) * sign(A_i).)
+- "pmpo":  the same with a fixed p and a fixed eps_high.
+- "grpo":  J_i = A_i * mean_t(x_it) (token mean per response; PMPO at p = 1).
+- "dapo":  sum over all tokens of A_i * x_it / number of tokens (clip-higher 0.28).
+- "gmpo":  log x_it clipped to [-c_low, c_high] in log space (sign-aware, pessimistic),
+           J_i = A_i * exp(mean_t log x_it) (PMPO at p -> 0 with log-space bounds).
+- "gspo":  s_i = exp(mean_t log r_it); J_i = min(s_i A_i, clip(s_i, 1-3e-4, 1+4e-4) A_i).
+
+J is aggregated by ``apmpo.core.aggregation`` (responses with at least one token, or
+tokens), with ``normalizer`` as the batch-wide divisor for micro-batch invariance.
+Clipped tokens carry no gradient, exactly as in PPO. The KL penalty is separate
+(``apmpo.core.kl.kl_penalty``), as in verl.
+
+Adding a variant is one function and one ``LOSSES`` entry.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+from ._checks import (
+    check_finite_where,
+    check_mask,
+    check_range,
+    check_rank,
+    check_same_shape,
+    compute_dtype,
+    to_float,
+)
+from .adaptive import FSS_VARIANTS, P_SCHEDULES, adaptive_p, fac_clip_high, feedback_stability_score, normalize_reward_stats
+from .aggregation import aggregate_rows, aggregate_tokens, masked_row_mean
+from .power_mean import log_power_mean
+
+__all__ = ["REQUIRED", "LossSpec", "LOSSES", "policy_loss", "pessimistic_log_ratio", "register_loss"]
+
+Metrics = dict[str, float]
+LossFn = Callable[..., tuple[torch.Tensor, Metrics]]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Marks a hyperparameter without a default (e.g. APMPO's reward_mean)."""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered objective."""
+
+    name: str
+    """Registry key."""
+    fn: LossFn
+    """The pure loss function (prepared tensors, hyperparameters) -> (loss, metrics)."""
+    aggregation: str
+    """"response" or "token": what ``normalizer`` counts."""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Accepted hyperparameters and their defaults (``REQUIRED`` where there is none)."""
+    needs_reward_stats: bool = False
+    """True when the caller must pass the rollout batch's reward_mean and reward_std."""
+    summary: str = ""
+    """One line for listings."""
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def pessimistic_log_ratio(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    log_low: float | torch.Tensor,
+    log_high: float | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log x = min(log r, clip(log r)) where A > 0, max(...) where A <= 0.
+
+    Args:
+        log_ratio: [N, T] log r.
+        advantages: [N].
+        log_low, log_high: log-space clip bounds (floats, or [N] tensors), log_low <= 0 <= log_high.
+
+    Returns:
+        (log_x [N, T], upper clip binding [N, T] bool, lower clip binding [N, T] bool).
+        A binding clip is one that removes the token's gradient.
+    """
+    low, high = _as_column(log_low, log_ratio), _as_column(log_high, log_ratio)
+    if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor):  # clamp takes two numbers or two tensors
+        low, high = (torch.as_tensor(b, dtype=log_ratio.dtype, device=log_ratio.device) for b in (low, high))
+    clipped = torch.clamp(log_ratio, low, high)                      # [N, T] log rho
+    positive = (advantages > 0)[:, None]                             # [N, 1]
+    negative = (advantages < 0)[:, None]
+    log_x = torch.where(positive, torch.minimum(log_ratio, clipped), torch.maximum(log_ratio, clipped))
+    hit_high = positive & (log_ratio > high)                         # [N, T]
+    hit_low = negative & (log_ratio < low)
+    return log_x, hit_high, hit_low
+
+
+def _as_column(bound: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """A float stays a float; a per-row [N] bound becomes an [N, 1] tensor."""
+    if not isinstance(bound, torch.Tensor):
+        return float(bound)
+    bound = bound.to(dtype=like.dtype, device=like.device)
+    return bound[:, None] if bound.dim() == 1 else bound
+
+
+def _ppo_log_bounds(eps_low: float | torch.Tensor, eps_high: float | torch.Tensor) -> tuple[Any, Any]:
+    check_range("eps_low", eps_low, 0.0, 1.0, high_inclusive=False)
+    check_range("eps_high", eps_high, 0.0)
+    log_low = torch.log1p(-eps_low) if isinstance(eps_low, torch.Tensor) else math.log1p(-eps_low)
+    log_high = torch.log1p(eps_high) if isinstance(eps_high, torch.Tensor) else math.log1p(eps_high)
+    return log_low, log_high
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    n = int(mask.sum())
+    return float(torch.where(mask, values, torch.zeros((), dtype=values.dtype)).sum() / n) if n else 0.0
+
+
+def _token_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor) -> Metrics:
+    """Clip fractions (over valid tokens), mean ratio and the k3 estimate of KL(old || new)."""
+    lr = log_ratio.detach()
+    ratio = torch.exp(lr)
+    return {
+        "clip_frac_high": _masked_mean(hit_high.to(lr.dtype), mask),
+        "clip_frac_low": _masked_mean(hit_low.to(lr.dtype), mask),
+        "ratio_mean": _masked_mean(ratio, mask),
+        "approx_kl": _masked_mean(ratio - 1.0 - lr, mask),
+    }
+
+
+def _scalar_metric(value: float | torch.Tensor) -> float:
+    return float(value.float().mean()) if isinstance(value, torch.Tensor) else float(value)
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_high=0.2):
+    """GRPO: token clipped surrogate, token mean per response, mean over responses."""
+    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+    log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
+    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)    # [N]
+    loss = -aggregate_rows(j_rows, mask, normalizer)
+    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
+    metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
+    return loss, metrics
+
+
+def _power_mean_objective(log_ratio, advantages, mask, normalizer, p, eps_low, eps_high):
+    """J_i = A_i * M_p(x_i): shared by PMPO and APMPO (p, eps_high floats or [N] tensors)."""
+    check_range("p", p, 0.0, low_inclusive=False)
+    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+    log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
+    j_rows = advantages * torch.exp(log_power_mean(log_x, mask, p))  # [N]
+    loss = -aggregate_rows(j_rows, mask, normalizer)
+    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
+    metrics.update(p=_scalar_metric(p), eps_low=_scalar_metric(eps_low), eps_high=_scalar_metric(eps_high))
+    return loss, metrics
+
+
+def pmpo_loss(log_ratio, advantages, mask, *, normalizer=None, p=REQUIRED, eps_low=0.2, eps_high=0.2):
+    """PMPO with a fixed exponent p and fixed clip bounds."""
+    return _power_mean_objective(log_ratio, advantages, mask, normalizer, p, eps_low, eps_high)
+
+
+def apmpo_loss(
+    log_ratio,
+    advantages,
+    mask,
+    *,
+    normalizer=None,
+    reward_mean=REQUIRED,
+    reward_std=REQUIRED,
+    gamma=0.8,
+    eps_low=0.2,
+    eps_min=0.2,
+    eps_max=0.4,
+    delta=1e-6,
+    p_schedule="exp",
+    p=None,
+    clip_schedule="fac",
+    eps_high=None,
+    fss="ratio",
+    reward_range=None,
+):
+    """APMPO = PMPO with p = exp(-gamma * mu_R) + FAC's eps_ada as the upper clip bound.
+
+    Ablations are settings: ``p_schedule`` "linear" or "fixed" (with ``p``; p = 1 is
+    "FAC only"), ``clip_schedule="fixed"`` (with ``eps_high``; "PMPO only"), ``fss``
+    "mean" or "inverse_std". reward_mean/reward_std are floats/0-d tensors (batch scope)
+    or [N] tensors (per-group scope); ``reward_range`` declares rewards outside [0, 1].
+    """
+    if clip_schedule not in ("fac", "fixed"):
+        raise ValueError(f"clip_schedule: unknown schedule {clip_schedule!r}; known: fac, fixed")
+    if p_schedule not in P_SCHEDULES:
+        raise ValueError(f"p_schedule: unknown schedule {p_schedule!r}; known: {', '.join(P_SCHEDULES)}")
+    if fss not in FSS_VARIANTS:
+        raise ValueError(f"fss: unknown variant {fss!r}; known: {', '.join(FSS_VARIANTS)}")
+    mean, std = _stats_for_rows(reward_mean, reward_std, log_ratio)
+    mean, std = normalize_reward_stats(mean, std, reward_range)
+    p_value = adaptive_p(mean, gamma, p_schedule, p)
+    if clip_schedule == "fac":
+        eps_high_value = fac_clip_high(mean, std, eps_min, eps_max, delta, fss)
+    else:
+        if eps_high is None:
+            raise ValueError("eps_high: clip_schedule 'fixed' needs eps_high")
+        eps_high_value = eps_high
+    loss, metrics = _power_mean_objective(log_ratio, advantages, mask, normalizer, p_value, eps_low, eps_high_value)
+    metrics.update(
+        fss=_scalar_metric(feedback_stability_score(mean, std, delta, fss)),
+        reward_mean=_scalar_metric(mean),
+        reward_std=_scalar_metric(std),
+    )
+    return loss, metrics
+
+
+def _stats_for_rows(reward_mean, reward_std, log_ratio):
+    """Batch-scope statistics as python floats; per-group [N] tensors checked and cast."""
+    out = []
+    for name, value in (("reward_mean", reward_mean), ("reward_std", reward_std)):
+        if isinstance(value, torch.Tensor) and value.numel() > 1:
+            if value.shape != (log_ratio.shape[0],):
+                raise ValueError(f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}")
+            check_finite_where(name, value)
+            out.append(value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype))
+        else:
+            out.append(to_float(name, value))
+    return out[0], out[1]
+
+
+def dapo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_high=0.28):
+    """DAPO: clip-higher token surrogate, summed over all tokens / number of tokens."""
+    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+    log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
+    token_j = advantages[:, None] * torch.exp(log_x)                 # [N, T]
+    loss = -aggregate_tokens(token_j, mask, "token", normalizer)
+    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
+    metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
+    return loss, metrics
+
+
+def gmpo_loss(log_ratio, advantages, mask, *, normalizer=None, clip_log_low=0.4, clip_log_high=0.4):
+    """GMPO: sign-aware log-space clip to [-clip_log_low, clip_log_high], geometric mean."""
+    check_range("clip_log_low", clip_log_low, 0.0)
+    check_range("clip_log_high", clip_log_high, 0.0)
+    log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, -clip_log_low, clip_log_high)
+    j_rows = advantages * torch.exp(log_power_mean(log_x, mask, 0.0))  # [N]
+    loss = -aggregate_rows(j_rows, mask, normalizer)
+    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
+    metrics.update(p=0.0, eps_low=-math.expm1(-clip_log_low), eps_high=math.expm1(clip_log_high))
+    return loss, metrics
+
+
+def gspo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=3e-4, eps_high=4e-4):
+    """GSPO: sequence ratio exp(token-mean log r), PPO surrogate with a very narrow clip."""
+    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]        # [N, 1]
+    log_s, hit_high, hit_low = pessimistic_log_ratio(seq_log_ratio, advantages, log_low, log_high)
+    j_rows = advantages * torch.exp(log_s[:, 0])                     # [N]
+    loss = -aggregate_rows(j_rows, mask, normalizer)
+    has_tokens = mask.any(-1)[:, None]                               # [N, 1]
+    metrics = _token_metrics(log_ratio, mask, torch.zeros_like(mask), torch.zeros_like(mask))
+    metrics.update(
+        clip_frac_high=_masked_mean(hit_high.to(log_ratio.dtype), has_tokens),
+        clip_frac_low=_masked_mean(hit_low.to(log_ratio.dtype), has_tokens),
+        p=1.0,
+        eps_low=float(eps_low),
+        eps_high=float(eps_high),
+    )
+    return loss, metrics
+
+
+# --------------------------------------------------------------------------- registry
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(spec: LossSpec) -> LossSpec:
+    """Add an objective to ``LOSSES`` (the one place names map to functions)."""
+    if spec.aggregation not in ("response", "token"):
+        raise ValueError(f"aggregation: must be 'response' or 'token', got {spec.aggregation!r}")
+    LOSSES[spec.name] = spec
+    return spec
+
+
+def _defaults(fn: LossFn) -> dict[str, Any]:
+    return {
+        k: v.default
+        for k, v in inspect.signature(fn).parameters.items()
+        if v.kind is inspect.Parameter.KEYWORD_ONLY and k != "normalizer"
+    }
+
+
+for _spec in (
+    LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"),
+    LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
+    LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),
+    LossSpec("dapo", dapo_loss, "token", _defaults(dapo_loss), False, "clip-higher, token-level aggregation"),
+    LossSpec("gmpo", gmpo_loss, "response", _defaults(gmpo_loss), False, "geometric mean, log-space clip"),
+    LossSpec("gspo", gspo_loss, "response", _defaults(gspo_loss), False, "sequence-level ratio, narrow clip"),
+):
+    register_loss(_spec)
+
+
+def resolve_hyperparameters(name: str, hyperparameters: Mapping[str, Any]) -> tuple[LossSpec, dict[str, Any]]:
+    """Look up ``name`` and merge ``hyperparameters`` over its defaults, with clear errors."""
+    if name not in LOSSES:
+        raise ValueError(f"name: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+    spec = LOSSES[name]
+    allowed = set(spec.defaults) | {"normalizer"}
+    unknown = sorted(set(hyperparameters) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(allowed))}"
+        )
+    merged = {**spec.defaults, **hyperparameters}
+    missing = sorted(k for k, v in merged.items() if v is REQUIRED)
+    if missing:
+        raise ValueError(f"{name}: missing required hyperparameter(s) {', '.join(missing)}")
+    return spec, merged
+
+
+def policy_loss(
+    name: str,
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    **hyperparameters: Any,
+) -> tuple[torch.Tensor, Metrics]:
+    """Compute a registered policy objective; returns (loss = -J, metrics).
+
+    Args:
+        name: a key of ``LOSSES``: "apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo".
+        log_probs: [N, T] log pi_theta of the sampled tokens (with gradient).
+        old_log_probs: [N, T] log pi_old of the same tokens (no gradient is taken).
+        advantages: [N] one advantage per response.
+        mask: [N, T] 1 on response tokens, 0 on padding. Masked positions may hold any
+            value, NaN included; they never change the loss or the gradient.
+        **hyperparameters: the loss's own (see ``LOSSES[name].defaults``), e.g. for
+            "apmpo": reward_mean, reward_std, gamma=0.8, eps_low=0.2, eps_min=0.2,
+            eps_max=0.4, delta=1e-6; for "pmpo": p, eps_low, eps_high; for "grpo":
+            eps_low=0.2, eps_high=0.2. Every loss accepts ``normalizer``: the divisor of
+            the summed objective over the whole batch (responses with a token for
+            response-level losses, tokens for "dapo"); pass the full batch's count to
+            each micro-batch and their losses add up to the full-batch loss.
+
+    Returns:
+        loss: 0-d float32 tensor (float64 for float64 inputs) = -(sum_i J_i) / normalizer.
+        metrics: python floats: clip_frac_low, clip_frac_high, p, eps_low, eps_high,
+            approx_kl (k3 estimate of KL(old || new) per token), ratio_mean, and for
+            "apmpo" fss, reward_mean, reward_std.
+    """
+    spec, hp = resolve_hyperparameters(name, hyperparameters)
+    log_ratio, adv, mask_b = prepare_inputs(log_probs, old_log_probs, advantages, mask)
+    return spec.fn(log_ratio, adv, mask_b, **hp)
+
+
+def prepare_inputs(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate shapes and values; return (log_ratio [N, T] with pads zeroed, advantages [N], bool mask)."""
+    check_rank("log_probs", log_probs, 2)
+    check_rank("old_log_probs", old_log_probs, 2)
+    check_rank("mask", mask, 2)
+    check_rank("advantages", advantages, 1)
+    check_same_shape("old_log_probs", old_log_probs, "log_probs", log_probs)
+    check_same_shape("mask", mask, "log_probs", log_probs)
+    if advantages.shape[0] != log_probs.shape[0]:
+        raise ValueError(
+            f"advantages: length {advantages.shape[0]} does not match the {log_probs.shape[0]} rows of log_probs"
+        )
+    mask_b = check_mask("mask", mask)
+    check_finite_where("log_probs", log_probs.detach(), mask_b)
+    check_finite_where("old_log_probs", old_log_probs.detach(), mask_b)
+    check_finite_where("advantages", advantages.detach())
+    dtype = compute_dtype(log_probs, old_log_probs)
+    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)      # [N, T]
+    log_ratio = torch.where(mask_b, diff, torch.zeros((), dtype=dtype, device=diff.device))
+    return log_ratio, advantages.detach().to(dtype), mask_b

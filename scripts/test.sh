@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv (see setup_env.sh) and runs the default test suite.
+# Slow tests are skipped unless APMPO_SLOW=1. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+MARK="not slow"
+if [ "${APMPO_SLOW:-0}" = "1" ]; then MARK=""; fi
+exec .venv/bin/python -m pytest -q ${MARK:+-m "$MARK"} "$@"

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+
+def random_batch(n=6, t=9, seed=0, scale=0.3, dtype=torch.float64, empty_row=True, zero_adv=True):
+    """log_probs (leaf, requires grad), old_log_probs, advantages, mask with ragged lengths."""
+    g = torch.Generator().manual_seed(seed)
+    lp = (-torch.rand(n, t, generator=g, dtype=torch.float64) * 3).to(dtype)
+    old = (lp.double() + scale * torch.randn(n, t, generator=g, dtype=torch.float64)).to(dtype)
+    lengths = torch.randint(1, t + 1, (n,), generator=g)
+    if empty_row:
+        lengths[-1] = 0
+    mask = (torch.arange(t)[None, :] < lengths[:, None]).to(torch.float32)
+    adv = torch.randn(n, generator=g, dtype=torch.float64).to(dtype)
+    if zero_adv and n > 2:
+        adv[1] = 0.0
+    return lp.clone().requires_grad_(True), old, adv, mask
+
+
+@pytest.fixture
+def batch():
+    return random_batch()
+
+
+HP = {
+    "apmpo": dict(reward_mean=0.375, reward_std=0.48),
+    "pmpo": dict(p=0.6),
+    "grpo": {},
+    "dapo": {},
+    "gmpo": {},
+    "gspo": {},
+}
