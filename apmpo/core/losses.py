@@ -133,21 +133,26 @@ def _ppo_log_bounds(eps_low: float | torch.Tensor, eps_high: float | torch.Tenso
     return log_low, log_high
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
-    n = int(mask.sum())
-    return float(torch.where(mask, values, torch.zeros((), dtype=values.dtype)).sum() / n) if n else 0.0
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """0-d mean of ``values`` over ``mask`` (0 when the mask is empty); stays on device."""
+    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum()
+    return total / mask.sum().clamp(min=1).to(values.dtype)
 
 
 def _token_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor) -> Metrics:
-    """Clip fractions (over valid tokens), mean ratio and the k3 estimate of KL(old || new)."""
+    """Clip fractions (over valid tokens), mean ratio and the k3 estimate of KL(old || new).
+
+    One device-to-host transfer for all four numbers.
+    """
     lr = log_ratio.detach()
     ratio = torch.exp(lr)
-    return {
-        "clip_frac_high": _masked_mean(hit_high.to(lr.dtype), mask),
-        "clip_frac_low": _masked_mean(hit_low.to(lr.dtype), mask),
-        "ratio_mean": _masked_mean(ratio, mask),
-        "approx_kl": _masked_mean(ratio - 1.0 - lr, mask),
-    }
+    values = torch.stack([
+        _masked_mean(hit_high.to(lr.dtype), mask),
+        _masked_mean(hit_low.to(lr.dtype), mask),
+        _masked_mean(ratio, mask),
+        _masked_mean(ratio - 1.0 - lr, mask),
+    ]).tolist()
+    return dict(zip(("clip_frac_high", "clip_frac_low", "ratio_mean", "approx_kl"), values))
 
 
 def _scalar_metric(value: float | torch.Tensor) -> float:
@@ -283,8 +288,8 @@ def gspo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=3e-4, eps
     has_tokens = mask.any(-1)[:, None]                               # [N, 1]
     metrics = _token_metrics(log_ratio, mask, torch.zeros_like(mask), torch.zeros_like(mask))
     metrics.update(
-        clip_frac_high=_masked_mean(hit_high.to(log_ratio.dtype), has_tokens),
-        clip_frac_low=_masked_mean(hit_low.to(log_ratio.dtype), has_tokens),
+        clip_frac_high=float(_masked_mean(hit_high.to(log_ratio.dtype), has_tokens)),
+        clip_frac_low=float(_masked_mean(hit_low.to(log_ratio.dtype), has_tokens)),
         p=1.0,
         eps_low=float(eps_low),
         eps_high=float(eps_high),
