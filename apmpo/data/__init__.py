@@ -1,0 +1,46 @@
+"""Data: example loaders for local files, prompt rendering, built-in synthetic tasks.
+
+- :func:`load_examples`: JSONL / JSON / Parquet / CSV -> :class:`ExampleSet` of dicts
+  with "prompt", "answer" and the file's other columns (reward keyword arguments).
+- :func:`render_prompt` / :func:`build_messages`: template + optional system prompt,
+  chat-template aware; messages with image parts for vision-language processors.
+- :data:`BUILTIN_TASKS` / :func:`make_task_examples`: seeded arithmetic tasks with
+  disjoint train/eval splits, verified by exact match.
+"""
+
+from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from apmpo.data.loaders import ExampleSet, SkippedRow, load_examples
+from apmpo.data.prompts import (
+    PromptFormat,
+    build_messages,
+    format_template,
+    render_prompt,
+    render_prompts,
+    template_fields,
+    uses_chat_template,
+    validate_template,
+)
+from apmpo.data.tasks import BUILTIN_TASKS, TaskSpec, get_task, make_task_examples, problem_split
+
+__all__ = [
+    "AnswerError",
+    "BUILTIN_TASKS",
+    "ExampleSet",
+    "PromptFormat",
+    "SkippedRow",
+    "TaskSpec",
+    "answer_after_marker",
+    "build_messages",
+    "format_template",
+    "get_task",
+    "last_boxed",
+    "load_examples",
+    "make_task_examples",
+    "normalize_answer",
+    "problem_split",
+    "render_prompt",
+    "render_prompts",
+    "template_fields",
+    "uses_chat_template",
+    "validate_template",
+]

