@@ -1,0 +1,265 @@
+"""``apmpo eval``: Pass@1 / pass@k / maj@k of a model on benchmark files, resumable.
+
+``register(subparsers)`` adds the subcommand to the ``apmpo`` CLI; ``main(argv)`` runs it
+on its own (``python -m apmpo.eval ...``). Everything is checked before the model is
+loaded: settings, suite file, data files and their column mapping; a bad input exits
+with status 2 and a message naming the file, row, field or flag.
+
+Value precedence: a command-line flag, else the suite's ``generation:`` section, else
+the defaults of :class:`apmpo.eval.harness.EvalSettings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "main", "register", "run"]
+
+_DESCRIPTION = """\
+Evaluate a model on one or more benchmark files: n samples per example (greedy or
+sampled), scored by a reward from apmpo.rewards; writes per-sample records
+(OUT/records.jsonl), a summary (OUT/summary.json) and prints a table of Pass@1, pass@k
+(unbiased estimator) and maj@k. Re-running the same command resumes an interrupted run.
+"""
+
+_EPILOG = """\
+examples:
+  apmpo eval --model smollm2-135m-instruct --data data/gsm8k/test.jsonl --limit 50 --out runs/gsm8k
+  apmpo eval --model ./ckpt --suite math --data-root /data/math-evals --n 4 --k 1,4 \\
+      --temperature 0.6 --top-p 0.95 --out runs/math
+  apmpo eval --model ./ckpt --data my.parquet:mine --prompt-column question \\
+      --answer-column final_answer --out runs/mine
+"""
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("model and data")
+    what.add_argument("--model", required=True, help="model: a local HF directory, a .gguf file, "
+                      "'smollm2-135m-instruct' or 'tiny[:overrides]' (see apmpo.models)")
+    what.add_argument("--data", action="append", default=[], metavar="PATH[:NAME]",
+                      help="a benchmark file (.jsonl/.json/.parquet/.csv), optionally named; repeatable")
+    what.add_argument("--suite", metavar="FILE|NAME",
+                      help="a suite YAML listing benchmarks, or a packaged one ('math': eval_math_suite.yaml)")
+    what.add_argument("--data-root", metavar="DIR", help="folder the suite's relative paths resolve against")
+    what.add_argument("--benchmarks", metavar="NAME,...", help="evaluate only these benchmarks of the suite")
+    what.add_argument("--prompt-column", help="column holding the problem in the --data files (default: detected)")
+    what.add_argument("--answer-column", help="column holding the reference answer in the --data files (default: detected)")
+    what.add_argument("--answer-from-solution", metavar="COLUMN",
+                      help="take the reference answer from the last \\boxed{} of this column of the --data files")
+    what.add_argument("--limit", type=int, help="only the first N examples of each benchmark")
+
+    prompt = parser.add_argument_group("prompt and scoring")
+    prompt.add_argument("--template", help="prompt template, str.format fields naming columns "
+                        "(default: the suite's, else '{prompt}')")
+    prompt.add_argument("--system-prompt", help="system prompt (default: the suite's, else none)")
+    prompt.add_argument("--chat-template", choices=("auto", "on", "off"),
+                        help="apply the tokenizer's chat template (default: the suite's, else auto)")
+    prompt.add_argument("--reward", help="reward name from apmpo.rewards (default: the suite's, else math_accuracy)")
+    prompt.add_argument("--correct-threshold", type=float,
+                        help="a sample is correct when its score is >= this (default 1.0)")
+
+    gen = parser.add_argument_group("sampling and metrics")
+    gen.add_argument("--n", type=int, help="samples per example (default 1)")
+    gen.add_argument("--k", help="comma-separated k values for pass@k, each <= n (default 1)")
+    gen.add_argument("--maj-k", help="comma-separated k values for maj@k (default: the k values above 1)")
+    gen.add_argument("--temperature", type=float, help="0 = greedy (default 0)")
+    gen.add_argument("--top-p", type=float, help="nucleus sampling threshold (default 1.0)")
+    gen.add_argument("--top-k", type=int, help="top-k sampling, 0 = off (default 0)")
+    gen.add_argument("--max-new-tokens", type=int, help="longest completion (default 1024)")
+    gen.add_argument("--max-prompt-tokens", type=int, help="refuse longer prompts (default: no limit)")
+    gen.add_argument("--batch-size", type=int, help="samples per generate call (default 16)")
+    gen.add_argument("--seed", type=int, help="base seed of the per-batch sampling seeds (default 0)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, metavar="DIR",
+                     help="output directory: records.jsonl, summary.json, run.json (an existing one is resumed)")
+    run.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    run.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16, float16 (default float32)")
+    run.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); "
+                     "on a shared or busy machine 1 can be many times faster than oversubscribed threads")
+    run.add_argument("--trust-remote-code", action="store_true", help="allow custom model code in HF directories")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The ``eval`` argument parser (a new one, or ``parser`` filled in)."""
+    if parser is None:
+        parser = argparse.ArgumentParser(
+            prog="apmpo eval", description=_DESCRIPTION, epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    _add_arguments(parser)
+    return parser
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``eval`` subcommand to the ``apmpo`` CLI (its handler is ``args.func(args)``)."""
+    parser = subparsers.add_parser(
+        "eval", help="Pass@k / maj@k evaluation on benchmark files", description=_DESCRIPTION,
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build_parser(parser)
+    parser.set_defaults(func=run, handler=run)
+    return parser
+
+
+class _UsageError(Exception):
+    """A bad input: printed as ``apmpo eval: error: ...`` with exit status 2."""
+
+
+def _settings(args, suite_defaults: dict):
+    from apmpo.eval.harness import EvalSettings
+
+    flags = {
+        "n": args.n, "k": args.k, "maj_k": args.maj_k, "temperature": args.temperature,
+        "top_p": args.top_p, "top_k": args.top_k, "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size, "seed": args.seed,
+    }
+    values = {name: value for name, value in suite_defaults.items()}
+    values.update({name: value for name, value in flags.items() if value is not None})
+    if args.limit is not None:
+        values["limit"] = args.limit
+    if args.max_prompt_tokens is not None:
+        values["max_prompt_tokens"] = args.max_prompt_tokens
+    if args.correct_threshold is not None:
+        values["correct_threshold"] = args.correct_threshold
+    try:
+        return EvalSettings(**values)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _benchmarks(args):
+    """(benchmark specs, suite or None) from --suite and --data."""
+    from apmpo.eval.suites import load_suite, parse_data_spec
+
+    suite = None
+    specs = []
+    if args.suite:
+        only = [n.strip() for n in args.benchmarks.split(",") if n.strip()] if args.benchmarks else None
+        suite = load_suite(args.suite, data_root=args.data_root, only=only)
+        specs.extend(suite.benchmarks)
+    elif args.benchmarks or args.data_root:
+        raise _UsageError("--benchmarks and --data-root apply to a --suite; give --suite or drop them")
+    for text in args.data:
+        spec = parse_data_spec(text)
+        spec.prompt_column = args.prompt_column
+        spec.answer_column = args.answer_column
+        if args.answer_from_solution:
+            spec.answer_from_solution = args.answer_from_solution
+        specs.append(spec)
+    if not specs:
+        raise _UsageError("nothing to evaluate: give --data PATH[:NAME] (repeatable) and/or --suite")
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise _UsageError(
+            f"two benchmarks are named {', '.join(duplicates)}; name them apart with --data PATH:NAME"
+        )
+    return specs, suite
+
+
+def _load(args, specs, suite, settings):
+    from apmpo.eval.harness import load_benchmark
+
+    chat = {"on": True, "off": False, "auto": "auto", None: None}[args.chat_template]
+    defaults = {
+        "template": args.template or (suite.template if suite else "{prompt}"),
+        "system_prompt": args.system_prompt if args.system_prompt is not None else (suite.system_prompt if suite else None),
+        "use_chat_template": chat if chat is not None else (suite.use_chat_template if suite else "auto"),
+        "reward": args.reward or (suite.reward if suite else "math_accuracy"),
+    }
+    loaded = []
+    for spec in specs:
+        if args.template:  # an explicit flag wins over a suite entry's own template
+            spec = dataclasses.replace(spec, template=None)
+        if args.system_prompt is not None:
+            spec = dataclasses.replace(spec, system_prompt=None)
+        if args.reward:
+            spec = dataclasses.replace(spec, reward=None)
+        loaded.append(load_benchmark(spec, limit=settings.limit, **defaults))
+    return loaded
+
+
+def run(args) -> int:
+    """Run ``apmpo eval`` for parsed arguments; returns the exit status."""
+    from apmpo.eval.harness import evaluate, format_table
+
+    try:
+        if args.threads is not None and args.threads < 1:
+            raise _UsageError(f"--threads must be >= 1, got {args.threads}")
+        specs, suite = _benchmarks(args)
+        settings = _settings(args, suite.generation if suite else {})
+        benchmarks = _load(args, specs, suite, settings)
+        _check_reward_names(benchmarks)
+    except (_UsageError, ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"apmpo eval: error: {exc}", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from apmpo.models import load_model_and_tokenizer
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model, tokenizer = load_model_and_tokenizer(
+            args.model, dtype=args.dtype, device=device, trust_remote_code=args.trust_remote_code,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"apmpo eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"[apmpo eval] {args.model} on {', '.join(f'{b.name} ({len(b.examples)})' for b in benchmarks)}; "
+        f"n={settings.n}, {'greedy' if settings.greedy else f'T={settings.temperature}, top_p={settings.top_p}'}, "
+        f"max_new_tokens={settings.max_new_tokens}, device={device}",
+        file=sys.stderr,
+    )
+    try:
+        result = evaluate(
+            model, tokenizer, benchmarks, settings, out_dir=args.out, model_name=args.model,
+            progress=not args.no_progress,
+            extra_summary={"suite": suite.source if suite else None, "command": _command(args)},
+        )
+    except ValueError as exc:
+        print(f"apmpo eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"apmpo eval: interrupted; finished batches are saved in {args.out}: run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    print(format_table(result.summary))
+    out = Path(args.out)
+    print(f"records: {out / 'records.jsonl'}\nsummary: {out / 'summary.json'}")
+    return 0
+
+
+def _command(args) -> str | None:
+    """The command line of this run, for the summary (None when it is not known)."""
+    argv = getattr(args, "_argv", None)
+    if argv is None and sys.argv[1:2] == ["eval"]:  # run through the `apmpo` entry point
+        argv = sys.argv[2:]
+    return None if argv is None else "apmpo eval " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _check_reward_names(benchmarks) -> None:
+    from apmpo.eval.harness import resolve_reward
+
+    for b in benchmarks:
+        try:
+            resolve_reward(b.reward)
+        except ValueError as exc:
+            raise _UsageError(f"benchmark {b.name!r}: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: sys.argv[1:]) and run."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    return run(args)
