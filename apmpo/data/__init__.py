@@ -21,11 +21,16 @@ from apmpo.data.prompts import (
     validate_template,
 )
 from apmpo.data.tasks import BUILTIN_TASKS, TaskSpec, get_task, make_task_examples, problem_split
+from apmpo.data.sql import SQL_TASK, load_sql_examples
+
+# The SQL task lives in sql.py (it imports TaskSpec from tasks.py); registered here to avoid a cycle.
+BUILTIN_TASKS[SQL_TASK.name] = SQL_TASK
 
 __all__ = [
     "AnswerError",
     "BUILTIN_TASKS",
     "ExampleSet",
+    "SQL_TASK",
     "PromptFormat",
     "SkippedRow",
     "TaskSpec",
@@ -35,6 +40,7 @@ __all__ = [
     "get_task",
     "last_boxed",
     "load_examples",
+    "load_sql_examples",
     "make_task_examples",
     "normalize_answer",
     "problem_split",
