@@ -1,0 +1,79 @@
+"""The ``apmpo`` command line.
+
+Subcommands come from modules listed in ``SUBCOMMAND_MODULES``; each exposes
+``register(subparsers)`` adding its parsers, with ``func(args) -> int`` set as the
+default handler. A listed module that is not installed (yet) is skipped; any other
+import error is raised, so a broken module is never hidden.
+
+Errors a user can fix (a bad config, a missing file, a bad row) are printed as one
+``apmpo: error: ...`` message with exit status 2, not as a traceback (set
+``APMPO_DEBUG=1`` to get the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+__all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
+
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "apmpo.trainer.commands",  # train, demo, config show / validate
+    "apmpo.eval.cli",  # eval
+    "apmpo.eval.study_cli",  # study
+    "apmpo.bench.cli",  # bench
+)
+
+
+def _import_optional(name: str):
+    """Import ``name``; None if it (or a package above it) does not exist."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == name or name.startswith(missing + "."):
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand registered."""
+    from apmpo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="apmpo",
+        description="APMPO (Adaptive Power-Mean Policy Optimization, arXiv 2605.04066): RLVR training and evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"apmpo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        module = _import_optional(name)
+        if module is not None:
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("apmpo: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+        if os.environ.get("APMPO_DEBUG"):
+            raise
+        print(f"apmpo: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

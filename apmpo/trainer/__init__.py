@@ -1,0 +1,68 @@
+"""A single-machine RLVR trainer for Hugging Face causal LMs, with every objective of ``apmpo.LOSSES``.
+
+- :mod:`~apmpo.trainer.config`: the configuration tree (YAML + overrides + validation);
+- :mod:`~apmpo.trainer.rollout`: batched sampling with ``generate``;
+- :mod:`~apmpo.trainer.logprobs`: chunked completion log-probs (no full-vocabulary logits);
+- :mod:`~apmpo.trainer.loop`: the training loop, readable top to bottom;
+- :mod:`~apmpo.trainer.checkpoint`: atomic, resumable checkpoints;
+- :mod:`~apmpo.trainer.tracking`: metrics JSONL, TensorBoard, wandb, progress, samples, curves;
+- :mod:`~apmpo.trainer.demo`: ``apmpo demo``.
+
+Typical use::
+
+    from apmpo.trainer import load_config, train
+    result = train(load_config("my.yaml", ["optim.lr=1e-5"]))
+"""
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import (
+    AlgorithmConfig,
+    CheckpointConfig,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    LoggingConfig,
+    ModelConfig,
+    OptimConfig,
+    RewardConfig,
+    RolloutConfig,
+    TrainConfig,
+    apply_overrides,
+    dump_config_yaml,
+    load_config,
+    packaged_config,
+    validate_config,
+)
+from .logprobs import TokenLogProbs, completion_log_probs
+from .loop import TrainResult, train
+from .rollout import PromptBatch, Rollout, encode_prompts, generate_rollouts
+
+__all__ = [
+    "AlgorithmConfig",
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PromptBatch",
+    "RewardConfig",
+    "Rollout",
+    "RolloutConfig",
+    "TokenLogProbs",
+    "TrainConfig",
+    "TrainResult",
+    "apply_overrides",
+    "completion_log_probs",
+    "dump_config_yaml",
+    "encode_prompts",
+    "generate_rollouts",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_config",
+    "packaged_config",
+    "save_checkpoint",
+    "train",
+    "validate_config",
+]

@@ -1,0 +1,339 @@
+"""Sampling G completions per prompt with Hugging Face ``generate`` (KV cache, left padding).
+
+``encode_prompts`` tokenizes rendered prompts into a left-padded ``PromptBatch``;
+``generate_rollouts`` repeats each prompt G times, samples (or decodes greedily, for
+evaluation) in batches of ``batch_size`` sequences, and returns a ``Rollout``: prompt
+and completion token ids with their masks, a truncation flag per completion and the
+decoded texts. The completion mask covers the tokens up to and including the first EOS
+(pad may equal EOS, so it is built from EOS positions, never from pad ids); a
+completion without EOS within ``max_new_tokens`` is *truncated*.
+
+What the sampling pass produced is reused where it is exact: the training passes
+consume these very token ids, masks and positions (no re-tokenisation of decoded text,
+which does not round-trip). Its logits are not reused as old log-probs: the KV-cache
+kernels differ from the training forward pass in the last bits, and in the on-policy
+case (one update per rollout batch) the old log-probs are not needed at all.
+
+Sampling settings are passed in full on a clean ``GenerationConfig``: a model's own
+generation defaults (SmolLM2 ships temperature 0.2 / top_p 0.9, others a repetition
+penalty) never leak into RL sampling. Extra per-prompt model inputs (image tensors of a
+vision-language model) travel in ``PromptBatch.extras`` and are repeated with their
+prompt; ``collate_extras`` concatenates them along dim 0 for a batch of rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from .logprobs import position_ids_from_mask, unwrap_model
+
+__all__ = ["PromptBatch", "Rollout", "encode_prompts", "generate_rollouts", "collate_extras", "eos_token_ids"]
+
+
+@dataclass
+class PromptBatch:
+    """Tokenized prompts, left-padded."""
+
+    input_ids: torch.Tensor
+    """[B, P] prompt tokens, left-padded with the pad id."""
+    attention_mask: torch.Tensor
+    """[B, P] 1 on prompt tokens."""
+    texts: list[str]
+    """The rendered prompt strings."""
+    extras: list[dict[str, torch.Tensor]] | None = None
+    """Per-prompt extra model inputs (e.g. pixel_values, image_grid_thw), or None."""
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def collate_extras(extras: Sequence[dict[str, torch.Tensor]] | None) -> dict[str, torch.Tensor]:
+    """Concatenate per-row extra inputs along dim 0 (the layout Qwen2-VL and LLaVA-style models take)."""
+    if not extras:
+        return {}
+    keys = extras[0].keys()
+    return {k: torch.cat([e[k] for e in extras], dim=0) for k in keys}
+
+
+def encode_prompts(
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    add_special_tokens: bool = False,
+    max_prompt_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+) -> PromptBatch:
+    """Tokenize rendered prompts (left padding).
+
+    ``add_special_tokens`` should be False for prompts rendered by a chat template (the
+    template already holds BOS and role markers) and True for plain-text prompts.
+    A prompt longer than ``max_prompt_tokens`` is an error naming its index.
+    """
+    if not texts:
+        raise ValueError("encode_prompts: no prompts given")
+    enc = tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="left",
+                    add_special_tokens=add_special_tokens)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    lengths = mask.sum(-1)
+    if int(lengths.min()) == 0:
+        raise ValueError(f"prompt {int((lengths == 0).nonzero()[0])}: empty after tokenization")
+    if max_prompt_tokens is not None and int(lengths.max()) > max_prompt_tokens:
+        index = int((lengths > max_prompt_tokens).nonzero()[0])
+        raise ValueError(
+            f"prompt {index}: {int(lengths[index])} tokens, more than rollout.max_prompt_tokens={max_prompt_tokens}"
+        )
+    return PromptBatch(ids.to(device), mask.to(device), list(texts))
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a completion: the model's generation EOS id(s) and the tokenizer's."""
+    ids: list[int] = []
+    gen = getattr(unwrap_model(model), "generation_config", None)
+    for value in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if value is None:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if int(v) not in ids:
+                ids.append(int(v))
+    if not ids:
+        raise ValueError("neither the model's generation config nor the tokenizer defines an EOS token")
+    return ids
+
+
+@dataclass
+class Rollout:
+    """B x G sampled completions (rows of a group are contiguous)."""
+
+    prompt_ids: torch.Tensor
+    """[N, P] left-padded prompt tokens."""
+    prompt_mask: torch.Tensor
+    """[N, P] 1 on prompt tokens."""
+    completion_ids: torch.Tensor
+    """[N, T] completion tokens, padded after EOS."""
+    completion_mask: torch.Tensor
+    """[N, T] bool, True up to and including the first EOS."""
+    truncated: torch.Tensor
+    """[N] bool, True when the completion reached max_new_tokens without EOS."""
+    completions: list[str]
+    """Decoded completions (special tokens removed)."""
+    prompt_index: torch.Tensor
+    """[N] index of each row's prompt in the batch of prompts."""
+    extras: list[dict[str, torch.Tensor]] | None = None
+    """Per-row extra model inputs (repeated from the prompt), or None."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Timing and counts of the sampling pass (tokens, seconds)."""
+
+    def __len__(self) -> int:
+        return self.completion_ids.shape[0]
+
+    @property
+    def completion_lengths(self) -> torch.Tensor:
+        """[N] number of scored completion tokens per row."""
+        return self.completion_mask.sum(-1)
+
+    @property
+    def sequence_lengths(self) -> torch.Tensor:
+        """[N] prompt + completion tokens per row (for length sorting)."""
+        return self.prompt_mask.sum(-1) + self.completion_mask.sum(-1)
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> "Rollout":
+        """The rows ``index``, in that order (padding not yet trimmed)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        dev = self.completion_ids.device
+        i = idx.to(dev)
+        return Rollout(
+            self.prompt_ids[i], self.prompt_mask[i], self.completion_ids[i], self.completion_mask[i],
+            self.truncated[i], [self.completions[k] for k in idx.tolist()], self.prompt_index[i],
+            [self.extras[k] for k in idx.tolist()] if self.extras is not None else None, dict(self.meta),
+        )
+
+    def trimmed(self) -> "Rollout":
+        """The same rows without the all-padding columns (left of the prompts, right of the completions)."""
+        keep_p = self.prompt_mask.any(0).nonzero()
+        keep_c = self.completion_mask.any(0).nonzero()
+        p0 = int(keep_p[0]) if len(keep_p) else self.prompt_mask.shape[1] - 1
+        c1 = int(keep_c[-1]) + 1 if len(keep_c) else 1
+        return Rollout(
+            self.prompt_ids[:, p0:], self.prompt_mask[:, p0:], self.completion_ids[:, :c1], self.completion_mask[:, :c1],
+            self.truncated, self.completions, self.prompt_index, self.extras, dict(self.meta),
+        )
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Extra model inputs for these rows, collated."""
+        return collate_extras(self.extras)
+
+    @staticmethod
+    def concat(parts: Sequence["Rollout"], pad_id: int) -> "Rollout":
+        """Stack rollouts row-wise, re-padding prompts (left) and completions (right) to common widths."""
+        if not parts:
+            raise ValueError("Rollout.concat: nothing to concatenate")
+        P = max(r.prompt_ids.shape[1] for r in parts)
+        T = max(r.completion_ids.shape[1] for r in parts)
+        offsets, total = [], 0
+        for r in parts:
+            offsets.append(total)
+            total += int(r.prompt_index.max()) + 1 if len(r) else 0
+        return Rollout(
+            torch.cat([_pad_left(r.prompt_ids, P, pad_id) for r in parts]),
+            torch.cat([_pad_left(r.prompt_mask, P, 0) for r in parts]),
+            torch.cat([_pad_right(r.completion_ids, T, pad_id) for r in parts]),
+            torch.cat([_pad_right(r.completion_mask, T, False) for r in parts]),
+            torch.cat([r.truncated for r in parts]),
+            [c for r in parts for c in r.completions],
+            torch.cat([r.prompt_index + off for r, off in zip(parts, offsets)]),
+            [e for r in parts for e in r.extras] if all(r.extras is not None for r in parts) else None,
+            _merge_meta([r.meta for r in parts]),
+        )
+
+
+def _merge_meta(metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in metas:
+        for k, v in m.items():
+            out[k] = out.get(k, 0) + v if isinstance(v, (int, float)) else v
+    return out
+
+
+def _pad_left(t: torch.Tensor, width: int, value: Any) -> torch.Tensor:
+    if t.shape[1] == width:
+        return t
+    pad = torch.full((t.shape[0], width - t.shape[1]), value, dtype=t.dtype, device=t.device)
+    return torch.cat([pad, t], dim=1)
+
+
+def _pad_right(t: torch.Tensor, width: int, value: Any) -> torch.Tensor:
+    if t.shape[1] == width:
+        return t
+    pad = torch.full((t.shape[0], width - t.shape[1]), value, dtype=t.dtype, device=t.device)
+    return torch.cat([t, pad], dim=1)
+
+
+@contextlib.contextmanager
+def _clean_generation_config(model: Any, **settings: Any) -> Iterator[Any]:
+    """Temporarily give the model a generation config holding only ``settings``."""
+    from transformers import GenerationConfig
+
+    inner = unwrap_model(model)
+    saved = inner.generation_config
+    inner.generation_config = GenerationConfig(**settings)
+    try:
+        yield inner.generation_config
+    finally:
+        inner.generation_config = saved
+
+
+def completion_mask_from_eos(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """([N, T] mask up to and including the first EOS, [N] truncated = no EOS in the row)."""
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))  # [N, T]
+    eos_seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0                                 # [N, T]
+    mask = ~eos_seen_before
+    truncated = ~is_eos.any(-1)
+    return mask, truncated
+
+
+@torch.no_grad()
+def generate_rollouts(
+    model: Any,
+    tokenizer: Any,
+    prompts: PromptBatch,
+    *,
+    num_samples: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    do_sample: bool = True,
+    batch_size: int = 0,
+    share_prefill: bool = True,
+) -> Rollout:
+    """Sample ``num_samples`` completions for each prompt (greedy when ``do_sample`` is False).
+
+    Rows are ordered prompt by prompt: rows [i*G, (i+1)*G) belong to prompt i.
+    ``batch_size`` bounds the sequences per ``generate`` call (0: all at once; whole
+    groups per call); each call drops the padding columns its own rows do not need.
+    ``share_prefill``: run each prompt through the model once and copy its KV cache to
+    its G samples, instead of processing the same prompt G times (text-only inputs).
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples: must be >= 1, got {num_samples}")
+    eos_ids = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    settings: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=eos_ids, pad_token_id=pad_id,
+        num_beams=1, use_cache=True,
+    )
+    if do_sample:
+        settings.update(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
+    device = next(unwrap_model(model).parameters()).device
+    n_prompts, G = len(prompts), num_samples
+    order = torch.arange(n_prompts).repeat_interleave(G)                              # [N] prompt of each row
+    per_call = max(1, batch_size // G) if batch_size and batch_size > 0 else n_prompts  # prompts per generate call
+    share = share_prefill and G > 1 and prompts.extras is None
+
+    was_training = model.training
+    model.eval()
+    parts_ids, parts_mask, parts_comp = [], [], []
+    start_time = time.perf_counter()
+    try:
+        with _clean_generation_config(model, **settings) as gen_config:
+            for start in range(0, n_prompts, per_call):
+                ids = prompts.input_ids[start : start + per_call].to(device)           # [b, P]
+                mask = prompts.attention_mask[start : start + per_call].to(device)
+                first = int(mask.any(0).nonzero()[0])                                # drop shared left padding
+                ids, mask = ids[:, first:], mask[:, first:]
+                extra: dict[str, Any] = {}
+                if prompts.extras is not None:
+                    extra = collate_extras([prompts.extras[k] for k in range(start, start + len(ids)) for _ in range(G)])
+                rows_ids, rows_mask = ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # [b*G, P]
+                if share and ids.shape[1] > 1:
+                    extra[_cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
+                out = model.generate(input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra)
+                parts_ids.append(rows_ids)
+                parts_mask.append(rows_mask)
+                parts_comp.append(out[:, rows_ids.shape[1]:])                        # [b*G, T_k]
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start_time
+
+    P = max(t.shape[1] for t in parts_ids)
+    T = max(max(t.shape[1] for t in parts_comp), 1)
+    prompt_ids = torch.cat([_pad_left(t, P, pad_id) for t in parts_ids])              # [N, P]
+    prompt_mask = torch.cat([_pad_left(t, P, 0) for t in parts_mask])
+    completion_ids = torch.cat([_pad_right(t, T, pad_id) for t in parts_comp])        # [N, T]
+    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
+    texts = tokenizer.batch_decode(
+        [row[m].tolist() for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
+    )
+    generated = int(completion_mask.sum())
+    extras_rows = [prompts.extras[k] for k in order.tolist()] if prompts.extras is not None else None
+    return Rollout(
+        prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts, order.to(device),
+        extras_rows, {"generated_tokens": generated, "generation_seconds": seconds},
+    )
+
+
+def _shared_prefix_cache(model: Any, ids: torch.Tensor, mask: torch.Tensor, copies: int) -> Any:
+    """KV cache of every prompt but its last token, computed once and repeated for its ``copies`` samples.
+
+    ``generate`` then only runs the last prompt token (with the positions it derives from
+    the attention mask, as here) before sampling.
+    """
+    prefix_mask = mask[:, :-1]
+    out = model(input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids_from_mask(prefix_mask),
+                use_cache=True)
+    cache = out[_cache_argument(model)]
+    cache.batch_repeat_interleave(copies)
+    return cache
+
+
+def _cache_argument(model: Any) -> str:
+    """The name of the KV-cache argument/output: "cache" (transformers 5) or "past_key_values" (4.x)."""
+    import inspect
+
+    params = inspect.signature(unwrap_model(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"

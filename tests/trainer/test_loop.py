@@ -1,0 +1,207 @@
+"""The training loop on a tiny random model: every objective, learning, resume, accumulation, settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from apmpo import LOSSES
+from apmpo.trainer.checkpoint import latest_checkpoint
+from apmpo.trainer.loop import train
+from apmpo.trainer.tracking import read_jsonl
+
+from .conftest import sevens, tiny_config
+
+
+def digit_fraction(completions, **columns):
+    """Fraction of digits: varies a lot between random completions, so every group has signal."""
+    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+
+
+REWARD = {"digits": digit_fraction}
+TIMING = {"step_seconds", "rollout_seconds", "generation_seconds", "train_seconds", "tokens_per_s", "train_tokens_per_s",
+          "gen_tokens_per_s", "peak_rss_gb", "seconds"}
+
+
+def _weights(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(latest_checkpoint(run_dir) / "model.safetensors"))
+
+
+def _train_records(run_dir):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_objective_trains(tmp_path, name):
+    params = ["algorithm.params.p=0.5"] if name == "pmpo" else []
+    config = tiny_config(tmp_path, f"algorithm.name={name}", "steps=2", "logging.sample_every=1", *params)
+    from apmpo.models import tiny_model
+
+    initial = tiny_model(seed=0)[0].state_dict()
+    result = train(config, reward_functions=REWARD)
+    assert result.steps == 2 and len(result.history) == 2
+    for metrics in result.history:
+        assert metrics["trained_rows"] > 0
+        for key in ("reward_mean", "accuracy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "entropy", "grad_norm", "loss"):
+            assert isinstance(metrics[key], float) and metrics[key] == metrics[key], key
+    final = _weights(result.run_dir)
+    changed = [k for k in final if not torch.equal(final[k], initial[k])]
+    assert changed, "no parameter moved"
+    samples = read_jsonl(result.run_dir / "samples.jsonl")
+    assert samples and {"prompt", "completion", "reward", "advantage", "answer"} <= set(samples[0])
+
+
+def test_reward_rises_on_a_trivial_reward(tmp_path):
+    config = tiny_config(tmp_path, "steps=24", "optim.lr=3e-3", "rollout.prompts_per_step=4", "rollout.group_size=8",
+                         "rollout.max_new_tokens=8", "logging.sample_every=0", "checkpoint.save_final=false")
+    result = train(config, reward_functions={"sevens": sevens})
+    rewards = [m["reward_mean"] for m in result.history]
+    assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.2, rewards
+    # APMPO's controllers follow the reward: p = exp(-0.8 mu_R) falls as the reward rises
+    assert result.history[-1]["p"] < result.history[0]["p"]
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    settings = ["steps=5", "checkpoint.every=2", "checkpoint.keep_last=3", "optim.lr_schedule=cosine",
+                "optim.warmup_steps=2", "algorithm.mini_batches=2", "algorithm.epochs=2", "algorithm.beta=0.01",
+                "logging.sample_every=1"]
+    straight = train(tiny_config(tmp_path / "a", *settings), reward_functions=REWARD)
+
+    calls = {"n": 0}
+
+    def interrupted(completions, **columns):
+        calls["n"] += 1
+        if calls["n"] == 4:  # during step 4, after the step-2 checkpoint (and step 3)
+            raise KeyboardInterrupt
+        return digit_fraction(completions)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "b", *settings), reward_functions={"digits": interrupted})
+    run_b = tmp_path / "b" / "run"
+    assert latest_checkpoint(run_b).name == "step-000002"
+    resumed = train(tiny_config(tmp_path / "b", *settings), resume=True, reward_functions=REWARD)
+    assert resumed.steps == 5
+
+    a, b = _train_records(straight.run_dir), _train_records(run_b)
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5]  # the interrupted step 3 was replaced, not duplicated
+    assert a == b
+    wa, wb = _weights(straight.run_dir), _weights(run_b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    state = json.loads((latest_checkpoint(run_b) / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["controller_history"]] == [1, 2, 3, 4, 5]
+    assert read_jsonl(run_b / "samples.jsonl") == read_jsonl(straight.run_dir / "samples.jsonl")
+
+
+@pytest.mark.parametrize("name, beta", [("apmpo", 0.05), ("dapo", 0.0)])
+def test_gradient_accumulation_equals_the_full_batch(tmp_path, name, beta):
+    # adam_eps far above |g| makes AdamW's first update lr * g / adam_eps: the weights move by the gradient itself
+    common = [f"algorithm.name={name}", f"algorithm.beta={beta}", "steps=1", "rollout.prompts_per_step=3",
+              "rollout.group_size=4", "optim.max_grad_norm=0", "optim.lr=1e4", "optim.adam_eps=1e4",
+              "optim.logprob_chunk_size=5"]
+    full = train(tiny_config(tmp_path / "full", *common, "optim.micro_batch_size=12"), reward_functions=REWARD)
+    micro = train(tiny_config(tmp_path / "micro", *common, "optim.micro_batch_size=1"), reward_functions=REWARD)
+    assert full.history[0]["trained_rows"] > 1
+    assert abs(full.history[0]["grad_norm"] - micro.history[0]["grad_norm"]) < 1e-5 * full.history[0]["grad_norm"]
+    wf, wm = _weights(full.run_dir), _weights(micro.run_dir)
+    for k in wf:
+        torch.testing.assert_close(wf[k], wm[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_skipping_zero_advantage_rows_is_exact(tmp_path):
+    def half(completions, **columns):  # one group with signal, one group all zero
+        return [digit_fraction([c])[0] if i < 4 else 0.0 for i, c in enumerate(completions)]
+
+    common = ["steps=1", "rollout.prompts_per_step=2", "rollout.group_size=4", "optim.lr=1e4", "optim.adam_eps=1e4",
+              "optim.max_grad_norm=0"]
+    skip = train(tiny_config(tmp_path / "s", *common), reward_functions={"r": half})
+    full = train(tiny_config(tmp_path / "f", *common, "optim.skip_zero_advantage=false"), reward_functions={"r": half})
+    assert skip.history[0]["trained_rows"] == 4 and full.history[0]["trained_rows"] == 8
+    ws, wf = _weights(skip.run_dir), _weights(full.run_dir)
+    for k in ws:
+        torch.testing.assert_close(ws[k], wf[k], rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_dynamic_sampling_and_truncation_masking(tmp_path):
+    def all_zero(completions, **columns):
+        return [0.0] * len(completions)
+
+    result = train(tiny_config(tmp_path / "z", "steps=2", "algorithm.name=dapo", "algorithm.dynamic_sampling=true",
+                               "algorithm.max_sampling_rounds=2"), reward_functions={"zero": all_zero})
+    assert [m["groups_kept"] for m in result.history] == [0, 0]
+    assert [m["sampling_rounds"] for m in result.history] == [2, 2]
+    assert result.history[-1]["prompts_consumed"] == 8  # 2 steps x 2 rounds x 2 prompts
+
+    result = train(tiny_config(tmp_path / "d", "steps=2", "algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=3"),
+                   reward_functions=REWARD)
+    assert all(m["groups_kept"] == 2 and m["adv_zero_frac"] == 0.0 for m in result.history)
+
+    def first_group_only(completions, **columns):  # the second group of each round is all zero
+        return [digit_fraction([c])[0] if i < 4 else 0.0 for i, c in enumerate(completions)]
+
+    result = train(tiny_config(tmp_path / "s", "steps=2", "algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=1",
+                               "algorithm.mini_batches=2", "rollout.group_size=4"),
+                   reward_functions={"first": first_group_only})
+    for m in result.history:  # a short batch of one group, split into two mini-batches, every row with signal trained
+        assert m["groups_kept"] == 1 and m["trained_rows"] == round(4 * (1 - m["adv_zero_frac"])) > 0
+
+    result = train(tiny_config(tmp_path / "t", "steps=1", "algorithm.mask_truncated=true", "rollout.max_new_tokens=2"),
+                   reward_functions=REWARD)
+    assert result.history[0]["truncated_frac"] == 1.0 and result.history[0]["trained_rows"] == 0
+    assert result.history[0]["train_tokens"] == 0 and result.history[0]["grad_norm"] == 0.0
+
+
+def test_overlong_penalty_is_added(tmp_path):
+    pytest.importorskip("apmpo.rewards")
+    result = train(tiny_config(tmp_path, "steps=1", "algorithm.name=grpo", "rollout.max_new_tokens=4",
+                               "algorithm.overlong_buffer=2", "algorithm.overlong_penalty=0.5"),
+                   reward_functions=REWARD)
+    m = result.history[0]
+    assert m["reward/overlong_penalty"] < 0
+    assert abs(m["reward_mean"] - (m["reward/digits"] + 0.5 * m["reward/overlong_penalty"])) < 1e-6
+
+
+def test_group_scope_statistics(tmp_path):
+    result = train(tiny_config(tmp_path, "steps=1", "algorithm.reward_stats_scope=group"), reward_functions=REWARD)
+    assert 0 < result.history[0]["p"] <= 1
+
+
+def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
+    def big(completions, **columns):
+        return [1.5 + x for x in digit_fraction(completions)]
+
+    with pytest.raises(ValueError, match=r"outside algorithm.reward_range \[0.0, 1.0\].*reward_range=\[-1,1\]"):
+        train(tiny_config(tmp_path / "a", "steps=1"), reward_functions={"big": big})
+    result = train(tiny_config(tmp_path / "b", "steps=1", "algorithm.reward_range=[0, 3]"), reward_functions={"big": big})
+    assert result.history[0]["trained_rows"] > 0
+
+
+def test_run_directory_errors(tmp_path):
+    config = tiny_config(tmp_path, "steps=1")
+    with pytest.raises(ValueError, match="no complete checkpoint to resume from"):
+        train(config, resume=True, reward_functions=REWARD)
+    train(config, reward_functions=REWARD)
+    with pytest.raises(ValueError, match="already exists; use --resume"):
+        train(config, reward_functions=REWARD)
+
+
+def test_bad_data_row_is_reported_with_file_and_line(tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "1+1", "answer": "2"}\n{"prompt": "2+2"}\n')
+    config = tiny_config(tmp_path, "steps=1", f"data.train={data}", "data.eval=null", "reward.functions={digits: 1}")
+    with pytest.raises(ValueError, match=rf"{data}.*line 2.*answer"):
+        train(config, reward_functions=REWARD)
+    config = tiny_config(tmp_path, "steps=1", f"data.train={data}", "data.eval=null", "data.on_bad_row=skip",
+                         "reward.functions={digits: 1}", "logging.run_name=skip")
+    assert train(config, reward_functions=REWARD).steps == 1
+
+
+def test_lora_reference_by_disabling_the_adapter(tmp_path):
+    pytest.importorskip("peft")
+    result = train(tiny_config(tmp_path, "steps=2", "algorithm.beta=0.1", "model.lora={r: 4, alpha: 8, dropout: 0.0}"),
+                   reward_functions=REWARD)
+    assert result.history[-1]["kl"] >= 0
+    assert (latest_checkpoint(result.run_dir) / "adapter_model.safetensors").is_file()
