@@ -16,7 +16,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 

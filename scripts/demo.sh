@@ -7,8 +7,9 @@
 # Extra arguments go to `apmpo demo` (e.g. --steps 10, optim.lr=1e-5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# OpenMP threads that spin while waiting collapse (10-40x slower steps, measured) when
-# anything else uses the CPU; passive waiting costs nothing measurable when it is idle.
+# OpenMP threads that spin while waiting collapse when anything else uses the CPU (an
+# AdamW step measured 20-40x slower on this 2-core machine under load); passive waiting
+# costs about 10% when the CPU is free (docs/training.md). Set OMP_WAIT_POLICY to override.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 bash scripts/setup_env.sh
 exec .venv/bin/apmpo demo "$@"

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 MARK="not slow"
 if [ "${APMPO_SLOW:-0}" = "1" ]; then MARK=""; fi
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 exec .venv/bin/python -m pytest -q ${MARK:+-m "$MARK"} "$@"

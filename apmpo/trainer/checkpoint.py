@@ -38,13 +38,13 @@ from .logprobs import unwrap_model
 __all__ = [
     "CHECKPOINT_DIR",
     "COMPLETE_MARKER",
-    "save_checkpoint",
-    "load_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
-    "rng_state",
-    "set_rng_state",
+    "load_checkpoint",
     "load_model_weights",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
 ]
 
 CHECKPOINT_DIR = "checkpoints"

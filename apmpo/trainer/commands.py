@@ -9,7 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PACKAGED_CONFIGS, ConfigError, TrainConfig, dump_config_yaml, load_config, packaged_config, validate_config
+from .config import (
+    ConfigError,
+    TrainConfig,
+    dump_config_yaml,
+    load_config,
+    packaged_config,
+    packaged_config_names,
+    validate_config,
+)
 
 __all__ = ["register", "resolve_config_path"]
 
@@ -17,14 +25,14 @@ _OVERRIDES_HELP = "overrides section.field=value, e.g. optim.lr=1e-5 algorithm.n
 
 
 def resolve_config_path(name: str) -> Path:
-    """A config file path, or the name of a packaged config (cpu_demo.yaml, paper_math_gpu.yaml, tiny_test.yaml)."""
+    """A config file path, or the name of a config shipped in apmpo/configs (e.g. cpu_demo.yaml)."""
     path = Path(name).expanduser()
     if path.exists():
         return path
     stem = path.name.removesuffix(".yaml")
-    if str(path) == path.name and f"{stem}.yaml" in PACKAGED_CONFIGS:
+    if str(path) == path.name and f"{stem}.yaml" in packaged_config_names():
         return packaged_config(stem)
-    raise ConfigError(f"{name}: no such config file (packaged configs: {', '.join(PACKAGED_CONFIGS)})")
+    raise ConfigError(f"{name}: no such config file (packaged configs: {', '.join(packaged_config_names())})")
 
 
 def _load(config: str | None, overrides: list[str]) -> TrainConfig:
@@ -43,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
 def _result_text(result) -> str:
     lines = [f"run directory: {result.run_dir}"]
     if result.eval_before is not None or result.eval_after is not None:
-        fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
         lines.append(f"held-out accuracy: before {fmt(result.eval_before)} -> after {fmt(result.eval_after)}")
     if result.checkpoint is not None:
         lines.append(f"checkpoint: {result.checkpoint}")
@@ -77,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model with APMPO or a baseline",
         description="Train as configured by CONFIG (a YAML file or a packaged config name) and overrides.",
     )
-    p.add_argument("config", metavar="CONFIG", help=f"YAML config file, or a packaged one: {', '.join(PACKAGED_CONFIGS)}")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file, or the name of a packaged one (cpu_demo.yaml, "
+                   "paper_math_gpu.yaml, tiny_test.yaml, ...: see `apmpo config show --help`)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                    help="continue from the latest complete checkpoint of RUN_DIR (default: output_dir/run_name)")
@@ -100,7 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="config_command", metavar="ACTION")
     s = sub.add_parser("show", help="print a config (default: the built-in defaults) as commented YAML",
                        description="Print CONFIG (or the defaults) with overrides applied, each field with its documentation.")
-    s.add_argument("config", nargs="?", metavar="CONFIG", help="YAML config file or packaged config name")
+    s.add_argument("config", nargs="?", metavar="CONFIG",
+                   help=f"YAML config file or packaged config name ({', '.join(packaged_config_names())})")
     s.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
     s.add_argument("--plain", action="store_true", help="no comments")
     s.set_defaults(func=_config_show)

@@ -37,28 +37,29 @@ from typing import Any, Union
 import yaml
 
 __all__ = [
+    "LR_SCHEDULES",
+    "PACKAGED_CONFIGS",
+    "TRAINER_PROVIDED_PARAMS",
+    "AlgorithmConfig",
+    "CheckpointConfig",
     "ConfigError",
-    "ModelConfig",
     "DataConfig",
+    "EvalConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimConfig",
     "RewardConfig",
     "RolloutConfig",
-    "AlgorithmConfig",
-    "OptimConfig",
-    "LoggingConfig",
-    "CheckpointConfig",
-    "EvalConfig",
     "TrainConfig",
-    "LR_SCHEDULES",
-    "TRAINER_PROVIDED_PARAMS",
-    "load_config",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "apply_overrides",
-    "validate_config",
-    "field_docs",
     "dump_config_yaml",
+    "field_docs",
+    "load_config",
     "packaged_config",
-    "PACKAGED_CONFIGS",
+    "packaged_config_names",
+    "validate_config",
 ]
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -465,7 +466,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         if not p.is_file():
             hint = ""
             if not p.exists() and Path(source).name == source:
-                hint = f" (packaged configs: {', '.join(PACKAGED_CONFIGS)})"
+                hint = f" (packaged configs: {', '.join(packaged_config_names())})"
             raise ConfigError(f"{source}: no such config file{hint}")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
@@ -785,13 +786,20 @@ def dump_config_yaml(config: Any, *, comments: bool = True) -> str:
 # --------------------------------------------------------------------------- packaged configs
 
 PACKAGED_CONFIGS = ("cpu_demo.yaml", "paper_math_gpu.yaml", "tiny_test.yaml")
-"""Config files shipped inside the package (apmpo/configs/)."""
+"""The trainer's own configs shipped in apmpo/configs/ (other areas add theirs beside them)."""
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def packaged_config_names() -> list[str]:
+    """Every YAML file shipped in apmpo/configs/."""
+    return sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def packaged_config(name: str) -> Path:
     """Path of a packaged config by file name (with or without .yaml)."""
     file = name if name.endswith(".yaml") else f"{name}.yaml"
-    path = Path(__file__).resolve().parent.parent / "configs" / file
+    path = CONFIG_DIR / file
     if not path.is_file():
-        raise ConfigError(f"no packaged config {name!r}; available: {', '.join(PACKAGED_CONFIGS)}")
+        raise ConfigError(f"no packaged config {name!r}; available: {', '.join(packaged_config_names())}")
     return path

@@ -16,7 +16,7 @@ import time
 
 from .config import load_config, packaged_config
 
-__all__ = ["run_demo", "DEMO_CONFIG"]
+__all__ = ["DEMO_CONFIG", "run_demo"]
 
 DEMO_CONFIG = "cpu_demo.yaml"
 
@@ -44,7 +44,7 @@ def run_demo(overrides: list[str] | None = None, *, output_dir: str | None = Non
     result = train(config)
     minutes = (time.perf_counter() - t0) / 60
     before, after = result.eval_before, result.eval_after
-    print("", file=out)
+    print(file=out)
     print("=" * 64, file=out)
     if before is not None and after is not None:
         print(f"held-out accuracy (greedy, {config.eval.max_examples} problems): "

@@ -43,9 +43,10 @@ import math
 import resource
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -70,7 +71,7 @@ from .setup import (
 )
 from .tracking import MetricsWriter, ProgressBar, append_jsonl, atomic_write_text, plot_curves
 
-__all__ = ["train", "TrainResult", "StepBatch", "sample_batch", "evaluate_model", "run_directory"]
+__all__ = ["StepBatch", "TrainResult", "evaluate_model", "run_directory", "sample_batch", "sample_round", "train"]
 
 
 @dataclass
@@ -95,81 +96,85 @@ class TrainResult:
 
 @dataclass
 class StepBatch:
-    """A rollout batch with everything the update needs."""
+    """A scored rollout batch."""
 
     rollout: Rollout
-    """Prompts and completions, B' x G rows (B' <= B with dynamic sampling)."""
+    """Prompts and completions, groups of G contiguous rows."""
     rewards: torch.Tensor
-    """[N] total (shaped) reward of each completion."""
+    """[N] total (shaped) reward of each completion (CPU)."""
     rows: list[dict[str, Any]]
     """[N] the example each completion answers."""
     scores: dict[str, list[float]]
     """Per reward function, its [N] scores."""
-    sampled: dict[str, float]
-    """Statistics over everything sampled in the step (before dynamic-sampling filtering)."""
+
+    def select(self, index: list[int]) -> StepBatch:
+        """The rows ``index``, in that order."""
+        return StepBatch(self.rollout.select(index), self.rewards[index], [self.rows[i] for i in index],
+                         {k: [v[i] for i in index] for k, v in self.scores.items()})
+
+    @staticmethod
+    def concat(parts: list[StepBatch], pad_id: int) -> StepBatch:
+        """Row-wise concatenation (re-padding prompts and completions)."""
+        return StepBatch(Rollout.concat([p.rollout for p in parts], pad_id), torch.cat([p.rewards for p in parts]),
+                         [r for p in parts for r in p.rows],
+                         {k: [v for p in parts for v in p.scores[k]] for k in parts[0].scores})
 
 
 # --------------------------------------------------------------------------- rollout + reward
 
 
-def sample_batch(model, tokenizer, data: TrainData, sampler: PromptSampler, rewards: RewardFunctions,
+def sample_round(model, tokenizer, data: TrainData, indices: list[int], rewards: RewardFunctions,
                  config: TrainConfig, device: torch.device) -> StepBatch:
-    """Steps 1-2: B prompts x G samples, scored; DAPO dynamic sampling refills zero-variance groups."""
+    """G samples for each of the prompts ``indices``, scored (TRL's reward contract)."""
+    ro = config.rollout
+    prompts = [data.train_prompts[i] for i in indices]
+    batch = encode_prompts(tokenizer, prompts, add_special_tokens=data.add_special_tokens,
+                           max_prompt_tokens=ro.max_prompt_tokens, device=device)
+    rollout = generate_rollouts(model, tokenizer, batch, num_samples=ro.group_size, max_new_tokens=ro.max_new_tokens,
+                                temperature=ro.temperature, top_p=ro.top_p, top_k=ro.top_k,
+                                batch_size=ro.generation_batch_size, share_prefill=ro.share_prefill)
+    which = rollout.prompt_index.tolist()                                               # [N] prompt of each row
+    completion_ids = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)]
+    total, scores = rewards.score(rollout.completions, [data.train[indices[k]] for k in which],
+                                  prompts=[prompts[k] for k in which], completion_ids=completion_ids)
+    return StepBatch(rollout, total, [data.train[indices[k]] for k in which], scores)
+
+
+def sample_batch(model, tokenizer, data: TrainData, sampler: PromptSampler, rewards: RewardFunctions,
+                 config: TrainConfig, device: torch.device) -> tuple[StepBatch | None, dict[str, float]]:
+    """Steps 1-2: B prompts x G samples, scored; DAPO's dynamic sampling keeps only groups whose
+    rewards differ and samples more prompts (up to max_sampling_rounds) until B groups are kept.
+
+    Returns the training batch (None if no group was kept) and statistics over everything sampled.
+    """
     ro, al = config.rollout, config.algorithm
     B, G = ro.prompts_per_step, ro.group_size
-    rounds = al.max_sampling_rounds if al.dynamic_sampling else 1
-    kept: list[tuple[Rollout, torch.Tensor, list[dict], dict[str, list[float]]]] = []
-    n_kept = 0
-    verifier, correct, lengths, truncated, gen_tokens, gen_seconds, used = rewards.names[0], [], [], [], 0, 0.0, 0
-    for _ in range(rounds):
-        used += 1
-        indices = sampler.take(B)
-        prompts = encode_prompts(tokenizer, [data.train_prompts[i] for i in indices],
-                                 add_special_tokens=data.add_special_tokens, max_prompt_tokens=ro.max_prompt_tokens,
-                                 device=device)
-        rollout = generate_rollouts(model, tokenizer, prompts, num_samples=G, max_new_tokens=ro.max_new_tokens,
-                                    temperature=ro.temperature, top_p=ro.top_p, top_k=ro.top_k,
-                                    batch_size=ro.generation_batch_size, share_prefill=ro.share_prefill)
-        rows = [data.train[indices[k]] for k in rollout.prompt_index.tolist()]
-        completion_ids = [ids[mask].tolist() for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)]
-        reward, scores = rewards.score(rollout.completions, rows, completion_ids=completion_ids,
-                                       prompts=[data.train_prompts[indices[k]] for k in rollout.prompt_index.tolist()])
-        correct += scores[verifier]
-        lengths += rollout.completion_lengths.tolist()
-        truncated += rollout.truncated.tolist()
-        gen_tokens += rollout.meta["generated_tokens"]
-        gen_seconds += rollout.meta["generation_seconds"]
+    kept: list[StepBatch] = []
+    seen: list[StepBatch] = []
+    for _ in range(al.max_sampling_rounds if al.dynamic_sampling else 1):
+        batch = sample_round(model, tokenizer, data, sampler.take(B), rewards, config, device)
+        seen.append(batch)
         if al.dynamic_sampling:
-            grouped = reward.view(-1, G)                                                # [B, G]
+            grouped = batch.rewards.view(-1, G)                                        # [B, G]
             informative = (grouped.amax(1) > grouped.amin(1)).nonzero()[:, 0].tolist()
-            informative = informative[: B - n_kept]
-            rows_keep = [g * G + j for g in informative for j in range(G)]
-            if rows_keep:
-                kept.append((rollout.select(rows_keep), reward[rows_keep], [rows[i] for i in rows_keep],
-                             {k: [v[i] for i in rows_keep] for k, v in scores.items()}))
-            n_kept += len(informative)
-        else:
-            kept.append((rollout, reward, rows, scores))
-            n_kept += B
-        if n_kept >= B:
+            missing = B - sum(len(k.rows) for k in kept) // G
+            batch = batch.select([g * G + j for g in informative[:missing] for j in range(G)])
+        if batch.rows:
+            kept.append(batch)
+        if sum(len(k.rows) for k in kept) >= B * G:
             break
+    verifier = rewards.names[0]
+    everything = [(s, r) for b in seen for s, r in zip(b.scores[verifier], b.rollout.completion_lengths.tolist())]
     sampled = {
-        "accuracy": sum(correct) / len(correct),
-        "response_length": sum(lengths) / len(lengths),
-        "truncated_frac": sum(truncated) / len(truncated),
-        "sampling_rounds": used,
-        "groups_kept": n_kept,
-        "generated_tokens": gen_tokens,
-        "generation_seconds": gen_seconds,
+        "accuracy": sum(s for s, _ in everything) / len(everything),
+        "response_length": sum(n for _, n in everything) / len(everything),
+        "truncated_frac": sum(float(b.rollout.truncated.sum()) for b in seen) / len(everything),
+        "sampling_rounds": len(seen),
+        "groups_kept": sum(len(k.rows) for k in kept) // G,
+        "generated_tokens": sum(b.rollout.meta["generated_tokens"] for b in seen),
+        "generation_seconds": sum(b.rollout.meta["generation_seconds"] for b in seen),
     }
-    if not kept:
-        ids = torch.zeros(0, 1, dtype=torch.long, device=device)
-        empty = Rollout(ids, ids, ids, ids.bool(), torch.zeros(0, dtype=torch.bool, device=device), [], ids[:, 0])
-        return StepBatch(empty, torch.zeros(0), [], {}, sampled)
-    pad_id = tokenizer.pad_token_id
-    rollout = Rollout.concat([k[0] for k in kept], pad_id)
-    scores = {name: [s for k in kept for s in k[3][name]] for name in kept[0][3]}
-    return StepBatch(rollout, torch.cat([k[1] for k in kept]), [r for k in kept for r in k[2]], scores, sampled)
+    return (StepBatch.concat(kept, tokenizer.pad_token_id) if kept else None), sampled
 
 
 # --------------------------------------------------------------------------- passes
@@ -352,16 +357,15 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             t_step = time.perf_counter()
 
             # 1-2. prompts -> G samples each -> rewards (DAPO: keep groups whose rewards differ)
-            batch = sample_batch(model, tokenizer, data, sampler, rewards, config, device)
-            rollout, rewards_t = batch.rollout, batch.rewards.to(device)                     # [N]
-            N = len(rollout)
+            batch, sampled = sample_batch(model, tokenizer, data, sampler, rewards, config, device)
             t_gen = time.perf_counter() - t_step
-            metrics: dict[str, Any] = dict(batch.sampled)
-            for name, values in batch.scores.items():
-                metrics[f"reward/{name}"] = sum(values) / len(values)
-
+            metrics: dict[str, Any] = dict(sampled)
             updates: list[dict[str, float]] = []
+            N = len(batch.rows) if batch is not None else 0
             if N:
+                rollout, rewards_t = batch.rollout, batch.rewards.to(device)                 # [N]
+                for name, values in batch.scores.items():
+                    metrics[f"reward/{name}"] = sum(values) / len(values)
                 # 3. advantages A_i, one per response, shared by its tokens
                 advantages = group_advantages(rewards_t, G, normalize=al.advantage_normalization,
                                               delta=al.advantage_delta)                     # [N]
@@ -469,7 +473,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 lr=scheduler.get_last_lr()[0], step_seconds=step_seconds, rollout_seconds=t_gen,
                 train_seconds=step_seconds - t_gen, tokens_per_s=seq_tokens / step_seconds,
                 train_tokens_per_s=metrics.get("forward_tokens", 0) / max(step_seconds - t_gen, 1e-9),
-                gen_tokens_per_s=batch.sampled["generated_tokens"] / max(batch.sampled["generation_seconds"], 1e-9),
+                gen_tokens_per_s=sampled["generated_tokens"] / max(sampled["generation_seconds"], 1e-9),
                 prompts_consumed=sampler.position, peak_rss_gb=_peak_rss_gb(),
             )
             if device.type == "cuda":
@@ -490,7 +494,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                              "s/step": step_seconds})
 
             # 9. periodic evaluation and checkpoint
-            if config.eval.every and step % config.eval.every == 0 and step != config.steps:
+            if config.eval.every and step % config.eval.every == 0 and not (step == config.steps and config.eval.at_end):
                 run_eval(step)
             if (config.checkpoint.every and step % config.checkpoint.every == 0) or (
                     step == config.steps and config.checkpoint.save_final):

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from .logprobs import position_ids_from_mask, unwrap_model
 
-__all__ = ["PromptBatch", "Rollout", "encode_prompts", "generate_rollouts", "collate_extras", "eos_token_ids"]
+__all__ = ["PromptBatch", "Rollout", "collate_extras", "encode_prompts", "eos_token_ids", "generate_rollouts"]
 
 
 @dataclass
@@ -141,7 +142,7 @@ class Rollout:
         """[N] prompt + completion tokens per row (for length sorting)."""
         return self.prompt_mask.sum(-1) + self.completion_mask.sum(-1)
 
-    def select(self, index: torch.Tensor | Sequence[int]) -> "Rollout":
+    def select(self, index: torch.Tensor | Sequence[int]) -> Rollout:
         """The rows ``index``, in that order (padding not yet trimmed)."""
         idx = torch.as_tensor(index, dtype=torch.long)
         dev = self.completion_ids.device
@@ -152,7 +153,7 @@ class Rollout:
             [self.extras[k] for k in idx.tolist()] if self.extras is not None else None, dict(self.meta),
         )
 
-    def trimmed(self) -> "Rollout":
+    def trimmed(self) -> Rollout:
         """The same rows without the all-padding columns (left of the prompts, right of the completions)."""
         keep_p = self.prompt_mask.any(0).nonzero()
         keep_c = self.completion_mask.any(0).nonzero()
@@ -168,7 +169,7 @@ class Rollout:
         return collate_extras(self.extras)
 
     @staticmethod
-    def concat(parts: Sequence["Rollout"], pad_id: int) -> "Rollout":
+    def concat(parts: Sequence[Rollout], pad_id: int) -> Rollout:
         """Stack rollouts row-wise, re-padding prompts (left) and completions (right) to common widths."""
         if not parts:
             raise ValueError("Rollout.concat: nothing to concatenate")
@@ -263,10 +264,10 @@ def generate_rollouts(
         raise ValueError(f"num_samples: must be >= 1, got {num_samples}")
     eos_ids = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    settings: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=eos_ids, pad_token_id=pad_id,
-        num_beams=1, use_cache=True,
-    )
+    settings: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens, "do_sample": do_sample, "eos_token_id": eos_ids, "pad_token_id": pad_id,
+        "num_beams": 1, "use_cache": True,
+    }
     if do_sample:
         settings.update(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
     device = next(unwrap_model(model).parameters()).device

@@ -10,8 +10,9 @@ import contextlib
 import copy
 import math
 import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,20 +20,20 @@ import torch
 from .config import DataConfig, OptimConfig, RewardConfig
 
 __all__ = [
+    "BUILTIN_EVAL_SIZE",
+    "BUILTIN_TRAIN_SIZE",
+    "PromptSampler",
+    "ReferencePolicy",
+    "RewardFunctions",
+    "TrainData",
+    "build_optimizer",
+    "build_rewards",
+    "build_scheduler",
+    "disable_dropout",
+    "load_data",
+    "lr_factor",
     "resolve_device",
     "seed_everything",
-    "TrainData",
-    "load_data",
-    "PromptSampler",
-    "RewardFunctions",
-    "build_rewards",
-    "build_optimizer",
-    "build_scheduler",
-    "lr_factor",
-    "disable_dropout",
-    "ReferencePolicy",
-    "BUILTIN_TRAIN_SIZE",
-    "BUILTIN_EVAL_SIZE",
 ]
 
 BUILTIN_TRAIN_SIZE = 10_000
@@ -83,9 +84,8 @@ class TrainData:
 
 def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed: int) -> tuple[list[dict], str | None, str, str]:
     """(examples, task default reward, template, description) of one source."""
-    from apmpo.data.tasks import BUILTIN_TASKS
     from apmpo.data.loaders import load_examples
-    from apmpo.data.tasks import make_task_examples
+    from apmpo.data.tasks import BUILTIN_TASKS, make_task_examples
 
     if source in BUILTIN_TASKS:
         spec = BUILTIN_TASKS[source]

@@ -22,10 +22,11 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-__all__ = ["MetricsWriter", "ProgressBar", "append_jsonl", "read_jsonl", "plot_curves", "atomic_write_text"]
+__all__ = ["MetricsWriter", "ProgressBar", "append_jsonl", "atomic_write_text", "plot_curves", "read_jsonl"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

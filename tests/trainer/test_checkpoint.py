@@ -10,7 +10,14 @@ import torch
 
 from apmpo.models import tiny_model
 from apmpo.trainer import checkpoint as ckpt
-from apmpo.trainer.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from apmpo.trainer.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 def _trained(seed=0):
@@ -55,7 +62,7 @@ def test_rng_states_round_trip():
 
 
 def test_interrupted_write_is_never_used(tmp_path, monkeypatch):
-    model, tok, opt, sched = _trained()
+    model, _, opt, sched = _trained()
     good = save_checkpoint(tmp_path, 2, model=model, optimizer=opt, scheduler=sched, state={"prompts_consumed": 1})
 
     def crash(*args, **kwargs):
@@ -83,21 +90,21 @@ def test_interrupted_write_is_never_used(tmp_path, monkeypatch):
 
 
 def test_keep_last(tmp_path):
-    model, tok, opt, sched = _trained()
+    model = _trained()[0]
     for step in (1, 2, 3, 4):
         save_checkpoint(tmp_path, step, model=model, state={}, keep_last=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000003", "step-000004"]
 
 
 def test_resume_needs_optimizer_state(tmp_path):
-    model, tok, opt, sched = _trained()
+    model, _, opt, _ = _trained()
     path = save_checkpoint(tmp_path, 1, model=model, state={})
     with pytest.raises(ValueError, match="saved without optimizer/RNG state"):
         load_checkpoint(path, model=model, optimizer=opt)
 
 
 def test_mismatched_weights_are_refused(tmp_path):
-    model, tok, opt, sched = _trained()
+    model = _trained()[0]
     path = save_checkpoint(tmp_path, 1, model=model, state={})
     other, _ = tiny_model(seed=0, num_hidden_layers=2)
     with pytest.raises(ValueError, match="checkpoint lacks weights"):

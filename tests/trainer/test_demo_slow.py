@@ -22,7 +22,7 @@ def smollm2_ready():
 def test_demo_runs_end_to_end(smollm2_ready, tmp_path, capsys):
     from apmpo.trainer.demo import run_demo
 
-    result = run_demo(["eval.max_examples=16", "eval.batch_size=16", "logging.progress=none"],
+    result = run_demo(["eval.max_examples=16", "eval.batch_size=16", "logging.progress=none", "logging.sample_every=1"],
                       output_dir=str(tmp_path), steps=2, run_name="demo")
     out = capsys.readouterr().out
     assert "held-out accuracy (greedy, 16 problems): before" in out

@@ -205,3 +205,30 @@ def test_lora_reference_by_disabling_the_adapter(tmp_path):
                    reward_functions=REWARD)
     assert result.history[-1]["kl"] >= 0
     assert (latest_checkpoint(result.run_dir) / "adapter_model.safetensors").is_file()
+
+
+def test_a_single_update_makes_apmpo_grpo_and_more_updates_do_not(tmp_path):
+    """Why the shipped configs use mini_batches > 1: with one update per rollout batch every ratio is 1
+    and APMPO's gradient is GRPO's; from the second update on, the power mean and FAC act."""
+    runs = {}
+    for name in ("apmpo", "grpo"):
+        for mini in (1, 2):
+            # adam_eps far above |g|: each AdamW update is lr * g / adam_eps, so weights reflect the gradients
+            result = train(tiny_config(tmp_path / f"{name}{mini}", f"algorithm.name={name}", "steps=1", "optim.lr=1e4",
+                                       "optim.adam_eps=1e4", "optim.max_grad_norm=0", f"algorithm.mini_batches={mini}",
+                                       "rollout.prompts_per_step=4"),
+                           reward_functions=REWARD)
+            runs[name, mini] = _weights(result.run_dir)
+    for k in runs["apmpo", 1]:
+        torch.testing.assert_close(runs["apmpo", 1][k], runs["grpo", 1][k], rtol=1e-5, atol=1e-7, msg=k)
+    gap = max(float((runs["apmpo", 2][k] - runs["grpo", 2][k]).abs().max()) for k in runs["apmpo", 2])
+    assert gap > 1e-3
+
+
+@pytest.mark.parametrize("settings", [["model.gradient_checkpointing=true"],
+                                      ["model.dtype=bfloat16", "algorithm.beta=0.01", "algorithm.epochs=2"]])
+def test_model_settings(tmp_path, settings):
+    result = train(tiny_config(tmp_path, "steps=2", *settings), reward_functions=REWARD)
+    for m in result.history:
+        assert m["trained_rows"] > 0 and 0 < m["grad_norm"] < float("inf")
+        assert m.get("kl", 0.0) >= 0
