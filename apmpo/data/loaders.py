@@ -392,6 +392,15 @@ def _convert_row(row: dict, mapping: _Mapping, answer_marker: str | None) -> dic
     return example
 
 
+def no_usable_examples(path: object, skipped: list[SkippedRow]) -> ValueError:
+    """The error for a file that yielded no example, with the commonest skip reasons."""
+    detail = ""
+    if skipped:
+        reasons = Counter(f"{s.field}: {s.reason}" if s.field else s.reason for s in skipped)
+        detail = f"; {len(skipped)} rows skipped: " + "; ".join(f"{r} x{n}" for r, n in reasons.most_common(5))
+    return ValueError(f"{path}: no usable examples{detail}")
+
+
 def load_examples(
     path: str | os.PathLike,
     *,
@@ -478,13 +487,7 @@ def load_examples(
             break
 
     if not examples:
-        detail = ""
-        if skipped:
-            reasons = Counter(f"{s.field}: {s.reason}" if s.field else s.reason for s in skipped)
-            detail = f"; {len(skipped)} rows skipped: " + "; ".join(
-                f"{r} x{n}" for r, n in reasons.most_common(5)
-            )
-        raise ValueError(f"{path}: no usable examples{detail}")
+        raise no_usable_examples(path, skipped)
     assert mapping is not None
     return ExampleSet(
         examples=examples,

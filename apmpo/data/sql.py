@@ -63,13 +63,12 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apmpo.data.loaders import ExampleSet, SkippedRow
+from apmpo.data.loaders import ExampleSet, SkippedRow, no_usable_examples
 
 __all__ = [
     "SQL_LAYOUTS",
@@ -568,11 +567,7 @@ def load_sql_examples(
             break
 
     if not examples:
-        detail = ""
-        if skipped:
-            reasons = Counter(f"{s.field}: {s.reason}" if s.field else s.reason for s in skipped)
-            detail = f"; {len(skipped)} rows skipped: " + "; ".join(f"{r} x{n}" for r, n in reasons.most_common(5))
-        raise ValueError(f"{questions}: no usable examples{detail}")
+        raise no_usable_examples(questions, skipped)
     return ExampleSet(
         examples=examples,
         path=str(questions),
