@@ -25,6 +25,10 @@ from apmpo.data.sql import SQL_TASK, load_sql_examples
 
 # The SQL task lives in sql.py (it imports TaskSpec from tasks.py); registered here to avoid a cycle.
 BUILTIN_TASKS[SQL_TASK.name] = SQL_TASK
+# The geometry tasks (synthetic diagrams, a local Geometry3K) live in apmpo.multimodal, likewise.
+from apmpo.multimodal.tasks import geometry_task_specs
+
+BUILTIN_TASKS.update((spec.name, spec) for spec in geometry_task_specs())
 
 __all__ = [
     "AnswerError",

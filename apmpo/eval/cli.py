@@ -33,6 +33,8 @@ examples:
       --temperature 0.6 --top-p 0.95 --out runs/math
   apmpo eval --model ./ckpt --data my.parquet:mine --prompt-column question \\
       --answer-column final_answer --out runs/mine
+  apmpo eval --model models/Qwen2.5-VL-3B-Instruct --data geo3k/test.jsonl:geometry3k \\
+      --reward exact --max-pixels 1003520 --out runs/geo3k
 """
 
 
@@ -51,6 +53,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--answer-from-solution", metavar="COLUMN",
                       help="take the reference answer from the last \\boxed{} of this column of the --data files")
     what.add_argument("--limit", type=int, help="only the first N examples of each benchmark")
+
+    images = parser.add_argument_group("images (vision-language models)")
+    images.add_argument("--image-column", help="column holding each example's image(s): paths, bytes or "
+                        "{bytes, path} (default: detected: images, image, image_path, ...)")
+    images.add_argument("--image-root", metavar="DIR", help="folder relative image paths are resolved against "
+                        "(default: the data file's folder)")
+    images.add_argument("--min-pixels", type=int, help="image processor's smallest image in pixels (Qwen2-VL: min_pixels)")
+    images.add_argument("--max-pixels", type=int, help="image processor's largest image in pixels (Qwen2-VL: max_pixels)")
 
     prompt = parser.add_argument_group("prompt and scoring")
     prompt.add_argument("--template", help="prompt template, str.format fields naming columns "
@@ -192,6 +202,10 @@ def run(args) -> int:
     try:
         if args.threads is not None and args.threads < 1:
             raise _UsageError(f"--threads must be >= 1, got {args.threads}")
+        if args.image_root is not None and not Path(args.image_root).expanduser().is_dir():
+            raise _UsageError(f"--image-root {args.image_root}: no such directory")
+        processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels))
+                            if v is not None}
         specs, suite = _benchmarks(args)
         settings = _settings(args, suite.generation if suite else {})
         benchmarks = _load(args, specs, suite, settings)
@@ -207,10 +221,14 @@ def run(args) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from apmpo.multimodal.encoder import prompt_encoder_for
+
     try:
         model, tokenizer = load_model_and_tokenizer(
             args.model, dtype=args.dtype, device=device, trust_remote_code=args.trust_remote_code,
+            processor_kwargs=processor_kwargs,
         )
+        encoder = prompt_encoder_for(tokenizer, image_column=args.image_column, image_root=args.image_root)
     except (ValueError, FileNotFoundError) as exc:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +240,7 @@ def run(args) -> int:
     )
     try:
         result = evaluate(
-            model, tokenizer, benchmarks, settings, out_dir=args.out, model_name=args.model,
+            model, encoder, benchmarks, settings, out_dir=args.out, model_name=args.model,
             progress=not args.no_progress,
             extra_summary={"suite": suite.source if suite else None, "command": _command(args)},
         )

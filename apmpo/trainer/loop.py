@@ -33,10 +33,17 @@ Departures and choices worth knowing:
 - The reward used for p and FAC must lie in ``algorithm.reward_range`` (default
   [0, 1]); a reward outside stops the run with an error instead of silently producing
   a meaningless p.
+
+Vision-language models (Qwen2-VL / Qwen2.5-VL) train through the same loop: the prompt
+encoder chosen once from what the model loader returned
+(:func:`apmpo.multimodal.prompt_encoder_for`) attaches the rows' images, renders and
+encodes the prompts, and the image tensors ride along in the rollout to generation and
+to every log-prob pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import math
@@ -46,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -55,7 +62,7 @@ from apmpo.core import LOSSES, default_normalizer, group_advantages, kl_penalty,
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_dict, dump_config_yaml, validate_config
 from .logprobs import completion_log_probs
-from .rollout import Rollout, encode_prompts, generate_rollouts
+from .rollout import Rollout, generate_rollouts
 from .setup import (
     PromptSampler,
     ReferencePolicy,
@@ -70,6 +77,9 @@ from .setup import (
     seed_everything,
 )
 from .tracking import MetricsWriter, ProgressBar, append_jsonl, atomic_write_text, plot_curves
+
+if TYPE_CHECKING:
+    from apmpo.multimodal.encoder import PromptEncoder
 
 __all__ = ["StepBatch", "TrainResult", "evaluate_model", "run_directory", "sample_batch", "sample_round", "train"]
 
@@ -123,14 +133,14 @@ class StepBatch:
 # --------------------------------------------------------------------------- rollout + reward
 
 
-def sample_round(model, tokenizer, data: TrainData, indices: list[int], rewards: RewardFunctions,
+def sample_round(model, encoder: PromptEncoder, data: TrainData, indices: list[int], rewards: RewardFunctions,
                  config: TrainConfig, device: torch.device) -> StepBatch:
     """G samples for each of the prompts ``indices``, scored (TRL's reward contract)."""
     ro = config.rollout
     prompts = [data.train_prompts[i] for i in indices]
-    batch = encode_prompts(tokenizer, prompts, add_special_tokens=data.add_special_tokens,
+    batch = encoder.encode(prompts, [data.train[i] for i in indices], add_special_tokens=data.add_special_tokens,
                            max_prompt_tokens=ro.max_prompt_tokens, device=device)
-    rollout = generate_rollouts(model, tokenizer, batch, num_samples=ro.group_size, max_new_tokens=ro.max_new_tokens,
+    rollout = generate_rollouts(model, encoder.tokenizer, batch, num_samples=ro.group_size, max_new_tokens=ro.max_new_tokens,
                                 temperature=ro.temperature, top_p=ro.top_p, top_k=ro.top_k,
                                 batch_size=ro.generation_batch_size, share_prefill=ro.share_prefill)
     which = rollout.prompt_index.tolist()                                               # [N] prompt of each row
@@ -140,7 +150,7 @@ def sample_round(model, tokenizer, data: TrainData, indices: list[int], rewards:
     return StepBatch(rollout, total, [data.train[indices[k]] for k in which], scores)
 
 
-def sample_batch(model, tokenizer, data: TrainData, sampler: PromptSampler, rewards: RewardFunctions,
+def sample_batch(model, encoder: PromptEncoder, data: TrainData, sampler: PromptSampler, rewards: RewardFunctions,
                  config: TrainConfig, device: torch.device) -> tuple[StepBatch | None, dict[str, float]]:
     """Steps 1-2: B prompts x G samples, scored; DAPO's dynamic sampling keeps only groups whose
     rewards differ and samples more prompts (up to max_sampling_rounds) until B groups are kept.
@@ -152,7 +162,7 @@ def sample_batch(model, tokenizer, data: TrainData, sampler: PromptSampler, rewa
     kept: list[StepBatch] = []
     seen: list[StepBatch] = []
     for _ in range(al.max_sampling_rounds if al.dynamic_sampling else 1):
-        batch = sample_round(model, tokenizer, data, sampler.take(B), rewards, config, device)
+        batch = sample_round(model, encoder, data, sampler.take(B), rewards, config, device)
         seen.append(batch)
         if al.dynamic_sampling:
             grouped = batch.rewards.view(-1, G)                                        # [B, G]
@@ -174,7 +184,7 @@ def sample_batch(model, tokenizer, data: TrainData, sampler: PromptSampler, rewa
         "generated_tokens": sum(b.rollout.meta["generated_tokens"] for b in seen),
         "generation_seconds": sum(b.rollout.meta["generation_seconds"] for b in seen),
     }
-    return (StepBatch.concat(kept, tokenizer.pad_token_id) if kept else None), sampled
+    return (StepBatch.concat(kept, encoder.tokenizer.pad_token_id) if kept else None), sampled
 
 
 # --------------------------------------------------------------------------- passes
@@ -216,7 +226,7 @@ def _weighted_mean(pairs: list[tuple[float, float]]) -> float | None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(model, tokenizer, data: TrainData, rewards: RewardFunctions, config: TrainConfig,
+def evaluate_model(model, encoder: PromptEncoder, data: TrainData, rewards: RewardFunctions, config: TrainConfig,
                    out_dir: Path | None) -> float:
     """Held-out accuracy: mean verifier score (Pass@1) on the eval split, via ``apmpo.eval``."""
     from apmpo.eval.harness import EvalSettings, evaluate_examples
@@ -234,9 +244,9 @@ def evaluate_model(model, tokenizer, data: TrainData, rewards: RewardFunctions, 
     was_training = model.training
     try:
         result = evaluate_examples(
-            model, tokenizer, data.eval, settings, name="heldout", template=data.template,
+            model, encoder, data.eval, settings, name="heldout", template=data.template,
             system_prompt=config.data.system_prompt, use_chat_template=config.data.use_chat_template,
-            reward=verifier if rewards.kwargs[0] else rewards.names[0], out_dir=out_dir,
+            reward=verifier, out_dir=out_dir,
         )
     finally:
         model.train(was_training)
@@ -283,6 +293,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             weight 1 each.
     """
     from apmpo.models import load_model_and_tokenizer
+    from apmpo.multimodal.encoder import prompt_encoder_for
 
     t_start = time.perf_counter()
     config = validate_config(config, extra_rewards=tuple(reward_functions or ()))
@@ -300,11 +311,14 @@ def train(config: TrainConfig, *, resume: bool | str = False,
         config.model.name, gguf_file=config.model.gguf_file, dtype=config.model.dtype, device=device,
         trust_remote_code=config.model.trust_remote_code, gradient_checkpointing=config.model.gradient_checkpointing,
         lora=config.model.lora, cache_dir=config.model.cache_dir, seed=config.seed,
+        processor_kwargs=config.model.processor_kwargs,
     )
+    encoder = prompt_encoder_for(tokenizer, image_column=config.data.image_column, image_root=config.data.image_root)
+    tokenizer = encoder.tokenizer
     disable_dropout(model)
     spec = LOSSES[al.name]
     reference = ReferencePolicy(model, use_adapter_toggle=config.model.lora is not None) if al.beta > 0 else None
-    data = load_data(config.data, tokenizer, config.seed)
+    data = load_data(config.data, encoder, config.seed)
     overlong = (ro.max_new_tokens, al.overlong_buffer, al.overlong_penalty) if al.overlong_buffer else None
     rewards = build_rewards(config.reward, data.default_reward, reward_functions, overlong=overlong)
     sampler = PromptSampler(len(data.train), config.seed, config.data.shuffle)
@@ -344,7 +358,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
         if not data.eval:
             return None
         t0 = time.perf_counter()
-        accuracy = evaluate_model(model, tokenizer, data, rewards, config, run_dir / "eval" / f"step-{step:06d}")
+        accuracy = evaluate_model(model, encoder, data, rewards, config, run_dir / "eval" / f"step-{step:06d}")
         writer.log(step, {"accuracy": accuracy, "seconds": time.perf_counter() - t0}, kind="eval")
         progress.write(f"step {step}: held-out accuracy {accuracy:.3f}")
         return accuracy
@@ -357,7 +371,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             t_step = time.perf_counter()
 
             # 1-2. prompts -> G samples each -> rewards (DAPO: keep groups whose rewards differ)
-            batch, sampled = sample_batch(model, tokenizer, data, sampler, rewards, config, device)
+            batch, sampled = sample_batch(model, encoder, data, sampler, rewards, config, device)
             t_gen = time.perf_counter() - t_step
             metrics: dict[str, Any] = dict(sampled)
             updates: list[dict[str, float]] = []
@@ -392,8 +406,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 has_tokens = loss_mask.any(-1)                                              # [N]
                 active = has_tokens & (advantages != 0) if skip_zero_adv else has_tokens
                 active_rows = active.nonzero()[:, 0].cpu()
-                train_rollout = Rollout(rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, loss_mask,
-                                        rollout.truncated, rollout.completions, rollout.prompt_index, rollout.extras)
+                train_rollout = dataclasses.replace(rollout, completion_mask=loss_mask, meta={})
 
                 # 5. old log-probs: not needed when each rollout batch gets a single update
                 old_log_probs = None if reuse_current else batch_log_probs(model, train_rollout, active_rows, config)
@@ -499,7 +512,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             if (config.checkpoint.every and step % config.checkpoint.every == 0) or (
                     step == config.steps and config.checkpoint.save_final):
                 last_checkpoint = save_checkpoint(
-                    run_dir, step, model=model, tokenizer=tokenizer,
+                    run_dir, step, model=model, tokenizer=encoder.processor,
                     optimizer=optimizer if config.checkpoint.save_optimizer else None, scheduler=scheduler,
                     state={"prompts_consumed": sampler.position, "controller_history": controller_history,
                            "config": config_to_dict(config)},

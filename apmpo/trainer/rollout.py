@@ -18,7 +18,11 @@ Sampling settings are passed in full on a clean ``GenerationConfig``: a model's 
 generation defaults (SmolLM2 ships temperature 0.2 / top_p 0.9, others a repetition
 penalty) never leak into RL sampling. Extra per-prompt model inputs (image tensors of a
 vision-language model) travel in ``PromptBatch.extras`` and are repeated with their
-prompt; ``collate_extras`` concatenates them along dim 0 for a batch of rows.
+prompt; ``collate_extras`` concatenates them along dim 0 for a batch of rows. Per-token
+inputs aligned with the prompt tokens (Qwen2-VL's ``mm_token_type_ids``) travel in
+``PromptBatch.token_inputs``, padded and trimmed with the prompt tokens and 0 over the
+completion tokens; ``PromptBatch.suppress_tokens`` are never sampled (a vision-language
+model's image placeholders). :mod:`apmpo.multimodal.encoder` fills these fields.
 """
 
 from __future__ import annotations
@@ -48,17 +52,24 @@ class PromptBatch:
     """The rendered prompt strings."""
     extras: list[dict[str, torch.Tensor]] | None = None
     """Per-prompt extra model inputs (e.g. pixel_values, image_grid_thw), or None."""
+    token_inputs: dict[str, torch.Tensor] | None = None
+    """[B, P] per-token model inputs aligned with input_ids (e.g. mm_token_type_ids), left-padded with 0, or None."""
+    suppress_tokens: list[int] | None = None
+    """Token ids generation must never sample (e.g. image placeholders), or None."""
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
 
 def collate_extras(extras: Sequence[dict[str, torch.Tensor]] | None) -> dict[str, torch.Tensor]:
-    """Concatenate per-row extra inputs along dim 0 (the layout Qwen2-VL and LLaVA-style models take)."""
+    """Concatenate per-row extra inputs along dim 0 (the layout Qwen2-VL and LLaVA-style models take).
+
+    A row may lack a key (a text-only row among image rows): it contributes nothing to it.
+    """
     if not extras:
         return {}
-    keys = extras[0].keys()
-    return {k: torch.cat([e[k] for e in extras], dim=0) for k in keys}
+    keys = dict.fromkeys(k for e in extras for k in e)
+    return {k: torch.cat([e[k] for e in extras if k in e], dim=0) for k in keys}
 
 
 def encode_prompts(
@@ -128,6 +139,8 @@ class Rollout:
     """Per-row extra model inputs (repeated from the prompt), or None."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Timing and counts of the sampling pass (tokens, seconds)."""
+    token_inputs: dict[str, torch.Tensor] | None = None
+    """[N, P] per-token model inputs aligned with prompt_ids (0 on padding), or None."""
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -151,6 +164,7 @@ class Rollout:
             self.prompt_ids[i], self.prompt_mask[i], self.completion_ids[i], self.completion_mask[i],
             self.truncated[i], [self.completions[k] for k in idx.tolist()], self.prompt_index[i],
             [self.extras[k] for k in idx.tolist()] if self.extras is not None else None, dict(self.meta),
+            {k: v[i] for k, v in self.token_inputs.items()} if self.token_inputs is not None else None,
         )
 
     def trimmed(self) -> Rollout:
@@ -162,11 +176,17 @@ class Rollout:
         return Rollout(
             self.prompt_ids[:, p0:], self.prompt_mask[:, p0:], self.completion_ids[:, :c1], self.completion_mask[:, :c1],
             self.truncated, self.completions, self.prompt_index, self.extras, dict(self.meta),
+            {k: v[:, p0:] for k, v in self.token_inputs.items()} if self.token_inputs is not None else None,
         )
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
-        """Extra model inputs for these rows, collated."""
-        return collate_extras(self.extras)
+        """Extra model inputs for these rows over prompt + completion: the collated extras, and the
+        per-token inputs extended with 0 over the completion columns ([N, P + T])."""
+        inputs = collate_extras(self.extras)
+        for name, values in (self.token_inputs or {}).items():
+            tail = values.new_zeros((values.shape[0], self.completion_ids.shape[1]))  # [N, T]
+            inputs[name] = torch.cat([values, tail], dim=1)                            # [N, P + T]
+        return inputs
 
     @staticmethod
     def concat(parts: Sequence[Rollout], pad_id: int) -> Rollout:
@@ -189,6 +209,8 @@ class Rollout:
             torch.cat([r.prompt_index + off for r, off in zip(parts, offsets)]),
             [e for r in parts for e in r.extras] if all(r.extras is not None for r in parts) else None,
             _merge_meta([r.meta for r in parts]),
+            {k: torch.cat([_pad_left(r.token_inputs[k], P, 0) for r in parts]) for k in parts[0].token_inputs}
+            if all(r.token_inputs is not None for r in parts) else None,
         )
 
 
@@ -259,6 +281,8 @@ def generate_rollouts(
     groups per call); each call drops the padding columns its own rows do not need.
     ``share_prefill``: run each prompt through the model once and copy its KV cache to
     its G samples, instead of processing the same prompt G times (text-only inputs).
+    ``prompts.suppress_tokens`` are never sampled; ``prompts.extras`` and
+    ``prompts.token_inputs`` are passed to ``generate`` with their rows.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples: must be >= 1, got {num_samples}")
@@ -270,15 +294,18 @@ def generate_rollouts(
     }
     if do_sample:
         settings.update(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
+    if prompts.suppress_tokens:
+        settings["suppress_tokens"] = list(prompts.suppress_tokens)
     device = next(unwrap_model(model).parameters()).device
     n_prompts, G = len(prompts), num_samples
     order = torch.arange(n_prompts).repeat_interleave(G)                              # [N] prompt of each row
     per_call = max(1, batch_size // G) if batch_size and batch_size > 0 else n_prompts  # prompts per generate call
-    share = share_prefill and G > 1 and prompts.extras is None
+    share = share_prefill and G > 1 and prompts.extras is None and prompts.token_inputs is None
 
     was_training = model.training
     model.eval()
     parts_ids, parts_mask, parts_comp = [], [], []
+    parts_tokens: list[dict[str, torch.Tensor]] = []
     start_time = time.perf_counter()
     try:
         with _clean_generation_config(model, **settings) as gen_config:
@@ -291,11 +318,15 @@ def generate_rollouts(
                 if prompts.extras is not None:
                     extra = collate_extras([prompts.extras[k] for k in range(start, start + len(ids)) for _ in range(G)])
                 rows_ids, rows_mask = ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # [b*G, P]
+                rows_tokens = {k: v[start : start + per_call].to(device)[:, first:].repeat_interleave(G, 0)
+                               for k, v in (prompts.token_inputs or {}).items()}                # [b*G, P]
+                extra.update(rows_tokens)
                 if share and ids.shape[1] > 1:
                     extra[_cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
                 out = model.generate(input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra)
                 parts_ids.append(rows_ids)
                 parts_mask.append(rows_mask)
+                parts_tokens.append(rows_tokens)
                 parts_comp.append(out[:, rows_ids.shape[1]:])                        # [b*G, T_k]
     finally:
         model.train(was_training)
@@ -312,9 +343,12 @@ def generate_rollouts(
     )
     generated = int(completion_mask.sum())
     extras_rows = [prompts.extras[k] for k in order.tolist()] if prompts.extras is not None else None
+    token_rows = None
+    if prompts.token_inputs is not None:
+        token_rows = {k: torch.cat([_pad_left(t[k], P, 0) for t in parts_tokens]) for k in prompts.token_inputs}  # [N, P]
     return Rollout(
         prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts, order.to(device),
-        extras_rows, {"generated_tokens": generated, "generation_seconds": seconds},
+        extras_rows, {"generated_tokens": generated, "generation_seconds": seconds}, token_rows,
     )
 
 

@@ -82,8 +82,9 @@ class TrainData:
     """Human-readable lines on what was loaded (and skipped)."""
 
 
-def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed: int) -> tuple[list[dict], str | None, str, str]:
-    """(examples, task default reward, template, description) of one source."""
+def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed: int,
+                encoder: Any) -> tuple[list[dict], str | None, str, str]:
+    """(examples, task default reward, template, description) of one source, images attached by ``encoder``."""
     from apmpo.data.loaders import load_examples
     from apmpo.data.tasks import BUILTIN_TASKS, make_task_examples
 
@@ -91,20 +92,33 @@ def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed
         spec = BUILTIN_TASKS[source]
         n = size or (BUILTIN_TRAIN_SIZE if split == "train" else BUILTIN_EVAL_SIZE)
         examples = make_task_examples(source, split, n, seed, **cfg.task)
-        return examples, spec.default_reward, spec.template, f"{split}: built-in task {source!r}, {n} examples"
+        prepared = encoder.prepare(examples, on_bad_row=cfg.on_bad_row, where=f"data.{split} example")
+        text = f"{split}: built-in task {source!r}, {len(prepared.examples)} examples"
+        return prepared.examples, spec.default_reward, spec.template, _with_images(text, prepared)
     loaded = load_examples(
         source, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
         on_bad_row=cfg.on_bad_row, limit=size, **cfg.loader_options,
     )
-    text = f"{split}: {loaded.summary()}"
-    return list(loaded), None, "{prompt}", text
+    prepared = encoder.prepare(list(loaded), source=source, on_bad_row=cfg.on_bad_row, where=f"data.{split} example")
+    return prepared.examples, None, "{prompt}", _with_images(f"{split}: {loaded.summary()}", prepared)
+
+
+def _with_images(text: str, prepared: Any) -> str:
+    return text if prepared.image_column is None else f"{text}; {prepared.summary()}"
 
 
 def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
-    """Load (or generate) both splits and render every training prompt."""
-    from apmpo.data.prompts import render_prompt, uses_chat_template, validate_template
+    """Load (or generate) both splits and render every training prompt.
 
-    train, default_reward, task_template, line = _load_split(cfg, cfg.train, "train", cfg.train_size, seed)
+    ``tokenizer`` is the model's tokenizer or processor, or a prompt encoder
+    (:func:`apmpo.multimodal.prompt_encoder_for`), which attaches and checks the rows'
+    images for a vision-language model and renders the prompts.
+    """
+    from apmpo.data.prompts import validate_template
+    from apmpo.multimodal.encoder import prompt_encoder_for
+
+    encoder = prompt_encoder_for(tokenizer, image_column=cfg.image_column, image_root=cfg.image_root)
+    train, default_reward, task_template, line = _load_split(cfg, cfg.train, "train", cfg.train_size, seed, encoder)
     lines = [line]
     eval_source = cfg.eval
     if eval_source is None:
@@ -113,7 +127,7 @@ def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
         eval_source = cfg.train if cfg.train in BUILTIN_TASKS else None
     eval_examples = None
     if eval_source is not None:
-        eval_examples, _, _, line = _load_split(cfg, eval_source, "eval", cfg.eval_size, EVAL_TASK_SEED)
+        eval_examples, _, _, line = _load_split(cfg, eval_source, "eval", cfg.eval_size, EVAL_TASK_SEED, encoder)
         lines.append(line)
     template = cfg.template if cfg.template != "{prompt}" else task_template
     for name, examples in (("data.train", train), ("data.eval", eval_examples)):
@@ -123,12 +137,12 @@ def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
             except ValueError as exc:
                 raise ValueError(f"data.template: {exc} ({name})") from None
     prompts = [
-        render_prompt(ex, tokenizer, template=template, system_prompt=cfg.system_prompt,
-                      use_chat_template=cfg.use_chat_template, where=f"data.train example {i + 1}")
+        encoder.render(ex, template=template, system_prompt=cfg.system_prompt,
+                       use_chat_template=cfg.use_chat_template, where=f"data.train example {i + 1}")
         for i, ex in enumerate(train)
     ]
-    chat = uses_chat_template(tokenizer, cfg.use_chat_template)
-    return TrainData(train, prompts, eval_examples, template, not chat, default_reward, lines)
+    return TrainData(train, prompts, eval_examples, template, encoder.add_special_tokens(cfg.use_chat_template),
+                     default_reward, lines)
 
 
 class PromptSampler:
