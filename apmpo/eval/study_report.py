@@ -1,0 +1,744 @@
+"""The report of a study: results tables (Markdown + CSV), curves (PNG), study.json and results.md.
+
+Everything here is computed from the finished runs' ``metrics.jsonl`` (see
+:mod:`apmpo.eval.study`); nothing is typed by hand. Per run:
+
+- ``before``/``final``: held-out accuracy (greedy Pass@1) at step 0 and at the last step;
+- ``best``: the highest held-out accuracy over the evaluations after step 0 (selected on
+  the held-out set itself, so optimistic; "final" is the unbiased number);
+- ``late_*``: the mean of a per-step training metric (token entropy, p, eps_high, clip
+  fractions, response length) over the last ``report.late_fraction`` of the steps.
+
+Per arm: mean and 95% Student-t interval over its seeds; paired differences against
+the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
+
+"What holds here" checks the paper's qualitative claims against these numbers, one
+verdict per claim, from the paired 95% interval of the difference that the claim is
+about: **holds** (the interval lies on the claimed side of 0), **same direction, not
+significant** (the mean is on the claimed side, the interval crosses 0), **not
+observed** (the mean is on the other side, the interval crosses 0), **reversed** (the
+interval lies on the other side), **no difference** (identical at every paired seed),
+**not testable** (fewer than two paired seeds, or a zero-width interval: every paired
+difference equal and non-zero, which with few seeds and a discrete accuracy is a
+coincidence, not evidence).
+Claims name the arms by the canonical names used in the packaged study configs
+(apmpo, grpo, dapo, gmpo, pmpo_only, fac_only, fss_mean, fss_inverse_std, p_linear); a
+claim whose arms are absent is listed as not checked.
+
+The per-step token metrics are the trainer's: entropy and clip fractions are averaged
+over the responses that were trained on (with beta = 0 the trainer skips responses
+whose advantage is exactly 0), the same rule for every arm.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference
+
+__all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
+           "machine_info", "verdict", "write_report"]
+
+RUN_METRICS = ("initial", "final", "best", "gain", "late_entropy", "late_p", "late_eps_high",
+               "late_clip_frac_low", "late_clip_frac_high", "late_response_length")
+"""Per-run scalars reported (see the module docstring)."""
+
+PAIRED_METRICS = ("final", "best", "late_entropy")
+"""Metrics whose paired differences against the baseline are reported."""
+
+CURVE_PANELS = (
+    ("eval:accuracy", "held-out accuracy (greedy)"),
+    ("accuracy", "training-rollout accuracy (sampled)"),
+    ("entropy", "token entropy (nats)"),
+    ("p", "power-mean exponent p"),
+    ("eps_high", "upper clip eps_high (eps_ada)"),
+    ("clip_frac_low", "clip fraction, lower bound"),
+    ("clip_frac_high", "clip fraction, upper bound"),
+    ("response_length", "response length (tokens)"),
+)
+"""(metric, title) of each panel of the curves figures; "eval:" marks held-out evaluations."""
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _run_values(record: Any, late_fraction: float) -> dict[str, float | None]:
+    values: dict[str, float | None] = {"initial": record.initial, "final": record.final, "best": record.best}
+    values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
+    for key in ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length"):
+        values[f"late_{key}"] = record.late_mean(key, late_fraction)
+    return values
+
+
+@dataclass
+class StudyTables:
+    """The numbers of a study."""
+
+    arms: list[str]
+    """Arms with results, in config order."""
+    groups: dict[str, str]
+    """Arm -> "main" / "ablation"."""
+    per_run: dict[str, dict[int, dict[str, float | None]]]
+    """Arm -> seed -> metric -> value."""
+    summary: dict[str, dict[str, MeanCI | None]]
+    """Arm -> metric -> mean and interval over seeds (None: the metric was never logged)."""
+    baseline: str
+    """The baseline arm."""
+    paired: dict[str, dict[str, MeanCI | None]]
+    """Arm -> metric -> paired difference arm - baseline (None: no common seed)."""
+
+    def values(self, arm: str, metric: str) -> dict[int, float]:
+        """Seed -> value of ``metric`` for ``arm`` (seeds where it is defined)."""
+        return {s: v[metric] for s, v in self.per_run.get(arm, {}).items() if v.get(metric) is not None}
+
+    def diff(self, a: str, b: str, metric: str) -> MeanCI | None:
+        """Paired difference a - b of ``metric`` over their common seeds."""
+        return paired_difference(self.values(a, metric), self.values(b, metric))
+
+
+def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
+    """Per-run values, per-arm means with intervals, and paired differences vs the baseline."""
+    per_run: dict[str, dict[int, dict[str, float | None]]] = {}
+    for record in records:
+        per_run.setdefault(record.arm, {})[record.seed] = _run_values(record, study.report.late_fraction)
+    arms = [a for a in study.arms if a in per_run]
+    groups = {a: study.arms[a].group for a in arms}
+    tables = StudyTables(arms, groups, per_run, {}, study.baseline, {})
+    for arm in arms:
+        tables.summary[arm] = {}
+        for metric in RUN_METRICS:
+            vals = list(tables.values(arm, metric).values())
+            tables.summary[arm][metric] = mean_ci(vals) if vals else None
+        tables.paired[arm] = {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+    return tables
+
+
+# --------------------------------------------------------------------------- claims
+
+
+@dataclass
+class Claim:
+    """One of the paper's claims checked against the study's numbers."""
+
+    claim: str
+    """What the paper says, as a comparison."""
+    verdict: str
+    """holds / same direction, not significant / not observed / reversed / no difference / not testable / not checked."""
+    evidence: str
+    """The numbers behind the verdict."""
+    a: str = ""
+    """The arm claimed to be higher."""
+    b: str = ""
+    """The arm it is compared with."""
+    metric: str = ""
+    """The per-run metric compared."""
+
+
+def verdict(ci: MeanCI | None) -> str:
+    """Verdict on "the difference is > 0" from its paired interval (see the module docstring)."""
+    if ci is None or ci.half_width is None:
+        return "not testable"
+    if ci.half_width <= 1e-12 * max(1.0, abs(ci.mean)):  # every difference equal (up to rounding): degenerate
+        return "no difference" if abs(ci.mean) <= 1e-12 else "not testable"
+    if ci.low > 0:
+        return "holds"
+    if ci.high < 0:
+        return "reversed"
+    return "same direction, not significant" if ci.mean > 0 else "not observed"
+
+
+def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
+    """"+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
+    if ci is None:
+        return "n/a"
+    if ci.half_width is None:
+        return f"{scale * ci.mean:+.{digits}f} (one seed, no interval)"
+    return f"{scale * ci.mean:+.{digits}f} [{scale * ci.low:+.{digits}f}, {scale * ci.high:+.{digits}f}]"
+
+
+def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = " pts") -> str:
+    """A difference with its unit, interval and number of pairs (for the evidence column)."""
+    if ci is None:
+        return "n/a"
+    return f"{_signed(ci, scale, digits)}{unit}, n = {ci.n}"
+
+
+def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
+    if ci is None:
+        return "n/a"
+    if ci.half_width is None:
+        return f"{scale * ci.mean:.{digits}f}"
+    return f"{scale * ci.mean:.{digits}f} [{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
+
+
+def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale: float = 100.0,
+             unit: str = " pts", digits: int = 1) -> Claim:
+    """Claim "metric(a) > metric(b)" from their paired difference."""
+    missing = [x for x in (a, b) if x not in tables.per_run]
+    if missing:
+        return Claim(claim, "not checked", f"arm {', '.join(missing)} not in this study", a, b, metric)
+    ci = tables.diff(a, b, metric)
+    sa, sb = tables.summary[a][metric], tables.summary[b][metric]
+    if ci is None or sa is None or sb is None:
+        return Claim(claim, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric)
+    evidence = (f"{a} - {b} = {_pts(ci, scale, digits, unit)} (paired seeds); "
+                f"{a} {scale * sa.mean:.{digits}f}, {b} {scale * sb.mean:.{digits}f}")
+    return Claim(claim, verdict(ci), evidence, a, b, metric)
+
+
+def check_claims(tables: StudyTables) -> list[Claim]:
+    """The paper's qualitative claims, each with a verdict from the paired intervals."""
+    claims = []
+    for base in ("grpo", "dapo", "gmpo"):
+        claims.append(_compare(tables, "apmpo", base, "final",
+                               f"APMPO beats {base.upper()} (final held-out accuracy)"))
+        claims.append(_compare(tables, "apmpo", base, "best",
+                               f"APMPO beats {base.upper()} (best held-out accuracy)"))
+    ent = dict(scale=1.0, unit=" nats", digits=3)
+    claims.append(_compare(tables, "apmpo", "grpo", "late_entropy",
+                           "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)", **ent))
+    claims.append(_compare(tables, "gmpo", "apmpo", "late_entropy",
+                           "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)", **ent))
+    claims.append(_compare(tables, "pmpo_only", "grpo", "final", "PMPO alone (fixed clip) improves on GRPO"))
+    claims.append(_compare(tables, "fac_only", "grpo", "final", "FAC alone (p = 1) improves on GRPO"))
+    claims.append(_compare(tables, "pmpo_only", "fac_only", "final",
+                           "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"))
+    claims.append(_compare(tables, "apmpo", "pmpo_only", "final", "both together beat PMPO alone (APMPO > PMPO-only)"))
+    claims.append(_compare(tables, "apmpo", "fac_only", "final", "both together beat FAC alone (APMPO > FAC-only)"))
+    claims.append(_compare(tables, "apmpo", "fss_mean", "final", "FSS as mean/std beats FSS from the mean only"))
+    claims.append(_compare(tables, "apmpo", "fss_inverse_std", "final", "FSS as mean/std beats FSS from 1/std only"))
+    claims.append(_compare(tables, "apmpo", "p_linear", "final", "the exponential p schedule beats the linear one"))
+    return claims
+
+
+def _entropy_order(tables: StudyTables) -> str | None:
+    arms = [a for a in ("grpo", "apmpo", "gmpo") if a in tables.summary and tables.summary[a]["late_entropy"]]
+    if len(arms) < 3:
+        return None
+    ordered = sorted(arms, key=lambda a: tables.summary[a]["late_entropy"].mean)
+    return " < ".join(f"{a.upper()} ({tables.summary[a]['late_entropy'].mean:.3f})" for a in ordered)
+
+
+def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
+    return next((c for c in claims if (c.a, c.b, c.metric) == (a, b, metric) and c.verdict != "not checked"), None)
+
+
+def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
+    """The summary bullets of "What holds here", each computed from the tables and verdicts."""
+    lines = []
+    gains = {a: tables.summary[a]["gain"] for a in tables.arms if tables.summary[a]["gain"] is not None}
+    if gains:
+        lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
+        improved = [a for a, g in gains.items() if verdict(g) == "holds"]
+        lines.append(f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
+                     f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
+                     f"{len(improved)} of {len(gains)} arms.")
+    final = [c for b in ("grpo", "dapo", "gmpo") if (c := _find(claims, "apmpo", b, "final")) is not None]
+    beaten = [c.b.upper() for c in final if c.verdict == "holds"]
+    not_beaten = [c for c in final if c.verdict != "holds"]
+    if beaten:
+        lines.append(f"APMPO beats {', '.join(beaten)} on final held-out accuracy with a paired 95% interval above 0.")
+    if not_beaten:
+        lines.append(f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
+                     f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)}).")
+    order = _entropy_order(tables)
+    if order:
+        slower, faster = _find(claims, "apmpo", "grpo", "late_entropy"), _find(claims, "gmpo", "apmpo", "late_entropy")
+        lines.append(f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
+                     f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
+                     f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}.")
+    pmpo, fac = tables.paired.get("pmpo_only", {}).get("final"), tables.paired.get("fac_only", {}).get("final")
+    versus = _find(claims, "pmpo_only", "fac_only", "final")
+    if pmpo is not None and fac is not None and versus is not None:
+        lines.append(f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
+                     f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}.")
+    return lines
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def _moving_average(values: list[float], window: int) -> list[float]:
+    if window <= 1:
+        return list(values)
+    half = window // 2
+    return [sum(values[max(0, i - half): i + half + 1]) / len(values[max(0, i - half): i + half + 1])
+            for i in range(len(values))]
+
+
+def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
+    """Arm -> (steps, mean over seeds, standard error over seeds, seeds counted) of one metric."""
+    by_arm: dict[str, dict[int, list[float]]] = {}
+    for record in records:
+        if key.startswith("eval:"):
+            points = [(s, v) for s, v in record.evals.items()]
+        else:
+            points = [(r["step"], r[key]) for r in record.train if isinstance(r.get(key), (int, float))]
+        for step, value in points:
+            by_arm.setdefault(record.arm, {}).setdefault(int(step), []).append(float(value))
+    out = {}
+    for arm, steps in by_arm.items():
+        xs = sorted(steps)
+        means = [sum(steps[s]) / len(steps[s]) for s in xs]
+        ses = []
+        for s in xs:
+            vals = steps[s]
+            if len(vals) > 1:
+                m = sum(vals) / len(vals)
+                ses.append(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1) / len(vals)))
+            else:
+                ses.append(0.0)
+        out[arm] = (xs, means, ses, [len(steps[s]) for s in xs])
+    return out
+
+
+def _savefig(fig, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _colors(arms: Sequence[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
+
+
+def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int,
+                colors: dict[str, Any]) -> Path:
+    """2 x 4 panels (CURVE_PANELS): mean over seeds per step for each arm (training metrics smoothed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [r for r in records if r.arm in arms]
+    fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
+    for ax, (key, label) in zip(axes.flat, CURVE_PANELS):
+        curves = curve_means(chosen, key)
+        for arm in arms:
+            if arm not in curves:
+                continue
+            xs, means, ses, counts = curves[arm]
+            if key.startswith("eval:"):
+                ax.plot(xs, means, "o-", ms=3, color=colors[arm], label=f"{arm} (n={max(counts)})")
+                ax.fill_between(xs, [m - s for m, s in zip(means, ses)], [m + s for m, s in zip(means, ses)],
+                                color=colors[arm], alpha=0.15, linewidth=0)
+            else:
+                ax.plot(xs, _moving_average(means, smooth), color=colors[arm], label=arm, linewidth=1.4)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    note = f"mean over seeds; held-out: +- 1 s.e. band; training metrics: {smooth}-step moving average" if smooth > 1 \
+        else "mean over seeds; held-out: +- 1 s.e. band"
+    fig.suptitle(f"{title}\n{note}", fontsize=11)
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str, Any]) -> Path:
+    """Forest plot: paired difference vs the baseline (final and best held-out accuracy) with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [a for a in tables.arms if a != tables.baseline]
+    fig, ax = plt.subplots(figsize=(8, 0.55 * max(len(arms), 2) + 1.6))
+    for row, arm in enumerate(reversed(arms)):
+        for offset, metric, marker in ((0.15, "final", "o"), (-0.15, "best", "s")):
+            ci = tables.paired[arm].get(metric)
+            if ci is None:
+                continue
+            err = 0.0 if ci.half_width is None else 100 * ci.half_width
+            ax.errorbar(100 * ci.mean, row + offset, xerr=err, fmt=marker, color=colors[arm], capsize=3,
+                        alpha=1.0 if metric == "final" else 0.55)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(arms)), list(reversed(arms)))
+    ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
+    ax.set_title(title, fontsize=10)
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
+                       Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best")],
+              fontsize=8, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    from apmpo.trainer.tracking import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in row])
+    return buffer.getvalue()
+
+
+def _ci_fields(ci: MeanCI | None) -> list[Any]:
+    if ci is None:
+        return [None, None, None, None, None]
+    return [ci.n, ci.mean, ci.std, ci.low, ci.high]
+
+
+def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> list[Path]:
+    """runs.csv, arms.csv, paired.csv and curves.csv in ``docs_dir``."""
+    paths = []
+    rows = []
+    for record in sorted(records, key=lambda r: (tables.arms.index(r.arm) if r.arm in tables.arms else 99, r.seed)):
+        values = tables.per_run[record.arm][record.seed]
+        rows.append([record.arm, tables.groups.get(record.arm), record.seed, *[values[m] for m in RUN_METRICS],
+                     record.wall_seconds, str(record.run_dir)])
+    path = docs_dir / "runs.csv"
+    _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
+    paths.append(path)
+
+    header = ["arm", "group"]
+    for m in RUN_METRICS:
+        header += [f"{m}_n", f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
+    rows = [[arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
+            for arm in tables.arms]
+    path = docs_dir / "arms.csv"
+    _atomic_text(path, _csv_text(header, rows))
+    paths.append(path)
+
+    rows = [[arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
+            for arm in tables.arms if arm != tables.baseline for m in PAIRED_METRICS]
+    path = docs_dir / "paired.csv"
+    _atomic_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
+                                  "difference_above_zero"], rows))
+    paths.append(path)
+
+    rows = []
+    for key, _ in CURVE_PANELS:
+        for arm, (xs, means, ses, counts) in curve_means(records, key).items():
+            rows += [[arm, key, x, m, s, n] for x, m, s, n in zip(xs, means, ses, counts)]
+    path = docs_dir / "curves.csv"
+    _atomic_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
+    paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------- results.md
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, load average, OS and library versions of this machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import transformers
+
+        tf_version = transformers.__version__
+    except ImportError:
+        tf_version = None
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": tf_version,
+            "load_average": None if load is None else [round(x, 2) for x in load]}
+
+
+def git_state() -> str | None:
+    """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        if not commit:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}{' with uncommitted changes' if dirty else ''}"
+
+
+def _scale_text(study: Any, plan: Sequence[Any]) -> str:
+    """One paragraph: arms, seeds, steps and the shape of one run."""
+    if not plan:
+        return "no runs"
+    cfg = plan[0].config
+    ro, al, ev = cfg.rollout, cfg.algorithm, cfg.eval
+    by_arm: dict[str, list[int]] = {}
+    for run in plan:
+        by_arm.setdefault(run.arm, []).append(run.seed)
+    main = [a for a in by_arm if study.arms[a].group == "main"]
+    abl = [a for a in by_arm if study.arms[a].group == "ablation"]
+    seeds_main = sorted({s for a in main for s in by_arm[a]})
+    seeds_abl = sorted({s for a in abl for s in by_arm[a]})
+    parts = [f"{len(plan)} runs: main arms {', '.join(main) or '-'} x seeds {seeds_main}"]
+    if abl:
+        parts.append(f"ablations {', '.join(abl)} x seeds {seeds_abl}")
+    held = ev.max_examples if ev.max_examples is not None else "all"
+    parts.append(f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
+                 f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
+                 f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
+                 f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps")
+    return "; ".join(parts)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _other_configs(study: Any) -> list[str]:
+    from apmpo.trainer.config import CONFIG_DIR
+
+    import yaml
+
+    lines = []
+    own = Path(study.source).resolve() if study.source else None
+    for path in sorted(CONFIG_DIR.glob("study_*.yaml")):
+        if own is not None and path.resolve() == own:
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        title = data.get("title") or data.get("name") or path.stem
+        lines.append(f"- {title}: `apmpo study {path.name}` (quick variant: `apmpo study {path.name} --quick`)")
+    return lines
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[Claim], *, command: str,
+                    full_study: Any, planned: Sequence[Any], machine: dict[str, Any], figures: dict[str, Path],
+                    csvs: list[Path], md_dir: Path, invocations: Sequence[dict], report_only: bool) -> str:
+    """The text of results.md."""
+    from apmpo.eval.study import plan_runs
+
+    L: list[str] = [f"# {study.title}", ""]
+    L.append(f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
+             "every number, table and figure below comes from the run directories. "
+             "Do not edit by hand: rerun the command to regenerate._")
+    L.append("")
+    if study.description:
+        L += [study.description, ""]
+
+    L += ["## How this was produced", ""]
+    if invocations:
+        L.append("Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):")
+        L.append("")
+        for inv in invocations:
+            m = inv.get("machine") or {}
+            load = m.get("load_average")
+            L.append(f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
+                     f"{inv['trained']} runs trained ({inv['reused']} found finished"
+                     f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
+                     f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
+                     + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
+                     + (f"; code: git {inv['code']}" if inv.get("code") else ""))
+        L.append("")
+    if report_only or not invocations:
+        L.append(f"- This report was written by `{command}` (no training in that invocation).")
+    L.append(f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
+             f"transformers {machine['transformers']}")
+    run_seconds = sum(r.wall_seconds for r in result.runs)
+    L.append(f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
+             f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)")
+    if result.warmup is not None:
+        w = result.warmup
+        L.append(f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
+                 f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
+                 f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
+                 f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it")
+    L.append("")
+
+    L += ["## Scale", ""]
+    L.append(f"- Ran: {_scale_text(study, planned)}.")
+    full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
+    ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
+    full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
+    if ran_names == full_names:
+        L.append(f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`.")
+    else:
+        L.append(f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
+                 f"would run {_scale_text(full_study, full_plan)}.")
+    if result.missing:
+        L.append(f"- Not finished (left out of every table): {', '.join(result.missing)}.")
+    L.append("")
+
+    pct = "percent"
+    L += ["## Held-out accuracy", "",
+          f"Mean over seeds with the 95% Student-t interval in brackets ({pct}; greedy Pass@1 on the held-out split). "
+          "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
+          "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
+          f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats).", ""]
+    rows = []
+    for arm in tables.arms:
+        s = tables.summary[arm]
+        rows.append([f"**{arm}**" if arm == "apmpo" else arm, tables.groups[arm], s["final"].n if s["final"] else 0,
+                     _level(s["initial"]), _level(s["final"]), _level(s["best"]), _signed(s["gain"]),
+                     _level(s["late_entropy"], 1.0, 3)])
+    L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy"], rows)
+    L.append("")
+
+    L += [f"## Paired differences vs {tables.baseline.upper()}", "",
+          f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
+          "(accuracy in percentage points, entropy in nats).", ""]
+    rows = []
+    for arm in tables.arms:
+        if arm == tables.baseline:
+            continue
+        p = tables.paired[arm]
+        n = p["final"].n if p.get("final") else 0
+        rows.append([arm, n, _signed(p.get("final")), _signed(p.get("best")), _signed(p.get("late_entropy"), 1.0, 3)])
+    L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy"], rows)
+    L.append("")
+
+    L += ["## What holds here", "",
+          "Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
+          "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
+          "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
+          "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
+          "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval).", ""]
+    for line in _headline(tables, claims):
+        L.append(f"- {line}")
+    controller = tables.summary.get("apmpo", {})
+    if controller.get("late_p") and controller.get("late_eps_high"):
+        p_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "p").get("apmpo")
+        e_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "eps_high").get("apmpo")
+        if p_curve and e_curve:
+            L.append(f"- APMPO's controllers: p (mean over seeds) went from {p_curve[1][0]:.3f} at "
+                     f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
+                     f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f}).")
+    L.append("")
+    L += _table(["claim (paper)", "verdict here", "evidence (paired difference, 95% interval, pairs; arm means)"],
+                [[c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
+                 for c in claims])
+    L.append("")
+    L.append("A verdict applies to this setting and scale only; with few seeds an interval crossing 0 means "
+             "the study cannot tell, not that the methods are equal.")
+    L.append("")
+
+    L += ["## Curves", ""]
+    for label, path in figures.items():
+        L += [f"![{label}]({_rel(path, md_dir)})", ""]
+
+    L += ["## Files", ""]
+    descriptions = {"runs.csv": "one row per run: before / final / best / gain and late-training means",
+                    "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
+                    "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
+                    "curves.csv": "per arm, metric and step: mean and standard error over seeds (the figures' data)",
+                    "study.json": "all of the above and the claims, machine-readable"}
+    for path in [*csvs, Path(csvs[0]).parent / "study.json"] if csvs else []:
+        L.append(f"- [`{path.name}`]({_rel(path, md_dir)}): {descriptions.get(path.name, '')}")
+    L.append(f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
+             f"(not committed; regenerate with the command above)")
+    L.append("")
+    others = _other_configs(study)
+    if others:
+        L += ["## Other study configurations", "", *others, ""]
+    return "\n".join(L)
+
+
+def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
+    return None if ci is None else {"n": ci.n, "mean": ci.mean, "std": ci.std, "low": ci.low, "high": ci.high}
+
+
+def write_report(study: Any, result: Any, *, command: str, full_study: Any, planned: Sequence[Any],
+                 invocations: Sequence[dict] = (), report_only: bool = False) -> list[Path]:
+    """Write the CSVs, figures, study.json and results.md; returns the paths written."""
+    docs_dir = Path(study.report.docs_dir)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    tables = compute_tables(study, result.runs)
+    claims = check_claims(tables)
+    colors = _colors(tables.arms)
+    csvs = write_csvs(tables, result.runs, docs_dir)
+    files = list(csvs)
+
+    figures: dict[str, Path] = {}
+    main = [a for a in tables.arms if tables.groups[a] == "main"]
+    ablation = [a for a in tables.arms if tables.groups[a] == "ablation"]
+    if main:
+        figures["main arms"] = plot_curves(result.runs, main, docs_dir / "curves_main.png",
+                                           title=f"{study.title}: main arms", smooth=study.report.smooth, colors=colors)
+    if ablation:
+        reference = [a for a in ("grpo", "apmpo") if a in tables.arms and a not in ablation]
+        figures["ablations"] = plot_curves(result.runs, [*reference, *ablation], docs_dir / "curves_ablations.png",
+                                           title=f"{study.title}: APMPO ablations", smooth=study.report.smooth,
+                                           colors=colors)
+    if len(tables.arms) > 1:
+        figures["paired differences"] = plot_paired(tables, docs_dir / "paired_differences.png",
+                                                    title=f"{study.title}: paired differences vs {tables.baseline}",
+                                                    colors=colors)
+    files += list(figures.values())
+
+    machine = machine_info()
+    record = {
+        "study": study.name, "title": study.title, "command": command, "machine": machine,
+        "invocations": list(invocations),
+        "wall_seconds": result.wall_seconds, "baseline": tables.baseline,
+        "runs": {arm: {str(seed): values for seed, values in seeds.items()} for arm, seeds in tables.per_run.items()},
+        "arms": {arm: {m: _ci_json(ci) for m, ci in tables.summary[arm].items()} for arm in tables.arms},
+        "paired": {arm: {m: _ci_json(ci) for m, ci in p.items()} for arm, p in tables.paired.items() if p},
+        "claims": [{"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence} for c in claims],
+        "missing": result.missing,
+        "warmup": None if result.warmup is None else {
+            "steps": result.warmup.steps, "validation_accuracy": result.warmup.validation_accuracy,
+            "heldout_accuracy": result.warmup.heldout_accuracy, "wall_seconds": result.warmup.wall_seconds,
+            "parameters": result.warmup.parameters},
+    }
+    path = docs_dir / "study.json"
+    _atomic_text(path, json.dumps(record, indent=1) + "\n")
+    files.append(path)
+
+    if study.report.results_md:
+        md_path = Path(study.report.results_md)
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        text = render_markdown(study, result, tables, claims, command=command, full_study=full_study, planned=planned,
+                               machine=machine, figures=figures, csvs=csvs, md_dir=md_path.parent,
+                               invocations=invocations, report_only=report_only)
+        _atomic_text(md_path, text)
+        files.append(md_path)
+    return files
