@@ -577,7 +577,7 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
         for future in cf.as_completed(futures):
             try:
                 report(future.result())
-            except Exception as exc:  # the worker process itself died
+            except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
                 report({"name": futures[future]["name"], "ok": False, "seconds": 0.0,
                         "error": f"worker process failed: {type(exc).__name__}: {exc}"})
     except BaseException:

@@ -7,7 +7,9 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
 - ``best``: the highest held-out accuracy over the evaluations after step 0 (selected on
   the held-out set itself, so optimistic; "final" is the unbiased number);
 - ``late_*``: the mean of a per-step training metric (token entropy, p, eps_high, clip
-  fractions, response length) over the last ``report.late_fraction`` of the steps.
+  fractions, response length) over the last ``report.late_fraction`` of the steps;
+- ``generated_tokens``: tokens sampled over the whole run (the rollout budget: DAPO's
+  dynamic sampling draws more than the other arms).
 
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
 the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
@@ -52,7 +54,7 @@ __all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims"
            "machine_info", "verdict", "write_report"]
 
 RUN_METRICS = ("initial", "final", "best", "gain", "late_entropy", "late_p", "late_eps_high",
-               "late_clip_frac_low", "late_clip_frac_high", "late_response_length")
+               "late_clip_frac_low", "late_clip_frac_high", "late_response_length", "generated_tokens")
 """Per-run scalars reported (see the module docstring)."""
 
 PAIRED_METRICS = ("final", "best", "late_entropy")
@@ -79,6 +81,8 @@ def _run_values(record: Any, late_fraction: float) -> dict[str, float | None]:
     values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
     for key in ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length"):
         values[f"late_{key}"] = record.late_mean(key, late_fraction)
+    tokens = [r["generated_tokens"] for r in record.train if isinstance(r.get("generated_tokens"), (int, float))]
+    values["generated_tokens"] = float(sum(tokens)) if tokens else None
     return values
 
 
@@ -189,12 +193,14 @@ def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale
     missing = [x for x in (a, b) if x not in tables.per_run]
     if missing:
         return Claim(claim, "not checked", f"arm {', '.join(missing)} not in this study", a, b, metric)
-    ci = tables.diff(a, b, metric)
-    sa, sb = tables.summary[a][metric], tables.summary[b][metric]
-    if ci is None or sa is None or sb is None:
+    va, vb = tables.values(a, metric), tables.values(b, metric)
+    common = sorted(set(va) & set(vb))
+    if not common:
         return Claim(claim, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric)
-    evidence = (f"{a} - {b} = {_pts(ci, scale, digits, unit)} (paired seeds); "
-                f"{a} {scale * sa.mean:.{digits}f}, {b} {scale * sb.mean:.{digits}f}")
+    ci = paired_difference(va, vb)
+    ma, mb = (sum(v[s] for s in common) / len(common) for v in (va, vb))
+    evidence = (f"{a} - {b} = {_pts(ci, scale, digits, unit)} paired seeds; means over those seeds: "
+                f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}")
     return Claim(claim, verdict(ci), evidence, a, b, metric)
 
 
@@ -206,7 +212,7 @@ def check_claims(tables: StudyTables) -> list[Claim]:
                                f"APMPO beats {base.upper()} (final held-out accuracy)"))
         claims.append(_compare(tables, "apmpo", base, "best",
                                f"APMPO beats {base.upper()} (best held-out accuracy)"))
-    ent = dict(scale=1.0, unit=" nats", digits=3)
+    ent = {"scale": 1.0, "unit": " nats", "digits": 3}
     claims.append(_compare(tables, "apmpo", "grpo", "late_entropy",
                            "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)", **ent))
     claims.append(_compare(tables, "gmpo", "apmpo", "late_entropy",
@@ -245,6 +251,14 @@ def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
         lines.append(f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
                      f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
                      f"{len(improved)} of {len(gains)} arms.")
+    base_tokens = tables.summary.get(tables.baseline, {}).get("generated_tokens")
+    if base_tokens is not None and base_tokens.mean > 0:
+        for arm in tables.arms:
+            tokens = tables.summary[arm]["generated_tokens"]
+            if tokens is not None and abs(tokens.mean / base_tokens.mean - 1) > 0.1:
+                lines.append(f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
+                             f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
+                             "its accuracy with that in mind.")
     final = [c for b in ("grpo", "dapo", "gmpo") if (c := _find(claims, "apmpo", b, "final")) is not None]
     beaten = [c.b.upper() for c in final if c.verdict == "holds"]
     not_beaten = [c for c in final if c.verdict != "holds"]
@@ -309,6 +323,7 @@ def _savefig(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -365,7 +380,7 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
     import matplotlib.pyplot as plt
 
     arms = [a for a in tables.arms if a != tables.baseline]
-    fig, ax = plt.subplots(figsize=(8, 0.55 * max(len(arms), 2) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(arms), 2) + 1.8))
     for row, arm in enumerate(reversed(arms)):
         for offset, metric, marker in ((0.15, "final", "o"), (-0.15, "best", "s")):
             ci = tables.paired[arm].get(metric)
@@ -398,6 +413,7 @@ def _atomic_text(path: Path, text: str) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
+    os.chmod(path, 0o644)  # the atomic write goes through a 0600 temporary file
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -488,11 +504,11 @@ def git_state() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+                                text=True, timeout=10, check=False).stdout.strip()
         if not commit:
             return None
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}{' with uncommitted changes' if dirty else ''}"
@@ -529,9 +545,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _other_configs(study: Any) -> list[str]:
-    from apmpo.trainer.config import CONFIG_DIR
-
     import yaml
+
+    from apmpo.trainer.config import CONFIG_DIR
 
     lines = []
     own = Path(study.source).resolve() if study.source else None
@@ -608,24 +624,25 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         L.append(f"- Not finished (left out of every table): {', '.join(result.missing)}.")
     L.append("")
 
-    pct = "percent"
     L += ["## Held-out accuracy", "",
-          f"Mean over seeds with the 95% Student-t interval in brackets ({pct}; greedy Pass@1 on the held-out split). "
-          "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
-          "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
-          f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats).", ""]
+          ("Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
+           "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
+           "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
+           f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
+           "*sampled tokens*: completion tokens generated over the run (the rollout budget)."), ""]
     rows = []
     for arm in tables.arms:
         s = tables.summary[arm]
         rows.append([f"**{arm}**" if arm == "apmpo" else arm, tables.groups[arm], s["final"].n if s["final"] else 0,
                      _level(s["initial"]), _level(s["final"]), _level(s["best"]), _signed(s["gain"]),
-                     _level(s["late_entropy"], 1.0, 3)])
-    L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy"], rows)
+                     _level(s["late_entropy"], 1.0, 3),
+                     "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k"])
+    L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy", "sampled tokens"], rows)
     L.append("")
 
     L += [f"## Paired differences vs {tables.baseline.upper()}", "",
-          f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
-          "(accuracy in percentage points, entropy in nats).", ""]
+          (f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
+           "(accuracy in percentage points, entropy in nats)."), ""]
     rows = []
     for arm in tables.arms:
         if arm == tables.baseline:
@@ -637,11 +654,11 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
     L.append("")
 
     L += ["## What holds here", "",
-          "Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
-          "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
-          "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
-          "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
-          "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval).", ""]
+          ("Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
+           "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
+           "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
+           "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
+           "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval)."), ""]
     for line in _headline(tables, claims):
         L.append(f"- {line}")
     controller = tables.summary.get("apmpo", {})
@@ -653,7 +670,7 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
                      f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
                      f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f}).")
     L.append("")
-    L += _table(["claim (paper)", "verdict here", "evidence (paired difference, 95% interval, pairs; arm means)"],
+    L += _table(["claim (paper)", "verdict here", "evidence (paired difference, 95% interval, pairs; means over the paired seeds)"],
                 [[c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
                  for c in claims])
     L.append("")
@@ -710,7 +727,7 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
                                            colors=colors)
     if len(tables.arms) > 1:
         figures["paired differences"] = plot_paired(tables, docs_dir / "paired_differences.png",
-                                                    title=f"{study.title}: paired differences vs {tables.baseline}",
+                                                    title=f"{study.title}\npaired differences vs {tables.baseline}",
                                                     colors=colors)
     files += list(figures.values())
 

@@ -294,9 +294,10 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
             if step % config.eval_every == 0 or step == config.max_steps:
                 accuracy = _accuracy(model, tokenizer, validation, data, train_config, verifier)
                 history.append({"step": step, "loss": loss_value, "validation_accuracy": accuracy})
-                log(f"warm-up step {step}: loss {loss_value:.3f}, validation accuracy {accuracy:.3f}")
                 if accuracy >= config.target_accuracy:
                     break
+                if len(history) % 10 == 0:
+                    log(f"warm-up step {step}: loss {loss_value:.3f}, validation accuracy {accuracy:.3f}")
         model.eval()
         heldout = _accuracy(model, tokenizer, data.eval, data, train_config, verifier)
         log(f"warm-up done after {step} steps: validation {accuracy:.3f}, held-out {heldout:.3f}")
