@@ -24,7 +24,6 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "apmpo.trainer.commands",  # train, demo, config show / validate
     "apmpo.eval.cli",  # eval
     "apmpo.eval.study_cli",  # study
-    "apmpo.bench.cli",  # bench
 )
 
 
@@ -56,10 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``KEY=VALUE`` overrides may come anywhere after the subcommand.
+
+    argparse fills a ``nargs="*"`` positional once, so ``apmpo train CONFIG --resume x=1``
+    would leave ``x=1`` unrecognised; such leftovers are appended, in order, to the
+    subcommand's ``overrides``. Anything else left over is an error, as with ``parse_args``.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list):
+        stray = [tok for tok in extra if tok.startswith("-") or "=" not in tok]
+        if not stray:
+            args.overrides = [*args.overrides, *extra]
+            return args
+        extra = stray
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

@@ -35,7 +35,7 @@ What runs (nothing here changes the trainers; the harness only times and counts)
   before, between and after the arms); attention score FLOPs are not counted (a few %
   at these lengths);
 - levers without a switch in the trainer, measured on one stored SmolLM2 rollout batch
-  (``micro``): padding trim + length sort, chunked LM head vs full logits, recomputed vs
+  (``micro``): shared prompt pass, padding trim + length sort, chunked LM head vs full logits, recomputed vs
   kept probabilities, entropy, the old-log-prob pass that on-policy reuse saves, shared
   prefill, static KV cache, and the policy loss alone (APMPO vs GRPO);
 - a profile of one of our steps (torch.profiler, op level) and py-spy phase shares of
@@ -47,13 +47,14 @@ B x G / micro (so one generation per optimizer step: ``steps_per_generation`` =
 accumulation, no old-log-prob pass, as ours), ``num_iterations=1``, ``beta=0`` (no
 reference model), ``scale_rewards="group"``, ``epsilon=0.2``, ``max_grad_norm=1``,
 constant lr, ``disable_dropout=True``, its default optimizer (``adamw_torch_fused``;
-ours: AdamW foreach), ``shuffle_dataset=False`` over our prompt order. Differences
+ours: fused AdamW too), ``shuffle_dataset=False`` over our prompt order. Differences
 that remain: TRL divides advantages by std + 1e-4 (ours 1e-6); TRL pads the whole
 generation batch to one width and shuffles rows before splitting into micro-batches
-(ours sorts by length and trims each micro-batch); TRL's fused LM head (transformers
-backends without Triton, i.e. CPU) scores every position of the sequence, prompt
-included, where ours scores completion tokens only; ours shares each prompt's prefill
-across its G samples; ours skips the gradient passes of zero-advantage rows when beta
+(ours keeps each group in one micro-batch, orders by length and trims each
+micro-batch); TRL's fused LM head (transformers backends without Triton, i.e. CPU)
+scores every position of the sequence, prompt included, where ours scores completion
+tokens only; ours runs each prompt once per group, in sampling (shared prefill) and in
+the training passes (shared prompt pass, gradients through the KV cache); ours skips the gradient passes of zero-advantage rows when beta
 = 0 (exact; arm ``grpo_noskip`` turns it off). Both sample with a clean generation
 config, the dynamic KV cache and SDPA attention.
 """
@@ -98,28 +99,31 @@ CORE_ARMS: dict[str, dict[str, Any]] = {
     "grpo": {"kind": "ours", "algorithm": "grpo", "overrides": {}},
     "apmpo": {"kind": "ours", "algorithm": "apmpo", "overrides": {}},
     "grpo_noskip": {"kind": "ours", "algorithm": "grpo", "overrides": {"optim": {"skip_zero_advantage": False}}},
+    "grpo_ckpt": {"kind": "ours", "algorithm": "grpo", "overrides": {"model": {"gradient_checkpointing": True}}},
     "trl": {"kind": "trl", "algorithm": "grpo", "overrides": {}},
 }
-"""Arms of the comparison (ours with its defaults, ours doing TRL's forward/backward work, TRL)."""
+"""Arms of the comparison (ours with its defaults, ours doing TRL's forward/backward work, ours with
+activation checkpointing as TRL's GRPOConfig has by default, TRL)."""
 
 _NOSKIP = {"skip_zero_advantage": False}
 LEVER_ARMS: dict[str, dict[str, Any]] = {
     "noskip_beta": {"kind": "ours", "algorithm": "grpo",
                     "overrides": {"optim": _NOSKIP, "algorithm": {"beta": 0.001}}},
-    "noskip_1thread": {"kind": "ours", "algorithm": "grpo", "threads": 1, "overrides": {"optim": _NOSKIP}},
+    "noskip_threads": {"kind": "ours", "algorithm": "grpo", "threads": "other", "overrides": {"optim": _NOSKIP}},
     "noskip_mmap": {"kind": "ours", "algorithm": "grpo", "env": {"MALLOC_MMAP_THRESHOLD_": "131072"},
                     "overrides": {"optim": _NOSKIP}},
-    "noskip_ckpt": {"kind": "ours", "algorithm": "grpo",
-                    "overrides": {"optim": _NOSKIP, "model": {"gradient_checkpointing": True}}},
+    "noskip_noshare": {"kind": "ours", "algorithm": "grpo",
+                       "overrides": {"optim": {**_NOSKIP, "share_prompt_forward": False}}},
 }
-"""Levers with a switch (config or environment), each against ``grpo_noskip`` (the full gradient work)."""
+"""Levers with a switch (config or environment), each against ``grpo_noskip`` (the full gradient work).
+``threads: "other"`` means 2 when the benchmark runs with --threads 1, else 1."""
 
 LEVER_DOC = {
     "grpo": "optim.skip_zero_advantage=true (default) vs false",
     "noskip_beta": "algorithm.beta=0.001 (reference model + reference pass) vs beta=0 (none)",
-    "noskip_1thread": "model.num_threads=1 vs 2 (torch default = cores)",
+    "noskip_threads": "model.num_threads: the other of 1 / 2 than the base run's --threads",
     "noskip_mmap": "env MALLOC_MMAP_THRESHOLD_=131072 (glibc returns freed large blocks at once) vs glibc default",
-    "noskip_ckpt": "model.gradient_checkpointing=true vs false",
+    "noskip_noshare": "optim.share_prompt_forward=false (every row runs its own prompt) vs true",
 }
 
 
@@ -308,9 +312,8 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         if state["shape"] is None:
             state["shape"] = flop_shape(model)
         rec = steps[-1]
-        width = prompt_ids.shape[1] + completion_ids.shape[1]
         key = "grad" if torch.is_grad_enabled() else "nograd"
-        rec[f"body_tokens_{key}"] += prompt_ids.shape[0] * width
+        rec[f"body_tokens_{key}"] += out.body_tokens  # B x (P + T), or U x P + B x T with the shared prompt pass
         rec[f"head_tokens_{key}"] += int(completion_mask.sum())
         rec["passes"] += 1
         return out
@@ -499,6 +502,7 @@ def run_trl(spec: dict, arm: dict) -> dict:
     return {"steps": steps, "shape": shape, "rss_before_first_step_gb": marks["rss"], "same_prompt_text": same_prompt,
             "trl_settings": {k: getattr(args, k) for k in (
                 "per_device_train_batch_size", "gradient_accumulation_steps", "generation_batch_size",
+                "gradient_checkpointing",
                 "steps_per_generation", "num_generations", "max_completion_length", "loss_type", "scale_rewards",
                 "beta", "num_iterations", "optim", "temperature", "top_p", "top_k")}}
 
@@ -598,9 +602,9 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
 
     def old_logprob_pass():
         with torch.no_grad():
-            for idx, mb in micro_batches(ro, rows, micro):
+            for idx, mb in micro_batches(ro, rows, micro, share_prompts=True):
                 completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
-                                     chunk_size=1024)
+                                     chunk_size=1024, share_prompt=True)
 
     prompts = encode_prompts(tokenizer, stored["prompts"], add_special_tokens=False)
 
@@ -656,7 +660,9 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
         return run
 
     table = {
-        "trainer_pass": lambda: grad_pass(micro_batches(ro, rows, micro), chunk_size=1024, with_entropy=True),
+        "trainer_pass": lambda: grad_pass(micro_batches(ro, rows, micro, share_prompts=True), chunk_size=1024,
+                                          with_entropy=True, share_prompt=True),
+        "no_share_prompt": lambda: grad_pass(micro_batches(ro, rows, micro), chunk_size=1024, with_entropy=True),
         "unsorted_untrimmed": lambda: grad_pass(unsorted_untrimmed(), chunk_size=1024, with_entropy=True),
         "full_logits": full_logits_pass,
         "keep_probs": lambda: grad_pass(micro_batches(ro, rows, micro), chunk_size=1024, with_entropy=True,
@@ -753,6 +759,7 @@ def run_child(job: dict, workdir: Path, label: str, timeout: float = 3600.0, spy
         raise RuntimeError(f"{label}: child failed (exit {proc.returncode}); log {log_path}:\n{tail}")
     result = json.loads(out_path.read_text())
     result["peak_rss_gb"] = usage.ru_maxrss / 1024**2
+    result["load_avg_end"] = os.getloadavg()[0]
     result["process_wall_s"] = time.perf_counter() - t0
     if spy and spy_path.exists():
         result["spy"] = summarise_spy(spy_path.read_text())
@@ -838,6 +845,7 @@ def summarise_arm(runs: list[dict], warmup: int) -> dict:
         "rss_step_start_gb": per_step(lambda s: s.get("rss_step_start_gb")),
         "rss_peak_rollout_gb": per_step(lambda s: s.get("rss_peak_rollout_gb")),
         "rss_peak_train_gb": per_step(lambda s: s.get("rss_peak_train_gb")),
+        "load_avg_end": _stat([r.get("load_avg_end") for r in runs]),
         "runs": len(runs),
         "shape": shape,
     }
@@ -901,6 +909,23 @@ def workload_table(summary: dict[str, dict], baseline: str = "trl") -> str:
     return "\n".join(lines)
 
 
+def best_case_table(summary: dict[str, dict], baseline: str = "trl") -> str:
+    """The least-contended view: each arm's best step (contention slows steps at random, never speeds them up)."""
+    base = summary.get(baseline)
+    cols = [("best gen tok/s", "gen_tok_s", "max"), ("best train tok/s", "train_tok_s", "max"),
+            ("best s/step", "step_s", "min"), ("best step tok/s", "step_tok_s", "max")]
+    lines = [("| arm | " + " | ".join(f"{c} | vs TRL" for c, *_ in cols) + " |"), "|" + "---|" * (1 + 2 * len(cols))]
+    for arm, s in summary.items():
+        cells = []
+        for _, key, which in cols:
+            value = s[key][which] if s[key] else None
+            ref = base[key][which] if base and base[key] else None
+            cells += [f"{value:.2f}" if key == "step_s" else f"{value:.0f}" if value is not None else "-",
+                      f"{value / ref:.2f}x" if value is not None and ref else "-"]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def flops_table(summary: dict[str, dict], peak: float) -> str:
     lines = [("| arm | train FLOP/s (GFLOP/s) | fraction of matmul peak | body tokens / step (grad) | "
              "LM-head tokens / step (grad) | train s |"), "|---|---|---|---|---|---|"]
@@ -938,19 +963,26 @@ def lever_table(summary: dict[str, dict]) -> str:
 
 
 MICRO_DOC = {
-    "trainer_pass": "our gradient pass as the trainer runs it: length-sorted, trimmed micro-batches, chunked LM head "
-                    "(1024), recomputed logits, entropy",
-    "unsorted_untrimmed": "same, micro-batches in sampling order at the batch's full padded width (TRL's layout)",
-    "full_logits": "same micro-batches, full [n, L, V] logits -> fp32 log_softmax -> gather (no chunking)",
-    "keep_probs": "chunked head keeping each chunk's probabilities for backward (recompute_logits=False)",
-    "no_entropy": "chunked head without the entropy metric",
-    "one_chunk": "chunked head with one chunk per micro-batch (optim.logprob_chunk_size=2^20)",
-    "old_logprob_pass": "a no-grad log-prob pass over the batch: what on-policy reuse (mu=1) saves",
+    "trainer_pass": "our gradient pass as the trainer runs it: micro-batches in the cheapest of three orders "
+                    "(sequence length, completion length, group by group), trimmed, each distinct prompt run once "
+                    "per micro-batch and shared through the KV cache, chunked LM head (1024), recomputed logits, "
+                    "entropy",
+    "no_share_prompt": "same without the shared prompt pass (optim.share_prompt_forward=false): length-sorted "
+                       "micro-batches, every row runs its own prompt",
+    "unsorted_untrimmed": "no shared prompt, micro-batches in sampling order at the batch's full padded width "
+                          "(TRL's layout)",
+    "full_logits": "no shared prompt, full [n, L, V] logits -> fp32 log_softmax -> gather (no chunking)",
+    "keep_probs": "no shared prompt, chunked head keeping each chunk's probabilities for backward "
+                  "(recompute_logits=False)",
+    "no_entropy": "no shared prompt, chunked head without the entropy metric",
+    "one_chunk": "no shared prompt, one LM-head chunk per micro-batch (optim.logprob_chunk_size=2^20)",
+    "old_logprob_pass": "a no-grad log-prob pass over the batch as the trainer runs it: what on-policy reuse "
+                        "(mu=1) saves",
     "gen_share_prefill": "our generate_rollouts, prompt prefill shared across the G samples (default)",
     "gen_plain": "our generate_rollouts with share_prefill=False (TRL's way)",
     "gen_static_cache": "model.generate with cache_implementation='static' (no shared prefill)",
-    "opt_foreach": "AdamW step, foreach=True (ours on CPU)",
-    "opt_fused": "AdamW step, fused=True (TRL's default adamw_torch_fused)",
+    "opt_fused": "AdamW step, fused=True (ours, and TRL's default adamw_torch_fused)",
+    "opt_foreach": "AdamW step, foreach=True (multi-tensor; ours on CPU before fused)",
     "loss_grpo": "policy_loss('grpo') forward + backward over the batch's [N, T] in micro-batches",
     "loss_apmpo": "policy_loss('apmpo') likewise (power mean, FAC clip)",
 }
@@ -959,8 +991,9 @@ MICRO_DOC = {
 def micro_table(micro: dict) -> str:
     lines = ["| variant | what | seconds (median [min-max]) | vs reference | peak RSS increase GB |",
              "|---|---|---|---|---|"]
-    refs = {"unsorted_untrimmed": "trainer_pass", "full_logits": "trainer_pass", "keep_probs": "trainer_pass",
-            "no_entropy": "trainer_pass", "one_chunk": "trainer_pass", "opt_fused": "opt_foreach",
+    refs = {"no_share_prompt": "trainer_pass", "unsorted_untrimmed": "no_share_prompt",
+            "full_logits": "no_share_prompt", "keep_probs": "no_share_prompt",
+            "no_entropy": "no_share_prompt", "one_chunk": "no_share_prompt", "opt_foreach": "opt_fused",
             "old_logprob_pass": "trainer_pass", "gen_plain": "gen_share_prefill",
             "gen_static_cache": "gen_plain", "loss_apmpo": "loss_grpo"}
     v = micro["variants"]
@@ -979,7 +1012,7 @@ def micro_table(micro: dict) -> str:
 def goals(summary: dict[str, dict], peak: float, micro: dict | None) -> list[str]:
     out = []
     trl = summary.get("trl")
-    for arm in ("grpo", "grpo_noskip", "apmpo"):
+    for arm in ("grpo", "grpo_noskip", "grpo_ckpt", "apmpo"):
         s = summary.get(arm)
         if not s or not trl:
             continue
@@ -990,13 +1023,15 @@ def goals(summary: dict[str, dict], peak: float, micro: dict | None) -> list[str
     if summary.get("grpo") and summary.get("apmpo"):
         g, a = summary["grpo"]["step_s"], summary["apmpo"]["step_s"]
         over = (a["median"] - g["median"]) / g["median"]
+        overlap = a["min"] <= g["max"] and g["min"] <= a["max"]
         out.append(f"- APMPO vs GRPO, end to end: {over:+.1%} of the step (medians; ranges GRPO "
-                   f"{g['min']:.2f}-{g['max']:.2f} s, APMPO {a['min']:.2f}-{a['max']:.2f} s: noise on this box "
-                   f"is larger than the difference)")
+                   f"{g['min']:.2f}-{g['max']:.2f} s, APMPO {a['min']:.2f}-{a['max']:.2f} s"
+                   + (": the ranges overlap, the step-to-step variation is larger than the difference)"
+                      if overlap else ")"))
         if micro and {"loss_apmpo", "loss_grpo"} <= set(micro["variants"]):
             extra = micro["variants"]["loss_apmpo"]["median_s"] - micro["variants"]["loss_grpo"]["median_s"]
-            out.append(f"- APMPO vs GRPO, the loss alone (micro): +{extra * 1e3:.1f} ms per update = "
-                       f"{extra / g['median']:.2%} of the median GRPO step (goal <= 3%: "
+            out.append(f"- APMPO vs GRPO, the loss alone (micro): {extra * 1e3:+.1f} ms per update = "
+                       f"{extra / g['median']:+.2%} of the median GRPO step (goal <= 3%: "
                        f"{'met' if extra / g['median'] <= 0.03 else 'MISSED'})")
     for arm in ("grpo_noskip", "grpo", "trl"):
         s = summary.get(arm)
@@ -1050,8 +1085,9 @@ def render_report(report: dict) -> str:
            (f"- Python {m.get('python')}, torch {m.get('torch')}, transformers {m.get('transformers')}, "
            f"TRL {m.get('trl')}, accelerate {m.get('accelerate')}, datasets {m.get('datasets')}"),
            (f"- torch threads per run: {report['threads']}; load average (1/5/15 min) at start "
-           f"{report['load_start']}, at end {report['load_end']} (a shared box: other jobs ran during the "
-           "benchmark, so absolute numbers are noisy; arms were alternated so that each sees the same conditions)"),
+           f"{report['load_start']}, at end {report['load_end']} (the benchmark's own runs use "
+           f"{report['threads']} threads; a load well above that means other jobs shared the CPU; arms were "
+           "alternated so that each sees the same conditions)"),
            _peak_line(report),
            f"- wall time of the whole benchmark: {report['wall_s'] / 60:.1f} min", ""]
     for name, w in report["workloads"].items():
@@ -1067,7 +1103,11 @@ def render_report(report: dict) -> str:
                 f"left out; {w['reps']} alternating reps (arm order per rep: {', '.join(w['arms'])})."), "",
                 ("Medians [min-max] over the measured steps of all reps (peak RSS: over reps); ratios are median / "
                 "TRL's median (higher is better for tok/s, lower for s/step and RSS)."), "",
-                workload_table(w["summary"]), ""]
+                workload_table(w["summary"]), "",
+                ("Best step of each arm (min s/step, max tok/s over all measured steps; the least-disturbed view "
+                 "when anything else ran on the machine):"), "", best_case_table(w["summary"]), ""]
+        loads = ", ".join(f"{a} {_fmt(s.get('load_avg_end'), 1)}" for a, s in w["summary"].items())
+        out += [f"1-minute load average at the end of each arm's runs (median [min-max]): {loads}.", ""]
         out += ["Memory (GB, sampled every 50 ms in the process; measured steps only, except the first column):", "",
                 memory_table(w["summary"]), ""]
         if w.get("trl_settings"):
@@ -1086,7 +1126,7 @@ def render_report(report: dict) -> str:
         out += [(f"## Levers without a switch: microbenchmarks on one stored rollout batch ({report['micro_workload']}, "
                 f"{mi['rows']} rows, {mi['completion_tokens']} completion tokens)"), "",
                 ("Each timing row is one pass over the whole batch in micro-batches of the workload's size "
-                "(forward + loss + backward, no optimizer step), alternated, median of 3 after a warm-up; "
+                "(forward + loss + backward, no optimizer step), alternated, median of 2 after a warm-up; "
                 "peak RSS increase: ru_maxrss minus RSS before the first pass, in a process running only that "
                 "variant (includes the 0.5 GB of fp32 gradients the first backward allocates)."), "",
                 micro_table(mi), ""]
@@ -1119,9 +1159,10 @@ def benchmark(args) -> dict:
         spec = dict(WORKLOADS[name], threads=args.threads)
         if args.steps:
             spec["steps"] = args.steps
-        arms = dict(CORE_ARMS)
+        arms = {a: v for a, v in CORE_ARMS.items() if not args.arms or a in args.arms}
         if name == "smollm2" and not args.no_levers:
-            arms.update(LEVER_ARMS)
+            other = 2 if args.threads == 1 else 1
+            arms.update({k: {**v, "threads": other} if v.get("threads") == "other" else v for k, v in LEVER_ARMS.items()})
         runs: dict[str, list[dict]] = {a: [] for a in arms}
         for rep in range(args.reps):
             for arm_name, arm in arms.items():
@@ -1148,7 +1189,7 @@ def benchmark(args) -> dict:
         run_child({"mode": "micro_batch", "spec": spec, "batch_path": batch_path}, workdir, "micro-batch")
         timing = [v for v in MICRO_DOC]
         print("[bench] micro: timings", file=sys.stderr, flush=True)
-        micro = run_child({"mode": "micro", "spec": spec, "variants": timing, "batch_path": batch_path, "reps": 3},
+        micro = run_child({"mode": "micro", "spec": spec, "variants": timing, "batch_path": batch_path, "reps": 2},
                           workdir, "micro-time")
         for variant in ("trainer_pass", "full_logits", "keep_probs", "one_chunk"):
             print(f"[bench] micro: memory of {variant}", file=sys.stderr, flush=True)
@@ -1158,7 +1199,7 @@ def benchmark(args) -> dict:
         report["micro"], report["micro_workload"] = micro, name
     if not args.no_profile:
         name = "smollm2" if "smollm2" in args.workload else args.workload[0]
-        spec = dict(WORKLOADS[name], threads=args.threads)
+        spec = dict(WORKLOADS[name], threads=args.threads, steps=2)
         print("[bench] profile: torch.profiler on one of our steps", file=sys.stderr, flush=True)
         report["profile"] = run_child({"mode": "profile", "spec": spec, "arm": CORE_ARMS["grpo_noskip"],
                                        "profile_step": min(2, spec["steps"])}, workdir, "profile")
@@ -1192,12 +1233,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lever-reps", type=int, default=2, help="repetitions of the lever arms (smollm2)")
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: the workload's)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in every run")
+    parser.add_argument("--arms", type=lambda t: [a for a in t.split(",") if a], default=None,
+                        help=f"only these core arms (comma-separated; default all: {','.join(CORE_ARMS)})")
     parser.add_argument("--no-levers", action="store_true", help="skip the lever arms")
     parser.add_argument("--no-micro", action="store_true", help="skip the microbenchmarks")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     parser.add_argument("--out", required=True, help="results markdown file (a .json with the raw data beside it)")
+    parser.add_argument("--render", default=None, metavar="JSON",
+                        help="only re-render the markdown from a results .json written by an earlier run")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.arms or []) - set(CORE_ARMS))
+    if unknown:
+        parser.error(f"--arms: unknown arm(s) {unknown}; known: {', '.join(CORE_ARMS)}")
+    if args.render:
+        text = render_report(json.loads(Path(args.render).read_text()))
+        _write_text(args.out, text)
+        print(text)
+        return 0
     args.workload = args.workload or ["smollm2", "tiny"]
     report = benchmark(args)
     text = render_report(report)

@@ -60,8 +60,9 @@ GPU_WORKLOAD: dict[str, Any] = {
 }
 """B x G = 64 completions of 512 tokens per step, micro-batches of 16 (4 per optimizer step in TRL)."""
 
-ARMS = ("grpo", "trl", "apmpo")
-"""Run order; the budget guard drops the last ones first."""
+ARMS = ("grpo", "trl", "apmpo", "grpo_ckpt")
+"""Run order; the budget guard drops the last ones first (``grpo_ckpt``: ours with activation
+checkpointing, TRL's default, for the like-for-like memory comparison)."""
 
 
 def build_tokenizer(vocab_size: int):

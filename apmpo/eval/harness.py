@@ -50,7 +50,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from apmpo.eval.metrics import ExampleStats, answer_key, metric_names, summarize
+from apmpo.io import atomic_write_json
 from apmpo.eval.records import RecordsFile
 from apmpo.eval.suites import BenchmarkSpec
 
@@ -454,19 +454,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, default=_json_default)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, data, default=_json_default)
 
 
 def _run_identity(model_name: str | None, benchmarks: Sequence[Benchmark], settings: EvalSettings) -> dict:

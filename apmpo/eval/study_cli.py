@@ -49,7 +49,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="trainer overrides applied to every run, right after CONFIG, e.g. steps=50 optim.lr=2e-4")
+                   help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4")
     p.add_argument("--quick", action="store_true", help="apply the config's quick section (a small, fast variant)")
     p.add_argument("--jobs", type=int, help="runs trained at once (default: the config's)")
     p.add_argument("--arms", type=_str_csv, metavar="A,B,...", help="only these arms (the baseline must be among them)")

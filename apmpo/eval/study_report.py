@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apmpo.io import atomic_write_text
 from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference
 
 __all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
@@ -409,11 +410,7 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    from apmpo.trainer.tracking import atomic_write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
-    os.chmod(path, 0o644)  # the atomic write goes through a 0600 temporary file
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -231,6 +231,8 @@ class OptimConfig:
     """Sequences per forward/backward pass; gradients are accumulated to the mini-batch."""
     logprob_chunk_size: int = 1024
     """Completion tokens per chunk when applying the LM head (bounds the fp32 logits to chunk x vocab)."""
+    share_prompt_forward: bool = True
+    """Run each prompt once per micro-batch in the log-prob passes and share its KV cache with the group's samples (forward and backward; exact up to float rounding; text-only models without gradient checkpointing). Micro-batches then hold whole groups, ordered by length."""
     skip_zero_advantage: bool = True
     """With beta = 0, skip the forward/backward of responses whose advantage is exactly 0 (all-equal groups): exact, since every objective is A_i times a term, and they still count in the normalizer."""
 

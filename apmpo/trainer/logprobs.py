@@ -27,6 +27,13 @@ position it was sampled at; extra model inputs (``pixel_values``, ``image_grid_t
 ...) pass through ``**model_inputs`` to the body (then the model computes its own
 position ids, e.g. Qwen2-VL's multimodal rotary positions).
 
+``share_prompt=True`` runs each distinct prompt of the batch through the body once
+(with a KV cache, gradients flowing through it) and then only the completions, attending
+to their prompt's cached keys/values: the G samples of a group share one prompt pass
+instead of G, forward and backward. Exact up to float rounding (same attention, same
+positions); used for text-only inputs, without gradient checkpointing (which turns the
+cache off), and only when some prompt repeats in the batch.
+
 A model whose output layer is not a plain ``nn.Linear`` (a LoRA-wrapped head, logit
 soft-capping) takes the general path: the same chunking with the head module applied
 under activation checkpointing.
@@ -40,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["TokenLogProbs", "completion_log_probs", "position_ids_from_mask", "unwrap_model"]
+__all__ = ["TokenLogProbs", "cache_argument", "completion_log_probs", "position_ids_from_mask", "prompt_groups",
+           "unwrap_model"]
 
 
 class TokenLogProbs(NamedTuple):
@@ -50,6 +58,8 @@ class TokenLogProbs(NamedTuple):
     """[B, T] float32 (float64 for a float64 model) log pi of each completion token; 0 where the completion mask is 0."""
     entropy: torch.Tensor | None
     """[B, T] float32 entropy of the next-token distribution (no gradient), or None."""
+    body_tokens: int = 0
+    """Positions the model body processed (padding included): B x (P + T), or U x P + B x T with a shared prompt pass."""
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -62,6 +72,49 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """[B, L] positions counting only attended tokens, as ``generate`` computes them (pads at 0)."""
     positions = attention_mask.long().cumsum(-1) - 1                  # [B, L]
     return positions.masked_fill(attention_mask == 0, 0)
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The name of the KV-cache argument/output: "cache" (transformers 5) or "past_key_values" (4.x)."""
+    import inspect
+
+    params = inspect.signature(unwrap_model(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, inverse): rows with identical prompts (tokens and padding) share one index.
+
+    ``first`` [U] is a row holding each distinct prompt, ``inverse`` [B] the distinct
+    prompt of each row, so ``prompt_ids[first][inverse] == prompt_ids``.
+    """
+    key = prompt_ids.masked_fill(prompt_mask == 0, -1)                               # [B, P]
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)                       # [B] in 0..U-1
+    B = inverse.shape[0]
+    first = torch.full((int(inverse.max()) + 1 if B else 0,), B, dtype=torch.long, device=inverse.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(B, device=inverse.device), reduce="amin")  # [U]
+    return first, inverse
+
+
+def _shared_prompt_hidden(body: torch.nn.Module, model: torch.nn.Module, prompt_ids: torch.Tensor,
+                          prompt_mask: torch.Tensor, completion_ids: torch.Tensor, comp_mask: torch.Tensor,
+                          first: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """[B, T, H] hidden states predicting each completion token, with one body pass per distinct prompt."""
+    P = prompt_ids.shape[1]
+    u_mask = prompt_mask[first].long()                                               # [U, P]
+    cache_name = cache_argument(model)
+    out = body(input_ids=prompt_ids[first], attention_mask=u_mask, position_ids=position_ids_from_mask(u_mask),
+               use_cache=True)
+    hidden_p = out.last_hidden_state                                                 # [U, P, H]
+    cache = getattr(out, cache_name)
+    cache.batch_select_indices(inverse)                                              # [U, ...] -> [B, ...] keys/values
+    attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)        # [B, P+T]
+    positions = position_ids_from_mask(attention_mask)[:, P:]                        # [B, T]
+    out = body(input_ids=completion_ids, attention_mask=attention_mask, position_ids=positions,
+               use_cache=True, **{cache_name: cache})
+    hidden_c = out.last_hidden_state                                                 # [B, T, H]
+    # token t is predicted at position P-1+t: the prompt's last position for t = 0, else completion position t-1
+    return torch.cat([hidden_p[inverse, P - 1 :], hidden_c[:, :-1]], dim=1)          # [B, T, H]
 
 
 class _ChunkedLMHead(torch.autograd.Function):
@@ -171,6 +224,7 @@ def completion_log_probs(
     chunk_size: int = 1024,
     with_entropy: bool = False,
     recompute_logits: bool = True,
+    share_prompt: bool = False,
     **model_inputs: Any,
 ) -> TokenLogProbs:
     """log pi(o_t | q, o_<t) at every completion token, computed chunk by chunk.
@@ -187,6 +241,8 @@ def completion_log_probs(
         with_entropy: also return the per-token entropy (computed from the same chunks).
         recompute_logits: recompute each chunk's logits in backward (bounded memory)
             rather than keeping its probabilities.
+        share_prompt: one body pass per distinct prompt, its KV cache shared by the rows
+            that repeat it (text-only inputs; ignored where it does not apply).
         **model_inputs: extra inputs for the model body (pixel_values, image_grid_thw, ...).
 
     Returns:
@@ -215,13 +271,25 @@ def completion_log_probs(
 
     P, T = prompt_ids.shape[1], completion_ids.shape[1]
     comp_mask = completion_mask.bool()
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)                       # [B, P+T]
-    attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)        # [B, P+T]
-    if "position_ids" not in model_inputs and "pixel_values" not in model_inputs:
-        model_inputs["position_ids"] = position_ids_from_mask(attention_mask)
-    outputs = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **model_inputs)
-    hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]  # [B, P+T, H]
-    hidden = hidden[:, P - 1 : P - 1 + T]                                            # [B, T, H] predicts completion
+    first = inverse = None
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)  # transformers >= 5.x; older: is_gradient_...
+    checkpointing = checkpointing if checkpointing is not None else getattr(inner, "is_gradient_checkpointing", False)
+    if share_prompt and not model_inputs and T > 0 and not checkpointing:
+        first, inverse = prompt_groups(prompt_ids, prompt_mask)
+        if first.shape[0] == prompt_ids.shape[0]:  # no prompt repeats: nothing to share
+            first = inverse = None
+    if first is not None:
+        hidden = _shared_prompt_hidden(body, model, prompt_ids, prompt_mask, completion_ids, comp_mask, first, inverse)
+        body_tokens = first.shape[0] * P + completion_ids.numel()
+    else:
+        body_tokens = prompt_ids.numel() + completion_ids.numel()
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)                   # [B, P+T]
+        attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)    # [B, P+T]
+        if "position_ids" not in model_inputs and "pixel_values" not in model_inputs:
+            model_inputs["position_ids"] = position_ids_from_mask(attention_mask)
+        outputs = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **model_inputs)
+        hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]  # [B, P+T, H]
+        hidden = hidden[:, P - 1 : P - 1 + T]                                        # [B, T, H] predicts completion
     rows, cols = comp_mask.nonzero(as_tuple=True)                                    # n completion tokens
     h = hidden[rows, cols]                                                           # [n, H]
     targets = completion_ids[rows, cols]                                             # [n]
@@ -253,4 +321,4 @@ def completion_log_probs(
     if token_ent is not None:
         entropy = torch.zeros(comp_mask.shape, dtype=token_ent.dtype, device=h.device)
         entropy[rows, cols] = token_ent.detach()
-    return TokenLogProbs(log_probs, entropy)
+    return TokenLogProbs(log_probs, entropy, body_tokens)

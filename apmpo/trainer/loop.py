@@ -50,6 +50,7 @@ import math
 import resource
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,14 +191,53 @@ def sample_batch(model, encoder: PromptEncoder, data: TrainData, sampler: Prompt
 # --------------------------------------------------------------------------- passes
 
 
-def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, Rollout]]:
-    """(row indices, trimmed sub-rollout) chunks of ``rows``, longest sequences first."""
+def plan_micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
+                       share_prompts: bool = False) -> list[torch.Tensor]:
+    """Split ``rows`` into micro-batches of at most ``size`` rows, ordered to keep padding low.
+
+    Without ``share_prompts``: longest sequences first (each micro-batch is trimmed to its
+    own longest row). With it (the passes run each distinct prompt once per micro-batch,
+    ``optim.share_prompt_forward``), three orders are costed in body positions --
+    sum over micro-batches of U x P + n x T (U distinct prompts, n rows, P and T the
+    longest prompt and completion) -- and the cheapest is used: by sequence length (least
+    padding), by completion length, or group by group (most sharing; groups ordered by
+    their longest row).
+    """
     if len(rows) == 0:
-        return
-    lengths = rollout.sequence_lengths[rows.to(rollout.completion_ids.device)].cpu()
-    ordered = rows[torch.argsort(lengths, descending=True, stable=True)]
-    for start in range(0, len(ordered), size):
-        idx = ordered[start : start + size]
+        return []
+    r = rows.to(rollout.completion_ids.device)
+    p_len = rollout.prompt_mask[r].sum(-1).cpu()                                       # [n]
+    c_len = rollout.completion_mask[r].sum(-1).cpu()                                   # [n]
+    orders = [torch.argsort(p_len + c_len, descending=True, stable=True)]
+    if share_prompts:
+        group = torch.unique(rollout.prompt_index[r].cpu(), return_inverse=True)[1]    # [n] in 0..U-1
+        n, g = len(rows), group[orders[0]]                                             # groups in length order
+        first = torch.full((int(group.max()) + 1,), n).scatter_reduce(0, g, torch.arange(n), reduce="amin")  # [U]
+        by_group = orders[0][torch.argsort(first[g], stable=True)]                     # groups by their longest row
+        orders += [torch.argsort(c_len, descending=True, stable=True), by_group]
+
+        def cost(order: torch.Tensor) -> int:
+            total = 0
+            for chunk in order.split(size):
+                u = len(torch.unique(group[chunk])) if len(chunk) > 1 else 1
+                P, T = int(p_len[chunk].max()), int(c_len[chunk].max())
+                total += (u * P if u < len(chunk) else len(chunk) * P) + len(chunk) * T
+            return total
+
+        orders = [min(orders, key=cost)]
+    return [rows[chunk] for chunk in orders[0].split(size)]
+
+
+def shares_prompts(config: TrainConfig, rollout: Rollout) -> bool:
+    """Whether the log-prob passes run each prompt once per micro-batch (text-only, no activation checkpointing)."""
+    return (config.optim.share_prompt_forward and not config.model.gradient_checkpointing
+            and rollout.extras is None and rollout.token_inputs is None)
+
+
+def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
+                  share_prompts: bool = False) -> Iterator[tuple[torch.Tensor, Rollout]]:
+    """(row indices, trimmed sub-rollout) for each micro-batch of :func:`plan_micro_batches`."""
+    for idx in plan_micro_batches(rollout, rows, size, share_prompts):
         yield idx, rollout.select(idx).trimmed()
 
 
@@ -208,10 +248,11 @@ def batch_log_probs(model, rollout: Rollout, rows: torch.Tensor, config: TrainCo
     was_training = model.training
     model.eval()
     try:
-        for idx, mb in micro_batches(rollout, rows, config.optim.micro_batch_size):
+        op, share = config.optim, shares_prompts(config, rollout)
+        for idx, mb in micro_batches(rollout, rows, op.micro_batch_size, share_prompts=share):
             lp = completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
-                                      temperature=config.rollout.temperature, chunk_size=config.optim.logprob_chunk_size,
-                                      **mb.model_inputs()).log_probs                   # [n, T']
+                                      temperature=config.rollout.temperature, chunk_size=op.logprob_chunk_size,
+                                      share_prompt=share, **mb.model_inputs()).log_probs  # [n, T']
             out[idx.to(out.device), : lp.shape[1]] = lp.to(out.dtype)
     finally:
         model.train(was_training)
@@ -407,6 +448,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 active = has_tokens & (advantages != 0) if skip_zero_adv else has_tokens
                 active_rows = active.nonzero()[:, 0].cpu()
                 train_rollout = dataclasses.replace(rollout, completion_mask=loss_mask, meta={})
+                share = shares_prompts(config, train_rollout)  # one body pass per prompt and micro-batch
 
                 # 5. old log-probs: not needed when each rollout batch gets a single update
                 old_log_probs = None if reuse_current else batch_log_probs(model, train_rollout, active_rows, config)
@@ -427,13 +469,13 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                         rows = mini[active[mini.to(active.device)].cpu()]
                         parts: dict[str, list[tuple[float, float]]] = {}
                         ran, mini_loss = False, 0.0
-                        for idx, mb in micro_batches(train_rollout, rows, op.micro_batch_size):
+                        for idx, mb in micro_batches(train_rollout, rows, op.micro_batch_size, share_prompts=share):
                             out = completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
                                                        mb.completion_mask, temperature=ro.temperature,
                                                        chunk_size=op.logprob_chunk_size, with_entropy=epoch == 0,
-                                                       **mb.model_inputs())
+                                                       share_prompt=share, **mb.model_inputs())
                             log_probs, T_mb = out.log_probs, mb.completion_ids.shape[1]        # [n, T']
-                            forward_tokens += mb.prompt_ids.numel() + mb.completion_ids.numel()
+                            forward_tokens += out.body_tokens
                             i = idx.to(device)
                             old = old_log_probs[i, :T_mb] if old_log_probs is not None else log_probs.detach()
                             loss, m_metrics = policy_loss(al.name, log_probs, old, advantages[i], mb.completion_mask,
@@ -474,6 +516,11 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                     adv_zero_frac=float((advantages == 0).float().mean()), trained_rows=int(active.sum()),
                     train_tokens=int(loss_mask.sum()), forward_tokens=forward_tokens,
                 )
+            else:  # dynamic sampling kept no group: no update, but the LR schedule keeps pace with the steps
+                with warnings.catch_warnings():  # torch warns when the scheduler steps before any optimizer.step()
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                    for _ in range(al.epochs * al.mini_batches):
+                        scheduler.step()
 
             # 8. log
             for key in sorted({k for u in updates for k in u}):

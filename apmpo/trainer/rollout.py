@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .logprobs import position_ids_from_mask, unwrap_model
+from .logprobs import cache_argument, position_ids_from_mask, unwrap_model
 
 __all__ = ["PromptBatch", "Rollout", "collate_extras", "encode_prompts", "eos_token_ids", "generate_rollouts"]
 
@@ -322,7 +322,7 @@ def generate_rollouts(
                                for k, v in (prompts.token_inputs or {}).items()}                # [b*G, P]
                 extra.update(rows_tokens)
                 if share and ids.shape[1] > 1:
-                    extra[_cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
+                    extra[cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
                 out = model.generate(input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra)
                 parts_ids.append(rows_ids)
                 parts_mask.append(rows_mask)
@@ -361,14 +361,7 @@ def _shared_prefix_cache(model: Any, ids: torch.Tensor, mask: torch.Tensor, copi
     prefix_mask = mask[:, :-1]
     out = model(input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids_from_mask(prefix_mask),
                 use_cache=True)
-    cache = out[_cache_argument(model)]
+    cache = out[cache_argument(model)]
     cache.batch_repeat_interleave(copies)
     return cache
 
-
-def _cache_argument(model: Any) -> str:
-    """The name of the KV-cache argument/output: "cache" (transformers 5) or "past_key_values" (4.x)."""
-    import inspect
-
-    params = inspect.signature(unwrap_model(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"

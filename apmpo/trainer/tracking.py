@@ -20,27 +20,14 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from apmpo.io import atomic_savefig, atomic_write_text
+
 __all__ = ["MetricsWriter", "ProgressBar", "append_jsonl", "atomic_write_text", "plot_curves", "read_jsonl"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _clean(value: Any) -> Any:
@@ -210,13 +197,8 @@ def plot_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLike, ti
         fig.suptitle(title)
     fig.tight_layout()
     out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".png", dir=out_path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out_path)
+        atomic_savefig(fig, out_path, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out_path

@@ -10,7 +10,7 @@ from apmpo.eval.study import StudyError, load_study_config, plan_runs, study_con
 from .conftest import toy_study
 
 
-@pytest.mark.parametrize("name,runs,quick_runs", [("study_tiny.yaml", 65, 18), ("study_smollm2.yaml", 22, 9)])
+@pytest.mark.parametrize("name,runs,quick_runs", [("study_tiny.yaml", 65, 18), ("study_smollm2.yaml", 17, 9)])
 def test_packaged_configs_plan(name, runs, quick_runs):
     full = load_study_config(name)
     assert list(full.arms)[:4] == ["grpo", "dapo", "gmpo", "apmpo"]

@@ -138,3 +138,60 @@ def test_bad_inputs():
         completion_log_probs(model, p[:2], pm[:2], c, cm)
     with pytest.raises(ValueError, match="completion_mask"):
         completion_log_probs(model, p, pm, c, cm[:, :2])
+
+
+def _grouped_batch(seed: int = 2):
+    """3 distinct prompts (one left-padded) repeated 3, 2 and 1 times, rows interleaved; ragged completions."""
+    g = torch.Generator().manual_seed(seed)
+    P, T = 6, 7
+    distinct = torch.randint(0, 97, (3, P), generator=g)
+    distinct_mask = torch.ones(3, P, dtype=torch.long)
+    distinct_mask[1, :2] = 0
+    which = torch.tensor([0, 1, 0, 2, 1, 0])
+    completion_ids = torch.randint(0, 97, (len(which), T), generator=g)
+    completion_mask = torch.ones(len(which), T, dtype=torch.long)
+    completion_mask[1, 3:] = 0
+    completion_mask[4, 1:] = 0
+    completion_mask[5, 5:] = 0
+    return distinct[which], distinct_mask[which], completion_ids, completion_mask
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_shared_prompt_pass_equals_naive(tie):
+    from apmpo.trainer.logprobs import prompt_groups
+
+    model = _model(tie)
+    batch = _grouped_batch()
+    first, inverse = prompt_groups(batch[0], batch[1])
+    assert first.shape == (3,) and torch.equal(batch[0][first][inverse], batch[0])
+    weights = torch.randn(batch[2].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+
+    ref_lp, ref_ent = _naive(model, *batch, temperature=0.8)
+    (ref_lp * weights).sum().backward()
+    ref_grads = _grads(model)
+    model.zero_grad()
+
+    out = completion_log_probs(model, *batch, temperature=0.8, chunk_size=4, with_entropy=True, share_prompt=True)
+    (out.log_probs * weights).sum().backward()
+    grads = _grads(model)
+    assert out.body_tokens == 3 * 6 + 6 * 7  # one pass per distinct prompt, then the completions
+    torch.testing.assert_close(out.log_probs, ref_lp, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.entropy, ref_ent, rtol=0, atol=1e-12)
+    # Llama's RMSNorm runs in float32 even in a float64 model and its backward casts the
+    # incoming gradient to float32; the shared pass sums a prompt's gradient over its rows
+    # before that cast, the full pass after it: float32-level differences (~3e-8 relative).
+    assert set(grads) == set(ref_grads)
+    for name in grads:
+        scale = float(ref_grads[name].abs().max())
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=0, atol=1e-6 * scale, msg=name)
+
+
+def test_shared_prompt_pass_falls_back_where_it_does_not_apply():
+    model = _model(tie=True)
+    batch = _batch()  # four different prompts: nothing to share
+    out = completion_log_probs(model, *batch, share_prompt=True)
+    assert out.body_tokens == 4 * (6 + 7)
+    model.gradient_checkpointing_enable()  # turns the KV cache off: the full pass runs
+    model.train()
+    out = completion_log_probs(model, *_grouped_batch(), share_prompt=True)
+    assert out.body_tokens == 6 * (6 + 7)

@@ -130,8 +130,11 @@ def test_dynamic_sampling_and_truncation_masking(tmp_path):
         return [0.0] * len(completions)
 
     result = train(tiny_config(tmp_path / "z", "steps=2", "algorithm.name=dapo", "algorithm.dynamic_sampling=true",
-                               "algorithm.max_sampling_rounds=2"), reward_functions={"zero": all_zero})
+                               "algorithm.max_sampling_rounds=2", "optim.lr_schedule=linear", "optim.min_lr_ratio=0.0"),
+                   reward_functions={"zero": all_zero})
     assert [m["groups_kept"] for m in result.history] == [0, 0]
+    lrs = [m["lr"] for m in result.history]  # no update, but the schedule follows the steps: 0 after the last
+    assert lrs[0] > lrs[1] and lrs[1] == pytest.approx(0.0, abs=1e-12)
     assert [m["sampling_rounds"] for m in result.history] == [2, 2]
     assert result.history[-1]["prompts_consumed"] == 8  # 2 steps x 2 rounds x 2 prompts
 
@@ -232,3 +235,45 @@ def test_model_settings(tmp_path, settings):
     for m in result.history:
         assert m["trained_rows"] > 0 and 0 < m["grad_norm"] < float("inf")
         assert m.get("kl", 0.0) >= 0
+
+
+@pytest.mark.parametrize("micro", [4, 3])
+def test_shared_prompt_pass_gives_the_same_update(tmp_path, micro):
+    """optim.share_prompt_forward runs each prompt once per micro-batch: same gradient, fewer body tokens."""
+    common = ["steps=1", "rollout.prompts_per_step=3", "rollout.group_size=4", "optim.max_grad_norm=0",
+              "optim.lr=1e4", "optim.adam_eps=1e4", f"optim.micro_batch_size={micro}", "optim.skip_zero_advantage=false"]
+    shared = train(tiny_config(tmp_path / "s", *common), reward_functions=REWARD)
+    plain = train(tiny_config(tmp_path / "p", *common, "optim.share_prompt_forward=false"), reward_functions=REWARD)
+    assert shared.history[0]["forward_tokens"] < plain.history[0]["forward_tokens"]
+    assert abs(shared.history[0]["grad_norm"] - plain.history[0]["grad_norm"]) < 1e-5 * plain.history[0]["grad_norm"]
+    ws, wp = _weights(shared.run_dir), _weights(plain.run_dir)
+    for k in ws:
+        torch.testing.assert_close(ws[k], wp[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def _rollout(prompt_lengths, completion_lengths, group_size):
+    from apmpo.trainer.rollout import Rollout
+
+    N, P, T = len(completion_lengths), max(prompt_lengths), max(completion_lengths)
+    prompt_mask = torch.arange(P).flip(0)[None, :] < torch.tensor(prompt_lengths)[:, None]    # left padding
+    completion_mask = torch.arange(T)[None, :] < torch.tensor(completion_lengths)[:, None]
+    return Rollout(torch.ones(N, P, dtype=torch.long), prompt_mask.long(), torch.ones(N, T, dtype=torch.long),
+                   completion_mask, torch.zeros(N, dtype=torch.bool), [""] * N, torch.arange(N) // group_size)
+
+
+def test_micro_batch_plans_pick_the_cheapest_order():
+    from apmpo.trainer.loop import micro_batches, plan_micro_batches
+
+    # short prompts, long-tailed completions: length order (least padding) beats grouping
+    ro = _rollout([2] * 8, [1, 5, 2, 3, 7, 1, 1, 2], group_size=4)
+    rows = torch.arange(8)
+    assert [c.tolist() for c in plan_micro_batches(ro, rows, 4)] == [[4, 1, 3, 2], [7, 0, 5, 6]]
+    assert [c.tolist() for c in plan_micro_batches(ro, rows, 4, share_prompts=True)] == [[4, 1, 3, 2], [7, 0, 5, 6]]
+    # long shared prompts, short completions: whole groups per micro-batch (one prompt pass each)
+    ro = _rollout([40] * 4 + [30] * 4, [10, 1, 1, 1, 20, 1, 1, 1], group_size=4)
+    assert [c.tolist() for c in plan_micro_batches(ro, rows, 4)] == [[0, 4, 1, 2], [3, 5, 6, 7]]  # cost 244
+    assert [c.tolist() for c in plan_micro_batches(ro, rows, 4, share_prompts=True)] == [[0, 1, 2, 3], [4, 5, 6, 7]]  # 190
+    # each micro-batch is trimmed to its own longest prompt and completion
+    assert [tuple(mb.completion_ids.shape) for _, mb in micro_batches(ro, rows, 4, share_prompts=True)] == [(4, 10), (4, 20)]
+    assert [mb.prompt_ids.shape[1] for _, mb in micro_batches(ro, rows, 4, share_prompts=True)] == [40, 30]
+    assert plan_micro_batches(ro, rows[:0], 4, share_prompts=True) == []
