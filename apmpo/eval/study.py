@@ -543,6 +543,27 @@ def _train_one(payload: dict) -> dict:
                 "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end the worker when the study process ends, however it ends.
+
+    On Linux the kernel sends SIGTERM to the worker when its parent dies (PR_SET_PDEATHSIG),
+    so killing ``apmpo study`` never leaves runs training on their own (a killed run
+    resumes from its last atomic checkpoint on the next invocation). Elsewhere the parent
+    terminates its workers when it is interrupted (see ``_execute``).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _payload(run: PlannedRun, status: str, study: StudyConfig) -> dict:
     from apmpo.trainer.config import config_to_dict
 
@@ -571,7 +592,8 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
             report(_train_one(payload))
         return results
     context = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(payloads)), mp_context=context)
+    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(payloads)), mp_context=context,
+                                  initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_train_one, p): p for p in payloads}
         for future in cf.as_completed(futures):
@@ -580,7 +602,9 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
             except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
                 report({"name": futures[future]["name"], "ok": False, "seconds": 0.0,
                         "error": f"worker process failed: {type(exc).__name__}: {exc}"})
-    except BaseException:
+    except BaseException:  # interrupted: stop the running trainings too, not only the queued ones
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
