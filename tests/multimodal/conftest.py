@@ -7,16 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """One thread: fast on a shared machine and deterministic across runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.threads import _few_threads  # noqa: F401  (autouse: one torch thread per test)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 from apmpo.trainer.config import load_config, packaged_config
+from tests.threads import _few_threads  # noqa: F401  (autouse: one torch thread per test)
 
 
 def sevens(completions, **columns):
@@ -34,10 +32,3 @@ def tiny_config(tmp_path, *overrides: str):
     return load_config(packaged_config("tiny_test"), [*base, *overrides])
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Small, fixed thread count: fast on a shared machine and deterministic across runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
