@@ -9,6 +9,7 @@ from .aggregation import AGGREGATIONS, aggregate_rows, aggregate_tokens, default
 from .kl import KL_ESTIMATORS, kl_penalty, kl_per_token
 from .losses import LOSSES, REQUIRED, LossSpec, pessimistic_log_ratio, policy_loss, register_loss, resolve_hyperparameters
 from .power_mean import GEOMETRIC_P, log_power_mean, power_mean
+from .schedule import SingleUpdateWarning, single_update_warning
 
 __all__ = [
     "ADVANTAGE_NORMALIZATIONS",
@@ -21,6 +22,7 @@ __all__ = [
     "P_SCHEDULES",
     "REQUIRED",
     "STAT_SCOPES",
+    "SingleUpdateWarning",
     "adaptive_p",
     "aggregate_rows",
     "aggregate_tokens",
@@ -39,4 +41,5 @@ __all__ = [
     "register_loss",
     "resolve_hyperparameters",
     "reward_statistics",
+    "single_update_warning",
 ]

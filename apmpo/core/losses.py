@@ -83,6 +83,10 @@ class LossSpec:
     """True when the caller must pass the rollout batch's reward_mean and reward_std."""
     summary: str = ""
     """One line for listings."""
+    single_update_equals: str | None = None
+    """The objective whose gradient this one's equals exactly when every ratio is 1 (one optimizer
+    update per rollout batch: pi_old = pi_theta), or None where it stays itself. Drives the start-up
+    warning (``apmpo.core.schedule``); proved in tests/core/test_schedule.py."""
 
 
 # --------------------------------------------------------------------------- pieces
@@ -319,12 +323,16 @@ def _defaults(fn: LossFn) -> dict[str, Any]:
 
 
 for _spec in (
-    LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"),
-    LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
+    LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip",
+             single_update_equals="grpo"),
+    LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p",
+             single_update_equals="grpo"),
     LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),
     LossSpec("dapo", dapo_loss, "token", _defaults(dapo_loss), False, "clip-higher, token-level aggregation"),
-    LossSpec("gmpo", gmpo_loss, "response", _defaults(gmpo_loss), False, "geometric mean, log-space clip"),
-    LossSpec("gspo", gspo_loss, "response", _defaults(gspo_loss), False, "sequence-level ratio, narrow clip"),
+    LossSpec("gmpo", gmpo_loss, "response", _defaults(gmpo_loss), False, "geometric mean, log-space clip",
+             single_update_equals="grpo"),
+    LossSpec("gspo", gspo_loss, "response", _defaults(gspo_loss), False, "sequence-level ratio, narrow clip",
+             single_update_equals="grpo"),
 ):
     register_loss(_spec)
 

@@ -58,7 +58,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from apmpo.core import LOSSES, default_normalizer, group_advantages, kl_penalty, policy_loss, reward_statistics
+from apmpo.core import (
+    LOSSES,
+    default_normalizer,
+    group_advantages,
+    kl_penalty,
+    policy_loss,
+    reward_statistics,
+    single_update_warning,
+)
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_dict, dump_config_yaml, validate_config
@@ -392,6 +400,14 @@ def train(config: TrainConfig, *, resume: bool | str = False,
     progress = ProgressBar(config.logging.progress, config.steps, start_step, description=al.name)
     for line in data.description:
         progress.write(line)
+    single_update = single_update_warning(  # one update per rollout batch: APMPO's gradient is GRPO's (docs/training.md)
+        al.name, al.epochs * al.mini_batches, allowed=al.allow_single_update,
+        settings=f"algorithm.epochs={al.epochs}, algorithm.mini_batches={al.mini_batches}",
+        fix="e.g. algorithm.mini_batches=4 (paper_math_gpu.yaml: 4 updates of 128 of the 512 responses) or "
+            "algorithm.epochs=2", silence="algorithm.allow_single_update=true")
+    if single_update is not None:
+        progress.write(f"warning: {single_update}")
+        writer.log(start_step, {"message": single_update}, kind="warning")
     if resumed_from is not None:
         progress.write(f"resumed from {resumed_from} (step {start_step})")
 
