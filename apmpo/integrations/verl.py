@@ -18,6 +18,14 @@ in ``ray_kwargs.ray_init.runtime_env.env_vars``, see examples/verl/) registers:
    (``trainer.v1.trainer_mode``): verl's v1 trainers plus the reward-statistics route
    below (only where verl's v1 trainer can be imported).
 
+Start-up (``check_config``): the trainer modes' constructor, and the Hydra callback
+``StartupCheck`` when the config names it (``hydra.callbacks``; the example YAML does),
+refuse every run whose settings could never train the loss (wrong config class,
+length-weighted aggregation, a trainer mode that never computes the statistics, GAE,
+token-level IS, distillation, bad hyperparameters), naming setting, value and fix, before
+any worker or rollout; and warn (``apmpo.core.single_update_warning``) when
+``ppo_epochs x train_batch_size / ppo_mini_batch_size`` is 1, which makes the loss GRPO's.
+
 How mu_R and sigma_R reach the loss (why this route). verl's policy loss receives
 log-probs, token advantages, the mask, IS weights and the actor config -- never the
 rewards, and GRPO advantages cannot be turned back into rewards (a group whose rewards
@@ -65,8 +73,9 @@ Departures and mappings (documented, not silent):
   outcome estimator (``algorithm.adv_estimator=grpo``, identical to
   ``apmpo.group_advantages`` with delta = 1e-6 and the sample std).
 - ``rollout_is_weights`` (verl's rollout correction) enter as one non-negative weight
-  per response, multiplying A_i (sequence-level IS: ``rollout_is=sequence``, verl's
-  default). Token-level weights have no meaning inside a power mean and are refused.
+  per response, multiplying A_i (sequence-level IS: ``rollout_is=sequence``; off unless
+  set: verl 0.9.1's generated config has ``rollout_is: null``). Token-level weights have
+  no meaning inside a power mean and are refused.
 - eps_low is ``actor.clip_ratio_low`` (or ``clip_ratio``); PMPO's eps_high is
   ``actor.clip_ratio_high``; APMPO's upper bound is FAC's eps_ada from eps_min/eps_max.
   verl's dual-clip constant ``clip_ratio_c`` is not part of the objective and is unused.
