@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     if trainer.accelerator.is_main_process:
         (args.out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
         torch.save({k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, args.out / "weights.pt")
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():  # an undestroyed gloo group can abort the process at exit
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pytest
 
+import apmpo
 from apmpo import cli
 from apmpo.eval.study import _train_one
-from apmpo.trainer.config import config_to_dict
+from apmpo.trainer.config import config_to_dict, load_config, packaged_config, packaged_config_names
 from apmpo.trainer.tracking import read_jsonl
 
 from .conftest import tiny_config
@@ -41,11 +42,11 @@ def test_a_single_update_warns_on_the_console_and_in_the_runs_log(capsys, tmp_pa
 
 
 @pytest.mark.parametrize("overrides", [
-    ["algorithm.mini_batches=2"],
-    ["algorithm.epochs=2"],
-    ["algorithm.allow_single_update=true"],
-    ["algorithm.name=grpo"],
-    ["algorithm.name=dapo"],
+    [],                                                                  # tiny_test.yaml: apmpo, mini_batches 2
+    ["algorithm.mini_batches=1", "algorithm.epochs=2"],
+    ["algorithm.mini_batches=1", "algorithm.allow_single_update=true"],
+    ["algorithm.mini_batches=1", "algorithm.name=grpo"],
+    ["algorithm.mini_batches=1", "algorithm.name=dapo"],
 ])
 def test_silent_otherwise(capsys, tmp_path, overrides):
     err, warnings = _train(capsys, tmp_path, *overrides)
@@ -53,10 +54,18 @@ def test_silent_otherwise(capsys, tmp_path, overrides):
 
 
 def test_pmpo_and_gmpo_warn_too(capsys, tmp_path):
-    err, _ = _train(capsys, tmp_path / "pmpo", "algorithm.name=pmpo", "algorithm.params={p: 0.5}")
+    err, _ = _train(capsys, tmp_path / "pmpo", "algorithm.name=pmpo", "algorithm.params={p: 0.5}",
+                    "algorithm.mini_batches=1")
     assert "pmpo runs one optimizer update per rollout batch" in err
-    err, _ = _train(capsys, tmp_path / "gmpo", "algorithm.name=gmpo", "algorithm.epochs=1")
+    err, _ = _train(capsys, tmp_path / "gmpo", "algorithm.name=gmpo", "algorithm.mini_batches=1")
     assert "gmpo runs one optimizer update per rollout batch" in err
+
+
+@pytest.mark.parametrize("name", [n for n in packaged_config_names() if not n.startswith(("eval_", "study_"))])
+def test_no_packaged_config_trains_grpo_by_accident(name):
+    config = load_config(packaged_config(name.removesuffix(".yaml")))
+    al = config.algorithm
+    assert al.epochs * al.mini_batches >= 2 or apmpo.LOSSES[al.name].single_update_equals is None, name
 
 
 def test_a_study_run_has_it_in_its_log(tmp_path):
