@@ -29,14 +29,14 @@ class SingleUpdateWarning(UserWarning):
 
 
 def single_update_warning(
-    objective: str, updates_per_batch: float, *, allowed: bool, settings: str, fix: str, silence: str
+    objective: str, updates_per_batch: int, *, allowed: bool, settings: str, fix: str, silence: str
 ) -> str | None:
     """The start-up warning for a schedule that makes ``objective``'s update another objective's, or None.
 
     Args:
         objective: a key of ``apmpo.LOSSES``.
-        updates_per_batch: optimizer updates per rollout (generation) batch under the
-            entry point's settings; at most 1 means pi_old = pi_theta at every update.
+        updates_per_batch: the optimizer updates that use one rollout (generation) batch
+            under the entry point's settings; 1 means pi_old = pi_theta at every update.
         allowed: the entry point's ``allow_single_update`` setting (True silences it).
         settings: the settings that cause it, with their values (the entry point's names).
         fix: the settings to change, and how (the entry point's names).
@@ -47,12 +47,11 @@ def single_update_warning(
     same_as = LOSSES[objective].single_update_equals
     if allowed or same_as is None or updates_per_batch > 1:
         return None
-    count = f"{updates_per_batch:g}" if updates_per_batch < 1 else "one"
     return (
-        f"{objective} runs {count} optimizer update per rollout batch ({settings}): the loss is computed with "
+        f"{objective} runs one optimizer update per rollout batch ({settings}): the loss is computed with "
         f"pi_old = pi_theta, so every ratio is 1, no clip acts, and the gradient of {objective} is exactly "
-        f"{same_as.upper()}'s -- this run trains {same_as.upper()}, not {objective.upper()} (what sets "
-        f"{objective} apart, e.g. the power mean's p and FAC's eps_ada, has no effect). To train "
-        f"{objective.upper()}, give each rollout batch at least 2 updates: {fix}. If one update is what you "
-        f"want, set {silence} to silence this warning."
+        f"{same_as.upper()}'s -- this run trains {same_as.upper()}, not {objective.upper()} (what sets it apart, "
+        f"its aggregation of the token ratios and its clip bounds, e.g. APMPO's adaptive p and FAC's eps_ada, "
+        f"has no effect). To train {objective.upper()}, give each rollout batch at least 2 updates: {fix}. If "
+        f"one update is what you want, set {silence} to silence this warning."
     )

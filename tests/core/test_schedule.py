@@ -104,7 +104,6 @@ def test_warning_names_the_settings_the_fix_and_the_silencer(objective):
     for part in ("epochs=1, mini_batches=1", "set mini_batches=4", "allow_single_update=true", "GRPO's",
                  "every ratio is 1", objective):
         assert part in text
-    assert "0.5 optimizer update" in _warning(objective, updates=0.5)
 
 
 @pytest.mark.parametrize(("objective", "updates", "allowed"), [
