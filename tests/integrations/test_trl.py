@@ -45,6 +45,7 @@ def _config(tmp_path, **overrides):
         output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
         max_steps=2, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no",
         gradient_accumulation_steps=2, seed=0, bf16=False,
+        allow_single_update=True,  # these tests are about the loss; the schedule warning has its own tests below
     )
     fields.update(overrides)
     return at.APMPOConfig(**fields)
@@ -218,12 +219,13 @@ def test_one_update_per_generation_batch_warns_at_construction(model_dir, tmp_pa
     expected = (r"apmpo runs one optimizer update per rollout batch \(num_iterations=1, steps_per_generation=2, "
                 r"gradient_accumulation_steps=2\).*GRPO's.*steps_per_generation=8.*APMPOConfig\(allow_single_update=True\)")
     with pytest.warns(SingleUpdateWarning, match=expected):
-        _trainer(model_dir, tmp_path)
+        _trainer(model_dir, tmp_path, allow_single_update=False)
 
 
 @pytest.mark.parametrize("overrides", [
-    {"steps_per_generation": 4}, {"num_iterations": 2}, {"allow_single_update": True},
-    {"apmpo_loss": "grpo"}, {"apmpo_loss": "dapo"},
+    {"steps_per_generation": 4, "allow_single_update": False}, {"num_iterations": 2, "allow_single_update": False},
+    {"allow_single_update": True},
+    {"apmpo_loss": "grpo", "allow_single_update": False}, {"apmpo_loss": "dapo", "allow_single_update": False},
 ])
 def test_no_warning_otherwise(model_dir, tmp_path, overrides):
     import warnings
