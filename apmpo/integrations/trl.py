@@ -227,7 +227,7 @@ def updates_per_generation(args: GRPOConfig) -> int:
     return max(len({step // accumulation for step in range(k * every, (k + 1) * every)}) for k in range(batches))
 
 
-def _single_update_text(args: APMPOConfig) -> Optional[str]:
+def _single_update_text(args: APMPOConfig) -> str | None:
     """``apmpo.core.single_update_warning`` with TRL's settings."""
     accumulation = args.gradient_accumulation_steps
     return single_update_warning(

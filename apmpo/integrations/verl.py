@@ -149,7 +149,7 @@ _ROUTE_HINT = (
 )
 
 
-def _loss_agg_mode_problem(loss_agg_mode: str) -> Optional[str]:
+def _loss_agg_mode_problem(loss_agg_mode: str) -> str | None:
     """Why ``loss_agg_mode`` cannot aggregate the power-mean objective, with the fix; None when it can."""
     if loss_agg_mode in SUPPORTED_LOSS_AGG_MODES:
         return None
@@ -415,7 +415,7 @@ def updates_per_rollout(config: Any) -> int:
     return int(actor.ppo_epochs) * max(1, int(config.data.train_batch_size) // int(actor.ppo_mini_batch_size))
 
 
-def _single_update_text(config: Any, name: str) -> Optional[str]:
+def _single_update_text(config: Any, name: str) -> str | None:
     """``apmpo.core.single_update_warning`` with verl's settings (None with bypass mode: pi_old is the rollout's)."""
     correction = config.algorithm.get("rollout_correction") or {}
     if correction.get("bypass_mode", False):  # old log-probs are the rollout engine's: ratios are not exactly 1
@@ -435,7 +435,7 @@ def _single_update_text(config: Any, name: str) -> Optional[str]:
     )
 
 
-def check_config(config: Any) -> Optional[str]:
+def check_config(config: Any) -> str | None:
     """Start-up checks of a verl run whose policy loss is "apmpo" or "pmpo"; returns the single-update warning.
 
     Everything that would otherwise stop the run only at the first actor update (after

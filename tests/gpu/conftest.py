@@ -16,8 +16,6 @@ import os
 import pytest
 import torch
 
-from tests.threads import _few_threads  # noqa: F401  (autouse: one torch thread per test)
-
 DEVICE_ENV = "APMPO_GPU_TESTS_DEVICE"
 """Environment variable: the device the gpu tests run on (default "cuda")."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from apmpo.trainer import train
 from apmpo.trainer.config import config_from_dict

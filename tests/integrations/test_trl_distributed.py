@@ -26,7 +26,6 @@ import torch
 import apmpo
 
 pytest.importorskip("trl", reason="TRL is not installed; to run: pip install 'apmpo[trl]' (trl==1.16.0)")
-pytest.importorskip("apmpo.integrations.trl", reason="apmpo.integrations.trl cannot be imported")
 
 pytestmark = pytest.mark.integration
 
