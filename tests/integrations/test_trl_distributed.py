@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,23 +32,25 @@ pytestmark = pytest.mark.integration
 WORKER = Path(__file__).with_name("trl_worker.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(model: str, out: Path, processes: int, rollout: str) -> Path:
     per_device = 8 // processes                                        # the same global batch either way
     args = [str(WORKER), "--model", model, "--out", str(out), "--per-device", str(per_device), "--rollout", rollout]
-    if processes > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args]
+    if processes > 1:  # --standalone: torchrun picks a free port for its rendezvous itself
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+                   *args]
     else:
         command = [sys.executable, *args]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    # its own session, so that a launch that overruns is ended with all its workers (torchrun's children)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{out.name}: no result in 420 s\n{stdout[-3000:]}\n{stderr[-6000:]}")
+    assert process.returncode == 0, stdout[-3000:] + stderr[-6000:]
     return out
 
 
