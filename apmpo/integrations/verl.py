@@ -222,7 +222,9 @@ def _per_response(values: torch.Tensor, mask: torch.Tensor, name: str, hint: str
 def response_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """verl's [N, T] token advantages -> APMPO's [N] response advantages A_i (refuses token-varying ones)."""
     return _per_response(
-        advantages, response_mask.bool(), "advantages",
+        advantages,
+        response_mask.bool(),
+        "advantages",
         "use an outcome-reward estimator such as algorithm.adv_estimator=grpo",
     )
 
@@ -230,7 +232,9 @@ def response_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -
 def response_weights(rollout_is_weights: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """verl's [N, T] rollout-correction IS weights -> [N] sequence weights (refuses token-level ones)."""
     weights = _per_response(
-        rollout_is_weights, response_mask.bool(), "rollout_is_weights",
+        rollout_is_weights,
+        response_mask.bool(),
+        "rollout_is_weights",
         "set algorithm.rollout_correction.rollout_is=sequence (token-level weights have no meaning "
         "inside a power mean)",
     )
@@ -317,8 +321,8 @@ def verl_policy_loss(
     agg_problem = _loss_agg_mode_problem(loss_agg_mode)
     if agg_problem is not None:
         raise ValueError(agg_problem)
-    mask = response_mask.bool()                                      # [N, T]
-    adv = response_advantages(advantages, mask)                      # [N]
+    mask = response_mask.bool()  # [N, T]
+    adv = response_advantages(advantages, mask)  # [N]
     if rollout_is_weights is not None:
         adv = adv * response_weights(rollout_is_weights, mask).to(adv.dtype)  # [N]
     hp = _hyperparameters(name, config)
@@ -422,16 +426,23 @@ def _single_update_text(config: Any, name: str) -> str | None:
         return None
     actor, batch = config.actor_rollout_ref.actor, int(config.data.train_batch_size)
     mini = batch // 4 if batch % 4 == 0 and batch >= 4 else None
-    fix = (f"{_ACTOR}.ppo_mini_batch_size={mini} (data.train_batch_size={batch} prompts as 4 updates of {mini}, "
-           f"the schedule of apmpo's paper_math_gpu.yaml)" if mini else
-           f"a {_ACTOR}.ppo_mini_batch_size that splits data.train_batch_size={batch} into 2 or more parts")
+    fix = (
+        f"{_ACTOR}.ppo_mini_batch_size={mini} (data.train_batch_size={batch} prompts as 4 updates of {mini}, "
+        f"the schedule of apmpo's paper_math_gpu.yaml)"
+        if mini
+        else f"a {_ACTOR}.ppo_mini_batch_size that splits data.train_batch_size={batch} into 2 or more parts"
+    )
     return single_update_warning(
-        name, updates_per_rollout(config), allowed=bool(actor.policy_loss.get("allow_single_update", False)),
-        settings=(f"data.train_batch_size={batch}, {_ACTOR}.ppo_mini_batch_size={actor.ppo_mini_batch_size}, "
-                  f"{_ACTOR}.ppo_epochs={actor.ppo_epochs}"),
+        name,
+        updates_per_rollout(config),
+        allowed=bool(actor.policy_loss.get("allow_single_update", False)),
+        settings=(
+            f"data.train_batch_size={batch}, {_ACTOR}.ppo_mini_batch_size={actor.ppo_mini_batch_size}, "
+            f"{_ACTOR}.ppo_epochs={actor.ppo_epochs}"
+        ),
         fix=f"{fix}, or {_ACTOR}.ppo_epochs=2",
         silence=f"{_ACTOR}.policy_loss.allow_single_update=true (+{_ACTOR}... on the command line when the "
-                "YAML lacks the key)",
+        "YAML lacks the key)",
     )
 
 
@@ -475,17 +486,24 @@ def check_config(config: Any) -> str | None:
         problems.append(
             f"trainer.use_v1={use_v1}, trainer.v1.trainer_mode={mode}: loss_mode={name} needs the rollout batch's "
             f"reward statistics, which only the APMPO trainer modes compute on the driver and send to the loss: "
-            f"{_MODES_HINT}")
+            f"{_MODES_HINT}"
+        )
     if config.algorithm.get("adv_estimator") == "gae":
-        problems.append("algorithm.adv_estimator=gae gives token-varying advantages; the power-mean objective needs "
-                        "one per response: set algorithm.adv_estimator=grpo")
+        problems.append(
+            "algorithm.adv_estimator=gae gives token-varying advantages; the power-mean objective needs "
+            "one per response: set algorithm.adv_estimator=grpo"
+        )
     rollout_is = (config.algorithm.get("rollout_correction") or {}).get("rollout_is")
     if rollout_is == "token":
-        problems.append("algorithm.rollout_correction.rollout_is=token: token-level weights have no meaning inside "
-                        "a power mean: set algorithm.rollout_correction.rollout_is=sequence (or null: off)")
+        problems.append(
+            "algorithm.rollout_correction.rollout_is=token: token-level weights have no meaning inside "
+            "a power mean: set algorithm.rollout_correction.rollout_is=sequence (or null: off)"
+        )
     if is_distillation_enabled(config.get("distillation")):
-        problems.append("distillation.enabled=true: the APMPO losses do not support on-policy distillation: "
-                        "set distillation.enabled=false")
+        problems.append(
+            "distillation.enabled=true: the APMPO losses do not support on-policy distillation: "
+            "set distillation.enabled=false"
+        )
     if not problems:
         problems += _probe_hyperparameters(name, omega_conf_to_dataclass(actor))
     if problems:
@@ -496,7 +514,7 @@ def check_config(config: Any) -> str | None:
 def _probe_hyperparameters(name: str, actor_config: Any) -> list[str]:
     """The core's own refusal of the loss's hyperparameters, if any, on a one-token batch."""
     policy = actor_config.policy_loss
-    policy.reward_mean, policy.reward_std = 0.5, 0.5                  # a valid batch; the real ones come per step
+    policy.reward_mean, policy.reward_std = 0.5, 0.5  # a valid batch; the real ones come per step
     try:
         hp = _hyperparameters(name, actor_config)
         one = torch.zeros(1, 1)
@@ -546,7 +564,7 @@ def rollout_reward_statistics(
     """
     if token_scores.dim() != 2:
         raise ValueError(f"rm_scores: expected [N, T] token scores, got shape {tuple(token_scores.shape)}")
-    rewards = token_scores.detach().float().sum(-1)                  # [N]
+    rewards = token_scores.detach().float().sum(-1)  # [N]
     if keep is not None:
         rewards = rewards[keep.bool()]
     mean, std = apmpo.reward_statistics(rewards)
@@ -584,7 +602,7 @@ class APMPOTrainerMixin:
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rm_scores"])
-        scores = data.to_padded_tensor()["rm_scores"]               # [N, T]
+        scores = data.to_padded_tensor()["rm_scores"]  # [N, T]
         keep = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
         policy = self.config.actor_rollout_ref.actor.policy_loss
         return rollout_reward_statistics(scores, keep, policy.get("reward_range"))
