@@ -36,6 +36,8 @@ from typing import Any, Union
 
 import yaml
 
+from apmpo.data.sources import data_reference_problem
+
 __all__ = [
     "LR_SCHEDULES",
     "PACKAGED_CONFIGS",
@@ -106,9 +108,9 @@ class DataConfig:
     """Where prompts and reference answers come from and how prompts are rendered."""
 
     train: str = "arithmetic"
-    """Training examples: a built-in task name (see apmpo.data.BUILTIN_TASKS) or a JSONL/JSON/Parquet/CSV file."""
+    """Training examples: a built-in task name (see apmpo.data.BUILTIN_TASKS), a JSONL/JSON/Parquet/CSV file, a shipped dataset (shipped:math_train, see apmpo.data.shipped) or a Hugging Face dataset (hf:OWNER/NAME[@CONFIG]:SPLIT)."""
     eval: str | None = None
-    """Held-out examples: a built-in task name or a file. None: the built-in task's eval split when train is a task, else no evaluation."""
+    """Held-out examples: a built-in task name or a data reference as for train. None: the built-in task's eval split when train is a task, else no evaluation."""
     task: dict = field(default_factory=dict)
     """Settings of the built-in task (e.g. its difficulty knobs), passed to the task for both splits."""
     train_size: int | None = None
@@ -556,18 +558,12 @@ def _builtin_tasks() -> dict:
 
 
 def _check_data_source(name: str, value: str | None, problems: list[str], tasks: dict) -> None:
-    if value is None:
+    if value is None or value in tasks:
         return
-    if value in tasks:
-        return
-    path = Path(value).expanduser()
-    if path.is_file():
-        return
-    known = ", ".join(sorted(tasks)) or "(none registered)"
-    if path.exists():
-        problems.append(f"{name}: {value} is not a file")
-    else:
-        problems.append(f"{name}: {value!r} is neither a built-in task (known: {known}) nor an existing file")
+    problem = data_reference_problem(value)
+    if problem is not None:
+        known = ", ".join(sorted(tasks)) or "(none registered)"
+        problems.append(f"{name}: {problem} (nor a built-in task; known: {known})")
 
 
 def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewards: tuple[str, ...] = ()) -> TrainConfig:
