@@ -2,7 +2,8 @@
 
 ``load_examples(path, ...)`` reads a local file, a file shipped with apmpo
 (``shipped:math500`` or ``math500``) or a Hugging Face dataset
-(``hf:OWNER/NAME[@CONFIG]:SPLIT``); see :mod:`apmpo.data.sources`. It returns an :class:`ExampleSet`: a list of dicts, each with
+(``hf:OWNER/NAME[@CONFIG]:SPLIT``); see :mod:`apmpo.data.sources`. It returns an
+:class:`ExampleSet`: a list of dicts, each with
 at least ``"prompt"`` (str) and ``"answer"`` (str); every other column of the file is
 kept as is, because the trainer passes dataset columns to reward functions as keyword
 arguments (TRL's contract: ``db_path``, ``gold_sql``, ``answer_type``, ...).

@@ -314,26 +314,34 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.6 * len(rows) + 5), 4.2),
                                       gridspec_kw={"width_ratios": [3, 2]})
     width = 0.38
+    tops = []
     for offset, label, values, errors, color in (
         (-width / 2, a_label, [r.a for r in rows], [r.a_stderr for r in rows], "#9aa5b1"),
         (width / 2, b_label, [r.b for r in rows], [r.b_stderr for r in rows], "#2f6db5"),
     ):
-        left.bar(x + offset, [100 * v for v in values], width, label=label, color=color,
-                 yerr=[0 if e is None else 100 * e for e in errors], capsize=3)
+        heights, spreads = [100 * v for v in values], [0.0 if e is None else 100 * e for e in errors]
+        bars = left.bar(x + offset, heights, width, label=label, color=color, yerr=spreads, capsize=3)
+        left.bar_label(bars, labels=[f"{h:.1f}" for h in heights], fontsize=7, padding=2)
+        tops += [h + e for h, e in zip(heights, spreads)]
+    left.set_ylim(0, max(5.0, 1.2 * max(tops)))
     left.set_xticks(x, names, rotation=30, ha="right")
     metric = comparison.metric + (f" (avg@{comparison.n})" if comparison.metric == "pass@1" and comparison.n > 1 else "")
     left.set_ylabel(f"{metric}, %")
     left.set_title("score ± standard error over problems")
-    left.legend(fontsize=8)
+    left.legend(fontsize=8, loc="upper left")
     diffs = [100 * r.difference for r in rows]
     errors = [[100 * (r.difference - r.low) for r in rows], [100 * (r.high - r.difference) for r in rows]]
     colors = ["#2e8b57" if r.significant and r.difference > 0 else "#c0392b" if r.significant else "#7f8c8d"
               for r in rows]
-    right.bar(x, diffs, 0.6, yerr=errors, capsize=4, color=colors)
+    bars = right.bar(x, diffs, 0.6, yerr=errors, capsize=4, color=colors)
+    right.bar_label(bars, labels=[f"{d:+.1f}" for d in diffs], fontsize=7, padding=2)
+    reach = max([2.0] + [100 * abs(v) for r in rows for v in (r.low, r.high)])
+    right.set_ylim(-1.25 * reach, 1.25 * reach)
     right.axhline(0, color="black", linewidth=0.8)
     right.set_xticks(x, names, rotation=30, ha="right")
     right.set_ylabel("B - A, percentage points")
     right.set_title(f"paired difference, {int(round(100 * comparison.level))}% bootstrap CI")
+    fig.suptitle(f"{b_label} vs {a_label}; protocol {comparison.protocol or '(none)'}, n = {comparison.n}", fontsize=10)
     fig.tight_layout()
     written = atomic_savefig(fig, path, dpi=120)
     plt.close(fig)

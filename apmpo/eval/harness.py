@@ -525,7 +525,7 @@ def _make_progress(total: int, initial: int, enabled: bool):
     return tqdm(
         total=total, initial=initial, unit=" samples", desc="eval", dynamic_ncols=True, file=sys.stderr,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} samples "
-                   "[{elapsed} elapsed, ETA {remaining}, {rate_fmt}{postfix}]",
+                   "[{elapsed} elapsed, ETA {remaining}, {rate_noinv_fmt}{postfix}]",
     )
 
 

@@ -171,7 +171,6 @@ class Suite:
     """Where the benchmarks are read from: one of DATA_SOURCES."""
     unavailable: dict[str, str] = field(default_factory=dict)
     """Benchmarks of the suite left out (name -> why and how to add them), e.g. not shipped."""
-
     entries: list[BenchmarkSpec] = field(default_factory=list)
     """Every entry of the suite file (after ``only``), in order, as written (paths unresolved)."""
 
