@@ -2,7 +2,7 @@
 
 :func:`paper_table` lays a summary out as the papers do: one column per benchmark in
 the suite's order (MATH500, AIME24, AIME25, AMC23, Minerva, OlympiadBench for the math
-suite), then the macro average; one row per metric (Pass@1 = avg@n, pass@k, maj@k),
+suite), then the macro average (when there is more than one); one row per metric (Pass@1 = avg@n, pass@k, maj@k),
 each cell ``mean ± standard error`` in percent (the standard error over problems of
 :mod:`apmpo.eval.metrics`). A suite benchmark that was not evaluated (e.g. not shipped)
 keeps its column, marked ``n/a``, and the average says over how many benchmarks it is.
@@ -37,12 +37,13 @@ def paper_table(summary: Mapping[str, Any], *, markdown: bool = False) -> str:
     order += [name for name in rows if name not in order]
     missing = {name: reason for name, reason in (summary.get("not_evaluated") or {}).items() if name not in rows}
     average = "average" if not missing else f"average ({len(rows)} of {len(rows) + len(missing)})"
+    averaged = len(order) > 1  # one benchmark: its column is the average
     n = (summary.get("settings") or {}).get("n")
-    header = ["metric", *order, average]
+    header = ["metric", *order, *([average] if averaged else [])]
     body = []
     for metric in summary["metrics"]:
         cells = [_cell(rows[name], metric) if name in rows else "n/a" for name in order]
-        body.append([_metric_label(metric, n), *cells, _cell(summary["overall"], metric)])
+        body.append([_metric_label(metric, n), *cells, *([_cell(summary["overall"], metric)] if averaged else [])])
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in body]

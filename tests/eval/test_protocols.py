@@ -67,6 +67,9 @@ def test_paper_table_layout():
     markdown = paper_table(summary, markdown=True)
     assert markdown.splitlines()[0] == "| metric | math500 | minerva | aime24 | average (2 of 3) |"
     assert "| pass@1 (avg@4) | 50.0 ± 2.0 | n/a | 10.0 ± 5.0 | 30.0 ± 2.7 |" in markdown
+    single = {**summary, "suite_benchmarks": None, "not_evaluated": {},
+              "benchmarks": {"aime24": summary["benchmarks"]["aime24"]}}
+    assert paper_table(single, markdown=True).splitlines()[0] == "| metric | aime24 |"
     assert format_duration(41.54) == "41.5s" and format_duration(83.2) == "1m23s" and format_duration(3725) == "1h02m05s"
 
 
