@@ -70,7 +70,7 @@ class HubDataset:
         """``"hf:REPO[@CONFIG]:SPLIT"`` -> HubDataset; ValueError naming the syntax otherwise."""
         if not isinstance(text, str) or not text.startswith(HUB_PREFIX):
             raise ValueError(f"{text!r}: not a Hugging Face dataset reference; write {_SYNTAX}")
-        body = text[len(HUB_PREFIX):]
+        body = text[len(HUB_PREFIX) :]
         location, sep, split = body.rpartition(":")
         if not sep or not location:
             raise ValueError(f"{text}: no split; write {_SYNTAX}")
@@ -111,7 +111,9 @@ class HubDataset:
 
     def _from_disk(self, datasets: Any, folder: Path) -> Any:
         if self.config:
-            raise ValueError(f"{self.text}: {folder} was written by save_to_disk and has no configs; drop '@{self.config}'")
+            raise ValueError(
+                f"{self.text}: {folder} was written by save_to_disk and has no configs; drop '@{self.config}'"
+            )
         loaded = datasets.load_from_disk(str(folder))
         if isinstance(loaded, datasets.DatasetDict):
             if self.split not in loaded:

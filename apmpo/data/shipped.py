@@ -26,8 +26,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["NOT_SHIPPED", "SHIPPED_DIR", "SHIPPED_PREFIX", "not_shipped_reason", "shipped_datasets", "shipped_names",
-           "shipped_path"]
+__all__ = [
+    "NOT_SHIPPED",
+    "SHIPPED_DIR",
+    "SHIPPED_PREFIX",
+    "not_shipped_reason",
+    "shipped_datasets",
+    "shipped_names",
+    "shipped_path",
+]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "datasets"
 """The folder holding the shipped files (``<name>/<split>.jsonl``) and their README."""
@@ -78,7 +85,7 @@ def shipped_path(name: str) -> Path:
     for a dataset left out on purpose, why and where to get it).
     """
     text = str(name)
-    key = text[len(SHIPPED_PREFIX):] if text.startswith(SHIPPED_PREFIX) else text
+    key = text[len(SHIPPED_PREFIX) :] if text.startswith(SHIPPED_PREFIX) else text
     key = key.strip().strip("/")
     if key.endswith(_SUFFIX):
         key = key[: -len(_SUFFIX)]

@@ -29,8 +29,14 @@ __all__ = ["data_reference_problem", "is_data_reference", "resolve_data_referenc
 def _looks_like_name(text: str) -> bool:
     """A bare short name: no suffix, at most one '/', not absolute, not a path that exists."""
     path = Path(text)
-    return bool(text) and not path.suffix and not path.is_absolute() and text.count("/") <= 1 \
-        and not text.startswith((".", "~")) and not path.exists()
+    return (
+        bool(text)
+        and not path.suffix
+        and not path.is_absolute()
+        and text.count("/") <= 1
+        and not text.startswith((".", "~"))
+        and not path.exists()
+    )
 
 
 def is_data_reference(value: str | os.PathLike) -> bool:

@@ -47,8 +47,16 @@ from apmpo.eval.metrics import example_metrics, stderr
 from apmpo.eval.records import RecordsFile
 from apmpo.io import atomic_savefig, atomic_write_json, atomic_write_text
 
-__all__ = ["BenchmarkDifference", "Comparison", "ComparisonError", "EvalRun", "compare_runs", "load_run",
-           "plot_comparison", "register"]
+__all__ = [
+    "BenchmarkDifference",
+    "Comparison",
+    "ComparisonError",
+    "EvalRun",
+    "compare_runs",
+    "load_run",
+    "plot_comparison",
+    "register",
+]
 
 _SETTINGS_COMPARED = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "correct_threshold")
 
@@ -77,8 +85,10 @@ class EvalRun:
         """Per benchmark, the metric's value on each problem, in problem order."""
         settings = self.summary["settings"]
         stats = group_example_stats(self.records, settings["correct_threshold"], order=list(self.summary["benchmarks"]))
-        return {name: [example_metrics(e, settings["k"], settings["maj_k"])[metric] for e in examples]
-                for name, examples in stats.items()}
+        return {
+            name: [example_metrics(e, settings["k"], settings["maj_k"])[metric] for e in examples]
+            for name, examples in stats.items()
+        }
 
 
 def load_run(path: str | Path) -> EvalRun:
@@ -88,8 +98,9 @@ def load_run(path: str | Path) -> EvalRun:
     if not path.is_dir():
         raise ComparisonError(f"{path}: no such directory (give the --out directory of an apmpo eval run)")
     if not summary_file.is_file():
-        raise ComparisonError(f"{path}: no {SUMMARY_FILE}: not a finished apmpo eval run (rerun the same "
-                              "apmpo eval command to finish it)")
+        raise ComparisonError(
+            f"{path}: no {SUMMARY_FILE}: not a finished apmpo eval run (rerun the same apmpo eval command to finish it)"
+        )
     try:
         summary = json.loads(summary_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -101,13 +112,18 @@ def load_run(path: str | Path) -> EvalRun:
         raise ComparisonError(f"{path}: no {RECORDS_FILE} (the per-sample records the comparison pairs)")
     n = summary["settings"]["n"]
     counts = {name: row["examples"] for name, row in summary["benchmarks"].items()}
-    records = [r for r in RecordsFile(records_file).load(repair=False).values()
-               if r["benchmark"] in counts and r["example_index"] < counts[r["benchmark"]] and r["sample_index"] < n]
+    records = [
+        r
+        for r in RecordsFile(records_file).load(repair=False).values()
+        if r["benchmark"] in counts and r["example_index"] < counts[r["benchmark"]] and r["sample_index"] < n
+    ]
     for name, count in counts.items():
         have = sum(1 for r in records if r["benchmark"] == name)
         if have != count * n:
-            raise ComparisonError(f"{records_file}: benchmark {name!r} has {have} of its {count} x {n} counted "
-                                  "samples: the records do not match the summary")
+            raise ComparisonError(
+                f"{records_file}: benchmark {name!r} has {have} of its {count} x {n} counted "
+                "samples: the records do not match the summary"
+            )
     return EvalRun(path=path, summary=summary, records=records)
 
 
@@ -128,9 +144,17 @@ def _differences(a: EvalRun, b: EvalRun, metric: str) -> list[str]:
     if set(names_a) != set(names_b):
         only_a = [n for n in names_a if n not in names_b]
         only_b = [n for n in names_b if n not in names_a]
-        out.append("benchmarks: " + "; ".join(
-            part for part in (f"only in A: {', '.join(only_a)}" if only_a else "",
-                              f"only in B: {', '.join(only_b)}" if only_b else "") if part))
+        out.append(
+            "benchmarks: "
+            + "; ".join(
+                part
+                for part in (
+                    f"only in A: {', '.join(only_a)}" if only_a else "",
+                    f"only in B: {', '.join(only_b)}" if only_b else "",
+                )
+                if part
+            )
+        )
     for name in (n for n in names_a if n in names_b):
         differ(f"reward of {name}", sa.get("rewards", {}).get(name), sb.get("rewards", {}).get(name))
         differ(f"prompt of {name}", sa.get("prompts", {}).get(name), sb.get("prompts", {}).get(name))
@@ -150,8 +174,9 @@ def _problem_difference(a: EvalRun, b: EvalRun, name: str) -> str | None:
         return f"A has {count_a} problems, B has {count_b} (different --limit or data)"
 
     def problems(run: EvalRun) -> dict[int, tuple]:
-        return {r["example_index"]: (r.get("example_id"), r.get("reference")) for r in run.records
-                if r["benchmark"] == name}
+        return {
+            r["example_index"]: (r.get("example_id"), r.get("reference")) for r in run.records if r["benchmark"] == name
+        }
 
     pa, pb = problems(a), problems(b)
     for index in sorted(pa):
@@ -238,14 +263,24 @@ class Comparison:
                 f"| {row.name} | {row.problems} | {pct(row.a)} ± {pct(row.a_stderr)} | {pct(row.b)} ± {pct(row.b_stderr)} "
                 f"| {100 * row.difference:+.1f}{mark} | [{100 * row.low:+.1f}, {100 * row.high:+.1f}] | {pct(row.stderr)} |"
             )
-        lines += ["", f"A ± x, B ± x: score ± standard error over problems. CI: {self.resamples} paired bootstrap "
-                      f"resamples of the problems (seed {self.seed}); * the interval excludes 0. The average row "
-                      "resamples every benchmark independently and averages the benchmarks (macro)."]
+        lines += [
+            "",
+            f"A ± x, B ± x: score ± standard error over problems. CI: {self.resamples} paired bootstrap "
+            f"resamples of the problems (seed {self.seed}); * the interval excludes 0. The average row "
+            "resamples every benchmark independently and averages the benchmarks (macro).",
+        ]
         return "\n".join(lines)
 
 
-def compare_runs(run_a: EvalRun, run_b: EvalRun, *, metric: str = "pass@1", level: float = 0.95,
-                 resamples: int = 10_000, seed: int = 0) -> Comparison:
+def compare_runs(
+    run_a: EvalRun,
+    run_b: EvalRun,
+    *,
+    metric: str = "pass@1",
+    level: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Comparison:
     """The paired comparison of B against A (see the module doc); ComparisonError naming every mismatch."""
     if not 0 < level < 1:
         raise ComparisonError(f"--confidence must be in (0, 1), got {level!r}")
@@ -261,41 +296,65 @@ def compare_runs(run_a: EvalRun, run_b: EvalRun, *, metric: str = "pass@1", leve
     rows, draws = [], []
     for name in names:
         xa, xb = np.asarray(values_a[name], dtype=float), np.asarray(values_b[name], dtype=float)  # [N], [N]
-        d = xb - xa                                                                                 # [N]
-        means = _bootstrap_means(d, resamples, rng)                                                 # [R]
+        d = xb - xa  # [N]
+        means = _bootstrap_means(d, resamples, rng)  # [R]
         draws.append(means)
         low, high = np.quantile(means, quantiles)
-        rows.append(BenchmarkDifference(
-            name=name, problems=len(d), a=float(xa.mean()), a_stderr=stderr(xa.tolist()), b=float(xb.mean()),
-            b_stderr=stderr(xb.tolist()), difference=float(d.mean()), stderr=stderr(d.tolist()),
-            low=float(low), high=float(high),
-        ))
+        rows.append(
+            BenchmarkDifference(
+                name=name,
+                problems=len(d),
+                a=float(xa.mean()),
+                a_stderr=stderr(xa.tolist()),
+                b=float(xb.mean()),
+                b_stderr=stderr(xb.tolist()),
+                difference=float(d.mean()),
+                stderr=stderr(d.tolist()),
+                low=float(low),
+                high=float(high),
+            )
+        )
     if len(names) > 1:
-        macro = np.mean(draws, axis=0)                                                              # [R]
+        macro = np.mean(draws, axis=0)  # [R]
         low, high = np.quantile(macro, quantiles)
 
         def combined(errors: list[float | None]) -> float | None:
             return None if None in errors else math.sqrt(sum(e * e for e in errors)) / len(errors)
 
-        rows.append(BenchmarkDifference(
-            name="average", problems=sum(r.problems for r in rows), a=float(np.mean([r.a for r in rows])),
-            a_stderr=combined([r.a_stderr for r in rows]), b=float(np.mean([r.b for r in rows])),
-            b_stderr=combined([r.b_stderr for r in rows]), difference=float(np.mean([r.difference for r in rows])),
-            stderr=combined([r.stderr for r in rows]), low=float(low), high=float(high),
-        ))
+        rows.append(
+            BenchmarkDifference(
+                name="average",
+                problems=sum(r.problems for r in rows),
+                a=float(np.mean([r.a for r in rows])),
+                a_stderr=combined([r.a_stderr for r in rows]),
+                b=float(np.mean([r.b for r in rows])),
+                b_stderr=combined([r.b_stderr for r in rows]),
+                difference=float(np.mean([r.difference for r in rows])),
+                stderr=combined([r.stderr for r in rows]),
+                low=float(low),
+                high=float(high),
+            )
+        )
     return Comparison(
-        run_a=str(run_a.path), run_b=str(run_b.path), metric=metric, level=level, resamples=resamples, seed=seed,
-        protocol=(run_a.summary.get("protocol") or {}).get("name"), n=int(run_a.summary["settings"]["n"]), rows=rows,
+        run_a=str(run_a.path),
+        run_b=str(run_b.path),
+        metric=metric,
+        level=level,
+        resamples=resamples,
+        seed=seed,
+        protocol=(run_a.summary.get("protocol") or {}).get("name"),
+        n=int(run_a.summary["settings"]["n"]),
+        rows=rows,
     )
 
 
 def _bootstrap_means(d: np.ndarray, resamples: int, rng: np.random.Generator, chunk: int = 2_000) -> np.ndarray:
     """Means of ``resamples`` resamples of ``d`` drawn with replacement, in chunks to bound memory."""
-    out = np.empty(resamples)                                                                       # [R]
+    out = np.empty(resamples)  # [R]
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
-        index = rng.integers(0, len(d), size=(size, len(d)))                                        # [size, N]
-        out[start:start + size] = d[index].mean(axis=1)
+        index = rng.integers(0, len(d), size=(size, len(d)))  # [size, N]
+        out[start : start + size] = d[index].mean(axis=1)
     return out
 
 
@@ -311,8 +370,9 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     names = [r.name for r in rows]
     x = np.arange(len(rows))
     a_label, b_label = f"A: {Path(comparison.run_a).name}", f"B: {Path(comparison.run_b).name}"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.6 * len(rows) + 5), 4.2),
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(9.0, 1.6 * len(rows) + 5), 4.2), gridspec_kw={"width_ratios": [3, 2]}
+    )
     width = 0.38
     tops = []
     for offset, label, values, errors, color in (
@@ -325,14 +385,17 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
         tops += [h + e for h, e in zip(heights, spreads)]
     left.set_ylim(0, max(5.0, 1.2 * max(tops)))
     left.set_xticks(x, names, rotation=30, ha="right")
-    metric = comparison.metric + (f" (avg@{comparison.n})" if comparison.metric == "pass@1" and comparison.n > 1 else "")
+    metric = comparison.metric + (
+        f" (avg@{comparison.n})" if comparison.metric == "pass@1" and comparison.n > 1 else ""
+    )
     left.set_ylabel(f"{metric}, %")
     left.set_title("score ± standard error over problems")
     left.legend(fontsize=8, loc="upper left")
     diffs = [100 * r.difference for r in rows]
     errors = [[100 * (r.difference - r.low) for r in rows], [100 * (r.high - r.difference) for r in rows]]
-    colors = ["#2e8b57" if r.significant and r.difference > 0 else "#c0392b" if r.significant else "#7f8c8d"
-              for r in rows]
+    colors = [
+        "#2e8b57" if r.significant and r.difference > 0 else "#c0392b" if r.significant else "#7f8c8d" for r in rows
+    ]
     bars = right.bar(x, diffs, 0.6, yerr=errors, capsize=4, color=colors)
     right.bar_label(bars, labels=[f"{d:+.1f}" for d in diffs], fontsize=7, padding=2)
     reach = max([2.0] + [100 * abs(v) for r in rows for v in (r.low, r.high)])
@@ -363,20 +426,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The compare command's arguments."""
     parser.add_argument("run_a", metavar="RUN_A", help="the reference run's directory (A)")
     parser.add_argument("run_b", metavar="RUN_B", help="the run compared against it (B); differences are B - A")
-    parser.add_argument("--metric", default="pass@1", help="the metric compared: pass@1 (default; = avg@n), pass@k, maj@k")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    parser.add_argument(
+        "--metric", default="pass@1", help="the metric compared: pass@1 (default; = avg@n), pass@k, maj@k"
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)"
+    )
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--out", metavar="DIR", help="where to write compare.md/.json/.png "
-                        "(default: compare_<A>_vs_<B> in the current directory)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write compare.md/.json/.png (default: compare_<A>_vs_<B> in the current directory)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison for parsed arguments; exit status 2 with a message on bad input."""
     try:
         run_a, run_b = load_run(args.run_a), load_run(args.run_b)
-        comparison = compare_runs(run_a, run_b, metric=args.metric, level=args.confidence,
-                                  resamples=args.resamples, seed=args.seed)
+        comparison = compare_runs(
+            run_a, run_b, metric=args.metric, level=args.confidence, resamples=args.resamples, seed=args.seed
+        )
     except ValueError as exc:
         print(f"apmpo eval compare: error: {exc}", file=sys.stderr)
         return 2
@@ -384,8 +455,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = comparison.to_markdown()
     atomic_write_text(out / "compare.md", table + "\n")
-    atomic_write_json(out / "compare.json", {**asdict(comparison), "rows": [
-        {**asdict(r), "significant": r.significant} for r in comparison.rows]})
+    atomic_write_json(
+        out / "compare.json",
+        {**asdict(comparison), "rows": [{**asdict(r), "significant": r.significant} for r in comparison.rows]},
+    )
     plot_comparison(comparison, out / "compare.png")
     print(table)
     print(f"\ntable: {out / 'compare.md'}\nchart: {out / 'compare.png'}\nnumbers: {out / 'compare.json'}")
@@ -394,8 +467,12 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``compare`` to a subparsers object (the ``apmpo eval`` command's)."""
-    parser = subparsers.add_parser("compare", help="paired comparison of two evaluation runs",
-                                   description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "compare",
+        help="paired comparison of two evaluation runs",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(func=run, handler=run)
     return parser

@@ -271,9 +271,7 @@ def aggregate(examples: Sequence[ExampleStats], ks: Iterable[int], maj_ks: Itera
 _AVERAGED = ("mean_score", "answer_rate", "mean_completion_tokens", "truncation_rate")
 
 
-def summarize(
-    benchmarks: Mapping[str, Sequence[ExampleStats]], ks: Iterable[int], maj_ks: Iterable[int]
-) -> dict:
+def summarize(benchmarks: Mapping[str, Sequence[ExampleStats]], ks: Iterable[int], maj_ks: Iterable[int]) -> dict:
     """``{"benchmarks": {name: row}, "overall": row, "all": row}`` (see module doc).
 
     "overall" averages the benchmark rows with equal weight (macro); "all" aggregates
@@ -294,8 +292,6 @@ def summarize(
             overall[name] = _mean(values)
     for name in metric_names(ks, maj_ks):
         errors = [r[f"{name}_stderr"] for r in rows.values()]
-        overall[f"{name}_stderr"] = (
-            None if None in errors else math.sqrt(sum(e * e for e in errors)) / len(errors)
-        )
+        overall[f"{name}_stderr"] = None if None in errors else math.sqrt(sum(e * e for e in errors)) / len(errors)
     pooled = aggregate([e for examples in benchmarks.values() for e in examples], ks, maj_ks)
     return {"benchmarks": rows, "overall": overall, "all": pooled}

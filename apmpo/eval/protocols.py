@@ -68,6 +68,8 @@ PROTOCOLS: dict[str, Protocol] = {
 def protocol_settings(name: str, *, n: int | None = None) -> dict[str, Any]:
     """The settings protocol ``name`` fixes, for ``n`` samples; ValueError listing the protocols otherwise."""
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; protocols: "
-                         + "; ".join(f"{p.name} ({p.description})" for p in PROTOCOLS.values()))
+        raise ValueError(
+            f"unknown protocol {name!r}; protocols: "
+            + "; ".join(f"{p.name} ({p.description})" for p in PROTOCOLS.values())
+        )
     return PROTOCOLS[name].settings(n)

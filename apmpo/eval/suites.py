@@ -138,8 +138,10 @@ class BenchmarkSpec:
         except HubUnavailableError as exc:
             fallback = ""
             if self.shipped and not not_shipped_reason(self.shipped):
-                fallback = (f"; benchmark {self.name!r} is shipped with apmpo: use --data-source shipped "
-                            f"(reads {SHIPPED_PREFIX}{self.shipped}, no network)")
+                fallback = (
+                    f"; benchmark {self.name!r} is shipped with apmpo: use --data-source shipped "
+                    f"(reads {SHIPPED_PREFIX}{self.shipped}, no network)"
+                )
             raise HubUnavailableError(f"{prefix}{exc}{fallback}") from None
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{prefix}{exc}") from None
@@ -185,8 +187,12 @@ class Suite:
         if entry is None:
             raise KeyError(spec.name)
         replaced = dataclasses.replace(
-            entry, path=spec.path, source="data", prompt_column=spec.prompt_column,
-            answer_column=spec.answer_column, answer_from_solution=spec.answer_from_solution,
+            entry,
+            path=spec.path,
+            source="data",
+            prompt_column=spec.prompt_column,
+            answer_column=spec.answer_column,
+            answer_from_solution=spec.answer_from_solution,
         )
         self.unavailable.pop(spec.name, None)
         chosen = {b.name: b for b in self.benchmarks}
@@ -231,7 +237,7 @@ def parse_data_spec(spec: str) -> BenchmarkSpec:
 
 def _parse_hub_data_spec(spec: str) -> BenchmarkSpec:
     """``hf:REPO[@CONFIG]:SPLIT[:NAME]`` -> BenchmarkSpec (the name defaults to the repo's name)."""
-    parts = spec[len(HUB_PREFIX):].split(":")
+    parts = spec[len(HUB_PREFIX) :].split(":")
     reference = spec if len(parts) <= 2 else HUB_PREFIX + ":".join(parts[:2])
     if len(parts) > 3:
         raise ValueError(f"--data {spec!r}: write hf:OWNER/NAME[@CONFIG]:SPLIT, optionally followed by :BENCHMARK_NAME")
@@ -352,8 +358,10 @@ def load_suite(
         else:
             benchmarks.append(chosen)
     if not benchmarks:
-        raise ValueError(f"{where}: no benchmark can be read from the {data_source} data: "
-                         + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+        raise ValueError(
+            f"{where}: no benchmark can be read from the {data_source} data: "
+            + "; ".join(f"{n}: {r}" for n, r in unavailable.items())
+        )
 
     return Suite(
         name=str(raw.get("name") or path.stem),
@@ -374,7 +382,9 @@ def _choose_data(spec: BenchmarkSpec, data_source: str, root: Path | None) -> Be
     """``spec`` with ``path`` and ``source`` set for ``data_source``, or why it cannot be read from there."""
     if data_source == "hub":
         if not spec.hub:
-            raise ValueError(f"{spec.where}: no 'hub' dataset for --data-source hub; use --data-source shipped or local")
+            raise ValueError(
+                f"{spec.where}: no 'hub' dataset for --data-source hub; use --data-source shipped or local"
+            )
         hub = dict(spec.hub) if isinstance(spec.hub, Mapping) else {"id": spec.hub}
         reference = str(hub.get("id") or "")
         try:
@@ -382,8 +392,12 @@ def _choose_data(spec: BenchmarkSpec, data_source: str, root: Path | None) -> Be
         except ValueError as exc:
             raise ValueError(f"{spec.where}: hub: {exc}") from None
         return dataclasses.replace(
-            spec, path=reference, source="hub", prompt_column=hub.get("prompt_column"),
-            answer_column=hub.get("answer_column"), answer_from_solution=hub.get("answer_from_solution"),
+            spec,
+            path=reference,
+            source="hub",
+            prompt_column=hub.get("prompt_column"),
+            answer_column=hub.get("answer_column"),
+            answer_from_solution=hub.get("answer_from_solution"),
         )
     if data_source == "shipped" and spec.shipped:
         if not_shipped_reason(spec.shipped):
@@ -397,8 +411,10 @@ def _choose_data(spec: BenchmarkSpec, data_source: str, root: Path | None) -> Be
             raise ValueError(f"{spec.where}: shipped: {exc}") from None
         return dataclasses.replace(spec, path=f"{SHIPPED_PREFIX}{spec.shipped}", source="shipped")
     if not spec.path:
-        raise ValueError(f"{spec.where}: no 'path' for --data-source {data_source}; use "
-                         + ("--data-source hub" if spec.hub else "another data source"))
+        raise ValueError(
+            f"{spec.where}: no 'path' for --data-source {data_source}; use "
+            + ("--data-source hub" if spec.hub else "another data source")
+        )
     file = str(spec.path)
     if not is_data_reference(file) and not Path(file).expanduser().is_absolute():
         if root is None:

@@ -49,8 +49,10 @@ def paper_table(summary: Mapping[str, Any], *, markdown: bool = False) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in body]
     else:
         widths = [max(len(r[c]) for r in [header, *body]) for c in range(len(header))]
-        lines = ["  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
-                 for r in [header, *body]]
+        lines = [
+            "  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
+            for r in [header, *body]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
     note = "metrics in %, mean ± standard error over problems"
     protocol = summary.get("protocol") or {}
