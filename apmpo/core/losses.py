@@ -48,7 +48,14 @@ from ._checks import (
     compute_dtype,
     to_float,
 )
-from .adaptive import FSS_VARIANTS, P_SCHEDULES, adaptive_p, fac_clip_high, feedback_stability_score, normalize_reward_stats
+from .adaptive import (
+    FSS_VARIANTS,
+    P_SCHEDULES,
+    adaptive_p,
+    fac_clip_high,
+    feedback_stability_score,
+    normalize_reward_stats,
+)
 from .aggregation import aggregate_rows, aggregate_tokens, masked_row_mean
 from .power_mean import log_power_mean
 

@@ -19,6 +19,8 @@ import math
 import re
 from collections.abc import Sequence
 
+from apmpo.rewards.extract import extract_boxed
+
 __all__ = [
     "AnswerError",
     "last_boxed",
@@ -42,8 +44,6 @@ def last_boxed(text: str) -> str | None:
     :func:`apmpo.rewards.extract.extract_boxed` (the extractor applied to completions)
     over the whole text; an empty box counts as no answer. Returns None when there is none.
     """
-    from apmpo.rewards.extract import extract_boxed
-
     if not isinstance(text, str):
         raise TypeError(f"last_boxed expects a string, got {type(text).__name__}")
     content = extract_boxed(text, window=len(text) + 1)

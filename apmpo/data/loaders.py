@@ -38,7 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from apmpo.data.answers import (
+    AnswerError,
+    answer_after_marker,
+    last_boxed,
+    normalize_answer,
+)
 
 __all__ = [
     "ExampleSet",
@@ -125,6 +130,7 @@ class ExampleSet(Sequence):
 
     def to_dataset(self):
         """A ``datasets.Dataset`` of the examples (a key missing from a row becomes None)."""
+        # heavy (datasets): Hub-format folders only
         import datasets
 
         columns = self.columns
@@ -241,6 +247,7 @@ def _read_csv(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+    # optional (pyarrow): Parquet files only
     import pyarrow.parquet as pq
 
     try:
@@ -500,6 +507,7 @@ def load_examples(
 
 def _header(path: Path, suffix: str) -> list[str]:
     if suffix == ".parquet":
+        # optional (pyarrow): Parquet files only
         import pyarrow.parquet as pq
 
         try:

@@ -39,8 +39,9 @@ examples for the trainer and the evaluator:
   files. Both are on the command line: ``python -m apmpo.data.sql {eval,export}``.
 - :func:`make_sql_task` has the built-in task signature (``make(split, n, seed,
   **options)``), reading the shipped benchmark (``apmpo/data/sqlbench``) by default or
-  a BIRD/Spider folder given as ``root``; :data:`SQL_TASK` is its ``TaskSpec`` (name
-  ``"sql"``, verifier: the reward registered as ``"sql"``, :data:`apmpo.rewards.sql_execution`).
+  a BIRD/Spider folder given as ``root``; it is registered as the task ``"sql"`` in
+  :data:`apmpo.tasks.BUILTIN_TASKS` (verifier: the reward registered as ``"sql"``,
+  :data:`apmpo.rewards.sql_execution`).
 
 Every problem in the input is a ``ValueError`` naming the file, the row (1-based) and
 the field: a missing database (with the expected path), a file that is not SQLite
@@ -56,6 +57,7 @@ test-suite evaluator (no column-permutation matching, no value-variant databases
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -67,7 +69,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apmpo import rewards
 from apmpo.data.loaders import ExampleSet, SkippedRow, no_usable_examples
+from apmpo.io import atomic_write_text
 
 __all__ = [
     "SQL_LAYOUTS",
@@ -82,7 +86,6 @@ __all__ = [
     "find_sql_split",
     "load_sql_examples",
     "make_sql_task",
-    "SQL_TASK",
     "read_predictions",
     "evaluate_sql",
     "evaluate_sql_predictions",
@@ -641,22 +644,6 @@ def make_sql_task(
     return [examples[i] for i in chosen]
 
 
-def _sql_task() -> Any:
-    from apmpo.data.tasks import TaskSpec
-
-    return TaskSpec(
-        name="sql",
-        make=make_sql_task,
-        description="text-to-SQL on SQLite (default: the shipped sqlbench; option root: a Spider or BIRD folder)",
-        options=SQL_TASK_OPTIONS,
-        default_reward="sql",
-        template="{prompt}",
-        instruction=SQL_INSTRUCTION,
-    )
-
-
-SQL_TASK = _sql_task()
-"""The ``sql`` built-in task (register it: ``BUILTIN_TASKS[SQL_TASK.name] = SQL_TASK``)."""
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -815,8 +802,6 @@ def _score_with_reward(
     completions: list[Any], gold_sql: list[str], db_path: list[str], comparison: str, reward_kwargs: dict
 ) -> tuple[list[float], list[str]]:
     """Scores and reasons from :data:`apmpo.rewards.sql_execution` (unknown options raise)."""
-    from apmpo import rewards
-
     reward = rewards.sql_execution.configure(comparison=comparison, **reward_kwargs)
     results = reward.score_items(completions, gold_sql=gold_sql, db_path=db_path)
     return [0.0 if r.score is None else float(r.score) for r in results], [str(r.reason) for r in results]
@@ -875,8 +860,6 @@ def export_sql_examples(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m apmpo.data.sql {eval,export}``: execution accuracy, or examples as JSON lines."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m apmpo.data.sql",
         description="Text-to-SQL data on a Spider or BIRD folder (default: the shipped sqlbench).",
@@ -929,8 +912,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    from apmpo.io import atomic_write_text
-
     atomic_write_text(path, text)
 
 

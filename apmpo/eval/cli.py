@@ -17,6 +17,19 @@ import shlex
 import sys
 from pathlib import Path
 
+import torch
+
+from apmpo.eval.harness import (
+    EvalSettings,
+    evaluate,
+    format_table,
+    load_benchmark,
+    resolve_reward,
+)
+from apmpo.eval.suites import load_suite, parse_data_spec
+from apmpo.models import load_model_and_tokenizer
+from apmpo.sampling.encoder import prompt_encoder_for
+
 __all__ = ["build_parser", "main", "register", "run"]
 
 _DESCRIPTION = """\
@@ -122,8 +135,6 @@ class _UsageError(Exception):
 
 
 def _settings(args, suite_defaults: dict):
-    from apmpo.eval.harness import EvalSettings
-
     flags = {
         "n": args.n, "k": args.k, "maj_k": args.maj_k, "temperature": args.temperature,
         "top_p": args.top_p, "top_k": args.top_k, "max_new_tokens": args.max_new_tokens,
@@ -145,8 +156,6 @@ def _settings(args, suite_defaults: dict):
 
 def _benchmarks(args):
     """(benchmark specs, suite or None) from --suite and --data."""
-    from apmpo.eval.suites import load_suite, parse_data_spec
-
     suite = None
     specs = []
     if args.suite:
@@ -174,8 +183,6 @@ def _benchmarks(args):
 
 
 def _load(args, specs, suite, settings):
-    from apmpo.eval.harness import load_benchmark
-
     chat = {"on": True, "off": False, "auto": "auto", None: None}[args.chat_template]
     defaults = {
         "template": args.template or (suite.template if suite else "{prompt}"),
@@ -197,8 +204,6 @@ def _load(args, specs, suite, settings):
 
 def run(args) -> int:
     """Run ``apmpo eval`` for parsed arguments; returns the exit status."""
-    from apmpo.eval.harness import evaluate, format_table
-
     try:
         if args.threads is not None and args.threads < 1:
             raise _UsageError(f"--threads must be >= 1, got {args.threads}")
@@ -214,14 +219,11 @@ def run(args) -> int:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2
 
-    import torch
 
-    from apmpo.models import load_model_and_tokenizer
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from apmpo.multimodal.encoder import prompt_encoder_for
 
     try:
         model, tokenizer = load_model_and_tokenizer(
@@ -266,8 +268,6 @@ def _command(args) -> str | None:
 
 
 def _check_reward_names(benchmarks) -> None:
-    from apmpo.eval.harness import resolve_reward
-
     for b in benchmarks:
         try:
             resolve_reward(b.reward)

@@ -2,7 +2,7 @@
 
 For every example of every benchmark the harness renders the prompt
 (:func:`apmpo.data.render_prompt`), draws ``n`` completions with the trainer's
-batched generation (:func:`apmpo.trainer.rollout.generate_rollouts`; greedy when the
+batched generation (:func:`apmpo.sampling.rollout.generate_rollouts`; greedy when the
 temperature is 0, else sampling with temperature / top_p / top_k), scores each with a
 reward from :mod:`apmpo.rewards` (score, reason and extracted answer), and summarises
 with the estimators of :mod:`apmpo.eval.metrics`.
@@ -56,10 +56,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+from apmpo import rewards
+from apmpo.data.loaders import load_examples
+from apmpo.data.prompts import template_fields, validate_template
 from apmpo.eval.metrics import ExampleStats, answer_key, metric_names, summarize
-from apmpo.io import atomic_write_json
 from apmpo.eval.records import RecordsFile
 from apmpo.eval.suites import BenchmarkSpec
+from apmpo.io import atomic_write_json
+from apmpo.rewards.extract import extract_answer
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.sampling.rollout import generate_rollouts
 
 __all__ = [
     "RECORDS_FILE",
@@ -232,9 +241,6 @@ def load_benchmark(
     Errors from the loader (missing file, unknown column, bad row) propagate with the
     file, row and field named.
     """
-    from apmpo.data.loaders import load_examples
-    from apmpo.data.prompts import template_fields, validate_template
-
     examples = load_examples(spec.path, limit=limit, **spec.loader_kwargs())
     chosen = spec.template or template
     template_fields(chosen)
@@ -293,7 +299,6 @@ def resolve_reward(reward: str | Callable[..., Any]) -> Callable[..., Any]:
     """
     if callable(reward):
         return reward
-    from apmpo import rewards
 
     if reward in rewards.REWARDS:
         return rewards.get_reward(reward)
@@ -337,8 +342,6 @@ def _extraction_options(fn: Callable[..., Any], bound: Mapping[str, Any]) -> dic
 
 
 def _extract(text: str, options: Mapping[str, Any]) -> str | None:
-    from apmpo.rewards.extract import extract_answer
-
     return extract_answer(text, **options)
 
 
@@ -393,8 +396,6 @@ def _batch_seed(seed: int, benchmark: str, batch_index: int) -> int:
 @contextlib.contextmanager
 def _seeded(seed: int, device):
     """Run under ``torch.manual_seed(seed)`` and restore the caller's RNG states afterwards."""
-    import torch
-
     devices = []
     if device is not None and device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -406,8 +407,6 @@ def _seeded(seed: int, device):
 def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, Any]], add_special_tokens: bool,
               settings: EvalSettings):
     """Texts, token counts and truncation flags for one batch of prompt rows (one sample each)."""
-    from apmpo.trainer.rollout import generate_rollouts
-
     device = next(model.parameters()).device
     batch = encoder.encode(
         prompts, examples, add_special_tokens=add_special_tokens,
@@ -498,6 +497,7 @@ def _check_run_identity(path: Path, identity: dict) -> dict:
 def _exclusive(directory: Path):
     """Hold an exclusive lock on ``directory/.lock``; a second writer is refused, not interleaved."""
     try:
+        # POSIX only (fcntl): skipped where missing
         import fcntl
     except ImportError:  # no flock (Windows): concurrent runs are the user's responsibility
         yield
@@ -518,7 +518,6 @@ def _exclusive(directory: Path):
 def _make_progress(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="sample", desc="eval", dynamic_ncols=True, file=sys.stderr)
 
@@ -581,8 +580,6 @@ def evaluate(
 def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings, out_path: Path | None,
               model_name: str | None, progress: bool, extra_summary: Mapping[str, Any] | None) -> EvalResult:
     """:func:`evaluate` after the arguments are checked (and the output directory locked)."""
-    from apmpo.multimodal.encoder import prompt_encoder_for
-
     encoder = prompt_encoder_for(tokenizer)
     limited = [
         dataclasses.replace(b, examples=encoder.prepare(b.examples, source=b.path, where=f"{b.name} example",

@@ -343,6 +343,7 @@ def apmpo_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: Any = No
     afterwards (a later batch without statistics fails loudly instead of reusing these).
     With another ``loss_mode`` it is exactly verl's ``ppo_loss``.
     """
+    # optional (verl): the integration's own dependency
     from verl.utils import tensordict_utils as tu
     from verl.workers.utils.losses import ppo_loss
 
@@ -366,6 +367,7 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
     ``config`` is the full trainer config; the actor config is built from
     ``actor_rollout_ref.actor`` exactly as the worker builds its own.
     """
+    # optional (verl): the integration's own dependency
     from verl.trainer.distillation import is_distillation_enabled
     from verl.utils.config import omega_conf_to_dataclass
 
@@ -413,6 +415,7 @@ class APMPOTrainerMixin:
     _apmpo_base_mode: str = ""
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any):
+        # optional (verl's omegaconf): the integration's own dependency
         from omegaconf import open_dict
 
         with open_dict(config):
@@ -424,6 +427,7 @@ class APMPOTrainerMixin:
         install_loss(self.actor_rollout_wg, self.config)
 
     def _apmpo_reward_statistics(self, batch: Any) -> tuple[float, float]:
+        # optional (verl's TransferQueue): trainer mode only
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rm_scores"])
@@ -444,7 +448,12 @@ class APMPOTrainerMixin:
 def _register_trainers() -> Optional[str]:
     """Register ``apmpo_<mode>`` for each verl v1 trainer mode; returns the import error, if any."""
     try:
-        from verl.trainer.ppo.v1 import trainer_colocate_async, trainer_separate_async, trainer_sync  # noqa: F401
+        # optional (verl's v1 trainers): registered only where they import
+        from verl.trainer.ppo.v1 import (  # noqa: F401
+            trainer_colocate_async,
+            trainer_separate_async,
+            trainer_sync,
+        )
         from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
     except ImportError as exc:  # e.g. a CPU-only install without transfer_queue / vLLM-side deps
         return f"verl's v1 trainer cannot be imported here ({exc})"

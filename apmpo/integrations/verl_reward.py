@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from apmpo.rewards import math_accuracy
+
 __all__ = ["compute_score"]
 
 
@@ -24,8 +26,6 @@ def compute_score(
     ``data_source`` and ``extra_info`` are accepted for verl's signature; every math
     benchmark is scored the same way, so validation reports Pass@1 per data source.
     """
-    from apmpo.rewards import math_accuracy
-
     if not isinstance(solution_str, str):
         raise TypeError(f"solution_str: expected the decoded response text, got {type(solution_str).__name__}")
     score = math_accuracy([solution_str], answer=[str(ground_truth)])[0]

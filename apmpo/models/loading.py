@@ -34,7 +34,15 @@ from typing import Any
 import torch
 
 from apmpo.models.embedded import EMBEDDED_MODELS, ensure_embedded_model
+from apmpo.models.gguf import load_gguf
 from apmpo.models.tiny import parse_tiny_spec, tiny_model
+from apmpo.multimodal.processor import (
+    is_processor,
+    is_vision_language_config,
+    load_vision_model,
+    parse_tiny_vlm_spec,
+    tiny_vlm,
+)
 
 __all__ = ["LoraSettings", "load_model_and_tokenizer", "parse_dtype", "DTYPES"]
 
@@ -114,6 +122,7 @@ def _lora_settings(lora: Any) -> LoraSettings | None:
 
 def _apply_lora(model, settings: LoraSettings, seed: int):
     try:
+        # optional (peft): LoRA only
         import peft
     except ImportError:
         raise ImportError("LoRA needs the 'peft' package: pip install 'apmpo[peft]' (or pip install peft)") from None
@@ -141,9 +150,9 @@ def _enable_checkpointing(model) -> None:
 
 def _from_directory(directory: Path | str, dtype: torch.dtype, trust_remote_code: bool, local_only: bool = False,
                     processor_kwargs: Mapping[str, Any] | None = None):
+    # heavy (transformers): imported on first use
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from apmpo.multimodal.processor import is_vision_language_config, load_vision_model
 
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
     if is_vision_language_config(AutoConfig.from_pretrained(directory, **kwargs)):
@@ -156,11 +165,7 @@ def _from_directory(directory: Path | str, dtype: torch.dtype, trust_remote_code
 
 def _resolve(model: str, gguf_file, dtype, trust_remote_code, cache_dir, seed, processor_kwargs=None):
     """Build or load the model named by ``model``; returns (model, tokenizer or processor) in any dtype."""
-    from apmpo.models.gguf import load_gguf
-
     if model == "tiny-vlm" or model.startswith("tiny-vlm:"):
-        from apmpo.multimodal.processor import parse_tiny_vlm_spec, tiny_vlm
-
         return tiny_vlm(seed=seed, **{**dict(processor_kwargs or {}), **parse_tiny_vlm_spec(model)})
     if model == "tiny" or model.startswith("tiny:"):
         return tiny_model(seed=seed, **parse_tiny_spec(model))
@@ -237,8 +242,6 @@ def load_model_and_tokenizer(
         raise TypeError(f"model must be a string or path, got {type(model).__name__}")
     loaded, processor = _resolve(os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed,
                                  processor_kwargs)
-    from apmpo.multimodal.encoder import is_processor
-
     tokenizer = processor.tokenizer if is_processor(processor) else processor
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

@@ -22,8 +22,6 @@ the calling process.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .base import RewardFunction, RewardResult, completion_text, completion_texts
 from .compose import combine
 from .exact import ExactOptions, exact_match, parse_choice, parse_number
@@ -36,9 +34,17 @@ from .extract import (
     extract_gsm8k,
     extract_last_number,
 )
-from .formatting import FORMATS, FormatOptions, OverlongOptions, format_reward, overlong_penalty, soft_overlong
+from .formatting import (
+    FORMATS,
+    FormatOptions,
+    OverlongOptions,
+    format_reward,
+    overlong_penalty,
+    soft_overlong,
+)
 from .math_reward import MathOptions, gold_answer_text, math_accuracy
 from .pool import WorkerStartError, default_workers, shutdown_pools
+from .registry import REWARDS, get_reward
 from .sql import SqlOptions, extract_sql, sql_execution
 
 __all__ = [
@@ -76,23 +82,3 @@ __all__ = [
     "soft_overlong",
     "sql_execution",
 ]
-
-REWARDS: dict[str, RewardFunction] = {
-    "math": math_accuracy,
-    "exact": exact_match,
-    "format": format_reward,
-    "sql": sql_execution,
-    "overlong": overlong_penalty,
-}
-"""Rewards by the names configs use."""
-
-
-def get_reward(name: str, **options: Any) -> RewardFunction:
-    """The reward registered as ``name`` in :data:`REWARDS`, configured with ``options``.
-
-    >>> get_reward("math", timeout_s=2.0).options.timeout_s
-    2.0
-    """
-    if name not in REWARDS:
-        raise KeyError(f"unknown reward {name!r}; known rewards: {sorted(REWARDS)}")
-    return REWARDS[name].configure(**options) if options else REWARDS[name]

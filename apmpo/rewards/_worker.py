@@ -40,6 +40,7 @@ def _load(filename: str):
 
 
 def _limit_resources(memory_mb: int) -> None:
+    # POSIX only (resource): in the worker process
     import resource
 
     if memory_mb > 0:

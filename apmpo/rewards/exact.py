@@ -30,7 +30,12 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from .base import RewardFunction, RewardResult, column, short
-from .extract import DEFAULT_WINDOW, _check_extractors, extract_answer_with_source, extract_last_number
+from .extract import (
+    DEFAULT_WINDOW,
+    _check_extractors,
+    extract_answer_with_source,
+    extract_last_number,
+)
 
 __all__ = ["ExactOptions", "exact_match", "parse_choice", "parse_number"]
 

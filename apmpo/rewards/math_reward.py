@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .base import RewardFunction, RewardResult, column, short
-from .extract import DEFAULT_WINDOW, _check_extractors, extract_answer_with_source, extract_boxed, extract_gsm8k
+from .extract import (
+    DEFAULT_WINDOW,
+    _check_extractors,
+    extract_answer_with_source,
+    extract_boxed,
+    extract_gsm8k,
+)
 from .pool import default_workers, get_pool
 
 __all__ = ["MathOptions", "gold_answer_text", "math_accuracy"]

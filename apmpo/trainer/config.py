@@ -35,6 +35,12 @@ from pathlib import Path
 from typing import Any, Union
 
 import yaml
+from apmpo.tasks import BUILTIN_TASKS
+from apmpo.core import ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, LOSSES, REQUIRED, STAT_SCOPES
+from apmpo.data.prompts import template_fields
+from apmpo.rewards import REWARDS
+import torch
+from apmpo.core import policy_loss
 
 __all__ = [
     "LR_SCHEDULES",
@@ -548,10 +554,6 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def _builtin_tasks() -> dict:
-    try:
-        from apmpo.data.tasks import BUILTIN_TASKS
-    except ImportError:
-        return {}
     return dict(BUILTIN_TASKS)
 
 
@@ -577,8 +579,6 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     other modules that may not be importable (data tasks, rewards). ``extra_rewards``
     names reward functions supplied as callables (accepted in ``reward.functions``).
     """
-    from apmpo.core import ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, LOSSES, REQUIRED, STAT_SCOPES
-
     problems: list[str] = []
 
     def need(cond: bool, message: str) -> None:
@@ -679,11 +679,7 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     need(not unknown_opts, f"data.loader_options: unknown option(s) {', '.join(unknown_opts)}; known: {', '.join(sorted(allowed_loader))} "
          "(prompt_column, answer_column, on_bad_row and train_size have their own keys)")
     try:
-        from apmpo.data.prompts import template_fields
-
         template_fields(da.template)
-    except ImportError:
-        pass
     except (ValueError, TypeError) as exc:
         problems.append(f"data.template: {exc}")
 
@@ -738,19 +734,11 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
 
 
 def _reward_names() -> set[str] | None:
-    try:
-        from apmpo.rewards import REWARDS
-    except ImportError:
-        return None
     return set(REWARDS)
 
 
 def _try_loss(al: AlgorithmConfig, spec: Any) -> str | None:
     """Run the loss once on a 1 x 1 dummy batch so bad hyperparameter values fail now, not at step 1."""
-    import torch
-
-    from apmpo.core import policy_loss
-
     hp = dict(al.params)
     if spec.needs_reward_stats:
         hp.update({k: v for k, v in (("reward_mean", 0.5), ("reward_std", 0.5)) if k in spec.defaults})

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import functools
+import json
 import math
 import resource
 import shutil
@@ -54,16 +55,26 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from apmpo.core import LOSSES, default_normalizer, group_advantages, kl_penalty, policy_loss, reward_statistics
+from apmpo.core import (
+    LOSSES,
+    default_normalizer,
+    group_advantages,
+    kl_penalty,
+    policy_loss,
+    reward_statistics,
+)
+from apmpo.eval.harness import EvalSettings, evaluate_examples
+from apmpo.models import load_model_and_tokenizer
+from apmpo.sampling.encoder import PromptEncoder, prompt_encoder_for
+from apmpo.sampling.rollout import Rollout, generate_rollouts
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_dict, dump_config_yaml, validate_config
 from .logprobs import completion_log_probs
-from .rollout import Rollout, generate_rollouts
 from .setup import (
     PromptSampler,
     ReferencePolicy,
@@ -77,10 +88,14 @@ from .setup import (
     resolve_device,
     seed_everything,
 )
-from .tracking import MetricsWriter, ProgressBar, append_jsonl, atomic_write_text, plot_curves
-
-if TYPE_CHECKING:
-    from apmpo.multimodal.encoder import PromptEncoder
+from .tracking import (
+    MetricsWriter,
+    ProgressBar,
+    append_jsonl,
+    atomic_write_text,
+    plot_curves,
+    read_jsonl,
+)
 
 __all__ = ["StepBatch", "TrainResult", "evaluate_model", "run_directory", "sample_batch", "sample_round", "train"]
 
@@ -270,8 +285,6 @@ def _weighted_mean(pairs: list[tuple[float, float]]) -> float | None:
 def evaluate_model(model, encoder: PromptEncoder, data: TrainData, rewards: RewardFunctions, config: TrainConfig,
                    out_dir: Path | None) -> float:
     """Held-out accuracy: mean verifier score (Pass@1) on the eval split, via ``apmpo.eval``."""
-    from apmpo.eval.harness import EvalSettings, evaluate_examples
-
     ev = config.eval
     verifier = rewards.functions[0]
     if rewards.kwargs[0]:
@@ -333,9 +346,6 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             ``reward.functions``; with an empty ``reward.functions`` they are all used,
             weight 1 each.
     """
-    from apmpo.models import load_model_and_tokenizer
-    from apmpo.multimodal.encoder import prompt_encoder_for
-
     t_start = time.perf_counter()
     config = validate_config(config, extra_rewards=tuple(reward_functions or ()))
     al, ro, op = config.algorithm, config.rollout, config.optim
@@ -579,10 +589,6 @@ def train(config: TrainConfig, *, resume: bool | str = False,
 
 
 def _write_summary(result: TrainResult, config: TrainConfig) -> None:
-    import json
-
-    from .tracking import read_jsonl
-
     evals = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if r.get("kind") == "eval"]
     summary = {
         "algorithm": config.algorithm.name,

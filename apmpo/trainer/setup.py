@@ -17,6 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from apmpo import rewards
+from apmpo.data.loaders import load_examples
+from apmpo.data.prompts import validate_template
+from apmpo.rewards import overlong_penalty
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.tasks import BUILTIN_TASKS, make_task_examples
+
 from .config import DataConfig, OptimConfig, RewardConfig
 
 __all__ = [
@@ -85,9 +92,6 @@ class TrainData:
 def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed: int,
                 encoder: Any) -> tuple[list[dict], str | None, str, str]:
     """(examples, task default reward, template, description) of one source, images attached by ``encoder``."""
-    from apmpo.data.loaders import load_examples
-    from apmpo.data.tasks import BUILTIN_TASKS, make_task_examples
-
     if source in BUILTIN_TASKS:
         spec = BUILTIN_TASKS[source]
         n = size or (BUILTIN_TRAIN_SIZE if split == "train" else BUILTIN_EVAL_SIZE)
@@ -114,16 +118,11 @@ def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
     (:func:`apmpo.multimodal.prompt_encoder_for`), which attaches and checks the rows'
     images for a vision-language model and renders the prompts.
     """
-    from apmpo.data.prompts import validate_template
-    from apmpo.multimodal.encoder import prompt_encoder_for
-
     encoder = prompt_encoder_for(tokenizer, image_column=cfg.image_column, image_root=cfg.image_root)
     train, default_reward, task_template, line = _load_split(cfg, cfg.train, "train", cfg.train_size, seed, encoder)
     lines = [line]
     eval_source = cfg.eval
     if eval_source is None:
-        from apmpo.data.tasks import BUILTIN_TASKS
-
         eval_source = cfg.train if cfg.train in BUILTIN_TASKS else None
     eval_examples = None
     if eval_source is not None:
@@ -247,7 +246,6 @@ def build_rewards(cfg: RewardConfig, default_reward: str | None,
         if name in custom:
             fns.append(custom[name])
             continue
-        from apmpo import rewards
 
         try:
             fns.append(rewards.get_reward(name))
@@ -255,8 +253,6 @@ def build_rewards(cfg: RewardConfig, default_reward: str | None,
             raise ValueError(f"reward.functions: {exc}") from None
     result = RewardFunctions(list(spec), [float(w) for w in spec.values()], fns, [dict(cfg.kwargs.get(n, {})) for n in spec])
     if overlong is not None:
-        from apmpo.rewards import overlong_penalty
-
         max_len, cache_len, weight = overlong
         result.names.append("overlong_penalty")
         result.weights.append(float(weight))

@@ -25,7 +25,8 @@ def build_dataset(train: str | None, limit: int | None):
     """(dataset with a chat "prompt" and an "answer" column, reward function)."""
     from datasets import Dataset
 
-    from apmpo.data import load_examples, make_task_examples
+    from apmpo.data import load_examples
+    from apmpo.tasks import make_task_examples
     from apmpo.rewards import exact_match, math_accuracy
 
     if train is None:

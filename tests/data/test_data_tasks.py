@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from apmpo.data import BUILTIN_TASKS, get_task, make_task_examples, problem_split
+from apmpo.data import problem_split
+from apmpo.tasks import BUILTIN_TASKS, get_task, make_task_examples
 
 # The generated arithmetic tasks; the file-backed SQL task is tested in tests/sql, the geometry
 # (image) tasks in tests/multimodal.

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from apmpo.data import BUILTIN_TASKS, make_task_examples
+from apmpo.tasks import BUILTIN_TASKS, make_task_examples
 from apmpo.multimodal import (
     GEOMETRY_KINDS,
     Geometry3KError,

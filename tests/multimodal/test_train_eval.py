@@ -85,7 +85,7 @@ def test_eval_cli_on_generated_geometry_files_and_bad_images(tmp_path, capsys):
 
 
 def test_trainer_bad_images_error_or_are_skipped_and_counted(tmp_path):
-    from apmpo.multimodal import prompt_encoder_for
+    from apmpo.sampling import prompt_encoder_for
 
     (tmp_path / "ok.png").write_bytes(png_bytes())
     (tmp_path / "bad.png").write_text("not a png")

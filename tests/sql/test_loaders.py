@@ -134,11 +134,14 @@ def test_make_sql_task():
 
 
 def test_sql_task_spec():
-    from apmpo.data.sql import SQL_TASK, SQL_TASK_OPTIONS
-
-    assert SQL_TASK.name == "sql" and SQL_TASK.default_reward == "sql"
-    assert SQL_TASK.make is make_sql_task and dict(SQL_TASK.options) == SQL_TASK_OPTIONS
     import inspect
+
+    from apmpo.data.sql import SQL_TASK_OPTIONS
+    from apmpo.tasks import BUILTIN_TASKS
+
+    spec = BUILTIN_TASKS["sql"]
+    assert spec.name == "sql" and spec.default_reward == "sql"
+    assert spec.make is make_sql_task and dict(spec.options) == SQL_TASK_OPTIONS
 
     parameters = inspect.signature(make_sql_task).parameters
     assert set(SQL_TASK_OPTIONS) == {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from apmpo.eval.study import StudyError, load_study_config, plan_runs, study_config_from_dict
+from apmpo.study.config import StudyError, load_study_config, study_config_from_dict
+from apmpo.study.runs import plan_runs
 
 from .conftest import toy_study
 

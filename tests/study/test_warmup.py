@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from apmpo.eval.warmup import (
+from apmpo.study.warmup import (
     WarmupConfig,
     WarmupError,
     _encode_batch,

@@ -252,7 +252,7 @@ def test_shared_prompt_pass_gives_the_same_update(tmp_path, micro):
 
 
 def _rollout(prompt_lengths, completion_lengths, group_size):
-    from apmpo.trainer.rollout import Rollout
+    from apmpo.sampling.rollout import Rollout
 
     N, P, T = len(completion_lengths), max(prompt_lengths), max(completion_lengths)
     prompt_mask = torch.arange(P).flip(0)[None, :] < torch.tensor(prompt_lengths)[:, None]    # left padding

@@ -36,7 +36,7 @@ distinct, and so are gold queries within a database. Within each (database, temp
 group about one in five questions goes to dev, the rest to train, so both splits cover
 every database and template (unlike Spider, whose dev databases are unseen in
 training: this benchmark tests the training loop on CPU, not cross-database
-generalisation). Files are written atomically (temporary file, then ``os.replace``).
+generalisation). Files are written atomically (:mod:`apmpo.io`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from apmpo.io import atomic_write, atomic_write_text
 
 __all__ = [
     "DATABASES",
@@ -387,10 +389,8 @@ _ROWS: dict[str, Callable[[random.Random], dict[str, list[tuple]]]] = {
 def build_database(db_id: str, path: Path, seed: int) -> None:
     """Create database ``db_id`` at ``path`` (written to a temporary file, then moved)."""
     rows = _ROWS[db_id](random.Random(f"sqlbench|{seed}|{db_id}|rows"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{db_id}.", suffix=".tmp")
-    os.close(handle)
-    try:
+
+    def write(temporary: str) -> None:
         connection = sqlite3.connect(temporary)
         try:
             connection.executescript(SCHEMAS[db_id])
@@ -404,11 +404,8 @@ def build_database(db_id: str, path: Path, seed: int) -> None:
             connection.execute("VACUUM")
         finally:
             connection.close()
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def database_dump(path: str | os.PathLike) -> list[str]:
@@ -934,19 +931,6 @@ def _tables_entry(db_id: str, connection: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def generate(out_dir: str | os.PathLike = HERE, seed: int = 0) -> GenerationReport:
     """Write the databases, train_spider.json, dev.json and tables.json under ``out_dir``."""
     out = Path(out_dir)
@@ -986,9 +970,9 @@ def generate(out_dir: str | os.PathLike = HERE, seed: int = 0) -> GenerationRepo
             for position, (candidate, result) in enumerate(items):
                 (dev if position < n_dev else train).append(_row(candidate, result))
     report.train, report.dev = len(train), len(dev)
-    _write_text(out / "train_spider.json", _json_lines_array(train))
-    _write_text(out / "dev.json", _json_lines_array(dev))
-    _write_text(out / "tables.json", json.dumps(tables, indent=1) + "\n")
+    atomic_write_text(out / "train_spider.json", _json_lines_array(train))
+    atomic_write_text(out / "dev.json", _json_lines_array(dev))
+    atomic_write_text(out / "tables.json", json.dumps(tables, indent=1) + "\n")
     return report
 
 

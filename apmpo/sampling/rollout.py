@@ -22,7 +22,7 @@ prompt; ``collate_extras`` concatenates them along dim 0 for a batch of rows. Pe
 inputs aligned with the prompt tokens (Qwen2-VL's ``mm_token_type_ids``) travel in
 ``PromptBatch.token_inputs``, padded and trimmed with the prompt tokens and 0 over the
 completion tokens; ``PromptBatch.suppress_tokens`` are never sampled (a vision-language
-model's image placeholders). :mod:`apmpo.multimodal.encoder` fills these fields.
+model's image placeholders). :mod:`apmpo.sampling.encoder` fills these fields.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .logprobs import cache_argument, position_ids_from_mask, unwrap_model
+from apmpo.models.forward import cache_argument, position_ids_from_mask, unwrap_model
 
 __all__ = ["PromptBatch", "Rollout", "collate_extras", "encode_prompts", "eos_token_ids", "generate_rollouts"]
 
@@ -239,6 +239,7 @@ def _pad_right(t: torch.Tensor, width: int, value: Any) -> torch.Tensor:
 @contextlib.contextmanager
 def _clean_generation_config(model: Any, **settings: Any) -> Iterator[Any]:
     """Temporarily give the model a generation config holding only ``settings``."""
+    # heavy (transformers): imported on first use
     from transformers import GenerationConfig
 
     inner = unwrap_model(model)

@@ -40,19 +40,22 @@ import io
 import json
 import math
 import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apmpo.io import atomic_write_text
-from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference
+import yaml
 
-__all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
-           "machine_info", "verdict", "write_report"]
+from apmpo.io import atomic_savefig, atomic_write_text, pyplot
+from apmpo.provenance import machine_info
+from apmpo.study.config import StudyConfig
+from apmpo.study.runs import PlannedRun, RunRecord, StudyResult
+from apmpo.study.stats import MeanCI, mean_ci, paired_difference
+from apmpo.trainer.config import CONFIG_DIR
+
+__all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "verdict",
+           "write_report"]
 
 RUN_METRICS = ("initial", "final", "best", "gain", "late_entropy", "late_p", "late_eps_high",
                "late_clip_frac_low", "late_clip_frac_high", "late_response_length", "generated_tokens")
@@ -77,7 +80,7 @@ CURVE_PANELS = (
 # --------------------------------------------------------------------------- numbers
 
 
-def _run_values(record: Any, late_fraction: float) -> dict[str, float | None]:
+def _run_values(record: RunRecord, late_fraction: float) -> dict[str, float | None]:
     values: dict[str, float | None] = {"initial": record.initial, "final": record.final, "best": record.best}
     values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
     for key in ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length"):
@@ -113,7 +116,7 @@ class StudyTables:
         return paired_difference(self.values(a, metric), self.values(b, metric))
 
 
-def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
+def compute_tables(study: StudyConfig, records: Sequence[RunRecord]) -> StudyTables:
     """Per-run values, per-arm means with intervals, and paired differences vs the baseline."""
     per_run: dict[str, dict[int, dict[str, float | None]]] = {}
     for record in records:
@@ -293,7 +296,7 @@ def _moving_average(values: list[float], window: int) -> list[float]:
             for i in range(len(values))]
 
 
-def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
+def curve_means(records: Sequence[RunRecord], key: str) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
     """Arm -> (steps, mean over seeds, standard error over seeds, seeds counted) of one metric."""
     by_arm: dict[str, dict[int, list[float]]] = {}
     for record in records:
@@ -319,32 +322,18 @@ def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], 
     return out
 
 
-def _savefig(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _colors(arms: Sequence[str]) -> dict[str, Any]:
+    # heavy (matplotlib): imported only to draw
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10"]
     return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
 
 
-def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int,
+def plot_curves(records: Sequence[RunRecord], arms: Sequence[str], path: Path, *, title: str, smooth: int,
                 colors: dict[str, Any]) -> Path:
     """2 x 4 panels (CURVE_PANELS): mean over seeds per step for each arm (training metrics smoothed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     chosen = [r for r in records if r.arm in arms]
     fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
@@ -368,17 +357,14 @@ def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, titl
         else "mean over seeds; held-out: +- 1 s.e. band"
     fig.suptitle(f"{title}\n{note}", fontsize=11)
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str, Any]) -> Path:
     """Forest plot: paired difference vs the baseline (final and best held-out accuracy) with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arms = [a for a in tables.arms if a != tables.baseline]
     fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(arms), 2) + 1.8))
@@ -394,6 +380,7 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
     ax.set_yticks(range(len(arms)), list(reversed(arms)))
     ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
     ax.set_title(title, fontsize=10)
+    # heavy (matplotlib): imported only to draw
     from matplotlib.lines import Line2D
 
     ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
@@ -401,16 +388,12 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
               fontsize=8, loc="best")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -428,7 +411,7 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
     return [ci.n, ci.mean, ci.std, ci.low, ci.high]
 
 
-def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> list[Path]:
+def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path) -> list[Path]:
     """runs.csv, arms.csv, paired.csv and curves.csv in ``docs_dir``."""
     paths = []
     rows = []
@@ -437,7 +420,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
         rows.append([record.arm, tables.groups.get(record.arm), record.seed, *[values[m] for m in RUN_METRICS],
                      record.wall_seconds, str(record.run_dir)])
     path = docs_dir / "runs.csv"
-    _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
+    atomic_write_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
     paths.append(path)
 
     header = ["arm", "group"]
@@ -446,13 +429,13 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
     rows = [[arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
             for arm in tables.arms]
     path = docs_dir / "arms.csv"
-    _atomic_text(path, _csv_text(header, rows))
+    atomic_write_text(path, _csv_text(header, rows))
     paths.append(path)
 
     rows = [[arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
             for arm in tables.arms if arm != tables.baseline for m in PAIRED_METRICS]
     path = docs_dir / "paired.csv"
-    _atomic_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
+    atomic_write_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
                                   "difference_above_zero"], rows))
     paths.append(path)
 
@@ -461,7 +444,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
         for arm, (xs, means, ses, counts) in curve_means(records, key).items():
             rows += [[arm, key, x, m, s, n] for x, m, s, n in zip(xs, means, ses, counts)]
     path = docs_dir / "curves.csv"
-    _atomic_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
+    atomic_write_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
     paths.append(path)
     return paths
 
@@ -469,49 +452,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
 # --------------------------------------------------------------------------- results.md
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, load average, OS and library versions of this machine."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import transformers
-
-        tf_version = transformers.__version__
-    except ImportError:
-        tf_version = None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": tf_version,
-            "load_average": None if load is None else [round(x, 2) for x in load]}
-
-
-def git_state() -> str | None:
-    """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
-        if not commit:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}{' with uncommitted changes' if dirty else ''}"
-
-
-def _scale_text(study: Any, plan: Sequence[Any]) -> str:
+def _scale_text(study: StudyConfig, plan: Sequence[PlannedRun]) -> str:
     """One paragraph: arms, seeds, steps and the shape of one run."""
     if not plan:
         return "no runs"
@@ -541,11 +482,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
-def _other_configs(study: Any) -> list[str]:
-    import yaml
-
-    from apmpo.trainer.config import CONFIG_DIR
-
+def _other_configs(study: StudyConfig) -> list[str]:
     lines = []
     own = Path(study.source).resolve() if study.source else None
     for path in sorted(CONFIG_DIR.glob("study_*.yaml")):
@@ -564,12 +501,11 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[Claim], *, command: str,
-                    full_study: Any, planned: Sequence[Any], machine: dict[str, Any], figures: dict[str, Path],
+def render_markdown(study: StudyConfig, result: StudyResult, tables: StudyTables, claims: list[Claim], *, command: str,
+                    full_study: StudyConfig, planned: Sequence[PlannedRun], full_plan: Sequence[PlannedRun],
+                    machine: dict[str, Any], figures: dict[str, Path],
                     csvs: list[Path], md_dir: Path, invocations: Sequence[dict], report_only: bool) -> str:
     """The text of results.md."""
-    from apmpo.eval.study import plan_runs
-
     L: list[str] = [f"# {study.title}", ""]
     L.append(f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
              "every number, table and figure below comes from the run directories. "
@@ -609,7 +545,6 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
 
     L += ["## Scale", ""]
     L.append(f"- Ran: {_scale_text(study, planned)}.")
-    full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
     ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
     full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
     if ran_names == full_names:
@@ -700,9 +635,14 @@ def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
     return None if ci is None else {"n": ci.n, "mean": ci.mean, "std": ci.std, "low": ci.low, "high": ci.high}
 
 
-def write_report(study: Any, result: Any, *, command: str, full_study: Any, planned: Sequence[Any],
-                 invocations: Sequence[dict] = (), report_only: bool = False) -> list[Path]:
-    """Write the CSVs, figures, study.json and results.md; returns the paths written."""
+def write_report(study: StudyConfig, result: StudyResult, *, command: str, full_study: StudyConfig,
+                 planned: Sequence[PlannedRun], full_plan: Sequence[PlannedRun], invocations: Sequence[dict] = (),
+                 report_only: bool = False) -> list[Path]:
+    """Write the CSVs, figures, study.json and results.md; returns the paths written.
+
+    ``planned`` are the runs of this invocation's study, ``full_plan`` those of the study
+    as configured (before --quick and command-line restrictions), for the scale section.
+    """
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables = compute_tables(study, result.runs)
@@ -744,15 +684,15 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
             "parameters": result.warmup.parameters},
     }
     path = docs_dir / "study.json"
-    _atomic_text(path, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     files.append(path)
 
     if study.report.results_md:
         md_path = Path(study.report.results_md)
         md_path.parent.mkdir(parents=True, exist_ok=True)
         text = render_markdown(study, result, tables, claims, command=command, full_study=full_study, planned=planned,
-                               machine=machine, figures=figures, csvs=csvs, md_dir=md_path.parent,
+                               full_plan=full_plan, machine=machine, figures=figures, csvs=csvs, md_dir=md_path.parent,
                                invocations=invocations, report_only=report_only)
-        _atomic_text(md_path, text)
+        atomic_write_text(md_path, text)
         files.append(md_path)
     return files

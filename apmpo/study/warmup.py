@@ -41,12 +41,18 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from apmpo.eval.harness import EvalSettings, evaluate_examples
+from apmpo.io import atomic_directory, atomic_write_text
+from apmpo.models import load_model_and_tokenizer
+from apmpo.trainer.config import config_to_dict
+from apmpo.trainer.setup import build_rewards, load_data
 
 __all__ = ["WarmupConfig", "WarmupError", "WarmupResult", "ensure_warmup", "run_warmup", "warmup_config_from_dict"]
 
@@ -163,7 +169,6 @@ class WarmupResult:
 
 def fingerprint(config: WarmupConfig, train_config: Any) -> str:
     """Hash of everything that determines the warmed-up weights and how they are judged."""
-    from apmpo.trainer.config import config_to_dict
 
     data = config_to_dict(train_config.data)
     data.pop("train_size", None)
@@ -180,7 +185,6 @@ def fingerprint(config: WarmupConfig, train_config: Any) -> str:
 
 def _verifier(train_config: Any, default_reward: str | None):
     """The run's verifier (first reward function, with its keyword arguments), as the trainer evaluates."""
-    from apmpo.trainer.setup import build_rewards
 
     rewards = build_rewards(train_config.reward, default_reward)
     if rewards.kwargs[0]:
@@ -210,7 +214,6 @@ def _split_validation(examples: list[dict], prompts: list[str], size: int, seed:
 
 def _encode_batch(tokenizer, prompts: list[str], answers: list[str], add_special_tokens: bool):
     """Right-padded input ids, attention mask and labels (-100 except on answer + EOS tokens)."""
-    import torch
 
     prompt_ids = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
     answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
@@ -228,7 +231,6 @@ def _encode_batch(tokenizer, prompts: list[str], answers: list[str], add_special
 
 def _accuracy(model, tokenizer, examples, data, train_config, verifier) -> float:
     """Greedy Pass@1 on ``examples`` with the trainer's evaluation settings."""
-    from apmpo.eval.harness import EvalSettings, evaluate_examples
 
     ev = train_config.eval
     settings = EvalSettings(max_new_tokens=ev.max_new_tokens or train_config.rollout.max_new_tokens,
@@ -251,10 +253,7 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
     ``train_config`` is a ``TrainConfig`` (the study's base): its data, reward and eval
     sections define the task, the prompt format and how accuracy is measured.
     """
-    import torch
 
-    from apmpo.models import load_model_and_tokenizer
-    from apmpo.trainer.setup import load_data
 
     config.check()
     out_dir = Path(out_dir)
@@ -319,20 +318,9 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
 
 def _save(model, tokenizer, result: WarmupResult, config: WarmupConfig, train_config: Any, out_dir: Path) -> None:
     """model/ (atomic directory replace) and warmup.json (atomic file replace)."""
-    from apmpo.trainer.tracking import atomic_write_text
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out_dir))
-    try:
+    with atomic_directory(out_dir / MODEL_SUBDIR) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        final = out_dir / MODEL_SUBDIR
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     record = {
         "fingerprint": fingerprint(config, train_config),
         "settings": dataclasses.asdict(config),
