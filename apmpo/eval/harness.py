@@ -30,7 +30,7 @@ on ``.lock`` there, so a second run into the same directory is refused instead o
 interleaving its records.
 
 Vision-language models: ``tokenizer`` may be the model's processor (or a prompt encoder
-from :func:`apmpo.multimodal.prompt_encoder_for`); each benchmark's rows then get their
+from :func:`apmpo.sampling.prompt_encoder_for`); each benchmark's rows then get their
 images attached and checked (relative paths against the data file's folder), and the
 prompts are rendered and encoded with their images.
 
@@ -52,7 +52,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from apmpo.data.loaders import load_examples
 from apmpo.data.prompts import template_fields, validate_template
 from apmpo.eval.metrics import ExampleStats, answer_key, metric_names, summarize
 from apmpo.eval.records import RecordsFile
+from apmpo.eval.settings import EvalSettings
 from apmpo.eval.suites import BenchmarkSpec
 from apmpo.io import atomic_write_json
 from apmpo.rewards.extract import extract_answer
@@ -90,109 +91,6 @@ RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
 _ID_COLUMNS = ("id", "unique_id", "idx", "problem_id")
-
-
-def _int_list(value: Any, name: str) -> list[int]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        parts = [value]
-    else:
-        parts = list(value)
-    out = []
-    for part in parts:
-        try:
-            number = int(part)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {part!r} is not an integer") from None
-        if isinstance(part, bool) or (isinstance(part, float) and not float(part).is_integer()):
-            raise ValueError(f"{name}: {part!r} is not an integer")
-        if number < 1:
-            raise ValueError(f"{name}: every k must be >= 1, got {number}")
-        if number not in out:
-            out.append(number)
-    return sorted(out)
-
-
-@dataclass
-class EvalSettings:
-    """How to sample and what to report."""
-
-    n: int = 1
-    """Samples per example (Pass@1 is their mean correctness)."""
-    k: list[int] = field(default_factory=lambda: [1])
-    """pass@k is reported for each k (each <= n); a comma-separated string is accepted."""
-    maj_k: list[int] | None = None
-    """maj@k is reported for each (each <= n); None: the k values above 1."""
-    temperature: float = 0.0
-    """0: greedy decoding (needs n = 1); > 0: sampling at this temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold in (0, 1] (sampling only)."""
-    top_k: int = 0
-    """Top-k sampling; 0 disables it (sampling only)."""
-    max_new_tokens: int = 1024
-    """Longest completion; one that reaches it without EOS is marked truncated."""
-    max_prompt_tokens: int | None = None
-    """Refuse prompts longer than this many tokens (None: no limit)."""
-    batch_size: int = 16
-    """Samples (prompt rows) per generate call."""
-    seed: int = 0
-    """Base seed; each batch is sampled under a seed derived from (seed, benchmark, batch)."""
-    limit: int | None = None
-    """Evaluate only the first N examples of each benchmark (None: all)."""
-    correct_threshold: float = 1.0
-    """A sample is correct when its reward score is >= this."""
-
-    def __post_init__(self):
-        self.k = _int_list(self.k, "k")
-        self.maj_k = [k for k in self.k if k > 1] if self.maj_k is None else _int_list(self.maj_k, "maj_k")
-        problems = []
-        for name in ("n", "max_new_tokens", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
-            problems.append(f"limit must be a positive integer or None, got {self.limit!r}")
-        if self.max_prompt_tokens is not None and (not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1):
-            problems.append(f"max_prompt_tokens must be a positive integer or None, got {self.max_prompt_tokens!r}")
-        if not self.k:
-            problems.append("k: give at least one k")
-        if isinstance(self.n, int):
-            too_big = [k for k in [*self.k, *self.maj_k] if k > self.n]
-            if too_big:
-                problems.append(f"k = {max(too_big)} needs at least that many samples per example, but n = {self.n}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
-            problems.append(f"temperature must be >= 0, got {self.temperature!r}")
-        elif self.temperature == 0 and isinstance(self.n, int) and self.n > 1:
-            problems.append(
-                f"temperature 0 is greedy decoding, which gives {self.n} identical samples; "
-                "use n = 1 or a temperature > 0"
-            )
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            problems.append(f"top_k must be an integer >= 0, got {self.top_k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.correct_threshold, (int, float)) or not math.isfinite(self.correct_threshold):
-            problems.append(f"correct_threshold must be a finite number, got {self.correct_threshold!r}")
-        if problems:
-            raise ValueError("invalid eval settings: " + "; ".join(problems))
-
-    @property
-    def greedy(self) -> bool:
-        """True for greedy decoding (temperature 0)."""
-        return self.temperature == 0
-
-    def generation_fingerprint(self) -> dict[str, Any]:
-        """The settings that determine the samples (compared on resume)."""
-        return {
-            "temperature": float(self.temperature),
-            "top_p": float(self.top_p) if not self.greedy else None,
-            "top_k": int(self.top_k) if not self.greedy else None,
-            "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed,
-        }
 
 
 @dataclass
@@ -412,11 +310,8 @@ def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, An
         prompts, examples, add_special_tokens=add_special_tokens,
         max_prompt_tokens=settings.max_prompt_tokens, device=device,
     )
-    rollout = generate_rollouts(
-        model, encoder.tokenizer, batch, num_samples=1, max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature or 1.0, top_p=settings.top_p, top_k=settings.top_k,
-        do_sample=not settings.greedy, batch_size=0,
-    )
+    rollout = generate_rollouts(model, encoder.tokenizer, batch, num_samples=1, batch_size=0,
+                                **settings.generation_kwargs())
     lengths = rollout.completion_lengths.tolist()                                   # [N]
     truncated = rollout.truncated.tolist()                                          # [N]
     return rollout.completions, [int(x) for x in lengths], [bool(x) for x in truncated], rollout.meta
@@ -539,7 +434,7 @@ def evaluate(
         model: a causal LM or vision-language model (e.g. from
             :func:`apmpo.models.load_model_and_tokenizer`).
         tokenizer: its tokenizer (left padding, with a pad token), its processor, or a
-            prompt encoder (:func:`apmpo.multimodal.prompt_encoder_for`; e.g. to name
+            prompt encoder (:func:`apmpo.sampling.prompt_encoder_for`; e.g. to name
             the image column).
         benchmarks: loaded benchmarks (:func:`load_benchmark`), distinct names.
         settings: sampling and reporting settings (default: greedy, n = 1).
@@ -674,7 +569,7 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
         "model": model_name,
         **(dict(extra_summary) if extra_summary else {}),
         "decoding": "greedy" if settings.greedy else "sampled",
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.model_dump(mode="json"),
         "paths": {b.name: b.path for b in limited},
         "prompts": {
             b.name: {"template": b.template, "system_prompt": b.system_prompt, "use_chat_template": b.use_chat_template}

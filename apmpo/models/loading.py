@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 
 from apmpo.models.embedded import EMBEDDED_MODELS, ensure_embedded_model
 from apmpo.models.gguf import load_gguf
@@ -43,6 +43,7 @@ from apmpo.multimodal.processor import (
     parse_tiny_vlm_spec,
     tiny_vlm,
 )
+from apmpo.settings import Settings, build_settings
 
 __all__ = ["LoraSettings", "load_model_and_tokenizer", "parse_dtype", "DTYPES"]
 
@@ -56,28 +57,19 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
-@dataclass
-class LoraSettings:
+class LoraSettings(Settings):
     """LoRA adapter settings (passed to ``peft.LoraConfig``)."""
 
-    r: int = 16
+    r: int = Field(16, ge=1)
     """Rank of the low-rank update."""
-    alpha: int = 32
+    alpha: int = Field(32, ge=1)
     """Scaling numerator: the update is scaled by alpha / r."""
-    dropout: float = 0.05
+    dropout: float = Field(0.05, ge=0, lt=1)
     """Dropout on the adapter input."""
     target_modules: str | list[str] = "all-linear"
     """Modules to adapt: "all-linear" or a list of module names (e.g. ["q_proj", "v_proj"])."""
-    bias: str = "none"
+    bias: Literal["none", "all", "lora_only"] = "none"
     """Which biases to train: "none", "all" or "lora_only"."""
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError(f"lora.r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if self.bias not in ("none", "all", "lora_only"):
-            raise ValueError(f"lora.bias must be 'none', 'all' or 'lora_only', got {self.bias!r}")
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -112,11 +104,7 @@ def _lora_settings(lora: Any) -> LoraSettings | None:
     if isinstance(lora, LoraSettings):
         return lora
     if isinstance(lora, Mapping):
-        known = {f.name for f in fields(LoraSettings)}
-        unknown = sorted(set(lora) - known)
-        if unknown:
-            raise ValueError(f"lora: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return LoraSettings(**lora)
+        return build_settings(LoraSettings, lora, source="lora")
     raise TypeError(f"lora must be None, True, a dict or LoraSettings, got {type(lora).__name__}")
 
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from apmpo.study.config import StudyConfig, StudyError, _where
+from apmpo.settings import deep_merge, read_yaml
+from apmpo.study.config import StudyConfig, StudyError
 from apmpo.study.warmup import WarmupResult
 from apmpo.trainer.checkpoint import latest_checkpoint
 from apmpo.trainer.commands import resolve_config_path
 from apmpo.trainer.config import (
     ConfigError,
+    TrainConfig,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -61,17 +61,12 @@ class PlannedRun:
         return Path(self.config.logging.output_dir) / self.config.logging.run_name
 
 
-def _deep_merge(base: dict, top: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("params", "task", "functions", "kwargs"):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+MAPPING_SETTINGS = ("params", "task", "functions", "kwargs")
+"""Training settings that are mappings of their own (the objective's hyperparameters, the task's options, the
+reward functions and their arguments): a study's train section replaces them whole instead of merging into them."""
 
 
-def base_train_config(study: StudyConfig):
+def base_train_config(study: StudyConfig) -> TrainConfig:
     """The TrainConfig every run starts from: train_config file, then train, then overrides."""
 
     data: dict = {}
@@ -82,12 +77,12 @@ def base_train_config(study: StudyConfig):
             if not path.is_absolute() and study.source and (Path(study.source).parent / path).is_file():
                 path = Path(study.source).parent / path
             path = resolve_config_path(str(path))
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = read_yaml(path)
             source = str(path)
-        config = config_from_dict(_deep_merge(data, study.train), source)
+        config = config_from_dict(deep_merge(data, study.train, replace=MAPPING_SETTINGS), source)
         return apply_overrides(config, study.overrides)
     except ConfigError as exc:
-        raise StudyError(f"{_where(study.source, 'train')}: {exc}") from None
+        raise StudyError(f"{study.source or study.name}: train: {exc}") from None
 
 
 def plan_runs(study: StudyConfig, model_dir: str | os.PathLike | None = None) -> list[PlannedRun]:

@@ -118,13 +118,14 @@ def test_parse_data_spec():
 def test_suite_errors(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\n    prompt_col: q\n")
-    with pytest.raises(ValueError, match=r"benchmarks\[1\]: unknown key\(s\) prompt_col; known keys: name, path"):
+    with pytest.raises(ValueError, match=r"suite.yaml: unknown key 'benchmarks\[0\].prompt_col' \(did you mean "
+                                         r"'prompt_column'\?\); known keys here: name, path"):
         load_suite(suite, data_root=tmp_path)
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\n")
     with pytest.raises(ValueError, match="needs a data root: pass --data-root"):
         load_suite(suite)
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\ngeneration:\n  temp: 1\n")
-    with pytest.raises(ValueError, match=r"generation: unknown key\(s\) temp"):
+    with pytest.raises(ValueError, match=r"suite.yaml: generation: unknown key\(s\) temp; known keys: .*temperature"):
         load_suite(suite, data_root=tmp_path)
     with pytest.raises(ValueError, match="no benchmark named zzz; the suite has math500"):
         load_suite("math", data_root=tmp_path, only=["zzz"])

@@ -88,9 +88,9 @@ def test_warmup_outside_the_accuracy_range_fails_with_advice(tmp_path):
 
 def test_warmup_settings_are_checked():
     assert warmup_config_from_dict({"lr": 1, "accuracy_range": None}).lr == 1.0
-    with pytest.raises(WarmupError, match="warmup.batch_size: expected int"):
-        warmup_config_from_dict({"batch_size": "64"})
-    with pytest.raises(WarmupError, match="validation_size .* must be smaller"):
+    with pytest.raises(WarmupError, match="warmup: batch_size: expected an integer >= 1, got 'many'"):
+        warmup_config_from_dict({"batch_size": "many"})
+    with pytest.raises(WarmupError, match=r"validation_size: must be smaller than train_size \(50\), got 100"):
         warmup_config_from_dict({"validation_size": 100, "train_size": 50})
     with pytest.raises(WarmupError, match="accuracy_range"):
         warmup_config_from_dict({"accuracy_range": [0.6, 0.2]})
