@@ -288,11 +288,11 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
     """Train ``spec["steps"]`` steps with our trainer; per-step timings and token/FLOP counts."""
     import torch
 
-    from apmpo.trainer import loop
+    from apmpo.trainer import loop, step
 
     steps: list[dict[str, Any]] = []
     state: dict[str, Any] = {"rss_before_first_step": None, "shape": None, "profiler": None, "profile": None}
-    original_clp, original_sample = loop.completion_log_probs, loop.sample_batch
+    original_clp, original_sample = step.completion_log_probs, loop.sample
 
     def counting_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, **kwargs):
         out = original_clp(model, prompt_ids, prompt_mask, completion_ids, completion_mask, **kwargs)
@@ -305,7 +305,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         rec["passes"] += 1
         return out
 
-    def timed_sample_batch(model, *args, **kwargs):
+    def timed_sample_batch(*args, **kwargs):
         if state["rss_before_first_step"] is None:
             state["rss_before_first_step"] = _rss_gb()
         if state["profiler"] is not None:  # the profiled step ended
@@ -320,7 +320,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         if profile_step is not None and len(steps) == profile_step:
             state["profiler"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
             state["profiler"].__enter__()
-        batch, sampled = original_sample(model, *args, **kwargs)
+        batch, sampled = original_sample(*args, **kwargs)
         steps[-1]["_t_rollout_end"] = time.perf_counter()
         if batch is not None:
             ro = batch.rollout
@@ -330,7 +330,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
                              truncated=int(ro.truncated.sum()))
         return batch, sampled
 
-    loop.completion_log_probs, loop.sample_batch = counting_log_probs, timed_sample_batch
+    step.completion_log_probs, loop.sample = counting_log_probs, timed_sample_batch
     rewards = {"parity": parity_reward} if spec["reward"] == "parity" else None
     rss = RssSampler()
     try:
@@ -339,7 +339,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         if steps:
             steps[-1]["_t_end"] = time.perf_counter()
     finally:
-        loop.completion_log_probs, loop.sample_batch = original_clp, original_sample
+        step.completion_log_probs, loop.sample = original_clp, original_sample
         rss.stop()
         rss.annotate(steps)
         if state["profiler"] is not None:
@@ -550,7 +550,7 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
     from apmpo.models.forward import position_ids_from_mask
     from apmpo.sampling.rollout import Rollout, encode_prompts, generate_rollouts
     from apmpo.trainer.logprobs import completion_log_probs
-    from apmpo.trainer.loop import micro_batches
+    from apmpo.trainer.step import micro_batches
 
     model, tokenizer = load_model_and_tokenizer(_model_reference(spec), dtype=spec["dtype"], device=spec["device"])
     stored = torch.load(batch_path)

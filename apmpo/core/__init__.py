@@ -13,8 +13,19 @@ from .adaptive import (
     feedback_stability_score,
     normalize_reward_stats,
 )
-from .advantages import ADVANTAGE_NORMALIZATIONS, STAT_SCOPES, group_advantages, reward_statistics
-from .aggregation import AGGREGATIONS, aggregate_rows, aggregate_tokens, default_normalizer, masked_row_mean
+from .advantages import (
+    ADVANTAGE_NORMALIZATIONS,
+    STAT_SCOPES,
+    group_advantages,
+    reward_statistics,
+)
+from .aggregation import (
+    AGGREGATIONS,
+    aggregate_rows,
+    aggregate_tokens,
+    default_normalizer,
+    masked_row_mean,
+)
 from .kl import KL_ESTIMATORS, kl_penalty, kl_per_token
 from .losses import (
     LOSSES,

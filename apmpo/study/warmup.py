@@ -34,7 +34,6 @@ data settings, evaluation length) matches and refuses to overwrite one that does
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -110,16 +109,6 @@ def fingerprint(config: WarmupConfig, train_config: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _verifier(train_config: Any, default_reward: str | None):
-    """The run's verifier (first reward function, with its keyword arguments), as the trainer evaluates."""
-
-    rewards = build_rewards(train_config.reward, default_reward)
-    if rewards.kwargs[0]:
-        fn = rewards.functions[0]
-        return functools.wraps(fn)(functools.partial(fn, **rewards.kwargs[0]))
-    return rewards.names[0]
-
-
 def _split_validation(examples: list[dict], prompts: list[str], size: int, seed: int):
     """(validation examples, warm-up examples, warm-up prompts): ``size`` distinct prompts held back."""
     order = list(range(len(examples)))
@@ -193,7 +182,7 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
         data = load_data(data_cfg, tokenizer, config.seed)
         if not data.eval:
             raise WarmupError("warmup: the study's data has no held-out split (data.eval) to measure the warm-up on")
-        verifier = _verifier(train_config, data.default_reward)
+        verifier = build_rewards(train_config.reward, data.default_reward).verifier()
         validation, examples, prompts = _split_validation(data.train, data.train_prompts, config.validation_size, config.seed)
         answers = [str(ex["answer"]) for ex in examples]
         parameters = sum(p.numel() for p in model.parameters())

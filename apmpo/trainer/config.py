@@ -31,12 +31,26 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from apmpo.core import ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, LOSSES, REQUIRED, REWARD_STATISTICS, STAT_SCOPES
+from apmpo.core import (
+    ADVANTAGE_NORMALIZATIONS,
+    KL_ESTIMATORS,
+    LOSSES,
+    REQUIRED,
+    REWARD_STATISTICS,
+    STAT_SCOPES,
+)
 from apmpo.data.prompts import template_fields
 from apmpo.models.loading import LoraSettings
 from apmpo.rewards import REWARDS
 from apmpo.sampling.settings import MaxNewTokens, Sampling, Temperature
-from apmpo.settings import ConfigError, Settings, build_settings, dump_yaml, field_docs, load_settings
+from apmpo.settings import (
+    ConfigError,
+    Settings,
+    build_settings,
+    dump_yaml,
+    field_docs,
+    load_settings,
+)
 from apmpo.tasks import BUILTIN_TASKS
 
 __all__ = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -190,6 +191,11 @@ class RewardFunctions:
     """The callables."""
     kwargs: list[dict[str, Any]]
     """Extra keyword arguments of each function."""
+
+    def verifier(self) -> Callable[..., Any]:
+        """The first function (whose mean score is the accuracy) with its keyword arguments bound."""
+        fn = self.functions[0]
+        return functools.wraps(fn)(functools.partial(fn, **self.kwargs[0])) if self.kwargs[0] else fn
 
     def score(self, completions: Sequence[str], rows: Sequence[dict[str, Any]], *, prompts: Sequence[str] | None = None,
               completion_ids: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:

@@ -176,7 +176,7 @@ def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
     def big(completions, **columns):
         return [1.5 + x for x in digit_fraction(completions)]
 
-    with pytest.raises(ValueError, match=r"outside algorithm.reward_range \[0.0, 1.0\].*reward_range=\[-1,1\]"):
+    with pytest.raises(ValueError, match=r"step 1: rewards: values in \[1.5, 1\.\d+\] outside the reward range \[0, 1\].*as algorithm.reward_range.*reward_range=\[-1,1\]"):
         train(tiny_config(tmp_path / "a", "steps=1"), reward_functions={"big": big})
     result = train(tiny_config(tmp_path / "b", "steps=1", "algorithm.reward_range=[0, 3]"), reward_functions={"big": big})
     assert result.history[0]["trained_rows"] > 0
@@ -262,7 +262,7 @@ def _rollout(prompt_lengths, completion_lengths, group_size):
 
 
 def test_micro_batch_plans_pick_the_cheapest_order():
-    from apmpo.trainer.loop import micro_batches, plan_micro_batches
+    from apmpo.trainer.step import micro_batches, plan_micro_batches
 
     # short prompts, long-tailed completions: length order (least padding) beats grouping
     ro = _rollout([2] * 8, [1, 5, 2, 3, 7, 1, 1, 2], group_size=4)
