@@ -35,8 +35,8 @@ images attached and checked (relative paths against the data file's folder), and
 prompts are rendered and encoded with their images.
 
 Departures worth knowing: correctness is ``score >= correct_threshold`` (default 1.0,
-exact for the binary math rewards); a reward of None (not applicable) counts as
-incorrect with score 0. Greedy decoding with ``n > 1`` is refused: it would produce n
+exact for the binary math rewards); a reward of None (no score) counts as score 0, i.e.
+not correct (:func:`apmpo.rewards.score_value`; records keep the None). Greedy decoding with ``n > 1`` is refused: it would produce n
 identical samples.
 """
 
@@ -67,6 +67,7 @@ from apmpo.eval.records import RecordsFile
 from apmpo.eval.settings import EvalSettings
 from apmpo.eval.suites import BenchmarkSpec
 from apmpo.io import atomic_write_json
+from apmpo.rewards import score_value
 from apmpo.rewards.extract import extract_answer
 from apmpo.sampling.encoder import prompt_encoder_for
 from apmpo.sampling.rollout import generate_rollouts
@@ -610,7 +611,7 @@ def summarize_records(
         examples = []
         for index in sorted(grouped.get(name, {})):
             samples = sorted(grouped[name][index], key=lambda r: r["sample_index"])
-            scores = [0.0 if r.get("score") is None else float(r["score"]) for r in samples]
+            scores = [score_value(r.get("score")) for r in samples]
             examples.append(
                 ExampleStats(
                     correct=[s >= settings.correct_threshold for s in scores],

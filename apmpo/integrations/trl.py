@@ -15,7 +15,7 @@ What is replaced, and nothing else:
 - the scoring step (``_calculate_rewards`` / ``_generate_and_score_completions``) gains
   the rollout batch's reward statistics mu_R, sigma_R: computed from the rewards of the
   whole generation batch gathered over all processes (TRL's weighted sum of the reward
-  functions, rows where every function returned None excluded), once per generation,
+  functions, a None adding nothing as everywhere in apmpo: :mod:`apmpo.rewards.base`), once per generation,
   before any gradient step, and put in the batch dict as 0-d tensors (``"batch"`` scope,
   the paper) or one value per completion (``"group"`` scope). TRL's splitter and
   shuffler pass 0-d tensors through unchanged and move per-row ones with their rows,
@@ -231,20 +231,12 @@ class APMPOTrainer(GRPOTrainer):
     def _reward_statistics(self, rewards_per_func: torch.Tensor, local_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu_R, sigma_R) from the gathered per-function rewards: 0-d, or this process's [B] rows."""
         weights = self.reward_weights.to(rewards_per_func.device)
-        rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N]
-        scorable = ~torch.isnan(rewards_per_func).all(dim=1)           # [N]
+        rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N] the rewards TRL's advantages use
         args = self.args
         if args.reward_stats_scope == "batch":
-            if not scorable.any():
-                raise ValueError("rewards: every completion of the batch is unscorable (all reward functions None)")
-            mean, std = apmpo.reward_statistics(rewards[scorable])
+            mean, std = apmpo.reward_statistics(rewards)
             normalize_reward_stats(float(mean), float(std), args.reward_range)
             return mean, std
-        if not scorable.all():
-            raise ValueError(
-                "rewards: reward_stats_scope='group' needs every completion scored; some got None from every "
-                "reward function (use the 'batch' scope, which excludes them)"
-            )
         num_generations = self.num_generations if self.model.training else self.num_generations_eval
         mean, std = apmpo.reward_statistics(rewards, group_size=num_generations, scope="group")  # [N], [N]
         normalize_reward_stats(mean, std, args.reward_range)

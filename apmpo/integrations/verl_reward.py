@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from apmpo.rewards import math_accuracy
+from apmpo.rewards import math_accuracy, score_value
 
 __all__ = ["compute_score"]
 
@@ -29,4 +29,4 @@ def compute_score(
     if not isinstance(solution_str, str):
         raise TypeError(f"solution_str: expected the decoded response text, got {type(solution_str).__name__}")
     score = math_accuracy([solution_str], answer=[str(ground_truth)])[0]
-    return 0.0 if score is None else float(score)
+    return score_value(score)

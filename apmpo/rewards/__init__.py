@@ -22,7 +22,7 @@ the calling process.
 
 from __future__ import annotations
 
-from .base import RewardFunction, RewardResult, completion_text, completion_texts
+from .base import NO_SCORE, RewardFunction, RewardResult, completion_text, completion_texts, score_value
 from .compose import combine
 from .exact import ExactOptions, exact_match, parse_choice, parse_number
 from .extract import (
@@ -48,6 +48,7 @@ from .registry import REWARDS, get_reward
 from .sql import SqlOptions, extract_sql, sql_execution
 
 __all__ = [
+    "NO_SCORE",
     "EXTRACTORS",
     "FORMATS",
     "REWARDS",
@@ -78,6 +79,7 @@ __all__ = [
     "overlong_penalty",
     "parse_choice",
     "parse_number",
+    "score_value",
     "shutdown_pools",
     "soft_overlong",
     "sql_execution",

@@ -18,8 +18,14 @@ Every reward in :mod:`apmpo.rewards` is a :class:`RewardFunction`:
   there an unknown name is taken for a dataset column and ignored, as TRL requires.
 * ``fn.__name__`` -- the name TRL logs the reward under.
 
-A score of ``None`` means "this reward does not apply to this item" (e.g. its gold
-answer is missing); TRL turns it into NaN and ignores it when summing rewards.
+A score of ``None`` means "this reward has no score for this item" (e.g. its gold
+answer is missing). It has one meaning everywhere in apmpo, TRL's: wherever a number is
+needed it stands for 0 (:func:`score_value`, the one place the conversion happens). A
+weighted sum adds nothing for it (TRL's ``nansum``), so an item no reward applies to has
+total reward 0 and takes part in the advantages and the batch reward statistics like
+any other; a mean over items (a logged per-function reward, the accuracy, Pass@k)
+counts it as 0, i.e. not correct. Only :func:`combine` keeps the distinction: its score
+is None when none of its parts applies, so that a sum over it adds nothing either.
 """
 
 from __future__ import annotations
@@ -29,13 +35,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 __all__ = [
+    "NO_SCORE",
     "RewardFunction",
     "RewardResult",
     "column",
     "completion_text",
     "completion_texts",
+    "score_value",
     "short",
 ]
+
+NO_SCORE = 0.0
+"""The number a ``None`` score stands for (see the module docstring)."""
+
+
+def score_value(score: float | None) -> float:
+    """The number a reward score stands for in any arithmetic: ``None`` (no score) is :data:`NO_SCORE`."""
+    return NO_SCORE if score is None else float(score)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 from apmpo import rewards
 from apmpo.data.loaders import load_examples
 from apmpo.data.prompts import validate_template
-from apmpo.rewards import overlong_penalty
+from apmpo.rewards import overlong_penalty, score_value
 from apmpo.sampling.encoder import prompt_encoder_for
 from apmpo.tasks import BUILTIN_TASKS, make_task_examples
 
@@ -204,7 +204,7 @@ class RewardFunctions:
         As TRL calls reward functions: the dataset columns (all but "prompt") as keyword
         arguments, one entry per completion, plus ``prompts`` (the rendered prompts)
         and ``completion_ids`` (each completion's token ids, up to and including EOS).
-        A None score (not applicable) counts as 0.
+        A None score counts as 0 (:func:`apmpo.rewards.score_value`).
         """
         columns: dict[str, list[Any]] = {}
         for name in rows[0]:
@@ -222,7 +222,7 @@ class RewardFunctions:
                 raise ValueError(f"reward {name!r} returned {len(scores)} scores for {len(completions)} completions")
             values = []
             for i, s in enumerate(scores):
-                value = 0.0 if s is None else float(s)
+                value = score_value(s)
                 if not math.isfinite(value):
                     raise ValueError(f"reward {name!r} returned {s!r} for completion {i}; rewards must be finite")
                 values.append(value)

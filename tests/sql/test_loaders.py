@@ -228,7 +228,7 @@ def test_malformed_files(tmp_path, spider_root):
     with pytest.raises(ValueError, match=r"dev\.json: malformed JSON \(.* at line 1, column \d+\)"):
         load_sql_examples(spider_root)
     bad_json.write_text('{"db_id": "concerts"}')
-    with pytest.raises(ValueError, match="expected a JSON array of question objects, got a JSON dict"):
+    with pytest.raises(ValueError, match="expected a JSON array of objects, an object holding one such array, or an object of equal-length column lists; got dict"):
         load_sql_examples(spider_root)
     write_json(bad_json, ["just a string"])
     with pytest.raises(ValueError, match="row 1: expected a JSON object, got str"):
