@@ -2,11 +2,11 @@
 
 One command runs everything and writes the results file:
 
-    APMPO_CACHE=/tmp/apmcache .venv/bin/python benchmarks/bench_vs_trl.py \\
+    APMPO_CACHE=runs/apmcache .venv/bin/python benchmarks/bench_vs_trl.py \\
         --out benchmarks/results/cpu_$(date +%F).md
 
     .venv/bin/python benchmarks/bench_vs_trl.py --workload tiny --reps 1 --no-levers --no-micro \\
-        --no-profile --out /tmp/quick.md                                   # a one-minute smoke run
+        --no-profile --out runs/quick.md                                   # a one-minute smoke run
 
 What runs (nothing here changes the trainers; the harness only times and counts):
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from apmpo.eval.cli import main
 from apmpo.eval.harness import load_suite_benchmarks
 from apmpo.eval.suites import BenchmarkSpec, load_suite, parse_data_spec
+from tests.helpers import SHARED_DATA, TINY_MODEL, write_jsonl
 
-from .conftest import write_jsonl
-
-TINY = "tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64"
-SHARED_DATA = Path("/work/shared/data")
+TINY = TINY_MODEL
 
 
 def _run(argv, capsys):
@@ -141,7 +138,7 @@ def test_packaged_math_suite_resolves_paths(tmp_path):
     assert "\\boxed{}" in suite.template.format(prompt="x")
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared benchmark copies (/work/shared/data) are not on this machine")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared benchmark copies (../shared/data) are not present")
 def test_packaged_math_suite_reads_the_real_layouts():
     suite = load_suite("math", data_root=SHARED_DATA)
     sizes = {}

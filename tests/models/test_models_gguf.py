@@ -15,7 +15,12 @@ import pytest
 import torch
 
 import apmpo.models.embedded as embedded
-from apmpo.models import convert_gguf, ensure_embedded_model, load_gguf, load_model_and_tokenizer
+from apmpo.models import (
+    convert_gguf,
+    ensure_embedded_model,
+    load_gguf,
+    load_model_and_tokenizer,
+)
 from apmpo.models.embedded import MARKER_FILE, EmbeddedModel
 
 PROMPTS = ["What is 3 + 4?", "12*3="]

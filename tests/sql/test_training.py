@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from apmpo import tasks
 from apmpo.data.sql import SQLBENCH_ROOT, load_sql_examples

@@ -10,14 +10,17 @@ import torch
 from apmpo.study.warmup import (
     WarmupConfig,
     WarmupError,
+    _accuracy,
     _encode_batch,
     _split_validation,
     ensure_warmup,
     warmup_config_from_dict,
 )
 from apmpo.trainer.config import config_from_dict
+from apmpo.trainer.setup import build_rewards, load_data
+from tests.helpers import TINY_MODEL
 
-from .conftest import TINY_MODEL, toy_study
+from .conftest import toy_study
 
 
 def _train_config(tmp_path):
@@ -59,9 +62,9 @@ def test_warmup_saves_reuses_and_refuses_other_settings(tmp_path):
     logs = []
     result = ensure_warmup(config, train_config, tmp_path / "w", log=logs.append)
     assert not result.reused and result.steps == 3 and len(result.history) == 1
-    assert 0.0 <= result.heldout_accuracy <= 1.0
     record = json.loads((tmp_path / "w" / "warmup.json").read_text())
     assert record["steps"] == 3 and record["settings"]["model"] == TINY_MODEL
+    assert record["heldout_accuracy"] == result.heldout_accuracy
 
     # the saved directory is a model the trainer can load, with the trained (not the initial) weights
     saved, tok = load_model_and_tokenizer(str(result.model_dir))
@@ -70,6 +73,10 @@ def test_warmup_saves_reuses_and_refuses_other_settings(tmp_path):
     assert any(not torch.equal(p, trained[n]) for n, p in initial.named_parameters())
     assert tok("7 + 1=", add_special_tokens=False)["input_ids"] == \
         load_model_and_tokenizer(TINY_MODEL)[1]("7 + 1=", add_special_tokens=False)["input_ids"]
+    # the recorded held-out accuracy is the saved model's, measured as a training run measures its step 0
+    data = load_data(train_config.data, tok, config.seed)
+    verifier = build_rewards(train_config.reward, data.default_reward).verifier()
+    assert _accuracy(saved, tok, data.eval, data, train_config, verifier) == result.heldout_accuracy
 
     again = ensure_warmup(config, train_config, tmp_path / "w", log=logs.append)
     assert again.reused and again.steps == 3 and "reusing" in logs[-1]

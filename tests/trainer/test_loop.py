@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -158,7 +159,6 @@ def test_dynamic_sampling_and_truncation_masking(tmp_path):
 
 
 def test_overlong_penalty_is_added(tmp_path):
-    pytest.importorskip("apmpo.rewards")
     result = train(tiny_config(tmp_path, "steps=1", "algorithm.name=grpo", "rollout.max_new_tokens=4",
                                "algorithm.overlong_buffer=2", "algorithm.overlong_penalty=0.5"),
                    reward_functions=REWARD)
@@ -168,8 +168,14 @@ def test_overlong_penalty_is_added(tmp_path):
 
 
 def test_group_scope_statistics(tmp_path):
-    result = train(tiny_config(tmp_path, "steps=1", "algorithm.reward_stats_scope=group"), reward_functions=REWARD)
-    assert 0 < result.history[0]["p"] <= 1
+    """Per-group statistics: the same first rollout as the batch scope (same seed), the same mean of mu_R, but each
+    response's p from its own group's mean, so p differs from the batch scope's exp(-gamma * mu_R)."""
+    batch = train(tiny_config(tmp_path / "b", "steps=1"), reward_functions=REWARD).history[0]
+    group = train(tiny_config(tmp_path / "g", "steps=1", "algorithm.reward_stats_scope=group"),
+                  reward_functions=REWARD).history[0]
+    assert group["accuracy"] == batch["accuracy"] and group["mu_r"] == pytest.approx(batch["mu_r"], rel=1e-6)
+    assert batch["p"] == pytest.approx(math.exp(-0.8 * batch["mu_r"]), rel=1e-6)
+    assert abs(group["p"] - batch["p"]) > 1e-6
 
 
 def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
