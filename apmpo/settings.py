@@ -362,8 +362,9 @@ def dump_yaml(settings: BaseModel, *, comments: bool = True) -> str:
             if isinstance(value, BaseModel):
                 if comments and lines:
                     lines.append("")
-                if comments and type(value).__doc__:
-                    lines.append(f"{pad}# {' '.join(type(value).__doc__.split())}")
+                doc = type(value).__doc__
+                if comments and doc:
+                    lines.append(f"{pad}# {' '.join(doc.split())}")
                 lines.append(f"{pad}{name}:")
                 emit(value, indent + 1)
                 continue

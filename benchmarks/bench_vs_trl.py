@@ -590,7 +590,7 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
 
     def old_logprob_pass():
         with torch.no_grad():
-            for idx, mb in micro_batches(ro, rows, micro, share_prompts=True):
+            for _, mb in micro_batches(ro, rows, micro, share_prompts=True):
                 completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
                                      chunk_size=1024, share_prompt=True)
 

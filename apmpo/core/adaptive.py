@@ -26,7 +26,8 @@ element-wise, e.g. one value per response for the per-group statistics scope).
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence, TypeVar, get_args
+from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 
@@ -45,7 +46,8 @@ __all__ = [
     "normalize_reward_stats",
 ]
 
-Num = TypeVar("Num", float, torch.Tensor)
+Num = float | torch.Tensor
+"""A statistic: a python float (batch scope) or a tensor, element-wise (e.g. [N], per-group scope)."""
 
 PSchedule = Literal["exp", "linear", "fixed"]
 """How p follows mu_R: "exp" (the paper), "linear" (ablation), "fixed" (PMPO with a fixed p)."""
@@ -90,10 +92,6 @@ def _range(reward_range: Sequence[float] | None) -> tuple[float, float]:
     return lo, hi
 
 
-def _is_tensor(x: object) -> bool:
-    return isinstance(x, torch.Tensor)
-
-
 def normalize_reward_stats(
     reward_mean: Num,
     reward_std: Num,
@@ -109,7 +107,8 @@ def normalize_reward_stats(
     check_reward_range(reward_mean, reward_range, "reward_mean")
     check_range("reward_std", reward_std, 0.0)
     scale = hi - lo
-    if _is_tensor(reward_mean):
+    mean: Num
+    if isinstance(reward_mean, torch.Tensor):
         mean = ((reward_mean - lo) / scale).clamp(0.0, 1.0)
     else:
         mean = min(max((float(reward_mean) - lo) / scale, 0.0), 1.0)
@@ -141,9 +140,9 @@ def adaptive_p(
         if p_fixed is None:
             raise ValueError("p: schedule 'fixed' needs a fixed exponent p > 0")
         check_range("p", p_fixed, 0.0, low_inclusive=False)
-        return torch.full_like(reward_mean, float(p_fixed)) if _is_tensor(reward_mean) else float(p_fixed)
+        return torch.full_like(reward_mean, float(p_fixed)) if isinstance(reward_mean, torch.Tensor) else float(p_fixed)
     if schedule == "exp":
-        return torch.exp(-gamma * reward_mean) if _is_tensor(reward_mean) else math.exp(-gamma * float(reward_mean))
+        return torch.exp(-gamma * reward_mean) if isinstance(reward_mean, torch.Tensor) else math.exp(-gamma * float(reward_mean))
     return 1.0 - (1.0 - math.exp(-gamma)) * reward_mean
 
 
@@ -186,5 +185,5 @@ def fac_clip_high(
 
 def fac_bound(score: Num, eps_min: float = 0.2, eps_max: float = 0.4) -> Num:
     """eps_ada = eps_min + (eps_max - eps_min) * tanh(FSS), from an already computed score."""
-    squash = torch.tanh(score) if _is_tensor(score) else math.tanh(score)
+    squash = torch.tanh(score) if isinstance(score, torch.Tensor) else math.tanh(score)
     return eps_min + (eps_max - eps_min) * squash

@@ -218,7 +218,7 @@ def pessimistic_log_ratio(
     low, high = _as_column(log_low, log_ratio), _as_column(log_high, log_ratio)
     if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor):  # clamp takes two numbers or two tensors
         low, high = (torch.as_tensor(b, dtype=log_ratio.dtype, device=log_ratio.device) for b in (low, high))
-    clipped = torch.clamp(log_ratio, low, high)                      # [N, T] log rho
+    clipped = torch.clamp(log_ratio, low, high)  # type: ignore[arg-type]  # two floats or two tensors  # [N, T] log rho
     positive = (advantages > 0)[:, None]                             # [N, 1]
     negative = (advantages < 0)[:, None]
     log_x = torch.where(positive, torch.minimum(log_ratio, clipped), torch.maximum(log_ratio, clipped))
@@ -311,11 +311,11 @@ def apmpo_controllers(
     eps_min: float = 0.2,
     eps_max: float = 0.4,
     delta: float = 1e-6,
-    p_schedule: str = "exp",
+    p_schedule: PSchedule = "exp",
     p: float | None = None,
     clip_schedule: str = "fac",
     eps_high: float | None = None,
-    fss: str = "ratio",
+    fss: FssVariant = "ratio",
     reward_range: tuple[float, float] | None = None,
     **_: Any,
 ) -> Controllers:

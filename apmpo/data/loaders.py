@@ -94,7 +94,7 @@ class ExampleSet(Sequence):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self.examples[index]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -493,6 +493,7 @@ def load_examples(
                     )
                 except RowError as exc:
                     fail(where, exc, skippable=False)  # a mapping that does not fit is never skipped
+            assert mapping is not None  # resolved from the first row above
             examples.append(_convert_row(row, mapping, answer_marker))
         except RowError as exc:
             if on_bad_row == "error":

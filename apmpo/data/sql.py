@@ -508,8 +508,8 @@ def load_sql_examples(
                 database = cache[db_id] = _resolve_database(
                     databases, db_id, sample_rows, max_value_chars, schema_style
                 )
-            if database.error is not None:
-                raise RowError("db_id", database.error)
+            if database.error is not None or database.schema is None:
+                raise RowError("db_id", database.error or f"no schema for {db_id!r}")
         except RowError as exc:
             if on_bad_row == "error":
                 field_part = f", field {exc.field!r}" if exc.field else ""

@@ -489,11 +489,11 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
     existing = store.load() if store is not None else {}
 
     rendered = {b.name: _render_all(b, encoder) for b in limited}
-    for (bench, example, _), record in existing.items():
-        prompts = rendered[bench][0] if bench in rendered else []
-        if example < len(prompts) and record.get("prompt") != prompts[example]:
+    for (bench_name, example, _), record in existing.items():
+        prompts = rendered[bench_name][0] if bench_name in rendered else []
+        if store is not None and example < len(prompts) and record.get("prompt") != prompts[example]:
             raise ValueError(
-                f"{store.path}: benchmark {bench!r} example {example}: the recorded prompt differs from the "
+                f"{store.path}: benchmark {bench_name!r} example {example}: the recorded prompt differs from the "
                 "prompt rendered now (the data file, template, system prompt or tokenizer changed); "
                 "use another output directory"
             )
@@ -534,15 +534,15 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             scored = _score_batch(bench.reward, [texts[r] for r in wanted], [bench.examples[i] for i, _ in missing])
             new_records = []
             for (i, j), row, (score, reason, extracted) in zip(missing, wanted, scored):
-                example = bench.examples[i]
+                row_example = bench.examples[i]
                 new_records.append({
                     "benchmark": bench.name,
                     "example_index": i,
                     "sample_index": j,
-                    "example_id": _example_id(example),
+                    "example_id": _example_id(row_example),
                     "prompt": prompts[i],
                     "completion": texts[row],
-                    "reference": example["answer"],
+                    "reference": row_example["answer"],
                     "extracted": extracted,
                     "score": score,
                     "reason": reason,
@@ -622,8 +622,9 @@ def summarize_records(
                 )
             )
         stats[name] = examples
-    result = summarize(stats, settings.k, settings.maj_k)
-    return {"metrics": metric_names(settings.k, settings.maj_k), **result}
+    maj_k = settings.maj_k or []
+    result = summarize(stats, settings.k, maj_k)
+    return {"metrics": metric_names(settings.k, maj_k), **result}
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

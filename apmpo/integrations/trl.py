@@ -60,7 +60,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
@@ -108,11 +108,11 @@ class APMPOConfig(GRPOConfig):
         default="batch",
         metadata={"help": "mu_R, sigma_R over the whole generation batch ('batch', paper) or per prompt ('group')."},
     )
-    reward_range: Optional[list[float]] = field(
+    reward_range: list[float] | None = field(
         default=None,
         metadata={"help": "[lo, hi] of the summed reward when not [0, 1]; statistics are rescaled to [0, 1]."},
     )
-    loss_kwargs: Optional[dict | str] = field(
+    loss_kwargs: dict | str | None = field(
         default=None,
         metadata={
             "help": "Other hyperparameters of the core loss (JSON string from the CLI), e.g. {'p': 0.5} for pmpo, "
@@ -144,17 +144,18 @@ def _validate(args: APMPOConfig) -> None:
         raise ValueError(f"apmpo_loss: unknown loss {args.apmpo_loss!r}; known: {', '.join(sorted(apmpo.LOSSES))}")
     spec = apmpo.LOSSES[args.apmpo_loss]
     computed = {"reward_mean", "reward_std", "normalizer"}
-    bad = sorted(set(args.loss_kwargs) & computed)
+    loss_kwargs = args.loss_kwargs if isinstance(args.loss_kwargs, dict) else {}
+    bad = sorted(set(loss_kwargs) & computed)
     if bad:
         raise ValueError(f"loss_kwargs: {', '.join(bad)} are computed by the trainer; remove them")
-    unknown = sorted(set(args.loss_kwargs) - set(spec.defaults))
+    unknown = sorted(set(loss_kwargs) - set(spec.defaults))
     if unknown:
         raise ValueError(
             f"loss_kwargs: {args.apmpo_loss} has no hyperparameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(sorted(set(spec.defaults) - computed))}"
         )
     missing = sorted(
-        k for k, v in spec.defaults.items() if v is REQUIRED and k not in computed and k not in args.loss_kwargs
+        k for k, v in spec.defaults.items() if v is REQUIRED and k not in computed and k not in loss_kwargs
     )
     if missing:
         example = f"loss_kwargs={{'{missing[0]}': ...}}"
@@ -202,7 +203,10 @@ class APMPOTrainer(GRPOTrainer):
     ``APMPOConfig("<model>-APMPO")``).
     """
 
-    def __init__(self, model: Any, reward_funcs: Any = None, args: Optional[APMPOConfig] = None, **kwargs: Any):
+    args: APMPOConfig
+    model: Any
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: APMPOConfig | None = None, **kwargs: Any):
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
             args = APMPOConfig(f"{name.rstrip('/').split('/')[-1]}-APMPO")
@@ -210,7 +214,7 @@ class APMPOTrainer(GRPOTrainer):
             raise TypeError(f"args: APMPOTrainer needs an APMPOConfig, got {type(args).__name__}")
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._apmpo_spec = apmpo.LOSSES[args.apmpo_loss]
-        self._apmpo_rewards_per_func: Optional[torch.Tensor] = None
+        self._apmpo_rewards_per_func: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ scoring
 
@@ -270,7 +274,7 @@ class APMPOTrainer(GRPOTrainer):
             if REWARD_MEAN_KEY not in inputs:
                 raise RuntimeError("APMPOTrainer: the batch has no reward statistics (scoring step was bypassed)")
             hp["reward_mean"], hp["reward_std"] = inputs[REWARD_MEAN_KEY], inputs[REWARD_STD_KEY]
-        hp.update(args.loss_kwargs)
+        hp.update(args.loss_kwargs if isinstance(args.loss_kwargs, dict) else {})
         return hp
 
     def _compute_loss(self, model, inputs):

@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from verl.trainer.ppo.core_algos import register_policy_loss
@@ -147,7 +147,7 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """FAC: largest upper clip bound (paper: 0.4)."""
     delta: float = 1e-6
     """Stabiliser in FSS = mu_R / (sigma_R + delta) (our choice: 1e-6)."""
-    p: Optional[float] = None
+    p: float | None = None
     """Fixed exponent: required by "pmpo"; with "apmpo" only for p_schedule "fixed"."""
     p_schedule: str = "exp"
     """APMPO exponent schedule: "exp" (paper), "linear" or "fixed" (ablations)."""
@@ -155,11 +155,11 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """APMPO upper clip: "fac" (paper) or "fixed" (uses actor.clip_ratio_high; PMPO-only ablation)."""
     fss: str = "ratio"
     """FSS variant: "ratio" (paper), "mean" or "inverse_std" (ablations)."""
-    reward_range: Optional[list[float]] = None
+    reward_range: list[float] | None = None
     """[lo, hi] of the rewards when not [0, 1]; mu_R and sigma_R are rescaled to [0, 1]."""
-    reward_mean: Optional[float] = None
+    reward_mean: float | None = None
     """Runtime only: mu_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
-    reward_std: Optional[float] = None
+    reward_std: float | None = None
     """Runtime only: sigma_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
 
 
@@ -205,7 +205,7 @@ def response_weights(rollout_is_weights: torch.Tensor, response_mask: torch.Tens
     return weights
 
 
-def _normalizer(config: Any) -> Optional[float]:
+def _normalizer(config: Any) -> float | None:
     """Divisor of the summed objective on this rank: global mini-batch responses / dp_size."""
     info = getattr(config, "global_batch_info", None) or {}
     dp_size = info.get("dp_size") or 1
@@ -262,7 +262,7 @@ def verl_policy_loss(
     response_mask: torch.Tensor,
     loss_agg_mode: str,
     config: Any,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """verl's policy-loss call mapped onto ``apmpo.policy_loss(name, ...)``.
 
@@ -308,7 +308,7 @@ def compute_policy_loss_apmpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """APMPO (adaptive p + FAC) as verl's ``loss_mode=apmpo``; see ``verl_policy_loss``."""
     return verl_policy_loss(
@@ -324,7 +324,7 @@ def compute_policy_loss_pmpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PMPO (fixed ``policy_loss.p``, fixed clip bounds) as verl's ``loss_mode=pmpo``."""
     return verl_policy_loss(
@@ -381,7 +381,7 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
 
 
 def rollout_reward_statistics(
-    token_scores: torch.Tensor, keep: Optional[torch.Tensor] = None, reward_range: Optional[list[float]] = None
+    token_scores: torch.Tensor, keep: torch.Tensor | None = None, reward_range: list[float] | None = None
 ) -> tuple[float, float]:
     """(mu_R, sigma_R) of a rollout batch from verl's token-level reward scores.
 
@@ -413,6 +413,8 @@ class APMPOTrainerMixin:
     """
 
     _apmpo_base_mode: str = ""
+    config: Any
+    actor_rollout_wg: Any
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any):
         # optional (verl's omegaconf): the integration's own dependency
@@ -420,7 +422,7 @@ class APMPOTrainerMixin:
 
         with open_dict(config):
             config.trainer.v1.trainer_mode = self._apmpo_base_mode
-        super().__init__(config, *args, **kwargs)
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]  # the verl trainer it is mixed into
 
     def _setup(self):
         super()._setup()
@@ -442,10 +444,10 @@ class APMPOTrainerMixin:
         batch.extra_info[REWARD_STD_KEY] = std
         metrics["apmpo/reward_mean"] = mean
         metrics["apmpo/reward_std"] = std
-        return super()._update_actor(batch, metrics)
+        return super()._update_actor(batch, metrics)  # type: ignore[misc]  # the verl trainer it is mixed into
 
 
-def _register_trainers() -> Optional[str]:
+def _register_trainers() -> str | None:
     """Register ``apmpo_<mode>`` for each verl v1 trainer mode; returns the import error, if any."""
     try:
         # optional (verl's v1 trainers): registered only where they import
@@ -466,5 +468,5 @@ def _register_trainers() -> Optional[str]:
     return None
 
 
-TRAINER_IMPORT_ERROR: Optional[str] = _register_trainers()
+TRAINER_IMPORT_ERROR: str | None = _register_trainers()
 """None when the ``apmpo_*`` trainer modes are registered, else why they are not."""

@@ -11,7 +11,7 @@ an empty gold answer) gets 0.0 here; the reason stays available through
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from apmpo.rewards import math_accuracy, score_value
 
@@ -19,7 +19,7 @@ __all__ = ["compute_score"]
 
 
 def compute_score(
-    data_source: str, solution_str: str, ground_truth: str, extra_info: Optional[dict] = None, **_: Any
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **_: Any
 ) -> float:
     """1.0 when ``solution_str``'s final answer is equivalent to ``ground_truth``, else 0.0.
 

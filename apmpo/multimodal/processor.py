@@ -236,7 +236,7 @@ def _tiny_config(tokenizer: Any, settings: dict[str, Any]) -> Any:
                               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
     if arch == "qwen2_vl":
         vision.update(embed_dim=settings["vision_hidden_size"], hidden_size=hidden, mlp_ratio=2)
-        config_class = transformers.Qwen2VLConfig
+        config_class: Any = transformers.Qwen2VLConfig
     else:
         vision.update(hidden_size=settings["vision_hidden_size"], intermediate_size=2 * settings["vision_hidden_size"],
                       out_hidden_size=hidden, window_size=56, fullatt_block_indexes=[settings["vision_depth"] - 1])

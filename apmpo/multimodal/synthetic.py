@@ -127,17 +127,17 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
             base = (180 - apex) / 2
             pts = _rotate(_triangle(base, base), rot)
             angles = ("x\u00b0", "", f"{apex}\u00b0")
-            for p, q in ((pts[0], pts[2]), (pts[1], pts[2])):  # tick marks on the equal sides
-                m = _toward(p, q, 0.5)
-                d = (q[1] - p[1], -(q[0] - p[0]))
+            for start, stop in ((pts[0], pts[2]), (pts[1], pts[2])):  # tick marks on the equal sides
+                m = _toward(start, stop, 0.5)
+                d = (stop[1] - start[1], -(stop[0] - start[0]))
                 n = math.hypot(*d) or 1.0
                 ax.plot([m[0] - d[0] / n * 0.03, m[0] + d[0] / n * 0.03], [m[1] - d[1] / n * 0.03, m[1] + d[1] / n * 0.03],
                         color="black", linewidth=1.5)
         polygon(pts)
-        centre = (sum(p[0] for p in pts) / 3, sum(p[1] for p in pts) / 3)
-        for p, text in zip(pts, angles):
+        centre = (sum(pt[0] for pt in pts) / 3, sum(pt[1] for pt in pts) / 3)
+        for corner, text in zip(pts, angles):
             if text:
-                ax.text(*_toward(p, centre, 0.32), text, **(label if text.startswith("x") else given))
+                ax.text(*_toward(corner, centre, 0.32), text, **(label if text.startswith("x") else given))
     elif kind == "supplementary_angle":
         (a,) = v
         line = _rotate([(-1.0, 0.0), (1.0, 0.0)], rot)

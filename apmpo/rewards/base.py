@@ -31,8 +31,9 @@ is None when none of its parts applies, so that a sum over it adds nothing eithe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "NO_SCORE",
@@ -69,7 +70,7 @@ class RewardResult:
     score: float | None
     reason: str
     answer: str | None = None
-    components: Mapping[str, "RewardResult"] = field(default_factory=dict)
+    components: Mapping[str, RewardResult] = field(default_factory=dict)
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -186,7 +187,7 @@ class RewardFunction:
         return kwargs
 
     def _options_for_call(self, kwargs: Mapping[str, Any]) -> Any:
-        if not dataclasses.is_dataclass(self.options):
+        if not dataclasses.is_dataclass(self.options) or isinstance(self.options, type):
             return self.options
         names = {f.name for f in dataclasses.fields(self.options)}
         overrides = {k: v for k, v in kwargs.items() if k in names}
@@ -205,7 +206,7 @@ class RewardFunction:
     def __call__(self, completions: Any, *columns: Any, **kwargs: Any) -> list[float | None]:
         return [r.score for r in self.score_items(completions, *columns, **kwargs)]
 
-    def configure(self, name: str | None = None, **options: Any) -> "RewardFunction":
+    def configure(self, name: str | None = None, **options: Any) -> RewardFunction:
         """A copy with ``options`` changed (and ``__name__`` set to ``name`` if given)."""
         if options:
             if not dataclasses.is_dataclass(self.options):
@@ -214,7 +215,7 @@ class RewardFunction:
             unknown = sorted(set(options) - set(names))
             if unknown:
                 raise TypeError(f"{self.__name__}: unknown option(s) {unknown}; known options: {names}")
-            new_options = dataclasses.replace(self.options, **options)
+            new_options = dataclasses.replace(self.options, **options)  # type: ignore[type-var]  # a dataclass instance
         else:
             new_options = self.options
         return type(self)(name or self.__name__, self._scorer, new_options, self.columns, self.__doc__)

@@ -13,7 +13,8 @@ a trainer can log every part. A part may be a :class:`RewardFunction`, a name fr
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult
 from .registry import REWARDS

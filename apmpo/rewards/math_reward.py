@@ -29,8 +29,9 @@ string holding a worked solution is reduced to its last ``\boxed{}`` or its
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult, column, short
 from .extract import (

@@ -105,8 +105,8 @@ class TextPromptEncoder:
         return PreparedExamples(rows, None)
 
     def render(self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example") -> str:
-        return render_prompt(example, self.tokenizer, template=template, system_prompt=system_prompt,
-                             use_chat_template=use_chat_template, where=where)
+        return str(render_prompt(example, self.tokenizer, template=template, system_prompt=system_prompt,
+                                 use_chat_template=use_chat_template, where=where))
 
     def add_special_tokens(self, use_chat_template="auto") -> bool:
         return not uses_chat_template(self.tokenizer, use_chat_template)

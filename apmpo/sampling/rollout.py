@@ -179,7 +179,7 @@ class Rollout:
             {k: v[:, p0:] for k, v in self.token_inputs.items()} if self.token_inputs is not None else None,
         )
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
+    def model_inputs(self) -> dict[str, Any]:
         """Extra model inputs for these rows over prompt + completion: the collated extras, and the
         per-token inputs extended with 0 over the completion columns ([N, P + T])."""
         inputs = collate_extras(self.extras)
@@ -207,11 +207,18 @@ class Rollout:
             torch.cat([r.truncated for r in parts]),
             [c for r in parts for c in r.completions],
             torch.cat([r.prompt_index + off for r, off in zip(parts, offsets)]),
-            [e for r in parts for e in r.extras] if all(r.extras is not None for r in parts) else None,
+            [e for r in parts for e in r.extras or []] if all(r.extras is not None for r in parts) else None,
             _merge_meta([r.meta for r in parts]),
-            {k: torch.cat([_pad_left(r.token_inputs[k], P, 0) for r in parts]) for k in parts[0].token_inputs}
-            if all(r.token_inputs is not None for r in parts) else None,
+            _concat_token_inputs([r.token_inputs for r in parts], P),
         )
+
+
+def _concat_token_inputs(parts: Sequence[dict[str, torch.Tensor] | None], width: int) -> dict[str, torch.Tensor] | None:
+    """Per-token inputs of several rollouts, left-padded with 0 to ``width`` and stacked (None unless all have them)."""
+    present = [p for p in parts if p is not None]
+    if not present or len(present) != len(parts):
+        return None
+    return {k: torch.cat([_pad_left(p[k], width, 0) for p in present]) for k in present[0]}
 
 
 def _merge_meta(metas: Sequence[dict[str, Any]]) -> dict[str, Any]:

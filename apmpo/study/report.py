@@ -109,7 +109,7 @@ class StudyTables:
 
     def values(self, arm: str, metric: str) -> dict[int, float]:
         """Seed -> value of ``metric`` for ``arm`` (seeds where it is defined)."""
-        return {s: v[metric] for s, v in self.per_run.get(arm, {}).items() if v.get(metric) is not None}
+        return {s: value for s, v in self.per_run.get(arm, {}).items() if (value := v.get(metric)) is not None}
 
     def diff(self, a: str, b: str, metric: str) -> MeanCI | None:
         """Paired difference a - b of ``metric`` over their common seeds."""
@@ -122,7 +122,7 @@ def compute_tables(study: StudyConfig, records: Sequence[RunRecord]) -> StudyTab
     for record in records:
         per_run.setdefault(record.arm, {})[record.seed] = _run_values(record, study.report.late_fraction)
     arms = [a for a in study.arms if a in per_run]
-    groups = {a: study.arms[a].group for a in arms}
+    groups = {a: str(study.arms[a].group) for a in arms}
     tables = StudyTables(arms, groups, per_run, {}, study.baseline, {})
     for arm in arms:
         tables.summary[arm] = {}
@@ -160,9 +160,9 @@ def verdict(ci: MeanCI | None) -> str:
         return "not testable"
     if ci.half_width <= 1e-12 * max(1.0, abs(ci.mean)):  # every difference equal (up to rounding): degenerate
         return "no difference" if abs(ci.mean) <= 1e-12 else "not testable"
-    if ci.low > 0:
+    if ci.mean - ci.half_width > 0:
         return "holds"
-    if ci.high < 0:
+    if ci.mean + ci.half_width < 0:
         return "reversed"
     return "same direction, not significant" if ci.mean > 0 else "not observed"
 
@@ -173,7 +173,8 @@ def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
         return "n/a"
     if ci.half_width is None:
         return f"{scale * ci.mean:+.{digits}f} (one seed, no interval)"
-    return f"{scale * ci.mean:+.{digits}f} [{scale * ci.low:+.{digits}f}, {scale * ci.high:+.{digits}f}]"
+    low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
+    return f"{scale * ci.mean:+.{digits}f} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
 
 
 def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = " pts") -> str:
@@ -188,7 +189,8 @@ def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
         return "n/a"
     if ci.half_width is None:
         return f"{scale * ci.mean:.{digits}f}"
-    return f"{scale * ci.mean:.{digits}f} [{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
+    low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
+    return f"{scale * ci.mean:.{digits}f} [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
 
 
 def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale: float = 100.0,
@@ -216,7 +218,7 @@ def check_claims(tables: StudyTables) -> list[Claim]:
                                f"APMPO beats {base.upper()} (final held-out accuracy)"))
         claims.append(_compare(tables, "apmpo", base, "best",
                                f"APMPO beats {base.upper()} (best held-out accuracy)"))
-    ent = {"scale": 1.0, "unit": " nats", "digits": 3}
+    ent: dict[str, Any] = {"scale": 1.0, "unit": " nats", "digits": 3}
     claims.append(_compare(tables, "apmpo", "grpo", "late_entropy",
                            "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)", **ent))
     claims.append(_compare(tables, "gmpo", "apmpo", "late_entropy",
@@ -234,11 +236,11 @@ def check_claims(tables: StudyTables) -> list[Claim]:
 
 
 def _entropy_order(tables: StudyTables) -> str | None:
-    arms = [a for a in ("grpo", "apmpo", "gmpo") if a in tables.summary and tables.summary[a]["late_entropy"]]
-    if len(arms) < 3:
+    entropy = {a: ci for a in ("grpo", "apmpo", "gmpo") if (ci := tables.summary.get(a, {}).get("late_entropy"))}
+    if len(entropy) < 3:
         return None
-    ordered = sorted(arms, key=lambda a: tables.summary[a]["late_entropy"].mean)
-    return " < ".join(f"{a.upper()} ({tables.summary[a]['late_entropy'].mean:.3f})" for a in ordered)
+    ordered = sorted(entropy, key=lambda a: entropy[a].mean)
+    return " < ".join(f"{a.upper()} ({entropy[a].mean:.3f})" for a in ordered)
 
 
 def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
@@ -248,7 +250,7 @@ def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
 def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
     """The summary bullets of "What holds here", each computed from the tables and verdicts."""
     lines = []
-    gains = {a: tables.summary[a]["gain"] for a in tables.arms if tables.summary[a]["gain"] is not None}
+    gains = {a: gain for a in tables.arms if (gain := tables.summary[a]["gain"]) is not None}
     if gains:
         lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
         improved = [a for a, g in gains.items() if verdict(g) == "holds"]
@@ -476,7 +478,7 @@ def _scale_text(study: StudyConfig, plan: Sequence[PlannedRun]) -> str:
     return "; ".join(parts)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
@@ -535,7 +537,7 @@ def render_markdown(study: StudyConfig, result: StudyResult, tables: StudyTables
     run_seconds = sum(r.wall_seconds for r in result.runs)
     L.append(f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
              f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)")
-    if result.warmup is not None:
+    if result.warmup is not None and study.warmup is not None:
         w = result.warmup
         L.append(f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
                  f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
@@ -580,7 +582,7 @@ def render_markdown(study: StudyConfig, result: StudyResult, tables: StudyTables
         if arm == tables.baseline:
             continue
         p = tables.paired[arm]
-        n = p["final"].n if p.get("final") else 0
+        n = final.n if (final := p.get("final")) else 0
         rows.append([arm, n, _signed(p.get("final")), _signed(p.get("best")), _signed(p.get("late_entropy"), 1.0, 3)])
     L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy"], rows)
     L.append("")

@@ -56,7 +56,7 @@ _TMP = re.compile(r"^\.step-\d{6,}\.tmp-")
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop draws from, in a form ``torch.load(weights_only=True)`` accepts."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=True)
+    np_state: Any = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],

@@ -315,7 +315,8 @@ class AlgorithmConfig(Settings):
         stats = {"reward_mean": (lo + hi) / 2, "reward_std": (hi - lo) / 4,
                  "reward_range": tuple(self.reward_range)} if spec.needs_reward_stats else {}
         try:
-            spec.controllers(**{**spec.defaults, **self.params, **stats})
+            if spec.controllers is not None:
+                spec.controllers(**{**spec.defaults, **self.params, **stats})
         except ValueError as exc:
             raise ValueError(f"params: {exc}") from None
         return self

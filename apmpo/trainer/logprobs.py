@@ -259,7 +259,7 @@ def completion_log_probs(
         first, inverse = prompt_groups(prompt_ids, prompt_mask)
         if first.shape[0] == prompt_ids.shape[0]:  # no prompt repeats: nothing to share
             first = inverse = None
-    if first is not None:
+    if first is not None and inverse is not None:
         hidden = _shared_prompt_hidden(body, model, prompt_ids, prompt_mask, completion_ids, comp_mask, first, inverse)
         body_tokens = first.shape[0] * P + completion_ids.numel()
     else:

@@ -150,7 +150,8 @@ def start(config: TrainConfig, resume: bool | str,
     run_dir = run_directory(config, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = build_run(config, reward_functions)
-    start_step, controller_history, resumed_from = 0, [], None
+    start_step, resumed_from = 0, None
+    controller_history: list[dict[str, Any]] = []
     if resume:
         start_step, controller_history, resumed_from = resume_run(run, run_dir)
     atomic_write_text(run_dir / "config.yaml", dump_config_yaml(config, comments=False))
@@ -245,11 +246,11 @@ def batch_metrics(prepared: PreparedBatch, forward_tokens: int) -> dict[str, Any
     }
 
 
-def mean_over_updates(updates: list[dict[str, float]]) -> dict[str, float]:
+def mean_over_updates(updates: list[dict[str, float | None]]) -> dict[str, float]:
     """Each update metric (loss, grad_norm, p, eps_high, clip fractions, ...) averaged over the step's updates."""
     out = {}
     for key in sorted({k for u in updates for k in u}):
-        values = [u[key] for u in updates if u.get(key) is not None]
+        values = [value for u in updates if (value := u.get(key)) is not None]
         if values:
             out[key] = sum(values) / len(values)
     return out

@@ -272,7 +272,8 @@ def build_rewards(cfg: RewardConfig, default_reward: str | None,
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters (decay on matrices only, none on norms and biases)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for _, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
@@ -283,10 +284,11 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
     # SmolLM2-135M, 0.08 s per step vs 0.40 s for the multi-tensor (foreach) path, which also
     # allocates a full-size temporary (0.54 GB); foreach where fused is unsupported.
     kept = [g for g in groups if g["params"]]
+    betas = (cfg.betas[0], cfg.betas[1])
     try:
-        return torch.optim.AdamW(kept, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, fused=True)
+        return torch.optim.AdamW(kept, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.AdamW(kept, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, foreach=True)
+        return torch.optim.AdamW(kept, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, foreach=True)
 
 
 def lr_factor(update: int, total: int, cfg: OptimConfig) -> float:
@@ -320,7 +322,7 @@ def disable_dropout(model: torch.nn.Module) -> None:
 class ReferencePolicy:
     """pi_ref: a frozen copy of the initial model, or (LoRA) the policy with its adapter disabled."""
 
-    def __init__(self, model: torch.nn.Module, use_adapter_toggle: bool):
+    def __init__(self, model: Any, use_adapter_toggle: bool):
         self._policy = model
         self._toggle = use_adapter_toggle
         self._frozen = None
@@ -330,7 +332,7 @@ class ReferencePolicy:
             self._frozen.eval()
 
     @contextlib.contextmanager
-    def model(self) -> Iterator[torch.nn.Module]:
+    def model(self) -> Iterator[Any]:
         """The reference model to run a no-grad forward pass with."""
         if self._toggle:
             with self._policy.disable_adapter():

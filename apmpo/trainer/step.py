@@ -356,7 +356,7 @@ def batch_log_probs(model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor
 # --------------------------------------------------------------------------- 3. update
 
 
-def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, float]], int]:
+def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, float | None]], int]:
     """``epochs`` passes x ``mini_batches`` optimizer updates; returns each update's metrics and the body positions run.
 
     Each epoch visits the rows in a fresh random order when there are several mini-batches
@@ -364,7 +364,7 @@ def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, fl
     """
     al = run.config.algorithm
     N = len(prepared.batch.rows)
-    updates: list[dict[str, float]] = []
+    updates: list[dict[str, float | None]] = []
     forward_tokens = 0
     run.model.train()
     for epoch in range(al.epochs):
@@ -380,7 +380,7 @@ def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, fl
 
 
 def update_mini_batch(run: TrainingRun, prepared: PreparedBatch, mini: torch.Tensor,
-                      epoch: int) -> tuple[dict[str, float], int]:
+                      epoch: int) -> tuple[dict[str, float | None], int]:
     """One optimizer update: gradients accumulated over the micro-batches of ``mini`` (rows of the batch)."""
     op = run.config.optim
     normalizer = default_normalizer(prepared.loss_mask[mini.to(prepared.loss_mask.device)], run.spec.aggregation)
@@ -445,7 +445,7 @@ def skip_update(run: TrainingRun) -> None:
             run.scheduler.step()
 
 
-def controllers_of(run: TrainingRun, prepared: PreparedBatch) -> dict[str, float]:
+def controllers_of(run: TrainingRun, prepared: PreparedBatch) -> dict[str, float | None]:
     """p, eps_high (and FSS) the objective uses for this batch, from the registry (per-group statistics: the first row's)."""
     first_row = {k: float(v[0]) for k, v in prepared.row_kwargs.items()}
     spec, hp = resolve_hyperparameters(run.config.algorithm.name, {**prepared.loss_kwargs, **first_row})

@@ -26,8 +26,8 @@ def build_dataset(train: str | None, limit: int | None):
     from datasets import Dataset
 
     from apmpo.data import load_examples
-    from apmpo.tasks import make_task_examples
     from apmpo.rewards import exact_match, math_accuracy
+    from apmpo.tasks import make_task_examples
 
     if train is None:
         examples, reward = make_task_examples("arithmetic", "train", limit or 64, seed=0), exact_match

@@ -300,7 +300,7 @@ def _rows_shop(rng: random.Random) -> dict[str, list[tuple]]:
     }
     price_range = {"books": (6, 45), "garden": (4, 60), "kitchen": (8, 90), "toys": (3, 50), "electronics": (15, 180)}
     adjectives = ("Classic", "Deluxe", "Compact", "Bright", "Silver", "Rustic", "Mini", "Pro")
-    products = []
+    products: list[tuple] = []
     taken: set[float] = set()
     for category in sorted(nouns):
         picks = rng.sample([f"{a} {n}" for a in adjectives for n in nouns[category]], 5)
@@ -335,7 +335,7 @@ def _rows_school(rng: random.Random) -> dict[str, list[tuple]]:
         (i, name, department, rng.randint(2000, 2022))
         for i, (name, department) in enumerate(zip(_names(rng, 12), teacher_departments), start=1)
     ]
-    courses = []
+    courses: list[tuple] = []
     for department in departments:
         staff = [t[0] for t in teachers if t[2] == department]
         for title in titles[department]:
@@ -375,8 +375,8 @@ def _rows_library(rng: random.Random) -> dict[str, list[tuple]]:
         (_date(rng, 2024), rng.randint(1, len(books)), rng.choice(borrowers), int(rng.random() < 0.75))
         for _ in range(100)
     )
-    loans = [(i, book, member, day, returned) for i, (day, book, member, returned) in enumerate(loans, start=1)]
-    return {"authors": authors, "books": books, "members": members, "loans": loans}
+    numbered = [(i, book, member, day, returned) for i, (day, book, member, returned) in enumerate(loans, start=1)]
+    return {"authors": authors, "books": books, "members": members, "loans": numbered}
 
 
 _ROWS: dict[str, Callable[[random.Random], dict[str, list[tuple]]]] = {
@@ -539,7 +539,7 @@ def entity_candidates(db_id: str, e: Entity, connection: sqlite3.Connection, rng
             yield make("count_gt", "aggregate", "easy",
                        f"How many {e.plural} have a {number_noun} of at least {num(v)}?",
                        Query("COUNT(*)", t, where=f"{number} >= {lit(v)}"))
-        for column, noun, predicate, singular in e.categories:
+        for column, _noun, predicate, _singular in e.categories:
             for v in _pick(rng, _values(connection, t, column), 2):
                 for x in _thresholds(values)[1:2]:
                     yield make("filter_and", "filter", "medium",
@@ -602,7 +602,7 @@ def relation_candidates(db_id: str, r: Relation, connection: sqlite3.Connection,
                Query(f"{pa}.{p.label}", join, group_by=f"{pa}.{p.key}", order_by=(("COUNT(*)", "DESC"),), limit=1))
     yield make("not_in", "nested", "hard", r.none_question,
                Query(p.label, p.table, where=f"{p.key} NOT IN (SELECT {r.fk} FROM {c.table})"))
-    for column, noun, predicate, _ in p.categories[:1]:
+    for column, _noun, predicate, _ in p.categories[:1]:
         for v in _pick(rng, _values(connection, p.table, column), 3):
             yield make("join_parent_attr", "join", "medium",
                        f"What are the {c.label_word}s of the {c.plural} that "
@@ -839,7 +839,7 @@ def verify(connection: sqlite3.Connection, query: Query) -> list[tuple]:
             raise Rejected("tie in the ordering keys")
     for clause in ("where", "having"):
         if getattr(query, clause):
-            unfiltered = dataclasses.replace(query, **{clause: ""})
+            unfiltered = dataclasses.replace(query, **{clause: ""})  # type: ignore[arg-type]  # a str field
             if Counter(_run(connection, unfiltered.sql, reverse=False)) == Counter(rows):
                 raise Rejected(f"the {clause.upper()} condition keeps every row")
     return rows
