@@ -1,7 +1,7 @@
 """The report of a study: results tables (Markdown + CSV), curves (PNG), study.json and results.md.
 
 Everything here is computed from the finished runs' ``metrics.jsonl`` (see
-:mod:`apmpo.eval.study`); nothing is typed by hand. Per run:
+:mod:`apmpo.study.runner`); nothing is typed by hand. Per run:
 
 - ``before``/``final``: held-out accuracy (greedy Pass@1) at step 0 and at the last step;
 - ``best``: the highest held-out accuracy over the evaluations after step 0 (selected on
@@ -12,7 +12,7 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
   dynamic sampling draws more than the other arms).
 
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
-the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
+the baseline over the seeds both ran (:mod:`apmpo.study.stats`).
 
 "What holds here" checks the paper's qualitative claims against these numbers, one
 verdict per claim, from the paired 95% interval of the difference that the claim is

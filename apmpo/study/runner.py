@@ -8,14 +8,14 @@ study checks such claims on a given model and task with one command, from a YAML
 
 1. the base training config (a trainer YAML and/or an inline ``train:`` mapping, plus
    ``section.field=value`` overrides) is what every run shares;
-2. optionally a supervised warm-up (:mod:`apmpo.eval.warmup`) trains a model from
+2. optionally a supervised warm-up (:mod:`apmpo.study.warmup`) trains a model from
    scratch to moderate accuracy, once; every run starts from the saved directory;
 3. every arm (its own overrides: ``algorithm.name=grpo``, an APMPO ablation such as
    ``algorithm.params.clip_schedule=fixed``, ...) runs once per seed, each run an
    ordinary trainer run (:func:`apmpo.trainer.train`) in ``<output_dir>/runs/<arm>-seed<s>``
    with its log in ``<output_dir>/logs``. Runs go through a pool of ``jobs`` worker
    processes (one torch thread each by default), or in this process with ``jobs = 1``;
-4. from the run directories' ``metrics.jsonl`` the report (:mod:`apmpo.eval.study_report`)
+4. from the run directories' ``metrics.jsonl`` the report (:mod:`apmpo.study.report`)
    computes the results table (final and best held-out accuracy, mean and 95%
    t-interval over seeds, paired differences vs the baseline), the curves (PNG) and
    ``results.md``, with a "what holds here" section derived from the numbers.

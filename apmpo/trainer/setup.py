@@ -116,7 +116,7 @@ def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
     """Load (or generate) both splits and render every training prompt.
 
     ``tokenizer`` is the model's tokenizer or processor, or a prompt encoder
-    (:func:`apmpo.multimodal.prompt_encoder_for`), which attaches and checks the rows'
+    (:func:`apmpo.sampling.prompt_encoder_for`), which attaches and checks the rows'
     images for a vision-language model and renders the prompts.
     """
     encoder = prompt_encoder_for(tokenizer, image_column=cfg.image_column, image_root=cfg.image_root)
