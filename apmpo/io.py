@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_directory", "atomic_savefig", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "pyplot"]
+__all__ = [
+    "atomic_directory",
+    "atomic_savefig",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "pyplot",
+]
 
 
 def _umask() -> int:
@@ -109,8 +117,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, write)
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2,
-                      default: Callable[[Any], Any] | None = None) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike, data: Any, *, indent: int = 2, default: Callable[[Any], Any] | None = None
+) -> Path:
     """Write ``data`` as indented JSON (non-ASCII kept, trailing newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False, default=default) + "\n")
 
@@ -118,8 +127,9 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2,
 def atomic_savefig(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     """``fig.savefig`` to ``path`` atomically (the format follows ``path``'s extension)."""
     path = Path(path)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None),
-                        suffix=path.suffix)
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None), suffix=path.suffix
+    )
 
 
 def pyplot() -> Any:

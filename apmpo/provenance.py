@@ -61,12 +61,22 @@ def git_state(root: str | os.PathLike | None = None) -> str | None:
     """Short commit of the git checkout holding the package, noting uncommitted changes under apmpo/ (None outside git)."""
     root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
         if not commit:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}{' with uncommitted changes' if dirty else ''}"

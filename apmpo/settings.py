@@ -129,8 +129,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> tuple[
     return out, origins
 
 
-def build_settings(cls: type[S], data: Mapping[str, Any] | None, *, source: str | None = None,
-                   origins: Mapping[str, str] | None = None) -> S:
+def build_settings(
+    cls: type[S], data: Mapping[str, Any] | None, *, source: str | None = None, origins: Mapping[str, str] | None = None
+) -> S:
     """``cls`` validated from ``data``; every problem in one ConfigError, each line prefixed by where its key was
     set: ``origins[key]`` (e.g. "override 'optim.lr=inf'", "--top-p 2"), else ``source`` (the file)."""
     try:
@@ -139,8 +140,14 @@ def build_settings(cls: type[S], data: Mapping[str, Any] | None, *, source: str 
         raise ConfigError(format_validation_error(cls, exc, source=source, origins=origins)) from None
 
 
-def load_settings(cls: type[S], path: str | os.PathLike | None = None, overrides: Iterable[str] = (), *,
-                  base: Mapping[str, Any] | BaseModel | None = None, what: str = "config") -> S:
+def load_settings(
+    cls: type[S],
+    path: str | os.PathLike | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    base: Mapping[str, Any] | BaseModel | None = None,
+    what: str = "config",
+) -> S:
     """Defaults, then ``base`` (a mapping or settings), then the YAML file ``path``, then ``overrides``; validated."""
     data: dict[str, Any] = base.model_dump() if isinstance(base, BaseModel) else copy.deepcopy(dict(base or {}))
     source = None
@@ -167,8 +174,9 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any], *, replace: Iter
 # --------------------------------------------------------------------------- errors
 
 
-def format_validation_error(cls: type[BaseModel], exc: ValidationError, *, source: str | None = None,
-                            origins: Mapping[str, str] | None = None) -> str:
+def format_validation_error(
+    cls: type[BaseModel], exc: ValidationError, *, source: str | None = None, origins: Mapping[str, str] | None = None
+) -> str:
     """One line per problem: where it came from, the key, what is allowed and what was given."""
     lines = []
     for error in exc.errors(include_url=False):
@@ -197,6 +205,7 @@ def _key_of(line: str) -> str:
 
 def _origin(key: str, source: str | None, origins: Mapping[str, str]) -> str:
     """Where the value at ``key`` came from: the override that set it (or set something inside it), else the file."""
+
     def within(inner: str, outer: str) -> bool:
         return not outer or inner == outer or inner.startswith((outer + ".", outer + "["))
 
@@ -263,8 +272,16 @@ _SUBKEY = re.compile(r"^[A-Za-z_]\w*[.:\[]")
 """A message line that starts by naming a key below the validated one ("params: ...", "eps_max: ...")."""
 
 
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-               "dict": "a mapping", "list": "a list", "tuple": "a list", "model": "a mapping of keys"}
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a mapping",
+    "list": "a list",
+    "tuple": "a list",
+    "model": "a mapping of keys",
+}
 
 
 def _field_at(cls: type[BaseModel], loc: Sequence[Any]) -> tuple[Any, list[Any]]:

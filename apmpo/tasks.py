@@ -52,14 +52,14 @@ BUILTIN_TASKS: dict[str, TaskSpec] = {
             name="geometry",
             make=make_geometry,
             description="synthetic multiple-choice geometry with matplotlib diagrams (angles, lengths, areas), "
-                        "answer a letter",
+            "answer a letter",
             options=keyword_defaults(make_geometry),
         ),
         TaskSpec(
             name="geometry3k",
             make=make_geometry3k,
             description="Geometry3K from a local copy (task option path: the Inter-GPS folder or a converted file), "
-                        "answer a letter",
+            "answer a letter",
             options=keyword_defaults(make_geometry3k),
         ),
     )

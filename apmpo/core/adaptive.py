@@ -60,8 +60,9 @@ _RANGE_TOLERANCE = 1e-6
 """Relative slack of the reward-range check (rewards are float32 sums of weighted scores)."""
 
 
-def check_reward_range(values: float | torch.Tensor, reward_range: Sequence[float] | None = None,
-                       name: str = "rewards") -> None:
+def check_reward_range(
+    values: float | torch.Tensor, reward_range: Sequence[float] | None = None, name: str = "rewards"
+) -> None:
     """Raise ValueError unless every value lies in the declared reward range (default the paper's [0, 1]).
 
     The one check behind both the per-reward check of a training step and the mean check
@@ -77,8 +78,10 @@ def check_reward_range(values: float | torch.Tensor, reward_range: Sequence[floa
     if low < lo - tol or high > hi + tol:
         span = f"{low:.6g}" if t.numel() == 1 else f"values in [{low:.4g}, {high:.4g}]"
         hint = "" if reward_range is not None else "; declare reward_range=(lo, hi) to rescale"
-        raise ValueError(f"{name}: {span} outside the reward range [{lo:g}, {hi:g}] (the adaptive exponent "
-                         f"needs rewards in [0, 1]{hint})")
+        raise ValueError(
+            f"{name}: {span} outside the reward range [{lo:g}, {hi:g}] (the adaptive exponent "
+            f"needs rewards in [0, 1]{hint})"
+        )
 
 
 def _range(reward_range: Sequence[float] | None) -> tuple[float, float]:
@@ -142,7 +145,11 @@ def adaptive_p(
         check_range("p", p_fixed, 0.0, low_inclusive=False)
         return torch.full_like(reward_mean, float(p_fixed)) if isinstance(reward_mean, torch.Tensor) else float(p_fixed)
     if schedule == "exp":
-        return torch.exp(-gamma * reward_mean) if isinstance(reward_mean, torch.Tensor) else math.exp(-gamma * float(reward_mean))
+        return (
+            torch.exp(-gamma * reward_mean)
+            if isinstance(reward_mean, torch.Tensor)
+            else math.exp(-gamma * float(reward_mean))
+        )
     return 1.0 - (1.0 - math.exp(-gamma)) * reward_mean
 
 

@@ -219,10 +219,10 @@ def pessimistic_log_ratio(
     if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor):  # clamp takes two numbers or two tensors
         low, high = (torch.as_tensor(b, dtype=log_ratio.dtype, device=log_ratio.device) for b in (low, high))
     clipped = torch.clamp(log_ratio, low, high)  # type: ignore[arg-type]  # two floats or two tensors  # [N, T] log rho
-    positive = (advantages > 0)[:, None]                             # [N, 1]
+    positive = (advantages > 0)[:, None]  # [N, 1]
     negative = (advantages < 0)[:, None]
     log_x = torch.where(positive, torch.minimum(log_ratio, clipped), torch.maximum(log_ratio, clipped))
-    hit_high = positive & (log_ratio > high)                         # [N, T]
+    hit_high = positive & (log_ratio > high)  # [N, T]
     hit_low = negative & (log_ratio < low)
     return log_x, hit_high, hit_low
 
@@ -254,25 +254,28 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1).to(values.dtype)
 
 
-def _token_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor) -> Metrics:
+def _token_metrics(
+    log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor
+) -> Metrics:
     """Clip fractions (over valid tokens), mean ratio and the k3 estimate of KL(old || new).
 
     One device-to-host transfer for all four numbers.
     """
     lr = log_ratio.detach()
     ratio = torch.exp(lr)
-    values = torch.stack([
-        _masked_mean(hit_high.to(lr.dtype), mask),
-        _masked_mean(hit_low.to(lr.dtype), mask),
-        _masked_mean(ratio, mask),
-        _masked_mean(ratio - 1.0 - lr, mask),
-    ]).tolist()
+    values = torch.stack(
+        [
+            _masked_mean(hit_high.to(lr.dtype), mask),
+            _masked_mean(hit_low.to(lr.dtype), mask),
+            _masked_mean(ratio, mask),
+            _masked_mean(ratio - 1.0 - lr, mask),
+        ]
+    ).tolist()
     return dict(zip(("clip_frac_high", "clip_frac_low", "ratio_mean", "approx_kl"), values))
 
 
 def _scalar_metric(value: float | torch.Tensor) -> float:
     return float(value.float().mean()) if isinstance(value, torch.Tensor) else float(value)
-
 
 
 def _controller_metrics(controllers: Controllers) -> Metrics:
@@ -340,8 +343,14 @@ def apmpo_controllers(
     else:
         eps_high_value = eps_high
     _check_clip(eps_low, eps_high_value)
-    return {"p": p_value, "eps_low": eps_low, "eps_high": eps_high_value, "fss": score, "reward_mean": mean,
-            "reward_std": std}
+    return {
+        "p": p_value,
+        "eps_low": eps_low,
+        "eps_high": eps_high_value,
+        "fss": score,
+        "reward_mean": mean,
+        "reward_std": std,
+    }
 
 
 # --------------------------------------------------------------------------- objectives
@@ -359,8 +368,12 @@ def _power_mean_objective(
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-@register_loss("apmpo", needs_reward_stats=True, controllers=apmpo_controllers,
-               summary="adaptive power mean (p from mu_R) + FAC clip")
+@register_loss(
+    "apmpo",
+    needs_reward_stats=True,
+    controllers=apmpo_controllers,
+    summary="adaptive power mean (p from mu_R) + FAC clip",
+)
 def apmpo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,
@@ -390,19 +403,35 @@ def apmpo_loss(
     or [N] tensors (per-group scope); ``reward_range`` declares rewards outside [0, 1].
     """
     mean, std = _stats_for_rows(reward_mean, reward_std, log_ratio)
-    c = apmpo_controllers(reward_mean=mean, reward_std=std, gamma=gamma, eps_low=eps_low, eps_min=eps_min,
-                          eps_max=eps_max, delta=delta, p_schedule=p_schedule, p=p, clip_schedule=clip_schedule,
-                          eps_high=eps_high, fss=fss, reward_range=reward_range)
+    c = apmpo_controllers(
+        reward_mean=mean,
+        reward_std=std,
+        gamma=gamma,
+        eps_low=eps_low,
+        eps_min=eps_min,
+        eps_max=eps_max,
+        delta=delta,
+        p_schedule=p_schedule,
+        p=p,
+        clip_schedule=clip_schedule,
+        eps_high=eps_high,
+        fss=fss,
+        reward_range=reward_range,
+    )
     return _power_mean_objective(log_ratio, advantages, mask, normalizer, c)
 
 
-def _stats_for_rows(reward_mean: Statistic, reward_std: Statistic, log_ratio: torch.Tensor) -> tuple[Statistic, Statistic]:
+def _stats_for_rows(
+    reward_mean: Statistic, reward_std: Statistic, log_ratio: torch.Tensor
+) -> tuple[Statistic, Statistic]:
     """Batch-scope statistics as python floats; per-group [N] tensors checked and cast."""
     out: list[Statistic] = []
     for name, value in (("reward_mean", reward_mean), ("reward_std", reward_std)):
         if isinstance(value, torch.Tensor) and value.numel() > 1:
             if value.shape != (log_ratio.shape[0],):
-                raise ValueError(f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}")
+                raise ValueError(
+                    f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}"
+                )
             check_finite_where(name, value)
             out.append(value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype))
         else:
@@ -443,7 +472,7 @@ def grpo_loss(
     c = ppo_controllers(eps_low=eps_low, eps_high=eps_high)
     log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)    # [N]
+    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
@@ -463,7 +492,7 @@ def dapo_loss(
     c = ppo_controllers(eps_low=eps_low, eps_high=eps_high)
     log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    token_j = advantages[:, None] * torch.exp(log_x)                 # [N, T]
+    token_j = advantages[:, None] * torch.exp(log_x)  # [N, T]
     loss = -aggregate_tokens(token_j, mask, "token", normalizer)
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
@@ -501,11 +530,11 @@ def gspo_loss(
     exp(token-mean log r), PPO surrogate with a very narrow clip."""
     c = ppo_controllers(eps_low=eps_low, eps_high=eps_high)
     log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
-    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]        # [N, 1]
+    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]  # [N, 1]
     log_s, hit_high, hit_low = pessimistic_log_ratio(seq_log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * torch.exp(log_s[:, 0])                     # [N]
+    j_rows = advantages * torch.exp(log_s[:, 0])  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
-    has_tokens = mask.any(-1)[:, None]                               # [N, 1]
+    has_tokens = mask.any(-1)[:, None]  # [N, 1]
     metrics = _token_metrics(log_ratio, mask, torch.zeros_like(mask), torch.zeros_like(mask))
     metrics.update(
         clip_frac_high=float(_masked_mean(hit_high.to(log_ratio.dtype), has_tokens)),
@@ -513,6 +542,7 @@ def gspo_loss(
         **_controller_metrics(c),
     )
     return loss, metrics
+
 
 # --------------------------------------------------------------------------- entry points
 
@@ -590,6 +620,6 @@ def prepare_inputs(
     check_finite_where("old_log_probs", old_log_probs.detach(), mask_b)
     check_finite_where("advantages", advantages.detach())
     dtype = compute_dtype(log_probs, old_log_probs)
-    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)      # [N, T]
+    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)  # [N, T]
     log_ratio = torch.where(mask_b, diff, torch.zeros((), dtype=dtype, device=diff.device))
     return log_ratio, advantages.detach().to(dtype), mask_b

@@ -219,13 +219,24 @@ def _sample(
 
     def build(problem: tuple[str, int], rng: random.Random) -> dict[str, Any]:
         expression, value = problem
-        return {"prompt": template.format(expression=expression), "answer": str(value), "expression": expression,
-                "task": task}
+        return {
+            "prompt": template.format(expression=expression),
+            "answer": str(value),
+            "expression": expression,
+            "task": task,
+        }
 
     return draw_problems(
-        task, split, n, seed, draw_keyed, build, eval_fraction=eval_fraction, unique=unique,
+        task,
+        split,
+        n,
+        seed,
+        draw_keyed,
+        build,
+        eval_fraction=eval_fraction,
+        unique=unique,
         advice="the problem space is too small for these options: ask for fewer, make the problems harder "
-               "(more digits/operands), change eval_fraction, or pass unique=False to allow repeats",
+        "(more digits/operands), change eval_fraction, or pass unique=False to allow repeats",
     )
 
 
@@ -236,6 +247,7 @@ def _template(template: str | None, instruction: str) -> str:
 
 
 # ---------------------------------------------------------------------------- tasks
+
 
 def make_arithmetic(
     split: str,
@@ -284,8 +296,14 @@ def make_arithmetic(
         return f"{a} {op} {b}", evaluate_expression([a, b], [op])
 
     return _sample(
-        "arithmetic", split, n, seed, draw,
-        template=_template(template, instruction), eval_fraction=eval_fraction, unique=unique,
+        "arithmetic",
+        split,
+        n,
+        seed,
+        draw,
+        template=_template(template, instruction),
+        eval_fraction=eval_fraction,
+        unique=unique,
     )
 
 
@@ -347,8 +365,14 @@ def make_multistep(
                 return " ".join(words), value
 
     return _sample(
-        "multistep", split, n, seed, draw,
-        template=_template(template, instruction), eval_fraction=eval_fraction, unique=unique,
+        "multistep",
+        split,
+        n,
+        seed,
+        draw,
+        template=_template(template, instruction),
+        eval_fraction=eval_fraction,
+        unique=unique,
     )
 
 

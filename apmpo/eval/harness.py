@@ -162,8 +162,12 @@ def load_suite_benchmarks(suite, *, limit: int | None = None) -> list[Benchmark]
     """Every benchmark of a :class:`apmpo.eval.suites.Suite`, with the suite's prompt and reward."""
     return [
         load_benchmark(
-            spec, limit=limit, template=suite.template, system_prompt=suite.system_prompt,
-            use_chat_template=suite.use_chat_template, reward=suite.reward,
+            spec,
+            limit=limit,
+            template=suite.template,
+            system_prompt=suite.system_prompt,
+            use_chat_template=suite.use_chat_template,
+            reward=suite.reward,
         )
         for spec in suite.benchmarks
     ]
@@ -303,18 +307,28 @@ def _seeded(seed: int, device):
         yield
 
 
-def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, Any]], add_special_tokens: bool,
-              settings: EvalSettings):
+def _generate(
+    model,
+    encoder,
+    prompts: list[str],
+    examples: list[Mapping[str, Any]],
+    add_special_tokens: bool,
+    settings: EvalSettings,
+):
     """Texts, token counts and truncation flags for one batch of prompt rows (one sample each)."""
     device = next(model.parameters()).device
     batch = encoder.encode(
-        prompts, examples, add_special_tokens=add_special_tokens,
-        max_prompt_tokens=settings.max_prompt_tokens, device=device,
+        prompts,
+        examples,
+        add_special_tokens=add_special_tokens,
+        max_prompt_tokens=settings.max_prompt_tokens,
+        device=device,
     )
-    rollout = generate_rollouts(model, encoder.tokenizer, batch, num_samples=1, batch_size=0,
-                                **settings.generation_kwargs())
-    lengths = rollout.completion_lengths.tolist()                                   # [N]
-    truncated = rollout.truncated.tolist()                                          # [N]
+    rollout = generate_rollouts(
+        model, encoder.tokenizer, batch, num_samples=1, batch_size=0, **settings.generation_kwargs()
+    )
+    lengths = rollout.completion_lengths.tolist()  # [N]
+    truncated = rollout.truncated.tolist()  # [N]
     return rollout.completions, [int(x) for x in lengths], [bool(x) for x in truncated], rollout.meta
 
 
@@ -324,8 +338,11 @@ def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, An
 def _render_all(benchmark: Benchmark, encoder) -> tuple[list[str], bool]:
     prompts = [
         encoder.render(
-            example, template=benchmark.template, system_prompt=benchmark.system_prompt,
-            use_chat_template=benchmark.use_chat_template, where=f"{benchmark.name} example {index}",
+            example,
+            template=benchmark.template,
+            system_prompt=benchmark.system_prompt,
+            use_chat_template=benchmark.use_chat_template,
+            where=f"{benchmark.name} example {index}",
         )
         for index, example in enumerate(benchmark.examples)
     ]
@@ -473,13 +490,25 @@ def evaluate(
         return _evaluate(model, tokenizer, limited, settings, out_path, model_name, progress, extra_summary)
 
 
-def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings, out_path: Path | None,
-              model_name: str | None, progress: bool, extra_summary: Mapping[str, Any] | None) -> EvalResult:
+def _evaluate(
+    model,
+    tokenizer,
+    limited: list[Benchmark],
+    settings: EvalSettings,
+    out_path: Path | None,
+    model_name: str | None,
+    progress: bool,
+    extra_summary: Mapping[str, Any] | None,
+) -> EvalResult:
     """:func:`evaluate` after the arguments are checked (and the output directory locked)."""
     encoder = prompt_encoder_for(tokenizer)
     limited = [
-        dataclasses.replace(b, examples=encoder.prepare(b.examples, source=b.path, where=f"{b.name} example",
-                                                        start=0, skip_hint=False).examples)
+        dataclasses.replace(
+            b,
+            examples=encoder.prepare(
+                b.examples, source=b.path, where=f"{b.name} example", start=0, skip_hint=False
+            ).examples,
+        )
         for b in limited
     ]
     store = RecordsFile(out_path / RECORDS_FILE) if out_path is not None else None
@@ -523,8 +552,9 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             rows = [prompts[i] for i, _ in units]
             with _seeded(_batch_seed(settings.seed, bench.name, batch_index), device):
                 try:
-                    texts, lengths, truncated, meta = _generate(model, encoder, rows, [bench.examples[i] for i, _ in units],
-                                                                add_special, settings)
+                    texts, lengths, truncated, meta = _generate(
+                        model, encoder, rows, [bench.examples[i] for i, _ in units], add_special, settings
+                    )
                 except ValueError as exc:
                     first = units[0][0]
                     raise ValueError(f"benchmark {bench.name!r}, batch from example {first}: {exc}") from None
@@ -535,20 +565,22 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             new_records = []
             for (i, j), row, (score, reason, extracted) in zip(missing, wanted, scored):
                 row_example = bench.examples[i]
-                new_records.append({
-                    "benchmark": bench.name,
-                    "example_index": i,
-                    "sample_index": j,
-                    "example_id": _example_id(row_example),
-                    "prompt": prompts[i],
-                    "completion": texts[row],
-                    "reference": row_example["answer"],
-                    "extracted": extracted,
-                    "score": score,
-                    "reason": reason,
-                    "completion_tokens": lengths[row],
-                    "truncated": truncated[row],
-                })
+                new_records.append(
+                    {
+                        "benchmark": bench.name,
+                        "example_index": i,
+                        "sample_index": j,
+                        "example_id": _example_id(row_example),
+                        "prompt": prompts[i],
+                        "completion": texts[row],
+                        "reference": row_example["answer"],
+                        "extracted": extracted,
+                        "score": score,
+                        "reason": reason,
+                        "completion_tokens": lengths[row],
+                        "truncated": truncated[row],
+                    }
+                )
             if store is not None:
                 store.append(new_records)
             for record in new_records:
@@ -562,9 +594,7 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
         if bar is not None:
             bar.close()
 
-    counted = [
-        existing[(b.name, i, j)] for b in limited for i in range(len(b.examples)) for j in range(settings.n)
-    ]
+    counted = [existing[(b.name, i, j)] for b in limited for i in range(len(b.examples)) for j in range(settings.n)]
     summary = summarize_records(counted, settings, order=[b.name for b in limited])
     summary = {
         "model": model_name,
@@ -640,8 +670,13 @@ def format_table(summary: Mapping[str, Any]) -> str:
         n_text = "-" if n is None else (str(n) if n == data.get("n_max") else f"{n}-{data['n_max']}")
         tokens = data.get("mean_completion_tokens")
         return [
-            name, str(data["examples"]), n_text, *[pct(data.get(m)) for m in metrics],
-            pct(data.get("answer_rate")), "-" if tokens is None else f"{tokens:.0f}", pct(data.get("truncation_rate")),
+            name,
+            str(data["examples"]),
+            n_text,
+            *[pct(data.get(m)) for m in metrics],
+            pct(data.get("answer_rate")),
+            "-" if tokens is None else f"{tokens:.0f}",
+            pct(data.get("truncation_rate")),
         ]
 
     rows = [row(name, data) for name, data in summary["benchmarks"].items()]
@@ -656,8 +691,10 @@ def format_table(summary: Mapping[str, Any]) -> str:
     decoding = summary.get("decoding")
     settings = summary.get("settings", {})
     if decoding:
-        detail = "greedy" if decoding == "greedy" else (
-            f"sampled, temperature {settings.get('temperature')}, top_p {settings.get('top_p')}"
+        detail = (
+            "greedy"
+            if decoding == "greedy"
+            else (f"sampled, temperature {settings.get('temperature')}, top_p {settings.get('top_p')}")
         )
         lines.append(f"({detail}; metrics in %; answered = samples with an extracted answer)")
     return "\n".join(lines)
@@ -683,7 +720,11 @@ def evaluate_examples(
     ``out_dir`` is given. ``result.metric("pass@1")`` is the accuracy.
     """
     benchmark = Benchmark(
-        name=name, examples=[dict(e) for e in examples], template=template, system_prompt=system_prompt,
-        use_chat_template=use_chat_template, reward=reward,
+        name=name,
+        examples=[dict(e) for e in examples],
+        template=template,
+        system_prompt=system_prompt,
+        use_chat_template=use_chat_template,
+        reward=reward,
     )
     return evaluate(model, tokenizer, [benchmark], settings, out_dir=out_dir, progress=progress)

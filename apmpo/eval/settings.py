@@ -69,8 +69,10 @@ class EvalSettings(Sampling):
         if too_big:
             problems.append(f"k: k = {max(too_big)} needs at least that many samples per example, but n = {self.n}")
         if self.greedy and self.n > 1:
-            problems.append(f"temperature: 0 is greedy decoding, which gives {self.n} identical samples; "
-                            "use n = 1 or a temperature > 0")
+            problems.append(
+                f"temperature: 0 is greedy decoding, which gives {self.n} identical samples; "
+                "use n = 1 or a temperature > 0"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -85,8 +85,9 @@ class BenchmarkSpec(Settings):
     @classmethod
     def _plain_name(cls, name: str) -> str:
         if not _NAME.fullmatch(name):
-            raise ValueError(f"benchmark name {name!r} must start with a letter or digit and hold only "
-                             "letters, digits and _ . + -")
+            raise ValueError(
+                f"benchmark name {name!r} must start with a letter or digit and hold only letters, digits and _ . + -"
+            )
         return name
 
     def loader_kwargs(self) -> dict[str, Any]:

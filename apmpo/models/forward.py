@@ -27,7 +27,7 @@ def unwrap_model(model: torch.nn.Module) -> Any:
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """[B, L] positions counting only attended tokens, as ``generate`` computes them (pads at 0)."""
-    positions = attention_mask.long().cumsum(-1) - 1                  # [B, L]
+    positions = attention_mask.long().cumsum(-1) - 1  # [B, L]
     return positions.masked_fill(attention_mask == 0, 0)
 
 

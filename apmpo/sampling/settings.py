@@ -50,5 +50,10 @@ class Sampling(Settings):
 
     def generation_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`apmpo.sampling.generate_rollouts` these settings fix."""
-        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "top_k": self.top_k, "do_sample": not self.greedy}
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "do_sample": not self.greedy,
+        }

@@ -26,8 +26,17 @@ from pydantic import (
 from apmpo.settings import ConfigError, Settings, build_settings, read_yaml
 from apmpo.trainer.commands import resolve_config_path
 
-__all__ = ["ARM_GROUPS", "ArmSpec", "ReportSpec", "StudyConfig", "StudyError", "WarmupConfig", "load_study_config",
-           "restrict", "study_config_from_dict"]
+__all__ = [
+    "ARM_GROUPS",
+    "ArmSpec",
+    "ReportSpec",
+    "StudyConfig",
+    "StudyError",
+    "WarmupConfig",
+    "load_study_config",
+    "restrict",
+    "study_config_from_dict",
+]
 
 ARM_GROUPS = ("main", "ablation")
 
@@ -53,8 +62,12 @@ def _overrides(items: list[str]) -> list[str]:
     return items
 
 
-Seeds = Annotated[list[Annotated[int, Field(ge=0, le=2**63 - 1)]], BeforeValidator(_one_or_many),
-                  Field(min_length=1), AfterValidator(_distinct)]
+Seeds = Annotated[
+    list[Annotated[int, Field(ge=0, le=2**63 - 1)]],
+    BeforeValidator(_one_or_many),
+    Field(min_length=1),
+    AfterValidator(_distinct),
+]
 """A non-empty list of distinct seeds (a single integer is accepted)."""
 Overrides = Annotated[list[str], AfterValidator(_overrides)]
 """section.field=value overrides of the training config."""
@@ -96,8 +109,9 @@ class WarmupConfig(Settings):
         if self.accuracy_range is not None and not self.accuracy_range[0] < self.accuracy_range[1]:
             problems.append(f"accuracy_range: expected [lo, hi] with lo < hi, got {list(self.accuracy_range)}")
         if self.validation_size >= self.train_size:
-            problems.append(f"validation_size: must be smaller than train_size ({self.train_size}), got "
-                            f"{self.validation_size}")
+            problems.append(
+                f"validation_size: must be smaller than train_size ({self.train_size}), got {self.validation_size}"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -252,9 +266,16 @@ def load_study_config(path: str | os.PathLike, *, quick: bool = False) -> StudyC
     return study_config_from_dict(data, str(resolved), quick=quick)
 
 
-def restrict(study: StudyConfig, *, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-             ablation_seeds: Sequence[int] | None = None, output_dir: str | None = None,
-             overrides: Sequence[str] = (), jobs: int | None = None) -> StudyConfig:
+def restrict(
+    study: StudyConfig,
+    *,
+    arms: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    ablation_seeds: Sequence[int] | None = None,
+    output_dir: str | None = None,
+    overrides: Sequence[str] = (),
+    jobs: int | None = None,
+) -> StudyConfig:
     """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, ...)."""
     changes: dict[str, Any] = {"overrides": [*study.overrides, *overrides]}
     if arms is not None:
@@ -266,18 +287,25 @@ def restrict(study: StudyConfig, *, arms: Sequence[str] | None = None, seeds: Se
         changes["arms"] = {name: spec for name, spec in study.model_dump()["arms"].items() if name in arms}
     if seeds is not None:
         changes["seeds"] = list(seeds)
-        changes["arms"] = {name: {**spec, "seeds": None} for name, spec in
-                           changes.get("arms", study.model_dump()["arms"]).items()}
+        changes["arms"] = {
+            name: {**spec, "seeds": None} for name, spec in changes.get("arms", study.model_dump()["arms"]).items()
+        }
     if ablation_seeds is not None:
         changes["ablation_seeds"] = list(ablation_seeds)
     if output_dir is not None:
         changes["output_dir"] = output_dir
     if jobs is not None:
         changes["jobs"] = jobs
-    flags = {"seeds": "--seeds", "ablation_seeds": "--ablation-seeds", "jobs": "--jobs", "overrides": "overrides",
-             "output_dir": "--output-dir"}
+    flags = {
+        "seeds": "--seeds",
+        "ablation_seeds": "--ablation-seeds",
+        "jobs": "--jobs",
+        "overrides": "overrides",
+        "output_dir": "--output-dir",
+    }
     try:
-        return build_settings(StudyConfig, {**study.model_dump(), **changes},
-                              origins={key: flags[key] for key in changes if key in flags})
+        return build_settings(
+            StudyConfig, {**study.model_dump(), **changes}, origins={key: flags[key] for key in changes if key in flags}
+        )
     except ConfigError as exc:
         raise StudyError(str(exc)) from None

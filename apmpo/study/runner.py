@@ -102,20 +102,33 @@ def _train_one(payload: dict) -> dict:
         config = config_from_dict(payload["config"])
         if config.model.num_threads:
             torch.set_num_threads(config.model.num_threads)
-        with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with (
+            open(log_path, "a", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
             print(f"=== {payload['name']}: {payload['status']} at {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             result = train(config, resume=payload["resume"] or False)
         if not payload["keep_checkpoints"]:
             shutil.rmtree(Path(result.run_dir) / "checkpoints", ignore_errors=True)
-        return {"name": payload["name"], "ok": True, "seconds": time.perf_counter() - t0,
-                "before": result.eval_before, "after": result.eval_after}
+        return {
+            "name": payload["name"],
+            "ok": True,
+            "seconds": time.perf_counter() - t0,
+            "before": result.eval_before,
+            "after": result.eval_after,
+        }
     except BaseException as exc:  # reported by the parent with the log path; KeyboardInterrupt too
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(traceback.format_exc())
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return {"name": payload["name"], "ok": False, "seconds": time.perf_counter() - t0,
-                "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "name": payload["name"],
+            "ok": False,
+            "seconds": time.perf_counter() - t0,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -138,10 +151,14 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _payload(run: PlannedRun, status: str, study: StudyConfig) -> dict:
-    return {"name": run.name, "status": status, "config": config_to_dict(run.config),
-            "resume": str(run.run_dir) if status == "resume" else None,
-            "log": str(Path(study.output_dir) / "logs" / f"{run.name}.log"),
-            "keep_checkpoints": study.keep_checkpoints}
+    return {
+        "name": run.name,
+        "status": status,
+        "config": config_to_dict(run.config),
+        "resume": str(run.run_dir) if status == "resume" else None,
+        "log": str(Path(study.output_dir) / "logs" / f"{run.name}.log"),
+        "keep_checkpoints": study.keep_checkpoints,
+    }
 
 
 def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> list[dict]:
@@ -154,7 +171,9 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
         head = f"[{len(results)}/{total}] {outcome['name']}"
         if outcome["ok"]:
             fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-            log(f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}")
+            log(
+                f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}"
+            )
         else:
             log(f"{head}: FAILED after {outcome['seconds']:.0f} s: {outcome['error']}")
 
@@ -163,16 +182,23 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
             report(_train_one(payload))
         return results
     context = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(payloads)), mp_context=context,
-                                  initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = cf.ProcessPoolExecutor(
+        max_workers=min(jobs, len(payloads)), mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
     try:
         futures = {pool.submit(_train_one, p): p for p in payloads}
         for future in cf.as_completed(futures):
             try:
                 report(future.result())
             except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
-                report({"name": futures[future]["name"], "ok": False, "seconds": 0.0,
-                        "error": f"worker process failed: {type(exc).__name__}: {exc}"})
+                report(
+                    {
+                        "name": futures[future]["name"],
+                        "ok": False,
+                        "seconds": 0.0,
+                        "error": f"worker process failed: {type(exc).__name__}: {exc}",
+                    }
+                )
     except BaseException:  # interrupted: stop the running trainings too, not only the queued ones
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
@@ -185,9 +211,16 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
 # --------------------------------------------------------------------------- the study
 
 
-def run_study(study: StudyConfig, *, command: str | None = None, report: bool = True, report_only: bool = False,
-              dry_run: bool = False, full_study: StudyConfig | None = None,
-              log: Callable[[str], None] | None = None) -> StudyResult:
+def run_study(
+    study: StudyConfig,
+    *,
+    command: str | None = None,
+    report: bool = True,
+    report_only: bool = False,
+    dry_run: bool = False,
+    full_study: StudyConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyResult:
     """Warm up (if configured), train every pending run, then write the report.
 
     Args:
@@ -236,16 +269,31 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
         failures = [o for o in outcomes if not o["ok"]]
         trained = [o["name"] for o in outcomes if o["ok"]]
         if trained or (warmup is not None and not warmup.reused):
-            record_invocation(study, {
-                "command": command, "started": started, "wall_seconds": time.perf_counter() - t0,
-                "trained": len(trained), "failed": len(failures), "reused": len(plan) - len(pending),
-                "warmup_trained": warmup is not None and not warmup.reused, "jobs": study.jobs,
-                "threads_per_run": study.threads_per_run, "machine": machine, "code": git_state(),
-            })
+            record_invocation(
+                study,
+                {
+                    "command": command,
+                    "started": started,
+                    "wall_seconds": time.perf_counter() - t0,
+                    "trained": len(trained),
+                    "failed": len(failures),
+                    "reused": len(plan) - len(pending),
+                    "warmup_trained": warmup is not None and not warmup.reused,
+                    "jobs": study.jobs,
+                    "threads_per_run": study.threads_per_run,
+                    "machine": machine,
+                    "code": git_state(),
+                },
+            )
         if failures:
-            lines = [f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})" for o in failures]
-            raise StudyError(f"{len(failures)} of {len(payloads)} runs failed (finished runs are kept; rerun to retry):\n  "
-                             + "\n  ".join(lines))
+            lines = [
+                f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})"
+                for o in failures
+            ]
+            raise StudyError(
+                f"{len(failures)} of {len(payloads)} runs failed (finished runs are kept; rerun to retry):\n  "
+                + "\n  ".join(lines)
+            )
     records, missing = collect_runs(plan)
     skipped = [r.name for r in plan if statuses[r.name] == "done"]
     result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0)
@@ -254,9 +302,16 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
             raise StudyError(f"{study.output_dir}: no finished runs to report on")
         full_study = full_study or study
         full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
-        result.report_files = write_report(study, result, command=command, full_study=full_study, full_plan=full_plan,
-                                           planned=plan, invocations=read_invocations(study),
-                                           report_only=report_only)
+        result.report_files = write_report(
+            study,
+            result,
+            command=command,
+            full_study=full_study,
+            full_plan=full_plan,
+            planned=plan,
+            invocations=read_invocations(study),
+            report_only=report_only,
+        )
         for path in result.report_files:
             log(f"wrote {path}")
     result.wall_seconds = time.perf_counter() - t0
@@ -264,4 +319,8 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
 
 
 def _default_command() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "apmpo.study.runner.run_study(...)"
+    return (
+        shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        if sys.argv and sys.argv[0]
+        else "apmpo.study.runner.run_study(...)"
+    )

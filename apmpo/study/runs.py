@@ -27,11 +27,26 @@ from apmpo.trainer.config import (
 )
 from apmpo.trainer.tracking import append_jsonl, read_jsonl
 
-__all__ = ["INVOCATIONS_FILE", "PlannedRun", "RunRecord", "StudyResult", "base_train_config", "collect_runs",
-           "plan_runs", "read_invocations", "record_invocation", "run_status", "warmup_dir"]
+__all__ = [
+    "INVOCATIONS_FILE",
+    "PlannedRun",
+    "RunRecord",
+    "StudyResult",
+    "base_train_config",
+    "collect_runs",
+    "plan_runs",
+    "read_invocations",
+    "record_invocation",
+    "run_status",
+    "warmup_dir",
+]
 
-IGNORED_CONFIG_KEYS = (("model", "num_threads"), ("logging", "progress"), ("logging", "output_dir"),
-                       ("logging", "run_name"))
+IGNORED_CONFIG_KEYS = (
+    ("model", "num_threads"),
+    ("logging", "progress"),
+    ("logging", "output_dir"),
+    ("logging", "run_name"),
+)
 """Settings that may differ between a finished run and the plan without making it stale (thread count,
 progress style, and where the study directory is: it may be moved or reached by another relative path)."""
 
@@ -100,8 +115,12 @@ def plan_runs(study: StudyConfig, model_dir: str | os.PathLike | None = None) ->
             problems.append(f"arms.{arm.name}: {exc}")
             continue
         for seed in study.seeds_of(arm):
-            forced = [f"seed={seed}", f"logging.output_dir={Path(study.output_dir) / 'runs'}",
-                      f"logging.run_name={arm.name}-seed{seed}", f"model.num_threads={study.threads_per_run}"]
+            forced = [
+                f"seed={seed}",
+                f"logging.output_dir={Path(study.output_dir) / 'runs'}",
+                f"logging.run_name={arm.name}-seed{seed}",
+                f"model.num_threads={study.threads_per_run}",
+            ]
             if model_dir is not None:
                 forced.append(f"model.name={model_dir}")
             config = apply_overrides(arm_config, forced)
@@ -138,7 +157,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def run_status(run: PlannedRun, warmup: bool = False) -> str:
-    """"done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
+    """ "done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
 
     Raises StudyError when the directory holds a run made with a different config (``warmup``: the
     study has a warm-up, so model.name is a location, not a setting).
@@ -152,12 +171,16 @@ def run_status(run: PlannedRun, warmup: bool = False) -> str:
         try:
             stored = config_to_dict(load_config(stored_path))
         except ConfigError as exc:
-            raise StudyError(f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it") from None
+            raise StudyError(
+                f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it"
+            ) from None
         diff = _differences(_comparable(config_to_dict(run.config), warmup), _comparable(stored, warmup))
         if diff:
             shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")
-            raise StudyError(f"{run_dir}: holds a run made with another configuration ({shown}); "
-                             "use another output_dir (--output-dir) or delete that run directory")
+            raise StudyError(
+                f"{run_dir}: holds a run made with another configuration ({shown}); "
+                "use another output_dir (--output-dir) or delete that run directory"
+            )
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         try:
@@ -224,11 +247,23 @@ def collect_runs(runs: Sequence[PlannedRun]) -> tuple[list[RunRecord], list[str]
             missing.append(run.name)
             continue
         metrics = read_jsonl(run.run_dir / "metrics.jsonl")
-        evals = {int(r["step"]): float(r["accuracy"]) for r in metrics
-                 if r.get("kind") == "eval" and isinstance(r.get("accuracy"), (int, float))}
+        evals = {
+            int(r["step"]): float(r["accuracy"])
+            for r in metrics
+            if r.get("kind") == "eval" and isinstance(r.get("accuracy"), (int, float))
+        }
         train = sorted((r for r in metrics if r.get("kind", "train") == "train"), key=lambda r: r["step"])
-        records.append(RunRecord(run.arm, run.seed, run.run_dir, run.config.steps, evals, train,
-                                 float(summary.get("wall_seconds") or 0.0)))
+        records.append(
+            RunRecord(
+                run.arm,
+                run.seed,
+                run.run_dir,
+                run.config.steps,
+                evals,
+                train,
+                float(summary.get("wall_seconds") or 0.0),
+            )
+        )
     return records, missing
 
 
@@ -250,7 +285,6 @@ class StudyResult:
     """Wall time of this invocation."""
     report_files: list[Path] = field(default_factory=list)
     """Files the report wrote."""
-
 
 
 INVOCATIONS_FILE = "invocations.jsonl"
@@ -275,8 +309,13 @@ def read_warmup(directory: Path) -> WarmupResult | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return WarmupResult(directory / "model", int(record["steps"]), float(record["validation_accuracy"]),
-                        record.get("heldout_accuracy"), list(record.get("history", [])),
-                        float(record.get("wall_seconds", 0.0)), int(record.get("parameters", 0)), reused=True)
-
-
+    return WarmupResult(
+        directory / "model",
+        int(record["steps"]),
+        float(record["validation_accuracy"]),
+        record.get("heldout_accuracy"),
+        list(record.get("history", [])),
+        float(record.get("wall_seconds", 0.0)),
+        int(record.get("parameters", 0)),
+        reused=True,
+    )

@@ -165,8 +165,10 @@ class DataConfig(Settings):
         allowed = ("answer_from_solution", "answer_marker", "columns")
         unknown = sorted(set(options) - set(allowed))
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)} (prompt_column, "
-                             "answer_column, on_bad_row and train_size have their own keys)")
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)} (prompt_column, "
+                "answer_column, on_bad_row and train_size have their own keys)"
+            )
         return options
 
     @field_validator("template")
@@ -216,10 +218,10 @@ def hyperparameter_model(name: str) -> type[Settings]:
     spec = LOSSES[name]
     fields: dict[str, Any] = {
         hp.name: (hp.annotation, ... if hp.default is REQUIRED else hp.default)
-        for hp in spec.hyperparameters.values() if not (spec.needs_reward_stats and hp.name in TRAINER_PROVIDED_PARAMS)
+        for hp in spec.hyperparameters.values()
+        if not (spec.needs_reward_stats and hp.name in TRAINER_PROVIDED_PARAMS)
     }
-    return create_model(f"{name}_hyperparameters", __base__=Settings, __doc__=f"Hyperparameters of {name!r}.",
-                        **fields)
+    return create_model(f"{name}_hyperparameters", __base__=Settings, __doc__=f"Hyperparameters of {name!r}.", **fields)
 
 
 def check_hyperparameters(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -230,19 +232,25 @@ def check_hyperparameters(name: str, params: dict[str, Any]) -> dict[str, Any]:
     problems = []
     for key in params:
         if spec.needs_reward_stats and key in TRAINER_PROVIDED_PARAMS:
-            problems.append(f"params.{key}: set by the trainer from the rollout batch "
-                            "(declare the reward range with algorithm.reward_range)")
+            problems.append(
+                f"params.{key}: set by the trainer from the rollout batch "
+                "(declare the reward range with algorithm.reward_range)"
+            )
         elif key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"params.{key}: unknown hyperparameter of {name!r}{hint}; allowed: "
-                            f"{', '.join(allowed) or '(none)'}")
+            problems.append(
+                f"params.{key}: unknown hyperparameter of {name!r}{hint}; allowed: {', '.join(allowed) or '(none)'}"
+            )
     known = {k: v for k, v in params.items() if k in allowed}
     try:
         typed = build_settings(model, known)
     except ConfigError as exc:
-        problems += [f"params.{line.strip().removeprefix('- ')}" for line in str(exc).splitlines()
-                     if not line.startswith("invalid configuration")]
+        problems += [
+            f"params.{line.strip().removeprefix('- ')}"
+            for line in str(exc).splitlines()
+            if not line.startswith("invalid configuration")
+        ]
         typed = None
     if problems:
         raise ValueError("\n".join(problems))
@@ -312,8 +320,11 @@ class AlgorithmConfig(Settings):
         (eps_min <= eps_max, a fixed schedule with its value) fail here, not at step 1."""
         spec = LOSSES[self.name]
         lo, hi = self.reward_range
-        stats = {"reward_mean": (lo + hi) / 2, "reward_std": (hi - lo) / 4,
-                 "reward_range": tuple(self.reward_range)} if spec.needs_reward_stats else {}
+        stats = (
+            {"reward_mean": (lo + hi) / 2, "reward_std": (hi - lo) / 4, "reward_range": tuple(self.reward_range)}
+            if spec.needs_reward_stats
+            else {}
+        )
         try:
             if spec.controllers is not None:
                 spec.controllers(**{**spec.defaults, **self.params, **stats})
@@ -456,12 +467,16 @@ class TrainConfig(Settings):
         problems = []
         total = ro.prompts_per_step * ro.group_size
         if total % al.mini_batches:
-            problems.append(f"algorithm.mini_batches: the rollout batch of rollout.prompts_per_step x rollout.group_size "
-                            f"= {ro.prompts_per_step} x {ro.group_size} = {total} responses is not divisible into "
-                            f"{al.mini_batches} mini-batches")
+            problems.append(
+                f"algorithm.mini_batches: the rollout batch of rollout.prompts_per_step x rollout.group_size "
+                f"= {ro.prompts_per_step} x {ro.group_size} = {total} responses is not divisible into "
+                f"{al.mini_batches} mini-batches"
+            )
         if al.overlong_buffer and al.overlong_buffer >= ro.max_new_tokens:
-            problems.append(f"algorithm.overlong_buffer: must be < rollout.max_new_tokens ({ro.max_new_tokens}), "
-                            f"got {al.overlong_buffer}")
+            problems.append(
+                f"algorithm.overlong_buffer: must be < rollout.max_new_tokens ({ro.max_new_tokens}), "
+                f"got {al.overlong_buffer}"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -516,11 +531,15 @@ def _check_data_source(name: str, value: str | None, problems: list[str]) -> Non
     if path.exists():
         problems.append(f"{name}: {value} is not a file")
     else:
-        problems.append(f"{name}: {value!r} is neither a built-in task (known: {', '.join(sorted(BUILTIN_TASKS))}) "
-                        "nor an existing file")
+        problems.append(
+            f"{name}: {value!r} is neither a built-in task (known: {', '.join(sorted(BUILTIN_TASKS))}) "
+            "nor an existing file"
+        )
 
 
-def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewards: tuple[str, ...] = ()) -> TrainConfig:
+def validate_config(
+    config: TrainConfig, *, check_files: bool = True, extra_rewards: tuple[str, ...] = ()
+) -> TrainConfig:
     """Raise ``ConfigError`` listing every problem found; return ``config`` when it is valid.
 
     The config is checked again as a whole (a section changed in place after loading is
@@ -536,7 +555,9 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     if check_files:
         da, rw = config.data, config.reward
         if not (rw.functions or extra_rewards or da.train in BUILTIN_TASKS):
-            problems.append(f"reward.functions: name at least one reward function (e.g. {{math: 1.0}}) for the data file {da.train}")
+            problems.append(
+                f"reward.functions: name at least one reward function (e.g. {{math: 1.0}}) for the data file {da.train}"
+            )
         _check_data_source("data.train", da.train, problems)
         _check_data_source("data.eval", da.eval, problems)
         for name in rw.functions:

@@ -115,8 +115,9 @@ class Session:
 # --------------------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig, *, resume: bool | str = False,
-          reward_functions: dict[str, Callable[..., Any]] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, *, resume: bool | str = False, reward_functions: dict[str, Callable[..., Any]] | None = None
+) -> TrainResult:
     """Train as configured.
 
     Args:
@@ -142,8 +143,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
     return finish(session, step, eval_after)
 
 
-def start(config: TrainConfig, resume: bool | str,
-          reward_functions: dict[str, Callable[..., Any]] | None) -> Session:
+def start(config: TrainConfig, resume: bool | str, reward_functions: dict[str, Callable[..., Any]] | None) -> Session:
     """Everything before the first step: validation, run directory, model, data, rewards, optimizer, resume, logs."""
     started = time.perf_counter()
     config = validate_config(config, extra_rewards=tuple(reward_functions or ()))
@@ -155,9 +155,15 @@ def start(config: TrainConfig, resume: bool | str,
     if resume:
         start_step, controller_history, resumed_from = resume_run(run, run_dir)
     atomic_write_text(run_dir / "config.yaml", dump_config_yaml(config, comments=False))
-    writer = MetricsWriter(run_dir, tensorboard=config.logging.tensorboard, wandb=config.logging.wandb,
-                           wandb_project=config.logging.wandb_project, config=config_to_dict(config),
-                           run_name=run_dir.name, resume_step=start_step if resume else None)
+    writer = MetricsWriter(
+        run_dir,
+        tensorboard=config.logging.tensorboard,
+        wandb=config.logging.wandb,
+        wandb_project=config.logging.wandb_project,
+        config=config_to_dict(config),
+        run_name=run_dir.name,
+        resume_step=start_step if resume else None,
+    )
     progress = ProgressBar(config.logging.progress, config.steps, start_step, description=config.algorithm.name)
     session = Session(run, run_dir, writer, progress, start_step, controller_history, started)
     for line in start_messages(run, resumed_from, start_step):
@@ -175,9 +181,15 @@ def build_run(config: TrainConfig, reward_functions: dict[str, Callable[..., Any
         torch.set_num_threads(config.model.num_threads)
     seed_everything(config.seed)
     model, tokenizer = load_model_and_tokenizer(
-        config.model.name, gguf_file=config.model.gguf_file, dtype=config.model.dtype, device=device,
-        trust_remote_code=config.model.trust_remote_code, gradient_checkpointing=config.model.gradient_checkpointing,
-        lora=config.model.lora, cache_dir=config.model.cache_dir, seed=config.seed,
+        config.model.name,
+        gguf_file=config.model.gguf_file,
+        dtype=config.model.dtype,
+        device=device,
+        trust_remote_code=config.model.trust_remote_code,
+        gradient_checkpointing=config.model.gradient_checkpointing,
+        lora=config.model.lora,
+        cache_dir=config.model.cache_dir,
+        seed=config.seed,
         processor_kwargs=config.model.processor_kwargs,
     )
     encoder = prompt_encoder_for(tokenizer, image_column=config.data.image_column, image_root=config.data.image_root)
@@ -189,8 +201,9 @@ def build_run(config: TrainConfig, reward_functions: dict[str, Callable[..., Any
     sampler = PromptSampler(len(data.train), config.seed, config.data.shuffle)
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, config.steps * al.epochs * al.mini_batches)
-    return TrainingRun(config, model, encoder, data, rewards, sampler, optimizer, scheduler, reference,
-                       LOSSES[al.name], device)
+    return TrainingRun(
+        config, model, encoder, data, rewards, sampler, optimizer, scheduler, reference, LOSSES[al.name], device
+    )
 
 
 def resume_run(run: TrainingRun, run_dir: Path) -> tuple[int, list[dict[str, Any]], Path]:
@@ -239,10 +252,14 @@ def batch_metrics(prepared: PreparedBatch, forward_tokens: int) -> dict[str, Any
     """The batch's rewards, reward statistics, advantages and token counts."""
     rewards, N = prepared.rewards, len(prepared.batch.rows)
     return {
-        "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if N > 1 else 0.0,
-        "mu_r": float(prepared.reward_mean.float().mean()), "sigma_r": float(prepared.reward_std.float().mean()),
-        "adv_zero_frac": float((prepared.advantages == 0).float().mean()), "trained_rows": int(prepared.active.sum()),
-        "train_tokens": int(prepared.loss_mask.sum()), "forward_tokens": forward_tokens,
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std()) if N > 1 else 0.0,
+        "mu_r": float(prepared.reward_mean.float().mean()),
+        "sigma_r": float(prepared.reward_std.float().mean()),
+        "adv_zero_frac": float((prepared.advantages == 0).float().mean()),
+        "trained_rows": int(prepared.active.sum()),
+        "train_tokens": int(prepared.loss_mask.sum()),
+        "forward_tokens": forward_tokens,
     }
 
 
@@ -256,17 +273,27 @@ def mean_over_updates(updates: list[dict[str, float | None]]) -> dict[str, float
     return out
 
 
-def throughput(run: TrainingRun, metrics: dict[str, Any], prepared: PreparedBatch | None, sampled: dict[str, float],
-               step_seconds: float, gen_seconds: float) -> dict[str, Any]:
+def throughput(
+    run: TrainingRun,
+    metrics: dict[str, Any],
+    prepared: PreparedBatch | None,
+    sampled: dict[str, float],
+    step_seconds: float,
+    gen_seconds: float,
+) -> dict[str, Any]:
     """Learning rate, timings, tokens per second, data position and peak memory of the step."""
     rollout = prepared.batch.rollout if prepared is not None else None
     seq_tokens = int(rollout.prompt_mask.sum() + rollout.completion_mask.sum()) if rollout is not None else 0
     out = {
-        "lr": run.scheduler.get_last_lr()[0], "step_seconds": step_seconds, "rollout_seconds": gen_seconds,
-        "train_seconds": step_seconds - gen_seconds, "tokens_per_s": seq_tokens / step_seconds,
+        "lr": run.scheduler.get_last_lr()[0],
+        "step_seconds": step_seconds,
+        "rollout_seconds": gen_seconds,
+        "train_seconds": step_seconds - gen_seconds,
+        "tokens_per_s": seq_tokens / step_seconds,
         "train_tokens_per_s": metrics.get("forward_tokens", 0) / max(step_seconds - gen_seconds, 1e-9),
         "gen_tokens_per_s": sampled["generated_tokens"] / max(sampled["generation_seconds"], 1e-9),
-        "prompts_consumed": run.sampler.position, "peak_rss_gb": _peak_rss_gb(),
+        "prompts_consumed": run.sampler.position,
+        "peak_rss_gb": _peak_rss_gb(),
     }
     if run.device.type == "cuda":
         out["peak_gpu_gb"] = torch.cuda.max_memory_allocated(run.device) / 1024**3
@@ -282,12 +309,20 @@ def log_step(session: Session, step: int, metrics: dict[str, Any], prepared: Pre
     session.writer.log(step, metrics)
     session.history.append(metrics)
     session.controller_history.append(
-        {k: metrics.get(k) for k in ("p", "eps_high", "fss", "mu_r", "sigma_r")} | {"step": step})
+        {k: metrics.get(k) for k in ("p", "eps_high", "fss", "mu_r", "sigma_r")} | {"step": step}
+    )
     if prepared is not None and config.logging.sample_every and step % config.logging.sample_every == 0:
         write_samples(session.run_dir / "samples.jsonl", step, prepared, config.logging.num_samples)
-    session.progress.update({"acc": metrics["accuracy"], "R": metrics.get("reward_mean"), "p": metrics.get("p"),
-                             "eps": metrics.get("eps_high"), "len": metrics["response_length"],
-                             "s/step": metrics["step_seconds"]})
+    session.progress.update(
+        {
+            "acc": metrics["accuracy"],
+            "R": metrics.get("reward_mean"),
+            "p": metrics.get("p"),
+            "eps": metrics.get("eps_high"),
+            "len": metrics["response_length"],
+            "s/step": metrics["step_seconds"],
+        }
+    )
 
 
 def write_samples(path: Path, step: int, prepared: PreparedBatch, count: int) -> None:
@@ -295,12 +330,19 @@ def write_samples(path: Path, step: int, prepared: PreparedBatch, count: int) ->
     batch = prepared.batch
     N, rollout = len(batch.rows), batch.rollout
     for i in torch.linspace(0, N - 1, min(count, N)).round().long().unique().tolist():
-        append_jsonl(path, {
-            "step": step, "prompt": batch.rows[i].get("prompt"), "answer": batch.rows[i].get("answer"),
-            "completion": rollout.completions[i], "reward": float(batch.rewards[i]),
-            "advantage": float(prepared.advantages[i]),
-            "scores": {k: v[i] for k, v in batch.scores.items()}, "truncated": bool(rollout.truncated[i]),
-        })
+        append_jsonl(
+            path,
+            {
+                "step": step,
+                "prompt": batch.rows[i].get("prompt"),
+                "answer": batch.rows[i].get("answer"),
+                "completion": rollout.completions[i],
+                "reward": float(batch.rewards[i]),
+                "advantage": float(prepared.advantages[i]),
+                "scores": {k: v[i] for k, v in batch.scores.items()},
+                "truncated": bool(rollout.truncated[i]),
+            },
+        )
 
 
 def after_step(session: Session, step: int) -> None:
@@ -309,12 +351,20 @@ def after_step(session: Session, step: int) -> None:
     if config.eval.every and step % config.eval.every == 0 and not (step == config.steps and config.eval.at_end):
         evaluate_heldout(session, step)
     if (config.checkpoint.every and step % config.checkpoint.every == 0) or (
-            step == config.steps and config.checkpoint.save_final):
+        step == config.steps and config.checkpoint.save_final
+    ):
         session.last_checkpoint = save_checkpoint(
-            session.run_dir, step, model=run.model, tokenizer=run.encoder.processor,
-            optimizer=run.optimizer if config.checkpoint.save_optimizer else None, scheduler=run.scheduler,
-            state={"prompts_consumed": run.sampler.position, "controller_history": session.controller_history,
-                   "config": config_to_dict(config)},
+            session.run_dir,
+            step,
+            model=run.model,
+            tokenizer=run.encoder.processor,
+            optimizer=run.optimizer if config.checkpoint.save_optimizer else None,
+            scheduler=run.scheduler,
+            state={
+                "prompts_consumed": run.sampler.position,
+                "controller_history": session.controller_history,
+                "config": config_to_dict(config),
+            },
             keep_last=config.checkpoint.keep_last,
         )
 
@@ -335,17 +385,28 @@ def evaluate_model(run: TrainingRun, out_dir: Path | None) -> float:
     """Held-out accuracy: mean verifier score (Pass@1) on the eval split, via ``apmpo.eval``."""
     config, ev = run.config, run.config.eval
     settings = EvalSettings(
-        n=ev.num_samples, temperature=ev.temperature, top_p=config.rollout.top_p if ev.temperature > 0 else 1.0,
+        n=ev.num_samples,
+        temperature=ev.temperature,
+        top_p=config.rollout.top_p if ev.temperature > 0 else 1.0,
         max_new_tokens=ev.max_new_tokens or config.rollout.max_new_tokens,
-        max_prompt_tokens=config.rollout.max_prompt_tokens, batch_size=ev.batch_size, seed=config.seed,
+        max_prompt_tokens=config.rollout.max_prompt_tokens,
+        batch_size=ev.batch_size,
+        seed=config.seed,
         limit=ev.max_examples,
     )
     was_training = run.model.training
     try:
         result = evaluate_examples(
-            run.model, run.encoder, run.data.eval or [], settings, name="heldout", template=run.data.template,
-            system_prompt=config.data.system_prompt, use_chat_template=config.data.use_chat_template,
-            reward=run.rewards.verifier(), out_dir=out_dir,
+            run.model,
+            run.encoder,
+            run.data.eval or [],
+            settings,
+            name="heldout",
+            template=run.data.template,
+            system_prompt=config.data.system_prompt,
+            use_chat_template=config.data.use_chat_template,
+            reward=run.rewards.verifier(),
+            out_dir=out_dir,
         )
     finally:
         run.model.train(was_training)
@@ -356,10 +417,20 @@ def finish(session: Session, step: int, eval_after: float | None) -> TrainResult
     """The curves and summary.json; the result of the invocation."""
     config = session.run.config
     if config.logging.plot:
-        plot_curves(session.run_dir / "metrics.jsonl", session.run_dir / "curves.png",
-                    title=f"{config.algorithm.name} on {config.data.train}")
-    result = TrainResult(session.run_dir, step, session.eval_before, eval_after, session.last_checkpoint,
-                         time.perf_counter() - session.started, session.history)
+        plot_curves(
+            session.run_dir / "metrics.jsonl",
+            session.run_dir / "curves.png",
+            title=f"{config.algorithm.name} on {config.data.train}",
+        )
+    result = TrainResult(
+        session.run_dir,
+        step,
+        session.eval_before,
+        eval_after,
+        session.last_checkpoint,
+        time.perf_counter() - session.started,
+        session.history,
+    )
     _write_summary(result, config)
     return result
 
@@ -380,7 +451,9 @@ def run_directory(config: TrainConfig, resume: bool | str) -> Path:
         name = f"{config.algorithm.name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path = Path(config.logging.output_dir) / name
     if path.exists() and any(path.iterdir()):
-        raise ValueError(f"{path}: the run directory already exists; use --resume to continue it or choose another logging.run_name")
+        raise ValueError(
+            f"{path}: the run directory already exists; use --resume to continue it or choose another logging.run_name"
+        )
     return path
 
 

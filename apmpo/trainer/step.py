@@ -137,15 +137,22 @@ class StepBatch:
 
     def select(self, index: list[int]) -> StepBatch:
         """The rows ``index``, in that order."""
-        return StepBatch(self.rollout.select(index), self.rewards[index], [self.rows[i] for i in index],
-                         {k: [v[i] for i in index] for k, v in self.scores.items()})
+        return StepBatch(
+            self.rollout.select(index),
+            self.rewards[index],
+            [self.rows[i] for i in index],
+            {k: [v[i] for i in index] for k, v in self.scores.items()},
+        )
 
     @staticmethod
     def concat(parts: list[StepBatch], pad_id: int) -> StepBatch:
         """Row-wise concatenation (re-padding prompts and completions)."""
-        return StepBatch(Rollout.concat([p.rollout for p in parts], pad_id), torch.cat([p.rewards for p in parts]),
-                         [r for p in parts for r in p.rows],
-                         {k: [v for p in parts for v in p.scores[k]] for k in parts[0].scores})
+        return StepBatch(
+            Rollout.concat([p.rollout for p in parts], pad_id),
+            torch.cat([p.rewards for p in parts]),
+            [r for p in parts for r in p.rows],
+            {k: [v for p in parts for v in p.scores[k]] for k in parts[0].scores},
+        )
 
 
 # --------------------------------------------------------------------------- 1. sample
@@ -155,21 +162,36 @@ def sample_round(run: TrainingRun, indices: list[int]) -> StepBatch:
     """G samples for each of the prompts ``indices``, scored (TRL's reward contract)."""
     ro, data = run.config.rollout, run.data
     prompts = [data.train_prompts[i] for i in indices]
-    batch = run.encoder.encode(prompts, [data.train[i] for i in indices], add_special_tokens=data.add_special_tokens,
-                               max_prompt_tokens=ro.max_prompt_tokens, device=run.device)
-    rollout = generate_rollouts(run.model, run.encoder.tokenizer, batch, num_samples=ro.group_size,
-                                batch_size=ro.generation_batch_size, share_prefill=ro.share_prefill,
-                                **ro.generation_kwargs())
-    which = rollout.prompt_index.tolist()                                               # [N] prompt of each row
+    batch = run.encoder.encode(
+        prompts,
+        [data.train[i] for i in indices],
+        add_special_tokens=data.add_special_tokens,
+        max_prompt_tokens=ro.max_prompt_tokens,
+        device=run.device,
+    )
+    rollout = generate_rollouts(
+        run.model,
+        run.encoder.tokenizer,
+        batch,
+        num_samples=ro.group_size,
+        batch_size=ro.generation_batch_size,
+        share_prefill=ro.share_prefill,
+        **ro.generation_kwargs(),
+    )
+    which = rollout.prompt_index.tolist()  # [N] prompt of each row
     completion_ids = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)]
-    total, scores = run.rewards.score(rollout.completions, [data.train[indices[k]] for k in which],
-                                      prompts=[prompts[k] for k in which], completion_ids=completion_ids)
+    total, scores = run.rewards.score(
+        rollout.completions,
+        [data.train[indices[k]] for k in which],
+        prompts=[prompts[k] for k in which],
+        completion_ids=completion_ids,
+    )
     return StepBatch(rollout, total, [data.train[indices[k]] for k in which], scores)
 
 
 def _informative_groups(batch: StepBatch, group_size: int, wanted: int) -> StepBatch:
     """DAPO's dynamic sampling: the first ``wanted`` groups of ``batch`` whose rewards are not all equal."""
-    grouped = batch.rewards.view(-1, group_size)                                       # [B, G]
+    grouped = batch.rewards.view(-1, group_size)  # [B, G]
     informative = (grouped.amax(1) > grouped.amin(1)).nonzero()[:, 0].tolist()
     return batch.select([g * group_size + j for g in informative[:wanted] for j in range(group_size)])
 
@@ -249,26 +271,28 @@ class PreparedBatch:
 def prepare(run: TrainingRun, batch: StepBatch, step: int) -> PreparedBatch:
     """Advantages, reward statistics (and the objective's view of them), loss mask, old and reference log-probs."""
     al, spec = run.config.algorithm, run.spec
-    rewards = batch.rewards.to(run.device)                                              # [N]
-    advantages = group_advantages(rewards, run.config.rollout.group_size, normalize=al.advantage_normalization,
-                                  delta=al.advantage_delta)                             # [N]
+    rewards = batch.rewards.to(run.device)  # [N]
+    advantages = group_advantages(
+        rewards, run.config.rollout.group_size, normalize=al.advantage_normalization, delta=al.advantage_delta
+    )  # [N]
     mu_r, sigma_r = reward_statistics(rewards, run.config.rollout.group_size, scope=al.reward_stats_scope)  # 0-d or [N]
     loss_kwargs, row_kwargs = al.loss_kwargs(), {}
     if spec.needs_reward_stats:
         try:
             check_reward_range(rewards, al.reward_range)
         except ValueError as exc:
-            raise ValueError(f"step {step}: {exc}; {al.name!r} derives its controllers from the reward statistics: "
-                             "declare the true range as algorithm.reward_range (e.g. algorithm.reward_range=[-1,1])"
-                             ) from None
+            raise ValueError(
+                f"step {step}: {exc}; {al.name!r} derives its controllers from the reward statistics: "
+                "declare the true range as algorithm.reward_range (e.g. algorithm.reward_range=[-1,1])"
+            ) from None
         if al.reward_stats_scope == "batch":
             loss_kwargs.update(reward_mean=float(mu_r), reward_std=float(sigma_r))
         else:
             row_kwargs = {"reward_mean": mu_r, "reward_std": sigma_r}
-    loss_mask = batch.rollout.completion_mask.clone()                                   # [N, T]
+    loss_mask = batch.rollout.completion_mask.clone()  # [N, T]
     if al.mask_truncated:
         loss_mask &= ~batch.rollout.truncated[:, None]
-    has_tokens = loss_mask.any(-1)                                                      # [N]
+    has_tokens = loss_mask.any(-1)  # [N]
     active = has_tokens & (advantages != 0) if run.skip_zero_advantage else has_tokens
     rollout = dataclasses.replace(batch.rollout, completion_mask=loss_mask, meta={})
     share = shares_prompts(run.config, rollout)
@@ -278,12 +302,14 @@ def prepare(run: TrainingRun, batch: StepBatch, step: int) -> PreparedBatch:
     if run.reference is not None:
         with run.reference.model() as ref_model:
             ref = batch_log_probs(ref_model, rollout, rows, run.config)
-    return PreparedBatch(batch, rollout, rewards, advantages, mu_r, sigma_r, loss_mask, active, loss_kwargs,
-                         row_kwargs, old, ref, share)
+    return PreparedBatch(
+        batch, rollout, rewards, advantages, mu_r, sigma_r, loss_mask, active, loss_kwargs, row_kwargs, old, ref, share
+    )
 
 
-def plan_micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
-                       share_prompts: bool = False) -> list[torch.Tensor]:
+def plan_micro_batches(
+    rollout: Rollout, rows: torch.Tensor, size: int, share_prompts: bool = False
+) -> list[torch.Tensor]:
     """Split ``rows`` into micro-batches of at most ``size`` rows, ordered to keep padding low.
 
     Without ``share_prompts``: longest sequences first (each micro-batch is trimmed to its
@@ -297,22 +323,23 @@ def plan_micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
     if len(rows) == 0:
         return []
     r = rows.to(rollout.completion_ids.device)
-    p_len = rollout.prompt_mask[r].sum(-1).cpu()                                       # [n]
-    c_len = rollout.completion_mask[r].sum(-1).cpu()                                   # [n]
+    p_len = rollout.prompt_mask[r].sum(-1).cpu()  # [n]
+    c_len = rollout.completion_mask[r].sum(-1).cpu()  # [n]
     by_length = torch.argsort(p_len + c_len, descending=True, stable=True)
     if not share_prompts:
         return [rows[chunk] for chunk in by_length.split(size)]
-    group = torch.unique(rollout.prompt_index[r].cpu(), return_inverse=True)[1]        # [n] in 0..U-1
-    n, g = len(rows), group[by_length]                                                 # groups in length order
+    group = torch.unique(rollout.prompt_index[r].cpu(), return_inverse=True)[1]  # [n] in 0..U-1
+    n, g = len(rows), group[by_length]  # groups in length order
     first = torch.full((int(group.max()) + 1,), n).scatter_reduce(0, g, torch.arange(n), reduce="amin")  # [U]
-    by_group = by_length[torch.argsort(first[g], stable=True)]                         # groups by their longest row
+    by_group = by_length[torch.argsort(first[g], stable=True)]  # groups by their longest row
     orders = [by_length, torch.argsort(c_len, descending=True, stable=True), by_group]
     best = min(orders, key=lambda order: _body_positions(order, size, group, p_len, c_len))
     return [rows[chunk] for chunk in best.split(size)]
 
 
-def _body_positions(order: torch.Tensor, size: int, group: torch.Tensor, p_len: torch.Tensor,
-                    c_len: torch.Tensor) -> int:
+def _body_positions(
+    order: torch.Tensor, size: int, group: torch.Tensor, p_len: torch.Tensor, c_len: torch.Tensor
+) -> int:
     """Positions the model body processes for micro-batches cut from ``order``, with a shared prompt pass."""
     total = 0
     for chunk in order.split(size):
@@ -324,12 +351,17 @@ def _body_positions(order: torch.Tensor, size: int, group: torch.Tensor, p_len: 
 
 def shares_prompts(config: TrainConfig, rollout: Rollout) -> bool:
     """Whether the log-prob passes run each prompt once per micro-batch (text-only, no activation checkpointing)."""
-    return (config.optim.share_prompt_forward and not config.model.gradient_checkpointing
-            and rollout.extras is None and rollout.token_inputs is None)
+    return (
+        config.optim.share_prompt_forward
+        and not config.model.gradient_checkpointing
+        and rollout.extras is None
+        and rollout.token_inputs is None
+    )
 
 
-def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
-                  share_prompts: bool = False) -> Iterator[tuple[torch.Tensor, Rollout]]:
+def micro_batches(
+    rollout: Rollout, rows: torch.Tensor, size: int, share_prompts: bool = False
+) -> Iterator[tuple[torch.Tensor, Rollout]]:
     """(row indices, trimmed sub-rollout) for each micro-batch of :func:`plan_micro_batches`."""
     for idx in plan_micro_batches(rollout, rows, size, share_prompts):
         yield idx, rollout.select(idx).trimmed()
@@ -344,9 +376,17 @@ def batch_log_probs(model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor
     try:
         op, share = config.optim, shares_prompts(config, rollout)
         for idx, mb in micro_batches(rollout, rows, op.micro_batch_size, share_prompts=share):
-            lp = completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
-                                      temperature=config.rollout.temperature, chunk_size=op.logprob_chunk_size,
-                                      share_prompt=share, **mb.model_inputs()).log_probs  # [n, T']
+            lp = completion_log_probs(
+                model,
+                mb.prompt_ids,
+                mb.prompt_mask,
+                mb.completion_ids,
+                mb.completion_mask,
+                temperature=config.rollout.temperature,
+                chunk_size=op.logprob_chunk_size,
+                share_prompt=share,
+                **mb.model_inputs(),
+            ).log_probs  # [n, T']
             out[idx.to(out.device), : lp.shape[1]] = lp.to(out.dtype)
     finally:
         model.train(was_training)
@@ -369,7 +409,7 @@ def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, fl
     run.model.train()
     for epoch in range(al.epochs):
         order = torch.randperm(N) if al.mini_batches > 1 else torch.arange(N)
-        for mini in torch.tensor_split(order, al.mini_batches):   # equal parts (N may be short with dynamic sampling)
+        for mini in torch.tensor_split(order, al.mini_batches):  # equal parts (N may be short with dynamic sampling)
             metrics, tokens = update_mini_batch(run, prepared, mini, epoch)
             updates.append(metrics)
             forward_tokens += tokens
@@ -379,8 +419,9 @@ def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, fl
     return updates, forward_tokens
 
 
-def update_mini_batch(run: TrainingRun, prepared: PreparedBatch, mini: torch.Tensor,
-                      epoch: int) -> tuple[dict[str, float | None], int]:
+def update_mini_batch(
+    run: TrainingRun, prepared: PreparedBatch, mini: torch.Tensor, epoch: int
+) -> tuple[dict[str, float | None], int]:
     """One optimizer update: gradients accumulated over the micro-batches of ``mini`` (rows of the batch)."""
     op = run.config.optim
     normalizer = default_normalizer(prepared.loss_mask[mini.to(prepared.loss_mask.device)], run.spec.aggregation)
@@ -402,22 +443,45 @@ def update_mini_batch(run: TrainingRun, prepared: PreparedBatch, mini: torch.Ten
     return update, forward_tokens
 
 
-def micro_batch_backward(run: TrainingRun, prepared: PreparedBatch, idx: torch.Tensor, mb: Rollout,
-                         normalizer: int, *, with_entropy: bool) -> tuple[float, dict[str, float], int]:
+def micro_batch_backward(
+    run: TrainingRun, prepared: PreparedBatch, idx: torch.Tensor, mb: Rollout, normalizer: int, *, with_entropy: bool
+) -> tuple[float, dict[str, float], int]:
     """Forward and backward of one micro-batch (rows ``idx``); returns its loss, metrics and body positions."""
     al, op = run.config.algorithm, run.config.optim
-    out = completion_log_probs(run.model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
-                               temperature=run.config.rollout.temperature, chunk_size=op.logprob_chunk_size,
-                               with_entropy=with_entropy, share_prompt=prepared.share_prompts, **mb.model_inputs())
-    log_probs, T_mb = out.log_probs, mb.completion_ids.shape[1]                        # [n, T']
+    out = completion_log_probs(
+        run.model,
+        mb.prompt_ids,
+        mb.prompt_mask,
+        mb.completion_ids,
+        mb.completion_mask,
+        temperature=run.config.rollout.temperature,
+        chunk_size=op.logprob_chunk_size,
+        with_entropy=with_entropy,
+        share_prompt=prepared.share_prompts,
+        **mb.model_inputs(),
+    )
+    log_probs, T_mb = out.log_probs, mb.completion_ids.shape[1]  # [n, T']
     i = idx.to(run.device)
     old = prepared.old_log_probs[i, :T_mb] if prepared.old_log_probs is not None else log_probs.detach()
-    loss, metrics = policy_loss(al.name, log_probs, old, prepared.advantages[i], mb.completion_mask,
-                                normalizer=normalizer, **prepared.loss_kwargs,
-                                **{k: v[i] for k, v in prepared.row_kwargs.items()})
+    loss, metrics = policy_loss(
+        al.name,
+        log_probs,
+        old,
+        prepared.advantages[i],
+        mb.completion_mask,
+        normalizer=normalizer,
+        **prepared.loss_kwargs,
+        **{k: v[i] for k, v in prepared.row_kwargs.items()},
+    )
     if prepared.ref_log_probs is not None:
-        kl, kl_metrics = kl_penalty(log_probs, prepared.ref_log_probs[i, :T_mb], mb.completion_mask,
-                                    estimator=al.kl_estimator, aggregation=run.spec.aggregation, normalizer=normalizer)
+        kl, kl_metrics = kl_penalty(
+            log_probs,
+            prepared.ref_log_probs[i, :T_mb],
+            mb.completion_mask,
+            estimator=al.kl_estimator,
+            aggregation=run.spec.aggregation,
+            normalizer=normalizer,
+        )
         loss = loss + al.beta * kl
         metrics.update(kl_metrics)
     loss.backward()
