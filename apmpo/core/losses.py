@@ -286,19 +286,19 @@ def _controller_metrics(controllers: Controllers) -> Metrics:
 # --------------------------------------------------------------------------- controllers
 
 
-def ppo_controllers(*, eps_low: float = 0.2, eps_high: float = 0.2, **_: Any) -> Controllers:
+def ppo_controllers(*, eps_low: float, eps_high: float, **_: Any) -> Controllers:
     """A token clipped surrogate with fixed bounds [1 - eps_low, 1 + eps_high] (p = 1: token mean)."""
     _check_clip(eps_low, eps_high)
     return {"p": 1.0, "eps_low": eps_low, "eps_high": eps_high}
 
 
-def pmpo_controllers(*, p: float, eps_low: float = 0.2, eps_high: float = 0.2, **_: Any) -> Controllers:
+def pmpo_controllers(*, p: float, eps_low: float, eps_high: float, **_: Any) -> Controllers:
     """PMPO: a fixed exponent p > 0 and fixed clip bounds."""
     check_range("p", p, 0.0, low_inclusive=False)
     return {**ppo_controllers(eps_low=eps_low, eps_high=eps_high), "p": p}
 
 
-def gmpo_controllers(*, clip_log_low: float = 0.4, clip_log_high: float = 0.4, **_: Any) -> Controllers:
+def gmpo_controllers(*, clip_log_low: float, clip_log_high: float, **_: Any) -> Controllers:
     """GMPO: the geometric mean (p = 0); the log-space bounds as ratio-space eps for comparison."""
     check_range("clip_log_low", clip_log_low, 0.0)
     check_range("clip_log_high", clip_log_high, 0.0)
@@ -309,21 +309,23 @@ def apmpo_controllers(
     *,
     reward_mean: Statistic,
     reward_std: Statistic,
-    gamma: float = 0.8,
-    eps_low: float = 0.2,
-    eps_min: float = 0.2,
-    eps_max: float = 0.4,
-    delta: float = 1e-6,
-    p_schedule: PSchedule = "exp",
-    p: float | None = None,
-    clip_schedule: str = "fac",
-    eps_high: float | None = None,
-    fss: FssVariant = "ratio",
-    reward_range: tuple[float, float] | None = None,
+    gamma: float,
+    eps_low: float,
+    eps_min: float,
+    eps_max: float,
+    delta: float,
+    p_schedule: PSchedule,
+    p: float | None,
+    clip_schedule: str,
+    eps_high: float | None,
+    fss: FssVariant,
+    reward_range: tuple[float, float] | None,
     **_: Any,
 ) -> Controllers:
     """APMPO: p = exp(-gamma * mu_R) and eps_high = FAC's eps_ada from (mu_R, sigma_R), and the FSS they come from.
 
+    Every hyperparameter is given (the defaults are the loss's, merged by
+    :func:`resolve_hyperparameters`; controllers declare none of their own).
     The statistics are rescaled from ``reward_range`` first; the returned ``reward_mean``
     and ``reward_std`` are the rescaled ones. Floats give floats, [N] tensors give [N] tensors.
     """

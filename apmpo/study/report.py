@@ -190,12 +190,7 @@ def verdict(ci: MeanCI | None) -> str:
 
 def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
     """ "+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
-    if ci is None:
-        return "n/a"
-    if ci.half_width is None:
-        return f"{scale * ci.mean:+.{digits}f} (one seed, no interval)"
-    low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
-    return f"{scale * ci.mean:+.{digits}f} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+    return _level(ci, scale, digits, signed=True)
 
 
 def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = " pts") -> str:
@@ -205,13 +200,16 @@ def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = "
     return f"{_signed(ci, scale, digits)}{unit}, n = {ci.n}"
 
 
-def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
+def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """ "12.3 [10.1, 14.5]": a mean with its interval (scaled); ``signed`` for a difference ("+1.2 [...]")."""
     if ci is None:
         return "n/a"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    mean = format(scale * ci.mean, spec)
     if ci.half_width is None:
-        return f"{scale * ci.mean:.{digits}f}"
+        return f"{mean} (one seed, no interval)" if signed else mean
     low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
-    return f"{scale * ci.mean:.{digits}f} [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
+    return f"{mean} [{format(scale * low, spec)}, {format(scale * high, spec)}]"
 
 
 def _compare(

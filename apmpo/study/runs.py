@@ -308,14 +308,4 @@ def read_warmup(directory: Path) -> WarmupResult | None:
     path = directory / "warmup.json"
     if not path.is_file():
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
-    return WarmupResult(
-        directory / "model",
-        int(record["steps"]),
-        float(record["validation_accuracy"]),
-        record.get("heldout_accuracy"),
-        list(record.get("history", [])),
-        float(record.get("wall_seconds", 0.0)),
-        int(record.get("parameters", 0)),
-        reused=True,
-    )
+    return WarmupResult.from_record(directory, json.loads(path.read_text(encoding="utf-8")))

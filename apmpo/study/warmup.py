@@ -92,6 +92,20 @@ class WarmupResult:
     reused: bool = False
     """True when an earlier warm-up was loaded instead of trained."""
 
+    @staticmethod
+    def from_record(directory: Path, record: dict[str, Any]) -> WarmupResult:
+        """The warm-up saved in ``directory``, from its warmup.json ``record`` (``reused``)."""
+        return WarmupResult(
+            directory / MODEL_SUBDIR,
+            int(record["steps"]),
+            float(record["validation_accuracy"]),
+            record.get("heldout_accuracy"),
+            list(record.get("history", [])),
+            float(record.get("wall_seconds", 0.0)),
+            int(record.get("parameters", 0)),
+            reused=True,
+        )
+
 
 def fingerprint(config: WarmupConfig, train_config: Any) -> str:
     """Hash of everything that determines the warmed-up weights and how they are judged."""
@@ -295,14 +309,5 @@ def ensure_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.Pat
                 f"!= {wanted}); use another output_dir or delete {out_dir} (and the runs that used it)"
             )
         log(f"warm-up: reusing {out_dir / MODEL_SUBDIR} (held-out accuracy {record['heldout_accuracy']:.3f})")
-        return WarmupResult(
-            out_dir / MODEL_SUBDIR,
-            int(record["steps"]),
-            float(record["validation_accuracy"]),
-            record.get("heldout_accuracy"),
-            list(record.get("history", [])),
-            float(record.get("wall_seconds", 0.0)),
-            int(record.get("parameters", 0)),
-            reused=True,
-        )
+        return WarmupResult.from_record(out_dir, record)
     return run_warmup(config, train_config, out_dir, log=log)

@@ -13,6 +13,11 @@ from apmpo.core import LOSSES, REQUIRED, LossSpec, register_loss
 from tests.core.conftest import HP, random_batch
 
 
+def apmpo_controllers(**hp):
+    """APMPO's controllers for ``hp`` over the loss's defaults (controllers take every hyperparameter)."""
+    return LOSSES["apmpo"].controllers(**{**LOSSES["apmpo"].defaults, **hp})
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_objective_is_documented_and_typed(name):
     spec = LOSSES[name]
@@ -41,8 +46,7 @@ def test_controllers_are_what_the_loss_uses(name, seed):
 
 
 def test_apmpo_controllers_follow_the_paper():
-    c = LOSSES["apmpo"].controllers(reward_mean=0.75, reward_std=0.25, gamma=0.8, eps_min=0.2, eps_max=0.4,
-                                    delta=1e-6)
+    c = apmpo_controllers(reward_mean=0.75, reward_std=0.25, gamma=0.8, eps_min=0.2, eps_max=0.4, delta=1e-6)
     fss = 0.75 / (0.25 + 1e-6)
     assert c["p"] == pytest.approx(torch.exp(torch.tensor(-0.8 * 0.75, dtype=torch.float64)).item(), rel=1e-12)
     assert c["fss"] == pytest.approx(fss, rel=1e-12)
@@ -51,7 +55,7 @@ def test_apmpo_controllers_follow_the_paper():
 
 def test_apmpo_controllers_per_group_give_one_value_per_row():
     mean, std = torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 0.0, 0.0])
-    c = LOSSES["apmpo"].controllers(reward_mean=mean, reward_std=std)
+    c = apmpo_controllers(reward_mean=mean, reward_std=std)
     assert c["p"].shape == (4,) and torch.allclose(c["p"], torch.exp(-0.8 * mean))
     assert torch.equal(c["eps_high"][:2], torch.full((2,), 0.2)) and bool((c["eps_high"][2:] > 0.39).all())
 
@@ -64,7 +68,7 @@ def test_apmpo_controllers_per_group_give_one_value_per_row():
 ])
 def test_controllers_refuse_inconsistent_settings(hp, match):
     with pytest.raises(ValueError, match=match):
-        LOSSES["apmpo"].controllers(**hp)
+        apmpo_controllers(**hp)
 
 
 def test_register_loss_as_a_decorator_reads_the_signature(monkeypatch):
