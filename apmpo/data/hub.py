@@ -81,12 +81,12 @@ class HubDataset:
             )
         repo, at, config = location.rpartition("@")
         if not at:
-            repo, config = location, None
+            repo, config = location, ""
         elif not repo or not config:
             raise ValueError(f"{text}: empty {'dataset id' if not repo else 'config'} around '@'; write {_SYNTAX}")
         if not Path(repo).expanduser().is_dir() and not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo):
             raise ValueError(f"{text}: {repo!r} is neither OWNER/NAME nor an existing local folder; write {_SYNTAX}")
-        return cls(repo=repo, config=config, split=split)
+        return cls(repo=repo, config=config or None, split=split)
 
     def load(self) -> Any:
         """The split as a ``datasets.Dataset`` (see the module doc for the errors)."""

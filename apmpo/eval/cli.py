@@ -7,7 +7,9 @@ with status 2 and a message naming the file, row, field or flag.
 
 Value precedence: a command-line flag, else the ``--protocol`` (greedy, r1; see
 :mod:`apmpo.eval.protocols`), else the suite's ``generation:`` section, else the
-defaults of :class:`apmpo.eval.harness.EvalSettings`.
+defaults of :class:`apmpo.eval.settings.EvalSettings`; all of them are validated
+together by the settings toolkit (:mod:`apmpo.settings`), each problem naming the flag,
+the protocol or the suite file it came from.
 
 ``apmpo eval compare RUN_A RUN_B`` (:mod:`apmpo.eval.compare`) compares two runs.
 """
@@ -15,17 +17,28 @@ defaults of :class:`apmpo.eval.harness.EvalSettings`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 from apmpo.eval import compare
+from apmpo.eval.harness import (
+    EvalSettings,
+    evaluate,
+    format_table,
+    load_benchmark,
+    resolve_reward,
+)
 from apmpo.eval.protocols import PROTOCOLS, protocol_settings
-from apmpo.eval.suites import DATA_SOURCES
+from apmpo.eval.suites import DATA_SOURCES, load_suite, parse_data_spec
 from apmpo.eval.tables import format_duration, paper_table, run_line
 from apmpo.io import atomic_write_text
+from apmpo.models import load_model_and_tokenizer
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.settings import ConfigError, build_settings
 
 __all__ = ["build_parser", "main", "register", "run"]
 
@@ -43,7 +56,7 @@ examples:
   apmpo eval compare runs/math-r1-step0 runs/math-r1-step400 --out runs/compare
   apmpo eval --model smollm2-135m-instruct --data gsm8k/test --limit 50 --out runs/gsm8k
   apmpo eval --model ./ckpt --data hf:HuggingFaceH4/MATH-500@default:test:math500 --out runs/m
-  apmpo eval --model ./ckpt --suite math --data-root /data/math-evals --n 4 --k 1,4 \\
+  apmpo eval --model ./ckpt --suite math --data-root ~/math-evals --n 4 --k 1,4 \\
       --temperature 0.6 --top-p 0.95 --out runs/math
   apmpo eval --model ./ckpt --data my.parquet:mine --prompt-column question \\
       --answer-column final_answer --out runs/mine
@@ -202,40 +215,49 @@ class _UsageError(Exception):
     """A bad input: printed as ``apmpo eval: error: ...`` with exit status 2."""
 
 
-def _settings(args, suite_defaults: dict):
-    from apmpo.eval.harness import EvalSettings
+_SETTING_FLAGS = (
+    "n",
+    "k",
+    "maj_k",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "max_prompt_tokens",
+    "batch_size",
+    "seed",
+    "limit",
+    "correct_threshold",
+)
+"""The evaluation settings that have a flag of the same name (``--top-p`` for top_p)."""
 
-    flags = {
-        "n": args.n,
-        "k": args.k,
-        "maj_k": args.maj_k,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": args.top_k,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-    }
-    values = {name: value for name, value in suite_defaults.items()}
+
+def _settings(args, suite) -> EvalSettings:
+    """Flags over the ``--protocol`` over the suite's ``generation:`` section over the defaults, validated together;
+    a problem names the flag, the protocol or the suite file its value came from."""
+    values = dict(suite.generation) if suite else {}
+    origins = {}
     if args.protocol:
-        values.update(protocol_settings(args.protocol, n=args.n if args.n is not None else suite_defaults.get("n")))
-    values.update({name: value for name, value in flags.items() if value is not None})
-    if args.limit is not None:
-        values["limit"] = args.limit
-    if args.max_prompt_tokens is not None:
-        values["max_prompt_tokens"] = args.max_prompt_tokens
-    if args.correct_threshold is not None:
-        values["correct_threshold"] = args.correct_threshold
+        n = args.n if args.n is not None else values.get("n")
+        fixed = protocol_settings(args.protocol, n=n)
+        values.update(fixed)
+        from_suite = {"n"} if args.n is None and "n" in (suite.generation if suite else {}) else set()
+        origins.update({name: f"--protocol {args.protocol}" for name in fixed if name not in from_suite})
+    for name in _SETTING_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+            origins[name] = f"--{name.replace('_', '-')} {value}"
     try:
-        return EvalSettings(**values)
-    except (TypeError, ValueError) as exc:
+        return build_settings(
+            EvalSettings, values, source=f"{suite.source}: generation" if suite else None, origins=origins
+        )
+    except ConfigError as exc:
         raise _UsageError(str(exc)) from None
 
 
 def _benchmarks(args):
     """(benchmark specs, suite or None) from --suite and --data."""
-    from apmpo.eval.suites import load_suite, parse_data_spec
-
     suite = None
     specs = []
     if args.suite:
@@ -267,8 +289,6 @@ def _benchmarks(args):
 
 
 def _load(args, specs, suite, settings):
-    from apmpo.eval.harness import load_benchmark
-
     chat = {"on": True, "off": False, "auto": "auto", None: None}[args.chat_template]
     defaults = {
         "template": args.template or (suite.template if suite else "{prompt}"),
@@ -281,19 +301,17 @@ def _load(args, specs, suite, settings):
     loaded = []
     for spec in specs:
         if args.template:  # an explicit flag wins over a suite entry's own template
-            spec = dataclasses.replace(spec, template=None)
+            spec = spec.model_copy(update={"template": None})
         if args.system_prompt is not None:
-            spec = dataclasses.replace(spec, system_prompt=None)
+            spec = spec.model_copy(update={"system_prompt": None})
         if args.reward:
-            spec = dataclasses.replace(spec, reward=None)
+            spec = spec.model_copy(update={"reward": None})
         loaded.append(load_benchmark(spec, limit=settings.limit, **defaults))
     return loaded
 
 
 def run(args) -> int:
     """Run ``apmpo eval`` for parsed arguments; returns the exit status."""
-    from apmpo.eval.harness import evaluate, format_table
-
     started = time.perf_counter()
     try:
         missing = [flag for flag, value in (("--model", args.model), ("--out", args.out)) if not value]
@@ -307,7 +325,7 @@ def run(args) -> int:
             k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v is not None
         }
         specs, suite = _benchmarks(args)
-        settings = _settings(args, suite.generation if suite else {})
+        settings = _settings(args, suite)
         benchmarks = _load(args, specs, suite, settings)
         _check_reward_names(benchmarks)
     except (_UsageError, ValueError, FileNotFoundError, TypeError) as exc:
@@ -315,14 +333,9 @@ def run(args) -> int:
         return 2
     loaded_at = time.perf_counter()
 
-    import torch
-
-    from apmpo.models import load_model_and_tokenizer
-
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from apmpo.multimodal.encoder import prompt_encoder_for
 
     try:
         model, tokenizer = load_model_and_tokenizer(
@@ -374,12 +387,12 @@ def run(args) -> int:
     return 0
 
 
-def _extra_summary(args, suite, settings) -> dict:
+def _extra_summary(args, suite, settings: EvalSettings) -> dict:
     """Summary keys the CLI adds: the suite, where its data came from, the protocol, the command."""
     protocol = None
     if args.protocol:
         fixed = protocol_settings(args.protocol, n=settings.n)
-        used = dataclasses.asdict(settings)
+        used = settings.model_dump()
         protocol = {
             "name": args.protocol,
             "description": PROTOCOLS[args.protocol].description,
@@ -405,8 +418,6 @@ def _command(args) -> str | None:
 
 
 def _check_reward_names(benchmarks) -> None:
-    from apmpo.eval.harness import resolve_reward
-
     for b in benchmarks:
         try:
             resolve_reward(b.reward)

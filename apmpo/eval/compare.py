@@ -38,18 +38,21 @@ import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from apmpo.eval.harness import RECORDS_FILE, SUMMARY_FILE, group_example_stats
 from apmpo.eval.metrics import example_metrics, stderr
 from apmpo.eval.records import RecordsFile
-from apmpo.io import atomic_savefig, atomic_write_json, atomic_write_text
+from apmpo.io import atomic_savefig, atomic_write_json, atomic_write_text, pyplot
+from apmpo.settings import Settings, build_settings
 
 __all__ = [
     "BenchmarkDifference",
     "Comparison",
+    "CompareSettings",
     "ComparisonError",
     "EvalRun",
     "compare_runs",
@@ -63,6 +66,19 @@ _SETTINGS_COMPARED = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "c
 
 class ComparisonError(ValueError):
     """Two runs that cannot be compared, or a directory that is not an evaluation run."""
+
+
+class CompareSettings(Settings):
+    """What a comparison reports and how its intervals are drawn (``apmpo eval compare`` flags)."""
+
+    metric: str = "pass@1"
+    """The metric compared: a metric both summaries report (pass@1 = avg@n, pass@k, maj@k)."""
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    """Confidence level of the bootstrap intervals."""
+    resamples: Annotated[int, Field(ge=100)] = 10_000
+    """Paired bootstrap resamples of the problems."""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    """Seed of the bootstrap draws (the same runs and seed give the same interval)."""
 
 
 @dataclass
@@ -275,23 +291,17 @@ class Comparison:
 def compare_runs(
     run_a: EvalRun,
     run_b: EvalRun,
-    *,
-    metric: str = "pass@1",
-    level: float = 0.95,
-    resamples: int = 10_000,
-    seed: int = 0,
+    settings: CompareSettings | None = None,
 ) -> Comparison:
     """The paired comparison of B against A (see the module doc); ComparisonError naming every mismatch."""
-    if not 0 < level < 1:
-        raise ComparisonError(f"--confidence must be in (0, 1), got {level!r}")
-    if resamples < 100:
-        raise ComparisonError(f"--resamples must be at least 100, got {resamples}")
+    settings = settings or CompareSettings()
+    metric, level, resamples = settings.metric, settings.confidence, settings.resamples
     problems = _differences(run_a, run_b, metric)
     if problems:
         raise ComparisonError(f"cannot compare A = {run_a.path} and B = {run_b.path}: " + "; ".join(problems))
     values_a, values_b = run_a.per_problem(metric), run_b.per_problem(metric)
     names = list(run_a.summary["benchmarks"])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(settings.seed)
     quantiles = [(1 - level) / 2, (1 + level) / 2]
     rows, draws = [], []
     for name in names:
@@ -319,7 +329,8 @@ def compare_runs(
         low, high = np.quantile(macro, quantiles)
 
         def combined(errors: list[float | None]) -> float | None:
-            return None if None in errors else math.sqrt(sum(e * e for e in errors)) / len(errors)
+            known = [e for e in errors if e is not None]
+            return None if len(known) < len(errors) else math.sqrt(sum(e * e for e in known)) / len(errors)
 
         rows.append(
             BenchmarkDifference(
@@ -341,7 +352,7 @@ def compare_runs(
         metric=metric,
         level=level,
         resamples=resamples,
-        seed=seed,
+        seed=settings.seed,
         protocol=(run_a.summary.get("protocol") or {}).get("name"),
         n=int(run_a.summary["settings"]["n"]),
         rows=rows,
@@ -360,12 +371,7 @@ def _bootstrap_means(d: np.ndarray, resamples: int, rng: np.random.Generator, ch
 
 def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     """A PNG: left, both runs per benchmark (± stderr); right, B - A with its confidence interval."""
-    # matplotlib is imported here so that `import apmpo.eval` stays light (it is only needed for the chart).
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = comparison.rows
     names = [r.name for r in rows]
     x = np.arange(len(rows))
@@ -392,11 +398,11 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     left.set_title("score ± standard error over problems")
     left.legend(fontsize=8, loc="upper left")
     diffs = [100 * r.difference for r in rows]
-    errors = [[100 * (r.difference - r.low) for r in rows], [100 * (r.high - r.difference) for r in rows]]
+    spans = [[100 * (r.difference - r.low) for r in rows], [100 * (r.high - r.difference) for r in rows]]
     colors = [
         "#2e8b57" if r.significant and r.difference > 0 else "#c0392b" if r.significant else "#7f8c8d" for r in rows
     ]
-    bars = right.bar(x, diffs, 0.6, yerr=errors, capsize=4, color=colors)
+    bars = right.bar(x, diffs, 0.6, yerr=spans, capsize=4, color=colors)
     right.bar_label(bars, labels=[f"{d:+.1f}" for d in diffs], fontsize=7, padding=2)
     reach = max([2.0] + [100 * abs(v) for r in rows for v in (r.low, r.high)])
     right.set_ylim(-1.25 * reach, 1.25 * reach)
@@ -426,14 +432,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The compare command's arguments."""
     parser.add_argument("run_a", metavar="RUN_A", help="the reference run's directory (A)")
     parser.add_argument("run_b", metavar="RUN_B", help="the run compared against it (B); differences are B - A")
-    parser.add_argument(
-        "--metric", default="pass@1", help="the metric compared: pass@1 (default; = avg@n), pass@k, maj@k"
-    )
-    parser.add_argument(
-        "--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)"
-    )
-    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--metric", help="the metric compared: pass@1 (default; = avg@n), pass@k, maj@k")
+    parser.add_argument("--confidence", type=float, help="confidence level of the intervals, in (0, 1) (default 0.95)")
+    parser.add_argument("--resamples", type=int, help="bootstrap resamples, >= 100 (default 10000)")
+    parser.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -441,14 +443,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _settings(args: argparse.Namespace) -> CompareSettings:
+    """The flags given, over the defaults; a problem names the flag (ConfigError)."""
+    given = {name: getattr(args, name) for name in CompareSettings.model_fields if getattr(args, name) is not None}
+    origins = {name: f"--{name} {value}" for name, value in given.items()}
+    return build_settings(CompareSettings, given, origins=origins)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the comparison for parsed arguments; exit status 2 with a message on bad input."""
     try:
+        settings = _settings(args)
         run_a, run_b = load_run(args.run_a), load_run(args.run_b)
-        comparison = compare_runs(
-            run_a, run_b, metric=args.metric, level=args.confidence, resamples=args.resamples, seed=args.seed
-        )
-    except ValueError as exc:
+        comparison = compare_runs(run_a, run_b, settings)
+    except ValueError as exc:  # ComparisonError and ConfigError included
         print(f"apmpo eval compare: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(f"compare_{run_a.label}_vs_{run_b.label}")

@@ -7,45 +7,74 @@
   suite's ``n``, else 16); reports Pass@1 as avg@n (the mean correctness of the n
   samples), pass@k for k in {1, n} and maj@n (lighteval's avg@n, pass@k, maj@n).
 
-A protocol fixes the settings it names; everything else (``max_new_tokens``, the
-prompt, the reward) comes from the suite or the flags. Precedence, highest first: an
+A protocol is a preset of :class:`apmpo.eval.settings.EvalSettings` fields: it fixes
+the settings it names; everything else (``max_new_tokens``, the prompt, the reward)
+comes from the suite or the flags. ``apmpo eval`` layers the values, highest first: an
 explicit command-line flag, the protocol, the suite's ``generation:`` section, the
-defaults of :class:`apmpo.eval.harness.EvalSettings`. A flag that changes a setting
-the protocol fixes is recorded in the summary (``protocol.overrides``), so a run is
-never reported under a protocol it did not follow without saying so.
+defaults of ``EvalSettings``, and validates them together with the settings toolkit
+(:func:`apmpo.settings.build_settings`), so a value a protocol sets is checked like any
+other and a problem names ``--protocol NAME`` as where it came from. A flag that
+changes a setting the protocol fixes is recorded in the summary
+(``protocol.overrides``), so a run is never reported under a protocol it did not follow
+without saying so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-__all__ = ["PROTOCOLS", "Protocol", "protocol_settings"]
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from apmpo.eval.settings import EvalSettings
+from apmpo.settings import Settings
+
+__all__ = ["PROTOCOLS", "R1_DEFAULT_N", "Protocol", "protocol_settings"]
 
 R1_DEFAULT_N = 16
 """Samples per problem of the r1 protocol when neither --n nor the suite sets n."""
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """A named set of decoding settings."""
+class Protocol(Settings):
+    """A named preset of evaluation settings (fields of EvalSettings), checked when it is declared."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     """Name used by ``--protocol`` and in summaries."""
     description: str
     """One line: where it comes from and what it reports."""
-    fixed: Mapping[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = {}
     """EvalSettings fields the protocol sets whatever n is."""
     sampled: bool = False
-    """True: n samples, k = {1, n}, maj@n; False: one sample."""
+    """True: n samples, k = {1, n}, maj@n; False: the samples ``fixed`` says (one)."""
+    default_n: Annotated[int, Field(ge=1)] = R1_DEFAULT_N
+    """Samples per problem of a sampled protocol when neither the flags nor the suite set n."""
 
-    def settings(self, n: int | None) -> dict[str, Any]:
-        """The EvalSettings values of this protocol for ``n`` samples (None: its default)."""
+    @field_validator("fixed")
+    @classmethod
+    def _setting_names(cls, fixed: dict[str, Any]) -> dict[str, Any]:
+        unknown = [name for name in fixed if name not in EvalSettings.model_fields]
+        if unknown:
+            raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)}")
+        return fixed
+
+    @model_validator(mode="after")
+    def _valid_settings(self) -> Protocol:
+        EvalSettings.model_validate(self.settings(None))  # a preset that does not validate is a bug here
+        return self
+
+    def settings(self, n: Any = None) -> dict[str, Any]:
+        """The EvalSettings values of this protocol for ``n`` samples (None: its default).
+
+        ``n`` is passed through as given (e.g. a suite's ``n``) so that validation
+        reports a bad one; k and maj@k follow it only when it is a positive integer.
+        """
         values = dict(self.fixed)
         if self.sampled:
-            count = R1_DEFAULT_N if n is None else n
-            values.update(n=count, k=sorted({1, count}), maj_k=[count] if count > 1 else [])
+            count = self.default_n if n is None else n
+            values["n"] = count
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+                values.update(k=sorted({1, count}), maj_k=[count] if count > 1 else [])
         return values
 
 
@@ -65,7 +94,7 @@ PROTOCOLS: dict[str, Protocol] = {
 """The protocols ``--protocol`` accepts."""
 
 
-def protocol_settings(name: str, *, n: int | None = None) -> dict[str, Any]:
+def protocol_settings(name: str, *, n: Any = None) -> dict[str, Any]:
     """The settings protocol ``name`` fixes, for ``n`` samples; ValueError listing the protocols otherwise."""
     if name not in PROTOCOLS:
         raise ValueError(

@@ -1,6 +1,6 @@
 """Benchmarks to evaluate: ``--data path[:name]`` specs and suite YAML files.
 
-A :class:`BenchmarkSpec` says where one benchmark file is and how to read it (column
+A :class:`BenchmarkSpec` says where one benchmark is and how to read it (column
 mapping for :func:`apmpo.data.load_examples`, prompt template, reward). A suite file
 (e.g. the packaged ``eval_math_suite.yaml``) lists several, with shared defaults::
 
@@ -34,38 +34,45 @@ Where each benchmark is read from is the suite's **data source** (``--data-sourc
 - ``local`` (the default with ``--data-root`` or the suite's ``data_root:``): every
   entry's ``path``, relative ones under the data root: your own copies.
 - ``hub``: every entry's ``hub:`` dataset, a string (columns detected) or a mapping
-  ``{id: hf:..., prompt_column:, answer_column:, answer_from_solution:}``; the
-  entry's own column keys describe the shipped / local layout and are not used.
+  ``{id: hf:..., prompt_column:, answer_column:, answer_from_solution:}``
+  (:class:`HubEntry`); the entry's own column keys describe the shipped / local layout
+  and are not used.
 
 A ``path`` may itself be any data reference (``shipped:NAME``, ``hf:...``). Every key
-is checked: an unknown key is an error naming the key, where it is and the known keys.
-After :func:`load_suite`, each :class:`BenchmarkSpec` has its ``path`` set to the data
-it will be read from and ``source`` to the source used.
+is checked (:mod:`apmpo.settings`): an unknown key is an error naming the key, the
+file and the known keys. After :func:`load_suite`, each :class:`BenchmarkSpec` has its
+``path`` set to the data it will be read from and ``source`` to the source used.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from pydantic import Field, field_validator, model_validator
 
 from apmpo.data.hub import HUB_PREFIX, HubDataset, HubUnavailableError
 from apmpo.data.loaders import ExampleSet, load_examples
 from apmpo.data.shipped import SHIPPED_PREFIX, not_shipped_reason, shipped_path
 from apmpo.data.sources import is_data_reference
+from apmpo.eval.settings import EvalSettings
+from apmpo.settings import Settings, build_settings, read_yaml
 
 __all__ = [
     "DATA_SOURCES",
-    "GENERATION_KEYS",
     "PACKAGED_SUITES",
+    "BenchmarkEntry",
     "BenchmarkSpec",
+    "DataSource",
+    "HubEntry",
+    "PromptSettings",
     "Suite",
+    "SuiteFile",
     "load_suite",
     "parse_data_spec",
     "resolve_suite_path",
@@ -74,17 +81,29 @@ __all__ = [
 _CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PACKAGED_SUITES: dict[str, str] = {"math": "eval_math_suite.yaml"}
 """Short names accepted by ``--suite`` for packaged suite files."""
-GENERATION_KEYS = ("n", "k", "maj_k", "temperature", "top_p", "top_k", "max_new_tokens", "batch_size", "seed")
-"""Keys a suite's ``generation:`` section may set (the eval settings of the same names)."""
-DATA_SOURCES = ("shipped", "local", "hub")
+DataSource = Literal["shipped", "local", "hub"]
 """Where a suite's benchmarks are read from (see the module doc)."""
+DATA_SOURCES: tuple[str, ...] = ("shipped", "local", "hub")
+"""The values of :data:`DataSource`, in the order ``--data-source`` lists them."""
 _GENERIC_STEMS = {"test", "train", "dev", "val", "valid", "validation", "data", "eval", "all"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
-@dataclass
-class BenchmarkSpec:
-    """One benchmark file and how to read and score it."""
+class HubEntry(Settings):
+    """A suite entry's Hugging Face dataset with its own column mapping (the Hub layout may differ)."""
+
+    id: str
+    """The dataset: ``hf:OWNER/NAME[@CONFIG]:SPLIT``."""
+    prompt_column: str | None = None
+    """Column of the problem text in the Hub dataset (default: detected)."""
+    answer_column: str | None = None
+    """Column of the reference answer in the Hub dataset (default: detected)."""
+    answer_from_solution: bool | str | None = None
+    """Take the reference answer from the last ``\\boxed{}`` of this column of the Hub dataset."""
+
+
+class BenchmarkEntry(Settings):
+    """One benchmark as a suite file writes it: where its data is and how to read and score it."""
 
     name: str
     """Name used in records and the summary (letters, digits, ``_ . + -``)."""
@@ -92,7 +111,7 @@ class BenchmarkSpec:
     """The data: a file (.jsonl, .json, .parquet, .csv; in a suite, relative to the data root), ``shipped:NAME`` or ``hf:...``."""
     shipped: str | None = None
     """Suite entries: the short name of the copy shipped with apmpo (``math500``), read with ``--data-source shipped``."""
-    hub: str | dict | None = None
+    hub: str | HubEntry | None = None
     """Suite entries: the Hugging Face dataset (``hf:OWNER/NAME[@CONFIG]:SPLIT``, or a mapping with ``id`` and column keys), read with ``--data-source hub``."""
     prompt_column: str | None = None
     """Source column of the problem text (default: detected by apmpo.data)."""
@@ -106,17 +125,30 @@ class BenchmarkSpec:
     """System prompt for this benchmark (default: the suite's)."""
     reward: str | None = None
     """Reward name from apmpo.rewards (default: the suite's, else math_accuracy)."""
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"benchmark name {name!r} must start with a letter or digit and hold only letters, digits and _ . + -"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _has_data(self) -> BenchmarkEntry:
+        if not (self.path or self.shipped or self.hub):
+            raise ValueError("give at least one of 'path' (your copy), 'shipped' or 'hub'")
+        return self
+
+
+class BenchmarkSpec(BenchmarkEntry):
+    """One benchmark to evaluate: a suite entry with the data chosen (``path``), or a ``--data`` spec."""
+
     source: str | None = None
     """Set by load_suite: the data source ``path`` was chosen from (shipped, local, hub; "data" for --data)."""
     where: str | None = None
     """Set by load_suite: the entry's place in the suite file, for error messages."""
-
-    def __post_init__(self):
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise ValueError(
-                f"benchmark name {self.name!r} must start with a letter or digit and hold only "
-                "letters, digits and _ . + -"
-            )
 
     def loader_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`apmpo.data.load_examples`."""
@@ -133,6 +165,8 @@ class BenchmarkSpec:
         (``--data-source shipped``) if it has one.
         """
         prefix = f"{self.where}: " if self.where else ""
+        if not self.path:
+            raise ValueError(f"{prefix}benchmark {self.name!r} has no data to read (no 'path')")
         try:
             return load_examples(self.path, limit=limit, **self.loader_kwargs())
         except HubUnavailableError as exc:
@@ -166,7 +200,7 @@ class Suite:
     reward: str = "math_accuracy"
     """Default reward name."""
     generation: dict[str, Any] = field(default_factory=dict)
-    """Defaults for the eval settings (keys of GENERATION_KEYS)."""
+    """Defaults for the evaluation settings (field names of EvalSettings)."""
     source: str | None = None
     """The file the suite was read from."""
     data_source: str | None = None
@@ -186,13 +220,14 @@ class Suite:
         entry = next((e for e in self.entries if e.name == spec.name), None)
         if entry is None:
             raise KeyError(spec.name)
-        replaced = dataclasses.replace(
-            entry,
-            path=spec.path,
-            source="data",
-            prompt_column=spec.prompt_column,
-            answer_column=spec.answer_column,
-            answer_from_solution=spec.answer_from_solution,
+        replaced = entry.model_copy(
+            update={
+                "path": spec.path,
+                "source": "data",
+                "prompt_column": spec.prompt_column,
+                "answer_column": spec.answer_column,
+                "answer_from_solution": spec.answer_from_solution,
+            }
         )
         self.unavailable.pop(spec.name, None)
         chosen = {b.name: b for b in self.benchmarks}
@@ -216,7 +251,8 @@ def parse_data_spec(spec: str) -> BenchmarkSpec:
     The part after the last colon is a name when it is a plain name (no ``/`` or
     ``\\``) and the part before it is not empty; otherwise the whole string is the path
     (so ``C:\\data\\x.jsonl`` stays a path). The default name is the file stem, or the
-    folder name for generic stems such as ``test``.
+    folder name for generic stems such as ``test``. ``shipped:NAME`` and
+    ``hf:OWNER/NAME[@CONFIG]:SPLIT`` may be followed by ``:BENCHMARK_NAME`` too.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"--data: empty data spec {spec!r}")
@@ -266,19 +302,43 @@ def resolve_suite_path(suite: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"suite {text!r}: no such file; packaged suites: {known}")
 
 
-_SUITE_KEYS = ("name", "data_root", "prompt", "reward", "generation", "benchmarks")
-_PROMPT_KEYS = ("template", "system_prompt", "use_chat_template")
-_BENCHMARK_KEYS = tuple(f.name for f in dataclasses.fields(BenchmarkSpec) if f.name not in ("source", "where"))
-_HUB_KEYS = ("id", "prompt_column", "answer_column", "answer_from_solution")
+class PromptSettings(Settings):
+    """The suite's prompt: apmpo.data.PromptFormat's fields."""
+
+    template: str = "{prompt}"
+    """Default prompt template."""
+    system_prompt: str | None = None
+    """Default system prompt."""
+    use_chat_template: Literal[True, False, "auto"] = "auto"
+    """Apply the tokenizer's chat template: "auto", True or False."""
 
 
-def _check_keys(mapping: Any, known: Sequence[str], where: str) -> dict:
-    if not isinstance(mapping, Mapping):
-        raise TypeError(f"{where}: expected a mapping, got {type(mapping).__name__}")
-    unknown = [str(k) for k in mapping if k not in known]
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
-    return dict(mapping)
+class SuiteFile(Settings):
+    """A suite YAML file as written (where each benchmark is read from not yet chosen)."""
+
+    name: str | None = None
+    """Suite name (default: the file's stem)."""
+    data_root: str | None = None
+    """Folder relative benchmark paths resolve against (``--data-root`` wins); implies ``--data-source local``."""
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    """Shared prompt settings."""
+    reward: str = "math_accuracy"
+    """Default reward name."""
+    generation: dict[str, Any] = {}
+    """Defaults for the evaluation settings (their names: n, k, temperature, ...; the flags win)."""
+    benchmarks: list[BenchmarkEntry] = Field(min_length=1)
+    """The benchmarks, in order."""
+
+    @field_validator("generation")
+    @classmethod
+    def _setting_names(cls, generation: dict[str, Any]) -> dict[str, Any]:
+        known = list(EvalSettings.model_fields)
+        unknown = [str(k) for k in generation if k not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}{hint}; known keys: {', '.join(known)}")
+        return generation
 
 
 def load_suite(
@@ -300,19 +360,9 @@ def load_suite(
             data root is given (here or in the suite), else "shipped".
     """
     path = resolve_suite_path(suite)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: malformed YAML ({exc})") from None
     where = str(path)
-    raw = _check_keys(raw, _SUITE_KEYS, where)
-    prompt = _check_keys(raw.get("prompt") or {}, _PROMPT_KEYS, f"{where}: prompt")
-    generation = _check_keys(raw.get("generation") or {}, GENERATION_KEYS, f"{where}: generation")
-    items = raw.get("benchmarks")
-    if not isinstance(items, list) or not items:
-        raise ValueError(f"{where}: 'benchmarks' must be a non-empty list of benchmark entries")
-
-    root = data_root if data_root is not None else raw.get("data_root")
+    raw = build_settings(SuiteFile, read_yaml(path, what="suite"), source=where)
+    root = data_root if data_root is not None else raw.data_root
     root_path = Path(root).expanduser() if root is not None else None
     if data_source is None:
         data_source = "local" if root_path is not None else "shipped"
@@ -321,22 +371,10 @@ def load_suite(
     if data_root is not None and data_source != "local":
         raise ValueError(f"--data-root applies to --data-source local (your own copies), not to {data_source!r}")
 
-    entries: list[BenchmarkSpec] = []
-    for index, item in enumerate(items, start=1):
-        entry_where = f"{where}: benchmarks[{index}]"
-        entry = _check_keys(item, _BENCHMARK_KEYS, entry_where)
-        if not entry.get("name"):
-            raise ValueError(f"{entry_where}: missing 'name'")
-        if not any(entry.get(key) for key in ("path", "shipped", "hub")):
-            raise ValueError(f"{entry_where}: give at least one of 'path' (your copy), 'shipped' or 'hub'")
-        try:
-            spec = BenchmarkSpec(**entry, where=f"{entry_where} ({entry['name']})")
-        except ValueError as exc:
-            raise ValueError(f"{entry_where}: {exc}") from None
-        if isinstance(spec.hub, Mapping):
-            _check_keys(spec.hub, _HUB_KEYS, f"{spec.where}: hub")
-        entries.append(spec)
-
+    entries = [
+        BenchmarkSpec(**entry.model_dump(), where=f"{where}: benchmarks[{index}] ({entry.name})")
+        for index, entry in enumerate(raw.benchmarks)
+    ]
     names = [b.name for b in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -364,14 +402,14 @@ def load_suite(
         )
 
     return Suite(
-        name=str(raw.get("name") or path.stem),
+        name=raw.name or path.stem,
         benchmarks=benchmarks,
-        template=prompt.get("template", "{prompt}"),
-        system_prompt=prompt.get("system_prompt"),
-        use_chat_template=prompt.get("use_chat_template", "auto"),
-        reward=str(raw.get("reward") or "math_accuracy"),
-        generation=generation,
-        source=str(path),
+        template=raw.prompt.template,
+        system_prompt=raw.prompt.system_prompt,
+        use_chat_template=raw.prompt.use_chat_template,
+        reward=raw.reward,
+        generation=raw.generation,
+        source=where,
         data_source=data_source,
         unavailable=unavailable,
         entries=entries,
@@ -381,24 +419,7 @@ def load_suite(
 def _choose_data(spec: BenchmarkSpec, data_source: str, root: Path | None) -> BenchmarkSpec | str:
     """``spec`` with ``path`` and ``source`` set for ``data_source``, or why it cannot be read from there."""
     if data_source == "hub":
-        if not spec.hub:
-            raise ValueError(
-                f"{spec.where}: no 'hub' dataset for --data-source hub; use --data-source shipped or local"
-            )
-        hub = dict(spec.hub) if isinstance(spec.hub, Mapping) else {"id": spec.hub}
-        reference = str(hub.get("id") or "")
-        try:
-            HubDataset.parse(reference)
-        except ValueError as exc:
-            raise ValueError(f"{spec.where}: hub: {exc}") from None
-        return dataclasses.replace(
-            spec,
-            path=reference,
-            source="hub",
-            prompt_column=hub.get("prompt_column"),
-            answer_column=hub.get("answer_column"),
-            answer_from_solution=hub.get("answer_from_solution"),
-        )
+        return _hub_data(spec)
     if data_source == "shipped" and spec.shipped:
         if not_shipped_reason(spec.shipped):
             ways = [f"--data FILE:{spec.name}"]
@@ -409,7 +430,7 @@ def _choose_data(spec: BenchmarkSpec, data_source: str, root: Path | None) -> Be
             shipped_path(spec.shipped)
         except ValueError as exc:
             raise ValueError(f"{spec.where}: shipped: {exc}") from None
-        return dataclasses.replace(spec, path=f"{SHIPPED_PREFIX}{spec.shipped}", source="shipped")
+        return spec.model_copy(update={"path": f"{SHIPPED_PREFIX}{spec.shipped}", "source": "shipped"})
     if not spec.path:
         raise ValueError(
             f"{spec.where}: no 'path' for --data-source {data_source}; use "
@@ -425,4 +446,24 @@ def _choose_data(spec: BenchmarkSpec, data_source: str, root: Path | None) -> Be
         file = str(root / Path(file).expanduser())
     elif not is_data_reference(file):
         file = str(Path(file).expanduser())
-    return dataclasses.replace(spec, path=file, source="local")
+    return spec.model_copy(update={"path": file, "source": "local"})
+
+
+def _hub_data(spec: BenchmarkSpec) -> BenchmarkSpec:
+    """``spec`` reading its ``hub:`` dataset with the Hub layout's columns."""
+    if not spec.hub:
+        raise ValueError(f"{spec.where}: no 'hub' dataset for --data-source hub; use --data-source shipped or local")
+    hub = spec.hub if isinstance(spec.hub, HubEntry) else HubEntry(id=spec.hub)
+    try:
+        HubDataset.parse(hub.id)
+    except ValueError as exc:
+        raise ValueError(f"{spec.where}: hub: {exc}") from None
+    return spec.model_copy(
+        update={
+            "path": hub.id,
+            "source": "hub",
+            "prompt_column": hub.prompt_column,
+            "answer_column": hub.answer_column,
+            "answer_from_solution": hub.answer_from_solution,
+        }
+    )

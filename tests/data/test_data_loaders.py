@@ -7,6 +7,7 @@ import pytest
 
 from apmpo.data import load_examples, shipped_path
 from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from tests.helpers import write_jsonl
 
 # (shipped file, rows, prompt column, answer source, first answer)
 SHIPPED_FILES = [
@@ -118,13 +119,6 @@ def test_shipped_limit_and_to_dataset():
 
 
 # ------------------------------------------------------------------ files written here
-
-
-def write_jsonl(path: Path, rows, raw_lines=()) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(r) if not isinstance(r, str) else r for r in rows]
-    path.write_text("\n".join([*lines, *raw_lines]) + "\n", encoding="utf-8")
-    return path
 
 
 def write_parquet(path: Path, rows) -> Path:

@@ -8,7 +8,6 @@ import pytest
 
 from apmpo.data import HubDataset, HubUnavailableError, load_examples
 from apmpo.data.sources import data_reference_problem
-from tests.offline_hub import offline_hub  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize(

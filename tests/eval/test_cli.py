@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from apmpo.eval.cli import main
 from apmpo.eval.harness import load_suite_benchmarks
 from apmpo.eval.suites import BenchmarkSpec, load_suite, parse_data_spec
+from tests.helpers import TINY_MODEL, write_jsonl
 
-from .conftest import write_jsonl
-
-TINY = "tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64"
+TINY = TINY_MODEL
 SUITE_ORDER = ["math500", "aime24", "aime25", "amc23", "minerva", "olympiadbench"]
 
 
@@ -118,13 +116,14 @@ def test_parse_data_spec():
 def test_suite_errors(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\n    prompt_col: q\n")
-    with pytest.raises(ValueError, match=r"benchmarks\[1\]: unknown key\(s\) prompt_col; known keys: name, path"):
+    with pytest.raises(ValueError, match=r"suite.yaml: unknown key 'benchmarks\[0\].prompt_col' \(did you mean "
+                                         r"'prompt_column'\?\); known keys here: name, path"):
         load_suite(suite, data_root=tmp_path)
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\n")
     with pytest.raises(ValueError, match="needs a data root: pass --data-root"):
         load_suite(suite)
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\ngeneration:\n  temp: 1\n")
-    with pytest.raises(ValueError, match=r"generation: unknown key\(s\) temp"):
+    with pytest.raises(ValueError, match=r"suite.yaml: generation: unknown key\(s\) temp; known keys: .*temperature"):
         load_suite(suite, data_root=tmp_path)
     with pytest.raises(ValueError, match="no benchmark named zzz; the suite has math500"):
         load_suite("math", data_root=tmp_path, only=["zzz"])
@@ -167,7 +166,7 @@ def test_math_suite_sources_local_and_hub(tmp_path):
     assert all(b.prompt_column is None and b.answer_from_solution is None for b in hub.benchmarks)  # detected
     with pytest.raises(ValueError, match="--data-root applies to --data-source local"):
         load_suite("math", data_root=tmp_path, data_source="hub")
-    with pytest.raises(ValueError, match=r"benchmarks\[5\] \(minerva\): not shipped with apmpo"):
+    with pytest.raises(ValueError, match=r"benchmarks\[4\] \(minerva\): not shipped with apmpo"):
         load_suite("math", only=["minerva"])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -10,11 +9,13 @@ import numpy as np
 import pytest
 
 from apmpo.eval.cli import main
-from apmpo.eval.compare import ComparisonError, compare_runs, load_run
-from apmpo.eval.harness import EvalSettings, summarize_records
+from apmpo.eval.compare import CompareSettings, ComparisonError, compare_runs, load_run
+from apmpo.eval.harness import summarize_records
 from apmpo.eval.records import RecordsFile
+from apmpo.eval.settings import EvalSettings
+from tests.helpers import TINY_MODEL
 
-TINY = "tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64"
+TINY = TINY_MODEL
 
 
 def make_run(path, correct: dict[str, list[list[bool]]], *, settings: EvalSettings | None = None,
@@ -34,7 +35,7 @@ def make_run(path, correct: dict[str, list[list[bool]]], *, settings: EvalSettin
     RecordsFile(path / "records.jsonl").append(records)
     summary = {
         "suite_name": suite, "protocol": {"name": protocol} if protocol else None,
-        "settings": dataclasses.asdict(settings), "rewards": {b: reward for b in correct},
+        "settings": settings.model_dump(mode="json"), "rewards": {b: reward for b in correct},
         "prompts": {b: {"template": "{prompt}", "system_prompt": None, "use_chat_template": "auto"} for b in correct},
         **summarize_records(records, settings, order=list(correct)),
     }
@@ -48,7 +49,7 @@ def test_bootstrap_interval_is_paired_seeded_and_matches_the_normal_approximatio
     b = [[x or (rng.random() < 0.15) for x in row] for row in a]   # B solves what A solves, and a bit more
     run_a = load_run(make_run(tmp_path / "a", {"math500": a}))
     run_b = load_run(make_run(tmp_path / "b", {"math500": b}))
-    result = compare_runs(run_a, run_b, resamples=20_000, seed=3)
+    result = compare_runs(run_a, run_b, CompareSettings(resamples=20_000, seed=3))
     (row,) = result.rows
     xa, xb = np.mean(a, axis=1), np.mean(b, axis=1)
     d = xb - xa
@@ -59,7 +60,7 @@ def test_bootstrap_interval_is_paired_seeded_and_matches_the_normal_approximatio
     assert row.significant and row.low > 0
     # paired: far narrower than the runs' own standard errors suggest
     assert row.high - row.low < 2 * 1.96 * math.hypot(row.a_stderr, row.b_stderr) / 2
-    again = compare_runs(run_a, run_b, resamples=20_000, seed=3)
+    again = compare_runs(run_a, run_b, CompareSettings(resamples=20_000, seed=3))
     assert again.rows[0].low == row.low and again.rows[0].high == row.high
 
 
@@ -67,12 +68,12 @@ def test_identical_runs_and_the_average_row(tmp_path):
     problems = {"math500": [[True, False], [False, False], [True, True]], "aime24": [[False, True], [True, True]]}
     run_a = load_run(make_run(tmp_path / "a", problems))
     run_b = load_run(make_run(tmp_path / "b", problems))
-    result = compare_runs(run_a, run_b, resamples=500)
+    result = compare_runs(run_a, run_b, CompareSettings(resamples=500))
     assert [r.name for r in result.rows] == ["math500", "aime24", "average"]
     assert all(r.difference == 0 and r.low == 0 and r.high == 0 and not r.significant for r in result.rows)
     assert result.rows[2].a == pytest.approx((0.5 + 0.75) / 2) and result.rows[2].problems == 5
     shifted = {"math500": [[True, True], [True, False], [True, True]], "aime24": [[False, True], [True, True]]}
-    better = compare_runs(run_a, load_run(make_run(tmp_path / "c", shifted)), resamples=2000)
+    better = compare_runs(run_a, load_run(make_run(tmp_path / "c", shifted)), CompareSettings(resamples=2000))
     assert better.rows[0].difference == pytest.approx(1 / 3) and better.rows[1].difference == 0  # d = .5, .5, 0
     assert better.rows[2].difference == pytest.approx(1 / 6)
 
@@ -147,3 +148,22 @@ def test_cli_end_to_end_with_two_real_runs(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "x").exists()
     assert main(["compare", "a", "b", "--metric", "maj@4"]) == 2
     assert "metric maj@4: A reports only pass@1, pass@2, maj@2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--confidence", "1.5"], "--confidence 1.5: confidence: must be a finite number in (0, 1), got 1.5"),
+        (["--confidence", "nan"], "--confidence nan: confidence: must be a finite number in (0, 1), got nan"),
+        (["--resamples", "50"], "--resamples 50: resamples: must be an integer >= 100, got 50"),
+        (["--seed", "-1"], "--seed -1: seed: must be an integer in [0, 9223372036854775807], got -1"),
+    ],
+)
+def test_bad_compare_settings_exit_2_naming_the_flag(tmp_path, capsys, flags, words):
+    """The comparison's settings are checked by the settings toolkit before any run is read."""
+    problems = {"math500": [[True, False], [False, False]]}
+    a, b = make_run(tmp_path / "a", problems), make_run(tmp_path / "b", problems)
+    assert main(["compare", str(a), str(b), *flags, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("apmpo eval compare: error: ") and words in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()

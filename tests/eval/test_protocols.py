@@ -11,11 +11,9 @@ from apmpo.eval.cli import main
 from apmpo.eval.metrics import ExampleStats, stderr, summarize
 from apmpo.eval.protocols import PROTOCOLS, protocol_settings
 from apmpo.eval.tables import format_duration, paper_table
-from tests.offline_hub import offline_hub  # noqa: F401  (fixture)
+from tests.helpers import TINY_MODEL, write_jsonl
 
-from .conftest import write_jsonl
-
-TINY = "tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64"
+TINY = TINY_MODEL
 FAST = ["--model", TINY, "--max-new-tokens", "3", "--batch-size", "16", "--threads", "1"]
 
 
@@ -124,7 +122,7 @@ def test_suite_entry_with_a_missing_column_names_the_entry(tmp_path, capsys):
     status, _, stderr_text = _run([*FAST, "--suite", str(suite), "--data-root", str(root),
                                    "--out", str(tmp_path / "o")], capsys)
     assert status == 2 and "Traceback" not in stderr_text
-    assert f"{suite}: benchmarks[1] (a): " in stderr_text
+    assert f"{suite}: benchmarks[0] (a): " in stderr_text
     assert "field 'problem': no column 'problem' (prompt_column); available columns: question, answer" in stderr_text
     assert not (tmp_path / "o").exists()
 
