@@ -9,7 +9,8 @@ import pytest
 
 from apmpo.eval.cli import main
 from apmpo.eval.metrics import ExampleStats, stderr, summarize
-from apmpo.eval.protocols import PROTOCOLS, protocol_settings
+from apmpo.eval.protocols import PROTOCOLS, Protocol, protocol_settings
+from apmpo.eval.settings import EvalSettings
 from apmpo.eval.tables import format_duration, paper_table
 from tests.helpers import TINY_MODEL, write_jsonl
 
@@ -102,6 +103,60 @@ def test_math_suite_runs_with_no_data_path_under_both_protocols(tmp_path, capsys
     assert summary["settings"]["n"] == 1 and summary["settings"]["k"] == [1] and summary["metrics"] == ["pass@1"]
     assert summary["protocol"] == {"name": "greedy", "description": PROTOCOLS["greedy"].description,
                                    "overrides": {"temperature": 0.5}}  # an explicit flag wins and is recorded
+
+
+def test_protocol_sits_between_the_flags_and_the_suite(tmp_path, capsys):
+    """Precedence: flag > protocol > suite generation: > defaults, all validated together."""
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "1"}])
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"name: s\ngeneration: {{n: 3, k: [1, 3], temperature: 1.0, top_k: 5, seed: 7}}\n"
+        f"benchmarks:\n  - {{name: a, path: {data}}}\n"
+    )
+    out = tmp_path / "o"
+    status, _, stderr_text = _run([*FAST, "--suite", str(suite), "--protocol", "r1", "--reward", "exact",
+                                   "--top-p", "0.9", "--out", str(out)], capsys)
+    assert status == 0, stderr_text
+    summary = json.loads((out / "summary.json").read_text())
+    got = {key: summary["settings"][key] for key in ("n", "k", "maj_k", "temperature", "top_p", "top_k", "seed")}
+    # n from the suite (the protocol follows it), temperature and top_k from the protocol (over the suite),
+    # top_p from the flag (over the protocol, and recorded), seed from the suite (the protocol leaves it)
+    assert got == {"n": 3, "k": [1, 3], "maj_k": [3], "temperature": 0.6, "top_p": 0.9, "top_k": 0, "seed": 7}
+    assert summary["protocol"]["overrides"] == {"top_p": 0.9}
+
+
+@pytest.mark.parametrize(
+    "argv, suite_generation, words",
+    [
+        (["--protocol", "greedy", "--n", "4"], None,
+         "--protocol greedy: temperature: 0 is greedy decoding, which gives 4 identical samples"),
+        (["--protocol", "r1", "--top-p", "2"], None, "--top-p 2.0: top_p: must be a finite number in (0, 1], got 2.0"),
+        (["--protocol", "r1"], "{n: 0}", "suite.yaml: generation: n: must be an integer >= 1, got 0"),
+        (["--protocol", "r1", "--n", "2", "--k", "4"], None,
+         "--k 4: k: k = 4 needs at least that many samples per example, but n = 2"),
+    ],
+)
+def test_protocol_values_are_validated_with_the_others(tmp_path, capsys, argv, suite_generation, words):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "1"}])
+    source = ["--data", str(data)]
+    if suite_generation is not None:
+        suite = tmp_path / "suite.yaml"
+        suite.write_text(f"name: s\ngeneration: {suite_generation}\nbenchmarks:\n  - {{name: a, path: {data}}}\n")
+        source = ["--suite", str(suite)]
+    status, _, stderr_text = _run([*FAST, *source, *argv, "--out", str(tmp_path / "o")], capsys)
+    assert status == 2 and "Traceback" not in stderr_text
+    assert stderr_text.startswith("apmpo eval: error: ") and words in stderr_text, stderr_text
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_protocol_is_a_valid_preset_of_the_settings():
+    """Each preset validates as EvalSettings on its own, and a preset naming an unknown setting is refused."""
+    for protocol in PROTOCOLS.values():
+        assert EvalSettings.model_validate(protocol.settings()).n >= 1
+    with pytest.raises(ValueError, match="unknown evaluation setting"):
+        Protocol(name="x", description="x", fixed={"temprature": 0.6})
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Protocol(name="x", description="x", fixed={"temperature": -1.0})
 
 
 def test_progress_bar_shows_eta_and_rate(tmp_path, capsys):
