@@ -13,7 +13,7 @@
 # benchmarks/results/ afterwards.
 #
 # .whl/ must hold the wheels from `bash benchmarks/gpu_wheels.sh` (run here first: TRL, datasets,
-# pytest, matplotlib, pillow, ... that the GPU image lacks). Extra arguments go to gpu_bench.py;
+# pytest, matplotlib, pillow, pydantic, ... that the GPU image lacks). Extra arguments go to gpu_bench.py;
 # `--device cpu --shrink` checks the whole script on CPU (the gpu tests then run on CPU too,
 # APMPO_GPU_TESTS_DEVICE=cpu), using .venv/bin/python when there is one.
 set -uo pipefail

@@ -15,7 +15,7 @@ What is replaced, and nothing else:
 - the scoring step (``_calculate_rewards`` / ``_generate_and_score_completions``) gains
   the rollout batch's reward statistics mu_R, sigma_R: computed from the rewards of the
   whole generation batch gathered over all processes (TRL's weighted sum of the reward
-  functions, rows where every function returned None excluded), once per generation,
+  functions, a None adding nothing as everywhere in apmpo: :mod:`apmpo.rewards.base`), once per generation,
   before any gradient step, and put in the batch dict as 0-d tensors (``"batch"`` scope,
   the paper) or one value per completion (``"group"`` scope). TRL's splitter and
   shuffler pass 0-d tensors through unchanged and move per-row ones with their rows,
@@ -67,7 +67,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
@@ -123,11 +123,11 @@ class APMPOConfig(GRPOConfig):
         default="batch",
         metadata={"help": "mu_R, sigma_R over the whole generation batch ('batch', paper) or per prompt ('group')."},
     )
-    reward_range: Optional[list[float]] = field(
+    reward_range: list[float] | None = field(
         default=None,
         metadata={"help": "[lo, hi] of the summed reward when not [0, 1]; statistics are rescaled to [0, 1]."},
     )
-    loss_kwargs: Optional[dict | str] = field(
+    loss_kwargs: dict | str | None = field(
         default=None,
         metadata={
             "help": "Other hyperparameters of the core loss (JSON string from the CLI), e.g. {'p': 0.5} for pmpo, "
@@ -166,17 +166,18 @@ def _validate(args: APMPOConfig) -> None:
         raise ValueError(f"apmpo_loss: unknown loss {args.apmpo_loss!r}; known: {', '.join(sorted(apmpo.LOSSES))}")
     spec = apmpo.LOSSES[args.apmpo_loss]
     computed = {"reward_mean", "reward_std", "normalizer"}
-    bad = sorted(set(args.loss_kwargs) & computed)
+    loss_kwargs = args.loss_kwargs if isinstance(args.loss_kwargs, dict) else {}
+    bad = sorted(set(loss_kwargs) & computed)
     if bad:
         raise ValueError(f"loss_kwargs: {', '.join(bad)} are computed by the trainer; remove them")
-    unknown = sorted(set(args.loss_kwargs) - set(spec.defaults))
+    unknown = sorted(set(loss_kwargs) - set(spec.defaults))
     if unknown:
         raise ValueError(
             f"loss_kwargs: {args.apmpo_loss} has no hyperparameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(sorted(set(spec.defaults) - computed))}"
         )
     missing = sorted(
-        k for k, v in spec.defaults.items() if v is REQUIRED and k not in computed and k not in args.loss_kwargs
+        k for k, v in spec.defaults.items() if v is REQUIRED and k not in computed and k not in loss_kwargs
     )
     if missing:
         example = f"loss_kwargs={{'{missing[0]}': ...}}"
@@ -203,8 +204,8 @@ def _validate(args: APMPOConfig) -> None:
         ),
         (
             args.importance_sampling_level != "token",
-            f"importance_sampling_level={args.importance_sampling_level!r} changes the objective; leave 'token' and use "
-            "apmpo_loss='gspo' for a sequence ratio",
+            f"importance_sampling_level={args.importance_sampling_level!r} changes the objective; leave 'token' and "
+            "use apmpo_loss='gspo' for a sequence ratio",
         ),
         (
             args.delta is not None,
@@ -225,8 +226,8 @@ def _validate(args: APMPOConfig) -> None:
         ),
         (
             args.entropy_coef != 0.0 or args.use_adaptive_entropy,
-            f"entropy_coef={args.entropy_coef}, use_adaptive_entropy={args.use_adaptive_entropy}: the entropy bonus is "
-            "not part of the objective; set entropy_coef=0.0 and use_adaptive_entropy=False",
+            f"entropy_coef={args.entropy_coef}, use_adaptive_entropy={args.use_adaptive_entropy}: the entropy bonus "
+            "is not part of the objective; set entropy_coef=0.0 and use_adaptive_entropy=False",
         ),
         (
             args.beta != 0.0 and args.use_bias_correction_kl,
@@ -256,6 +257,8 @@ def updates_per_generation(args: GRPOConfig) -> int:
     optimizer every ``gradient_accumulation_steps``; a batch fed to one update only is
     scored with pi_old = pi_theta (TRL then skips the old-log-prob pass).
     """
+    if args.steps_per_generation is None:  # GRPOConfig.__post_init__ sets it; None only before that ran
+        raise ValueError("steps_per_generation: unset; pass a GRPOConfig whose __post_init__ has run")
     every = args.steps_per_generation * args.num_iterations  # micro-steps per generation batch
     accumulation = args.gradient_accumulation_steps
     batches = math.lcm(every, accumulation) // every  # the pattern repeats after this many
@@ -288,7 +291,10 @@ class APMPOTrainer(GRPOTrainer):
     ``APMPOConfig("<model>-APMPO")``).
     """
 
-    def __init__(self, model: Any, reward_funcs: Any = None, args: Optional[APMPOConfig] = None, **kwargs: Any):
+    args: APMPOConfig
+    model: Any
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: APMPOConfig | None = None, **kwargs: Any):
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
             args = APMPOConfig(f"{name.rstrip('/').split('/')[-1]}-APMPO")
@@ -296,7 +302,7 @@ class APMPOTrainer(GRPOTrainer):
             raise TypeError(f"args: APMPOTrainer needs an APMPOConfig, got {type(args).__name__}")
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._apmpo_spec = apmpo.LOSSES[args.apmpo_loss]
-        self._apmpo_rewards_per_func: Optional[torch.Tensor] = None
+        self._apmpo_rewards_per_func: torch.Tensor | None = None
         single_update = _single_update_text(args)
         if single_update is not None and self.accelerator.is_main_process:
             warnings.warn(single_update, SingleUpdateWarning, stacklevel=2)
@@ -320,20 +326,12 @@ class APMPOTrainer(GRPOTrainer):
     def _reward_statistics(self, rewards_per_func: torch.Tensor, local_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu_R, sigma_R) from the gathered per-function rewards: 0-d, or this process's [B] rows."""
         weights = self.reward_weights.to(rewards_per_func.device)
-        rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N]
-        scorable = ~torch.isnan(rewards_per_func).all(dim=1)  # [N]
+        rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N] the rewards TRL's advantages use
         args = self.args
         if args.reward_stats_scope == "batch":
-            if not scorable.any():
-                raise ValueError("rewards: every completion of the batch is unscorable (all reward functions None)")
-            mean, std = apmpo.reward_statistics(rewards[scorable])
+            mean, std = apmpo.reward_statistics(rewards)
             normalize_reward_stats(float(mean), float(std), args.reward_range)
             return mean, std
-        if not scorable.all():
-            raise ValueError(
-                "rewards: reward_stats_scope='group' needs every completion scored; some got None from every "
-                "reward function (use the 'batch' scope, which excludes them)"
-            )
         num_generations = self.num_generations if self.model.training else self.num_generations_eval
         mean, std = apmpo.reward_statistics(rewards, group_size=num_generations, scope="group")  # [N], [N]
         normalize_reward_stats(mean, std, args.reward_range)
@@ -367,7 +365,7 @@ class APMPOTrainer(GRPOTrainer):
             if REWARD_MEAN_KEY not in inputs:
                 raise RuntimeError("APMPOTrainer: the batch has no reward statistics (scoring step was bypassed)")
             hp["reward_mean"], hp["reward_std"] = inputs[REWARD_MEAN_KEY], inputs[REWARD_STD_KEY]
-        hp.update(args.loss_kwargs)
+        hp.update(args.loss_kwargs if isinstance(args.loss_kwargs, dict) else {})
         return hp
 
     def _compute_loss(self, model, inputs):

@@ -16,6 +16,8 @@ import os
 import pytest
 import torch
 
+from apmpo.models import tiny_model
+
 DEVICE_ENV = "APMPO_GPU_TESTS_DEVICE"
 """Environment variable: the device the gpu tests run on (default "cuda")."""
 
@@ -32,8 +34,6 @@ def device() -> torch.device:
 
 def tiny_text_model(device: torch.device, dtype: torch.dtype, seed: int = 0, **overrides):
     """The tiny random Llama (SDPA attention) on ``device`` in ``dtype``, dropout off, and its tokenizer."""
-    from apmpo.models import tiny_model
-
     model, tokenizer = tiny_model(seed=seed, **overrides)
     assert model.config._attn_implementation == "sdpa"
     return model.to(device=device, dtype=dtype), tokenizer

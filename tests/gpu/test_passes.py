@@ -13,6 +13,7 @@ import copy
 import pytest
 import torch
 
+from apmpo.sampling.rollout import completion_mask_from_eos, encode_prompts
 from apmpo.trainer.logprobs import completion_log_probs
 
 from .conftest import tiny_text_model
@@ -102,8 +103,6 @@ def test_activation_checkpointing_path_equals_the_plain_pass(device, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_generate_samples_from_the_distribution_the_training_pass_scores(device, dtype):
     """Log-probs of sampled tokens: generate's (KV cache, token by token) vs the training pass (one forward)."""
-    from apmpo.trainer.rollout import completion_mask_from_eos, encode_prompts
-
     model, tokenizer = tiny_text_model(device, dtype, seed=3)
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True, tokenize=False)
              for c in ["1+1=", "what is 12+30?", "hi", "7*8-3="]]

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import apmpo
+from apmpo.models import tiny_model
 
 pytest.importorskip("trl", reason="TRL is not installed; to run: pip install 'apmpo[trl]' (trl==1.16.0)")
 
@@ -56,8 +58,6 @@ def _launch(model: str, out: Path, processes: int, rollout: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from apmpo.models import tiny_model
-
     root = tmp_path_factory.mktemp("trl2")
     model, tokenizer = tiny_model(seed=0)
     model.save_pretrained(root / "model")
@@ -101,8 +101,6 @@ def test_two_processes_sampling_see_the_whole_generation_batchs_statistics(runs)
 
 
 def test_two_processes_train_exactly_as_one_process_on_the_same_global_batch(runs):
-    from safetensors.torch import load_file
-
     mu, _ = _check_whole_batch_statistics(runs["fixed2"], ranks=2)
     assert _check_whole_batch_statistics(runs["fixed1"], ranks=1)[0] == pytest.approx(mu)
     local = [sum(_records(runs["fixed2"], "rewards", r)[0]["rewards"]) / 8 for r in range(2)]

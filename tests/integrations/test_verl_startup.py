@@ -17,7 +17,9 @@ import pytest
 from .conftest import VERL_HINT
 
 pytest.importorskip("verl.trainer.ppo.core_algos", reason=VERL_HINT)
-av = pytest.importorskip("apmpo.integrations.verl", reason=VERL_HINT)
+from omegaconf import OmegaConf, open_dict  # noqa: E402
+
+import apmpo.integrations.verl as av  # noqa: E402  (a plug-in that fails to import is a failure, not a skip)
 from apmpo.core import SingleUpdateWarning  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -35,8 +37,6 @@ def _config(verl_actor_config, loss_mode="apmpo", trainer_mode="apmpo_sync", bat
 
 
 def _set(cfg, dotted: str, value):
-    from omegaconf import OmegaConf, open_dict
-
     with open_dict(cfg):
         OmegaConf.update(cfg, dotted, value, force_add=True)
     return cfg

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")             # rollout_func is marked experimental
 
+    # imported after the environment above is set (TRL reads it at import)
     import torch
     from datasets import Dataset
 

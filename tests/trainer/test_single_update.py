@@ -13,7 +13,7 @@ import pytest
 
 import apmpo
 from apmpo import cli
-from apmpo.eval.study import _train_one
+from apmpo.study.runner import _train_one
 from apmpo.trainer.config import config_to_dict, load_config, packaged_config, packaged_config_names
 from apmpo.trainer.tracking import read_jsonl
 
