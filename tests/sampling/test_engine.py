@@ -126,6 +126,19 @@ def test_greedy_is_token_identical_to_generate(tiny, prepack):
     assert stopped.stats["row_steps"] < len(stopped) * stopped.completion_ids.shape[1]
 
 
+def test_greedy_without_the_newer_torch_kernels(tiny, monkeypatch):
+    """torch < 2.5 / 2.4: keys and values repeated per query head, RMSNorm unfused; same tokens as generate."""
+    import apmpo.sampling.engine as engine
+
+    monkeypatch.setattr(engine, "_SDPA_GQA", False)
+    monkeypatch.setattr(engine, "_FUSED_RMS_NORM", False)
+    model, tok = tiny
+    ids, mask = _encode(tok)
+    settings = _settings(tok, max_new_tokens=16, do_sample=False)
+    c = sample_completions(model, ids, mask, settings, num_samples=2)
+    assert torch.equal(c.completion_ids, _hf_generate(model, ids, mask, settings, 2))
+
+
 @pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
 def test_greedy_is_token_identical_to_generate_for_the_tiny_vlm(arch):
     model, processor = tiny_vlm(seed=0, arch=arch)
