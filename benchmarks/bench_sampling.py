@@ -12,6 +12,9 @@ Arms, each a fresh subprocess, alternated rep after rep (rep 1 runs every arm on
 - ``engine``: :func:`apmpo.sampling.engine.sample_completions` (shared prefill, running rows only, own decode step);
 - ``hf_rollout``: :func:`apmpo.trainer.rollout.generate_rollouts`, i.e. transformers' ``generate`` as our rollout
   calls it today (clean generation config, shared prompt prefix, dynamic KV cache);
+- ``hf_continuous``: transformers' continuous batching with paged attention
+  (``model.generate_batch``, what TRL runs with ``use_transformers_paged=True``), the same
+  settings; it schedules requests itself, so its row-steps are not counted;
 - ``trl``: TRL 1.16.0's own generation code as ``GRPOTrainer`` runs it with ``use_vllm=False``:
   ``GRPOTrainer._generate_single_turn`` on the output of ``_tokenize_prompts``, the prompts repeated G times
   consecutively (its ``RepeatSampler`` order), the model in training mode (gradient checkpointing switched off for
@@ -62,6 +65,7 @@ from bench_vs_trl import (  # noqa: E402  (a sibling script, importable once HER
     RowSteps,
     _load_data,
     _model_reference,
+    _profile_table,
     _prompt_order,
     _setup_child,
     _stat,
@@ -75,12 +79,13 @@ from bench_vs_trl import (  # noqa: E402  (a sibling script, importable once HER
     trl_inputs,
 )
 
-ARMS = ("engine", "hf_rollout", "trl")
+ARMS = ("engine", "hf_rollout", "hf_continuous", "trl")
 """The generation paths compared (see the module docstring)."""
 
 ARM_DOC = {
     "engine": "apmpo.sampling.engine.sample_completions (ours, new)",
     "hf_rollout": "apmpo.trainer.rollout.generate_rollouts: transformers generate as our rollout calls it today",
+    "hf_continuous": "transformers generate_batch (continuous batching, paged attention)",
     "trl": "TRL GRPOTrainer._generate_single_turn (use_vllm=False: transformers generate)",
 }
 
@@ -132,7 +137,13 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
     eos = eos_token_ids(model, tokenizer)
     settings = SamplingSettings(max_new_tokens=max_new, stop_token_ids=tuple(eos), pad_token_id=tokenizer.pad_token_id,
                                 temperature=1.0, top_p=1.0, top_k=0)
-    counter = RowSteps(model) if arm != "engine" else None
+    counter = RowSteps(model) if arm in ("hf_rollout", "trl") else None
+    if arm == "hf_continuous":
+        from transformers import GenerationConfig
+
+        continuous_config = GenerationConfig(max_new_tokens=max_new, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                                             eos_token_id=list(eos), pad_token_id=tokenizer.pad_token_id)
+        model.eval()
     trainer = None
     if arm == "trl":
         from trl import GRPOTrainer
@@ -166,6 +177,16 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
             tokens, rows, width = int(ro.completion_mask.sum()), len(ro), int(ro.completion_ids.shape[1])
             timing = _hf_timing(counter.take(), t0, t1)
             prompt_width = int(ro.prompt_ids.shape[1])
+        elif arm == "hf_continuous":
+            requests = [ids[m.bool()].tolist() for ids, m in zip(prompts.input_ids, prompts.attention_mask)
+                        for _ in range(G)]
+            with torch.no_grad():
+                outputs = model.generate_batch(requests, generation_config=continuous_config, progress_bar=False)
+            t1 = time.perf_counter()
+            lengths = [len(o.generated_tokens) for o in outputs.values()]
+            tokens, rows, width = sum(lengths), len(lengths), max(lengths)
+            timing = {"step_rows": None, "decode_steps": None, "prefill_s": None, "decode_s": None}
+            prompt_width = int(prompts.input_ids.shape[1])
         else:
             conversations = [dataset["prompt"][b * len(texts) + i] for i in range(len(texts)) for _ in range(G)]
             prompt_ids, images, fields = trainer._tokenize_prompts(conversations)
@@ -181,16 +202,8 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
             prof_table = _profile_table(profiler)
         records.append({"seconds": t1 - t0, "tokens": tokens, "rows": rows, "width": width,
                         "prompt_width": prompt_width, **timing})
-        print(f"[bench_sampling] {arm} batch {b}: {t1 - t0:.2f} s, {tokens} tokens, "
-              f"{tokens / sum(timing['step_rows']):.0%} slot use", file=sys.stderr, flush=True)
+        print(f"[bench_sampling] {arm} batch {b}: {t1 - t0:.2f} s, {tokens} tokens", file=sys.stderr, flush=True)
     return {"batches": records, "shape": shape, "profile": prof_table, "threads": torch.get_num_threads()}
-
-
-def _profile_table(prof, top: int = 15) -> list[dict[str, Any]]:
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) / 1e6
-    return [{"name": e.key, "self_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / 1e6 / total,
-             "calls": e.count} for e in events[:top]]
 
 
 def run_bandwidth(spec: dict) -> dict:
@@ -234,9 +247,12 @@ def summarise(runs: list[dict], shape: dict, peak: float, bandwidth: float) -> d
     def stat(fn):
         return _stat([fn(b) for b in batches])
 
-    decode_rows = [sum(b["step_rows"][1:]) / max(b["decode_steps"], 1) for b in batches]
-    context = [b["prompt_width"] + (b["decode_steps"] + 1) / 2 for b in batches]
-    n, L = statistics.median(decode_rows), statistics.median(context)
+    stepped = [b for b in batches if b["step_rows"] is not None]
+    if not stepped:  # continuous batching: no per-step record
+        return {"tok_s": stat(lambda b: b["tokens"] / b["seconds"]), "seconds": stat(lambda b: b["seconds"]),
+                "tokens": stat(lambda b: b["tokens"]), "runs": len(runs)}
+    n = statistics.median(sum(b["step_rows"][1:]) / max(b["decode_steps"], 1) for b in stepped)
+    L = statistics.median(b["prompt_width"] + (b["decode_steps"] + 1) / 2 for b in stepped)
     matmul_params = shape["body_params"] + shape["hidden"] * shape["vocab"]
     kv_bytes = 2 * shape["layers"] * shape["kv_heads"] * shape["head_dim"] * shape["dtype_bytes"] * n * L
     flops = 2 * matmul_params * n + 4 * n * L * shape["layers"] * shape["heads"] * shape["head_dim"]
@@ -284,8 +300,9 @@ def benchmark(args) -> dict[str, Any]:
                                        script=script))
     if args.profile:
         print("[bench_sampling] torch.profiler on one engine batch", file=sys.stderr, flush=True)
-        report["profile"] = run_child({"mode": "arm", "spec": spec, "arm_name": "engine", "profile": True}, workdir,
-                                      "profile", script=script)["profile"]
+        profiled = run_child({"mode": "arm", "spec": spec, "arm_name": "engine", "profile": True}, workdir, "profile",
+                             script=script)
+        report["profile"], report["profile_wall_s"] = profiled["profile"], profiled["batches"][-1]["seconds"]
     machine_limits("end")
     peak = max(p["best"] for p in report["peak_runs"])
     bandwidth = max(p["best"] for p in report["bandwidth_runs"])
@@ -328,15 +345,18 @@ def render(report: dict) -> str:
     for arm, s in summary.items():
         ratio = f"{s['tok_s']['median'] / trl['median']:.2f}x" if trl else "-"
         ratio_hf = f"{s['tok_s']['median'] / hf['median']:.2f}x" if hf else "-"
+        rows = f"{s['rows_per_decode_step']:.1f}" if "rows_per_decode_step" in s else "-"
         out.append(f"| {arm} | {_fmt(s['tok_s'])} | {ratio} | {ratio_hf} | {_fmt(s['seconds'], '.2f')} | "
-                   f"{_fmt(s['slot_use'], '.0%')} | {_fmt(s['ms_per_decode_step'], '.1f')} | "
-                   f"{s['rows_per_decode_step']:.1f} | {_fmt(s['prefill_s'], '.2f')} |")
+                   f"{_fmt(s.get('slot_use'), '.0%')} | {_fmt(s.get('ms_per_decode_step'), '.1f')} | "
+                   f"{rows} | {_fmt(s.get('prefill_s'), '.2f')} |")
     out += ["", "Arms: " + "; ".join(f"`{a}` = {ARM_DOC[a]}" for a in summary), "",
             "### Roofline per decode step", "",
             "| arm | rows n | context L | bytes read (MB) | at read bandwidth (ms) | GFLOP | at matmul peak (ms) | "
             "measured (ms) | measured / max(memory, compute) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for arm, s in summary.items():
+        if "roofline" not in s:
+            continue
         r = s["roofline"]
         bound = max(r["memory_ms"] or 0, r["compute_ms"] or 0)
         measured = s["ms_per_decode_step"]["median"] if s["ms_per_decode_step"] else None
@@ -351,27 +371,37 @@ def render(report: dict) -> str:
                 f"- generation >= 2x TRL's tokens/s: {speed:.2f}x ({'met' if speed >= 2 else 'MISSED'})",
                 f"- decode-slot use >= 90%: {use:.0%} ({'met' if use >= 0.9 else 'MISSED'})"]
     if report.get("profile"):
+        total = report["profile"][0]["self_s"]
+        engine_s = report["profile_wall_s"]
         out += ["", "### Profile of one engine batch (torch.profiler, op self time)", "",
-                "| op | self s | share | calls |", "|---|---|---|---|"]
-        out += [f"| `{p['name']}` | {p['self_s']:.3f} | {p['share']:.0%} | {p['calls']} |" for p in report["profile"]]
+                (f"Wall time of the profiled batch {engine_s:.2f} s (profiler overhead included); the ops' self times "
+                 f"add up to {total:.2f} s, the rest is Python and dispatch between ops."), "",
+                "| op | self s | share of op time | calls |", "|---|---|---|---|"]
+        out += [f"| `{p['name']}` | {p['self_s']:.3f} | {p['self_s'] / total:.0%} | {p['calls']} |"
+                for p in report["profile"][1:16]]
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "_child":
-        child_main(argv[1], argv[2])
-        return 0
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="smollm2")
     parser.add_argument("--reps", type=int, default=3, help="alternating repetitions of every arm")
-    parser.add_argument("--batches", type=int, default=4, help="generation batches per run (the first is a warm-up)")
+    parser.add_argument("--batches", type=int, default=3, help="generation batches per run (the first is a warm-up)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every run")
     parser.add_argument("--arms", type=lambda t: [a for a in t.split(",") if a], default=list(ARMS),
                         help=f"comma-separated subset of {','.join(ARMS)}")
     parser.add_argument("--profile", action="store_true", help="add a torch.profiler op table of one engine batch")
     parser.add_argument("--out", required=True, help="results markdown file (the raw data go to a .json beside it)")
     parser.add_argument("--render", default=None, metavar="JSON", help="only re-render the markdown from a .json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_child"]:  # a subprocess started by benchmark()
+        child_main(*argv[1:3])
+        return 0
+    parser = _parser()
     args = parser.parse_args(argv)
     unknown = sorted(set(args.arms) - set(ARMS))
     if unknown:
