@@ -9,7 +9,9 @@ One command runs everything and writes the results file (hold the CPU lock on a 
 
 Arms, each a fresh subprocess, alternated rep after rep (rep 1 runs every arm once, then rep 2, ...):
 
-- ``engine``: :func:`apmpo.sampling.engine.sample_completions` (shared prefill, running rows only, own decode step);
+- ``engine``: :func:`apmpo.sampling.engine.sample_completions` (shared prefill, running rows only, own decode step),
+  default weight layout (on CPU: fused projections prepacked for oneDNN, a copy of the weights while sampling);
+- ``engine_shared``: the same with ``weight_layout="shared"`` (the model's own weight tensors, no copy);
 - ``hf_rollout``: :func:`apmpo.trainer.rollout.generate_rollouts`, i.e. transformers' ``generate`` as our rollout
   calls it today (clean generation config, shared prompt prefix, dynamic KV cache);
 - ``hf_continuous``: transformers' continuous batching with paged attention
@@ -40,6 +42,7 @@ Definitions (per batch; medians and [min-max] over the measured batches of all r
   its FLOPs take at the measured fp32 matmul peak (2 x matmul parameters x n + 4 x n x L x
   layers x heads x head_dim for attention), against the measured ms per decode step.
 
+Peak RSS: the whole generation process (model, prompts, all batches; ``ru_maxrss``).
 The matmul peak (2048^3, ``bench_vs_trl.run_peak``) and the read bandwidth (the sum of a
 1 GiB tensor, best of 5) are measured in their own subprocesses before and after the arms.
 """
@@ -79,11 +82,12 @@ from bench_vs_trl import (  # noqa: E402  (a sibling script, importable once HER
     trl_inputs,
 )
 
-ARMS = ("engine", "hf_rollout", "hf_continuous", "trl")
+ARMS = ("engine", "engine_shared", "hf_rollout", "hf_continuous", "trl")
 """The generation paths compared (see the module docstring)."""
 
 ARM_DOC = {
-    "engine": "apmpo.sampling.engine.sample_completions (ours, new)",
+    "engine": "apmpo.sampling.engine.sample_completions (ours, new; CPU: prepacked weights)",
+    "engine_shared": "the same with weight_layout='shared' (no weight copy)",
     "hf_rollout": "apmpo.trainer.rollout.generate_rollouts: transformers generate as our rollout calls it today",
     "hf_continuous": "transformers generate_batch (continuous batching, paged attention)",
     "trl": "TRL GRPOTrainer._generate_single_turn (use_vllm=False: transformers generate)",
@@ -162,8 +166,9 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
         if profiler is not None:
             profiler.__enter__()
         t0 = time.perf_counter()
-        if arm == "engine":
-            out = sample_completions(model, prompts.input_ids, prompts.attention_mask, settings, num_samples=G)
+        if arm.startswith("engine"):
+            out = sample_completions(model, prompts.input_ids, prompts.attention_mask, settings, num_samples=G,
+                                     weight_layout="shared" if arm == "engine_shared" else "auto")
             t1 = time.perf_counter()
             tokens, rows, width = int(out.lengths.sum()), len(out), int(out.completion_ids.shape[1])
             timing = {"step_rows": out.stats["step_rows"], "decode_steps": out.stats["decode_steps"],
@@ -247,19 +252,19 @@ def summarise(runs: list[dict], shape: dict, peak: float, bandwidth: float) -> d
     def stat(fn):
         return _stat([fn(b) for b in batches])
 
+    common = {"tok_s": stat(lambda b: b["tokens"] / b["seconds"]), "seconds": stat(lambda b: b["seconds"]),
+              "tokens": stat(lambda b: b["tokens"]), "peak_rss_gb": _stat([r["peak_rss_gb"] for r in runs]),
+              "runs": len(runs)}
     stepped = [b for b in batches if b["step_rows"] is not None]
     if not stepped:  # continuous batching: no per-step record
-        return {"tok_s": stat(lambda b: b["tokens"] / b["seconds"]), "seconds": stat(lambda b: b["seconds"]),
-                "tokens": stat(lambda b: b["tokens"]), "runs": len(runs)}
+        return common
     n = statistics.median(sum(b["step_rows"][1:]) / max(b["decode_steps"], 1) for b in stepped)
     L = statistics.median(b["prompt_width"] + (b["decode_steps"] + 1) / 2 for b in stepped)
     matmul_params = shape["body_params"] + shape["hidden"] * shape["vocab"]
     kv_bytes = 2 * shape["layers"] * shape["kv_heads"] * shape["head_dim"] * shape["dtype_bytes"] * n * L
     flops = 2 * matmul_params * n + 4 * n * L * shape["layers"] * shape["heads"] * shape["head_dim"]
     return {
-        "tok_s": stat(lambda b: b["tokens"] / b["seconds"]),
-        "seconds": stat(lambda b: b["seconds"]),
-        "tokens": stat(lambda b: b["tokens"]),
+        **common,
         "slot_use": stat(lambda b: b["tokens"] / sum(b["step_rows"])),
         "ms_per_decode_step": stat(lambda b: 1e3 * b["decode_s"] / b["decode_steps"] if b["decode_steps"] else None),
         "decode_steps": stat(lambda b: b["decode_steps"]),
@@ -269,7 +274,6 @@ def summarise(runs: list[dict], shape: dict, peak: float, bandwidth: float) -> d
         "roofline": {"bytes": shape["weight_bytes"] + kv_bytes, "flops": flops,
                      "memory_ms": 1e3 * (shape["weight_bytes"] + kv_bytes) / bandwidth if bandwidth else None,
                      "compute_ms": 1e3 * flops / peak if peak else None},
-        "runs": len(runs),
     }
 
 
@@ -278,7 +282,9 @@ def benchmark(args) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench_sampling-"))
     script = Path(__file__).resolve()
     report: dict[str, Any] = {
-        "date": _dt.date.today().isoformat(), "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": _dt.date.today().isoformat(),
+        "command": " ".join([f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"] * ("OMP_WAIT_POLICY" in os.environ)
+                            + ["python", *sys.argv]),
         "machine": machine_description(), "threads": args.threads, "workload": args.workload, "spec": spec,
         "reps": args.reps, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()), "peak_runs": [], "bandwidth_runs": [],
@@ -340,15 +346,15 @@ def render(report: dict) -> str:
            "## Results", "",
            "Medians [min-max] over the measured batches.", "",
            "| arm | tokens/s | vs TRL | vs hf_rollout | s / batch | decode-slot use | ms / decode step | "
-           "rows / decode step | prefill s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "rows / decode step | prefill s | peak RSS GB |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for arm, s in summary.items():
         ratio = f"{s['tok_s']['median'] / trl['median']:.2f}x" if trl else "-"
         ratio_hf = f"{s['tok_s']['median'] / hf['median']:.2f}x" if hf else "-"
         rows = f"{s['rows_per_decode_step']:.1f}" if "rows_per_decode_step" in s else "-"
         out.append(f"| {arm} | {_fmt(s['tok_s'])} | {ratio} | {ratio_hf} | {_fmt(s['seconds'], '.2f')} | "
                    f"{_fmt(s.get('slot_use'), '.0%')} | {_fmt(s.get('ms_per_decode_step'), '.1f')} | "
-                   f"{rows} | {_fmt(s.get('prefill_s'), '.2f')} |")
+                   f"{rows} | {_fmt(s.get('prefill_s'), '.2f')} | {_fmt(s.get('peak_rss_gb'), '.2f')} |")
     out += ["", "Arms: " + "; ".join(f"`{a}` = {ARM_DOC[a]}" for a in summary), "",
             "### Roofline per decode step", "",
             "| arm | rows n | context L | bytes read (MB) | at read bandwidth (ms) | GFLOP | at matmul peak (ms) | "

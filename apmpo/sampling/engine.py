@@ -21,10 +21,12 @@ argmax; sampling: the same distribution), the way RL rollouts need it:
    over the cache buffer (grouped-query heads without repeating keys/values), no mask
    building or cache bookkeeping of the generic forward. On CPU the fused
    matrices are prepacked for oneDNN (``torch.ops.mkldnn``), 2-3x faster than
-   ``F.linear`` at the small row counts of decoding; elsewhere ``F.linear``.
+   ``F.linear`` at the small row counts of decoding, for one copy of the weights
+   while sampling (``weight_layout="shared"``: no copy, slower); elsewhere ``F.linear``.
 4. **Token selection without the 49k-wide ``torch.multinomial``.** Suppressed tokens,
-   temperature, top-k and top-p are applied exactly as transformers' logits processors
-   do (same order, same tie rules for top-k, the same kept set for top-p); sampling is
+   temperature, top-k and top-p are applied as transformers' logits processors do (same
+   order, same tie rule for top-k, the same kept set for top-p up to float rounding of
+   the cumulative mass at its boundary); sampling is
    inverse-CDF sampling in two levels (a block of 256 tokens, then a token in it) with
    two uniforms per row drawn from the torch RNG, cumulative sums in float64. Top-p
    looks at the k most probable tokens only (k doubles until they hold the top-p mass),
@@ -51,6 +53,7 @@ conditions are token ids (EOS and extra stop tokens) and the token budget, not s
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -64,6 +67,7 @@ from apmpo.models.forward import cache_argument, position_ids_from_mask, unwrap_
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
+    "WEIGHT_LAYOUTS",
     "Completions",
     "SamplingSettings",
     "UnsupportedModelError",
@@ -244,33 +248,51 @@ def select_tokens(logits: torch.Tensor, settings: SamplingSettings, uniforms: to
 # --------------------------------------------------------------------------- the decoder
 
 
-class _Linear:
-    """x W^T + b with the weight prepared for the backend: oneDNN-prepacked on CPU, plain elsewhere."""
+WEIGHT_LAYOUTS = ("prepacked", "fused", "shared")
+"""How the decode step holds the projection weights: ``prepacked`` (q/k/v and gate/up concatenated and
+reordered for oneDNN: CPU only, fastest there, one copy of the weights), ``fused`` (concatenated, plain:
+fewer kernel launches on GPU, a copy of q/k/v and gate/up), ``shared`` (the model's own tensors: no copy)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, packed: bool):
-        self.bias = bias
-        self.packed = packed
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if packed else weight
+
+class _Linear:
+    """x W^T + b of one or more ``nn.Linear`` side by side (outputs concatenated), weights held per ``layout``."""
+
+    def __init__(self, modules: list[torch.nn.Module], layout: str):
+        self.layout = layout
+        if layout == "shared" or len(modules) == 1 and layout == "fused":
+            self.parts = [(m.weight, m.bias) for m in modules]
+            return
+        weight = torch.cat([m.weight for m in modules]) if len(modules) > 1 else modules[0].weight
+        bias = None
+        if any(m.bias is not None for m in modules):
+            bias = torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in modules])
+        if layout == "prepacked":
+            weight = torch.ops.mkldnn._reorder_linear_weight(weight)
+        self.parts = [(weight, bias)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+        if self.layout == "prepacked":
+            weight, bias = self.parts[0]
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        if len(self.parts) == 1:
+            return F.linear(x, *self.parts[0])
+        return torch.cat([F.linear(x, w, b) for w, b in self.parts], dim=-1)
 
 
+@functools.lru_cache(maxsize=None)
 def _onednn_usable(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when oneDNN's prepacked linear runs here and agrees with ``F.linear`` (checked once per call)."""
+    """True when oneDNN's prepacked linear runs here and agrees with ``F.linear`` (checked once per device/dtype)."""
     if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
         return False
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return False
+    probe = torch.nn.Linear(16, 24, bias=False, dtype=dtype)
+    x = torch.linspace(1, -1, 3 * 16, dtype=dtype).view(3, 16)
     try:
-        w = torch.linspace(-1, 1, 24 * 16, dtype=dtype).view(24, 16)
-        x = torch.linspace(1, -1, 3 * 16, dtype=dtype).view(3, 16)
-        out = _Linear(w, None, True)(x)
+        out = _Linear([probe], "prepacked")(x)
     except (RuntimeError, NotImplementedError):
         return False
-    return bool(torch.allclose(out.float(), F.linear(x, w).float(), atol=1e-2, rtol=1e-2))
+    return bool(torch.allclose(out.float(), probe(x).float(), atol=1e-2, rtol=1e-2))
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -385,22 +407,14 @@ def _supported_decoder(inner: torch.nn.Module) -> torch.nn.Module:
     return decoder
 
 
-def _layer_weights(layer: torch.nn.Module, packed: bool) -> _Layer:
+def _layer_weights(layer: torch.nn.Module, layout: str) -> _Layer:
     attn, mlp = layer.self_attn, layer.mlp
-    projections = (attn.q_proj, attn.k_proj, attn.v_proj)
-    qkv_bias = None
-    if any(p.bias is not None for p in projections):
-        qkv_bias = torch.cat([p.bias if p.bias is not None else p.weight.new_zeros(p.out_features) for p in projections])
-    mlp_bias = None
-    if mlp.gate_proj.bias is not None or mlp.up_proj.bias is not None:
-        mlp_bias = torch.cat([p.bias if p.bias is not None else p.weight.new_zeros(p.out_features)
-                              for p in (mlp.gate_proj, mlp.up_proj)])
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
     return _Layer(
-        qkv=_Linear(torch.cat([p.weight for p in projections]), qkv_bias, packed),
-        o=_Linear(attn.o_proj.weight, attn.o_proj.bias, packed),
-        gate_up=_Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), mlp_bias, packed),
-        down=_Linear(mlp.down_proj.weight, mlp.down_proj.bias, packed),
+        qkv=_Linear([attn.q_proj, attn.k_proj, attn.v_proj], layout),
+        o=_Linear([attn.o_proj], layout),
+        gate_up=_Linear([mlp.gate_proj, mlp.up_proj], layout),
+        down=_Linear([mlp.down_proj], layout),
         input_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
         eps=float(layer.input_layernorm.variance_epsilon), act=mlp.act_fn,
         q_norm=(q_norm.weight, float(q_norm.variance_epsilon)) if q_norm is not None else None,
@@ -411,7 +425,7 @@ def _layer_weights(layer: torch.nn.Module, packed: bool) -> _Layer:
 class _Decoder:
     """The decode step of a Llama-family decoder over a :class:`_KVCache` (one new token per running row)."""
 
-    def __init__(self, inner: torch.nn.Module, prepack: bool | None = None):
+    def __init__(self, inner: torch.nn.Module, layout: str = "auto"):
         decoder = _supported_decoder(inner)
         attn = decoder.layers[0].self_attn
         config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
@@ -432,13 +446,18 @@ class _Decoder:
         window = getattr(config, "sliding_window", None)
         self.sliding_window = int(window) if window and getattr(config, "use_sliding_window", True) else None
         started = time.perf_counter()
-        packed = _onednn_usable(self.device, self.dtype) if prepack is None else prepack
-        if packed and not _onednn_usable(self.device, self.dtype):
-            raise ValueError(f"prepack=True: oneDNN's prepacked linear is not available for {self.dtype} on {self.device}")
-        self.kernel = "onednn-packed" if packed else "aten"
-        self.layers = [_layer_weights(layer, packed) for layer in decoder.layers]
+        if layout == "auto":
+            layout = "prepacked" if _onednn_usable(self.device, self.dtype) else \
+                "fused" if self.device.type == "cuda" else "shared"
+        if layout not in WEIGHT_LAYOUTS:
+            raise ValueError(f"weight_layout must be 'auto' or one of {', '.join(WEIGHT_LAYOUTS)}, got {layout!r}")
+        if layout == "prepacked" and not _onednn_usable(self.device, self.dtype):
+            raise ValueError(f"weight_layout='prepacked': oneDNN's prepacked linear is not available for {self.dtype} "
+                             f"on {self.device}")
+        self.layout = layout
+        self.layers = [_layer_weights(layer, layout) for layer in decoder.layers]
         self.final_norm = (decoder.norm.weight, float(decoder.norm.variance_epsilon))
-        self.head = _Linear(head.weight, head.bias, packed)
+        self.head = _Linear([head], layout)
         self.weight_seconds = time.perf_counter() - started
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -681,7 +700,7 @@ def sample_completions(
     token_inputs: Mapping[str, torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     with_log_probs: bool = False,
-    prepack: bool | None = None,
+    weight_layout: str = "auto",
 ) -> Completions:
     """``num_samples`` completions of each prompt, decoding only the rows still running.
 
@@ -699,7 +718,8 @@ def sample_completions(
         generator: the RNG of the uniforms (None: torch's default RNG of the device).
         with_log_probs: also return each sampled token's log-probability (one extra
             log-sum-exp over the vocabulary per step).
-        prepack: use oneDNN-prepacked weights (None: where available, i.e. on CPU).
+        weight_layout: one of :data:`WEIGHT_LAYOUTS`, or "auto": ``prepacked`` where oneDNN
+            runs (CPU), ``fused`` on CUDA, else ``shared``.
 
     Returns:
         :class:`Completions`; the same seed, inputs and settings give the same completions.
@@ -714,7 +734,7 @@ def sample_completions(
         if values.shape != input_ids.shape:
             raise ValueError(f"token_inputs[{name!r}] {tuple(values.shape)} must have the shape of input_ids "
                              f"{tuple(input_ids.shape)}")
-    decoder = _Decoder(inner, prepack)
+    decoder = _Decoder(inner, weight_layout)
     device = decoder.device
     first = int(attention_mask.any(0).nonzero()[0])                                      # drop shared left padding
     ids, mask = input_ids[:, first:].to(device), attention_mask[:, first:].to(device)
@@ -751,6 +771,6 @@ def sample_completions(
                "decode_steps": len(state.step_rows) - 1, "step_rows": state.step_rows,
                "prompt_width": ids.shape[1], "prefill_seconds": decode_started - t0,
                "decode_seconds": ended - decode_started, "generation_seconds": ended - started,
-               "weight_seconds": decoder.weight_seconds, "compactions": state.compactions, "kernel": decoder.kernel},
+               "weight_seconds": decoder.weight_seconds, "compactions": state.compactions, "weight_layout": decoder.layout},
     )
 

@@ -26,6 +26,7 @@ from transformers.generation.logits_process import (
 from apmpo.models import tiny_model
 from apmpo.multimodal import tiny_vlm
 from apmpo.sampling.engine import (
+    WEIGHT_LAYOUTS,
     SamplingSettings,
     UnsupportedModelError,
     sample_completions,
@@ -104,8 +105,8 @@ def _check_layout(c, settings):
 # --------------------------------------------------------------------------- greedy = generate
 
 
-@pytest.mark.parametrize("prepack", [True, False], ids=["onednn-prepacked", "aten"])
-def test_greedy_is_token_identical_to_generate(tiny, prepack):
+@pytest.mark.parametrize("layout", WEIGHT_LAYOUTS)
+def test_greedy_is_token_identical_to_generate(tiny, layout):
     model, tok = tiny
     ids, mask = _encode(tok)
     # frequent tokens as extra stop tokens: rows end at different steps, so finished rows leave the cache mid-way
@@ -114,16 +115,45 @@ def test_greedy_is_token_identical_to_generate(tiny, prepack):
     for settings in (_settings(tok, max_new_tokens=24, do_sample=False),
                      _settings(tok, [tok.eos_token_id, *frequent], max_new_tokens=24, do_sample=False),
                      _settings(tok, max_new_tokens=24, do_sample=False, suppress_token_ids=tuple(frequent[:2]))):
-        c = sample_completions(model, ids, mask, settings, num_samples=2, prepack=prepack)
+        c = sample_completions(model, ids, mask, settings, num_samples=2, weight_layout=layout)
         reference = _hf_generate(model, ids, mask, settings, 2)
         assert torch.equal(c.completion_ids, reference)
         _check_layout(c, settings)
-        assert c.stats["kernel"] == ("onednn-packed" if prepack else "aten")
+        assert c.stats["weight_layout"] == layout
     assert c.stats["compactions"] == 0 and not set(frequent[:2]) & set(c.completion_ids.flatten().tolist())
     stopped = sample_completions(model, ids, mask, _settings(tok, [tok.eos_token_id, *frequent], max_new_tokens=24,
                                                              do_sample=False), num_samples=2)
     assert stopped.stats["compactions"] > 0 and len(set(stopped.lengths.tolist())) > 2
     assert stopped.stats["row_steps"] < len(stopped) * stopped.completion_ids.shape[1]
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "llama-biases"])
+@pytest.mark.parametrize("layout", ["prepacked", "shared"])
+def test_greedy_is_token_identical_for_other_llama_family_models(tiny, family, layout):
+    """Projection biases (Qwen2, Llama with attention/MLP bias) and per-head q/k norms (Qwen3)."""
+    import transformers
+
+    tok = tiny[1]
+    common = {"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "initializer_range": 0.3,
+              "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id}
+    config, model_class = {
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
+        "llama-biases": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+    }[family]
+    extra = {"attention_bias": True, "mlp_bias": True} if family == "llama-biases" else {}
+    torch.manual_seed(0)
+    model = model_class(config(**common, **extra)).eval()
+    with torch.no_grad():  # random biases (they are initialised to 0)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    assert supports_model(model) is None
+    ids, mask = _encode(tok)
+    settings = _settings(tok, max_new_tokens=16, do_sample=False)
+    c = sample_completions(model, ids, mask, settings, num_samples=2, weight_layout=layout)
+    assert torch.equal(c.completion_ids, _hf_generate(model, ids, mask, settings, 2))
 
 
 def test_greedy_without_the_newer_torch_kernels(tiny, monkeypatch):
