@@ -58,6 +58,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -251,14 +252,19 @@ def select_tokens(logits: torch.Tensor, settings: SamplingSettings, uniforms: to
 WEIGHT_LAYOUTS = ("prepacked", "fused", "shared")
 """How the decode step holds the projection weights: ``prepacked`` (q/k/v and gate/up concatenated and
 reordered for oneDNN: CPU only, fastest there, one copy of the weights), ``fused`` (concatenated, plain:
-fewer kernel launches on GPU, a copy of q/k/v and gate/up), ``shared`` (the model's own tensors: no copy)."""
+fewer kernel launches on GPU, a copy of q/k/v and gate/up), ``shared`` (the model's own tensors: no copy;
+on CPU still multiplied by oneDNN where it runs)."""
 
 
 class _Linear:
-    """x W^T + b of one or more ``nn.Linear`` side by side (outputs concatenated), weights held per ``layout``."""
+    """x W^T + b of one or more ``nn.Linear`` side by side (outputs concatenated), weights held per ``layout``.
 
-    def __init__(self, modules: list[torch.nn.Module], layout: str):
-        self.layout = layout
+    ``onednn``: multiply with oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, CPU),
+    which takes prepacked and plain weights alike, instead of ``F.linear``.
+    """
+
+    def __init__(self, modules: list[Any], layout: str, onednn: bool):
+        self.onednn = onednn
         if layout == "shared" or len(modules) == 1 and layout == "fused":
             self.parts = [(m.weight, m.bias) for m in modules]
             return
@@ -270,13 +276,15 @@ class _Linear:
             weight = torch.ops.mkldnn._reorder_linear_weight(weight)
         self.parts = [(weight, bias)]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layout == "prepacked":
-            weight, bias = self.parts[0]
+    def _one(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.onednn:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return F.linear(x, weight, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.parts) == 1:
-            return F.linear(x, *self.parts[0])
-        return torch.cat([F.linear(x, w, b) for w, b in self.parts], dim=-1)
+            return self._one(x, *self.parts[0])
+        return torch.cat([self._one(x, w, b) for w, b in self.parts], dim=-1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -286,13 +294,13 @@ def _onednn_usable(device: torch.device, dtype: torch.dtype) -> bool:
         return False
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return False
-    probe = torch.nn.Linear(16, 24, bias=False, dtype=dtype)
+    probe = SimpleNamespace(weight=torch.linspace(-1, 1, 24 * 16, dtype=dtype).view(24, 16), bias=None)  # no RNG use
     x = torch.linspace(1, -1, 3 * 16, dtype=dtype).view(3, 16)
     try:
-        out = _Linear([probe], "prepacked")(x)
+        out = _Linear([probe], "prepacked", onednn=True)(x)
     except (RuntimeError, NotImplementedError):
         return False
-    return bool(torch.allclose(out.float(), probe(x).float(), atol=1e-2, rtol=1e-2))
+    return bool(torch.allclose(out.float(), F.linear(x, probe.weight).float(), atol=1e-2, rtol=1e-2))
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -407,14 +415,14 @@ def _supported_decoder(inner: torch.nn.Module) -> torch.nn.Module:
     return decoder
 
 
-def _layer_weights(layer: torch.nn.Module, layout: str) -> _Layer:
+def _layer_weights(layer: torch.nn.Module, layout: str, onednn: bool) -> _Layer:
     attn, mlp = layer.self_attn, layer.mlp
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
     return _Layer(
-        qkv=_Linear([attn.q_proj, attn.k_proj, attn.v_proj], layout),
-        o=_Linear([attn.o_proj], layout),
-        gate_up=_Linear([mlp.gate_proj, mlp.up_proj], layout),
-        down=_Linear([mlp.down_proj], layout),
+        qkv=_Linear([attn.q_proj, attn.k_proj, attn.v_proj], layout, onednn),
+        o=_Linear([attn.o_proj], layout, onednn),
+        gate_up=_Linear([mlp.gate_proj, mlp.up_proj], layout, onednn),
+        down=_Linear([mlp.down_proj], layout, onednn),
         input_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
         eps=float(layer.input_layernorm.variance_epsilon), act=mlp.act_fn,
         q_norm=(q_norm.weight, float(q_norm.variance_epsilon)) if q_norm is not None else None,
@@ -446,18 +454,18 @@ class _Decoder:
         window = getattr(config, "sliding_window", None)
         self.sliding_window = int(window) if window and getattr(config, "use_sliding_window", True) else None
         started = time.perf_counter()
+        onednn = _onednn_usable(self.device, self.dtype)
         if layout == "auto":
-            layout = "prepacked" if _onednn_usable(self.device, self.dtype) else \
-                "fused" if self.device.type == "cuda" else "shared"
+            layout = "prepacked" if onednn else "fused" if self.device.type == "cuda" else "shared"
         if layout not in WEIGHT_LAYOUTS:
             raise ValueError(f"weight_layout must be 'auto' or one of {', '.join(WEIGHT_LAYOUTS)}, got {layout!r}")
-        if layout == "prepacked" and not _onednn_usable(self.device, self.dtype):
+        if layout == "prepacked" and not onednn:
             raise ValueError(f"weight_layout='prepacked': oneDNN's prepacked linear is not available for {self.dtype} "
                              f"on {self.device}")
         self.layout = layout
-        self.layers = [_layer_weights(layer, layout) for layer in decoder.layers]
+        self.layers = [_layer_weights(layer, layout, onednn) for layer in decoder.layers]
         self.final_norm = (decoder.norm.weight, float(decoder.norm.variance_epsilon))
-        self.head = _Linear([head], layout)
+        self.head = _Linear([head], layout, onednn)
         self.weight_seconds = time.perf_counter() - started
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -156,17 +156,23 @@ def test_greedy_is_token_identical_for_other_llama_family_models(tiny, family, l
     assert torch.equal(c.completion_ids, _hf_generate(model, ids, mask, settings, 2))
 
 
-def test_greedy_without_the_newer_torch_kernels(tiny, monkeypatch):
-    """torch < 2.5 / 2.4: keys and values repeated per query head, RMSNorm unfused; same tokens as generate."""
+def test_greedy_without_onednn_and_the_newer_torch_kernels(tiny, monkeypatch):
+    """No oneDNN (F.linear), torch < 2.5 / 2.4 (keys and values repeated per query head, RMSNorm unfused)."""
     import apmpo.sampling.engine as engine
 
+    monkeypatch.setattr(engine, "_onednn_usable", lambda device, dtype: False)
     monkeypatch.setattr(engine, "_SDPA_GQA", False)
     monkeypatch.setattr(engine, "_FUSED_RMS_NORM", False)
     model, tok = tiny
     ids, mask = _encode(tok)
     settings = _settings(tok, max_new_tokens=16, do_sample=False)
     c = sample_completions(model, ids, mask, settings, num_samples=2)
+    assert c.stats["weight_layout"] == "shared"
     assert torch.equal(c.completion_ids, _hf_generate(model, ids, mask, settings, 2))
+    with pytest.raises(ValueError, match="weight_layout='prepacked': oneDNN's prepacked linear is not available"):
+        sample_completions(model, ids, mask, settings, weight_layout="prepacked")
+    with pytest.raises(ValueError, match="weight_layout must be 'auto' or one of prepacked, fused, shared"):
+        sample_completions(model, ids, mask, settings, weight_layout="packed")
 
 
 @pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
@@ -353,6 +359,20 @@ def test_seeded_runs_are_reproducible(tiny):
     a = sample_completions(model, ids, mask, settings, num_samples=3, generator=torch.Generator().manual_seed(7))
     b = sample_completions(model, ids, mask, settings, num_samples=3, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a.completion_ids, b.completion_ids) and a.finish_reasons == b.finish_reasons
+
+
+def test_the_global_rng_is_used_only_for_the_draws(tiny):
+    """Greedy decoding and sampling with a generator leave torch's RNG untouched (resume stays bit-exact)."""
+    import apmpo.sampling.engine as engine
+
+    model, tok = tiny
+    ids, mask = _encode(tok)
+    engine._onednn_usable.cache_clear()  # the first call of a process probes the kernels
+    state = torch.get_rng_state()
+    sample_completions(model, ids, mask, _settings(tok, max_new_tokens=6, do_sample=False), num_samples=2)
+    sample_completions(model, ids, mask, _settings(tok, max_new_tokens=6), num_samples=2,
+                       generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_stop_tokens_and_token_budget(tiny):
