@@ -77,9 +77,16 @@ __all__ = [
     "supports_model",
 ]
 
-SUPPORTED_MODEL_TYPES = frozenset({
-    "llama", "mistral", "qwen2", "qwen3", "qwen2_vl", "qwen2_5_vl",
-})
+SUPPORTED_MODEL_TYPES = frozenset(
+    {
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "qwen2_vl",
+        "qwen2_5_vl",
+    }
+)
 """``config.model_type`` values whose decoder layers the engine's decode step implements."""
 
 _STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
@@ -126,8 +133,12 @@ class SamplingSettings:
             problems.append(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not isinstance(self.do_sample, bool):
             problems.append(f"do_sample must be True or False, got {self.do_sample!r}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
-            problems.append(f"temperature must be a finite number > 0 (greedy: do_sample=False), got {self.temperature!r}")
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
+            problems.append(
+                f"temperature must be a finite number > 0 (greedy: do_sample=False), got {self.temperature!r}"
+            )
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
@@ -139,8 +150,10 @@ class SamplingSettings:
         if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int) or self.pad_token_id < 0:
             problems.append(f"pad_token_id must be a token id (integer >= 0), got {self.pad_token_id!r}")
         if set(self.stop_token_ids) & set(self.suppress_token_ids):
-            problems.append(f"stop tokens {sorted(set(self.stop_token_ids) & set(self.suppress_token_ids))} are also "
-                            "suppressed: no completion could end before max_new_tokens")
+            problems.append(
+                f"stop tokens {sorted(set(self.stop_token_ids) & set(self.suppress_token_ids))} are also "
+                "suppressed: no completion could end before max_new_tokens"
+            )
         if problems:
             raise ValueError("invalid sampling settings: " + "; ".join(problems))
 
@@ -180,9 +193,9 @@ def _inverse_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     The target is kept below the total, so an index whose mass is zero is never returned.
     """
-    total = cdf[:, -1:]                                                              # [n, 1]
+    total = cdf[:, -1:]  # [n, 1]
     target = torch.minimum(u[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cdf, target, right=True)[:, 0]                         # [n]
+    return torch.searchsorted(cdf, target, right=True)[:, 0]  # [n]
 
 
 def _sample_weights(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -191,10 +204,10 @@ def _sample_weights(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     blocks = -(-V // _BLOCK)
     if blocks * _BLOCK != V:
         weights = F.pad(weights, (0, blocks * _BLOCK - V))
-    grouped = weights.view(n, blocks, _BLOCK)                                        # [n, nb, 256]
-    block = _inverse_cdf(grouped.sum(-1, dtype=torch.float64).cumsum(-1), u[:, 0])   # [n]
-    inside = grouped[torch.arange(n, device=weights.device), block]                  # [n, 256]
-    token = _inverse_cdf(inside.cumsum(-1, dtype=torch.float64), u[:, 1])           # [n]
+    grouped = weights.view(n, blocks, _BLOCK)  # [n, nb, 256]
+    block = _inverse_cdf(grouped.sum(-1, dtype=torch.float64).cumsum(-1), u[:, 0])  # [n]
+    inside = grouped[torch.arange(n, device=weights.device), block]  # [n, 256]
+    token = _inverse_cdf(inside.cumsum(-1, dtype=torch.float64), u[:, 1])  # [n]
     return block * _BLOCK + token
 
 
@@ -207,21 +220,23 @@ def _sample_top_p(weights: torch.Tensor, top_p: float, u: torch.Tensor) -> torch
     until, in every row, they hold at least top_p of the mass (the next token is then out).
     """
     n, V = weights.shape
-    total = weights.sum(-1, dtype=torch.float64)                                      # [n]
+    total = weights.sum(-1, dtype=torch.float64)  # [n]
     k = min(V, _TOP_P_CANDIDATES)
     while True:
-        top, index = weights.topk(k, dim=-1)                                         # [n, k] descending
-        probs = top.double() / total[:, None]                                        # [n, k]
-        mass = probs.cumsum(-1)                                                      # [n, k]
+        top, index = weights.topk(k, dim=-1)  # [n, k] descending
+        probs = top.double() / total[:, None]  # [n, k]
+        mass = probs.cumsum(-1)  # [n, k]
         if k == V or bool((mass[:, -1] >= top_p).all()):
             break
         k = min(V, 2 * k)
-    kept = probs.masked_fill(mass - probs >= top_p, 0.0)                             # [n, k]
-    choice = _inverse_cdf(kept.cumsum(-1), u[:, 0])                                  # [n]
+    kept = probs.masked_fill(mass - probs >= top_p, 0.0)  # [n, k]
+    choice = _inverse_cdf(kept.cumsum(-1), u[:, 0])  # [n]
     return index.gather(1, choice[:, None])[:, 0]
 
 
-def select_tokens(logits: torch.Tensor, settings: SamplingSettings, uniforms: torch.Tensor | None = None) -> torch.Tensor:
+def select_tokens(
+    logits: torch.Tensor, settings: SamplingSettings, uniforms: torch.Tensor | None = None
+) -> torch.Tensor:
     """[n] next tokens from [n, V] logits under ``settings`` (``logits`` is modified in place).
 
     Greedy: argmax after suppression. Sampling: suppression, temperature, top-k, top-p in
@@ -238,9 +253,9 @@ def select_tokens(logits: torch.Tensor, settings: SamplingSettings, uniforms: to
         logits.div_(settings.temperature)
     V = logits.shape[1]
     if 0 < settings.top_k < V:
-        kth = logits.topk(settings.top_k, dim=-1).values[:, -1:]                     # [n, 1]
+        kth = logits.topk(settings.top_k, dim=-1).values[:, -1:]  # [n, 1]
         logits.masked_fill_(logits < kth, -math.inf)
-    weights = logits.sub_(logits.amax(-1, keepdim=True)).exp_()                      # [n, V] unnormalised softmax
+    weights = logits.sub_(logits.amax(-1, keepdim=True)).exp_()  # [n, V] unnormalised softmax
     if settings.top_p < 1.0:
         return _sample_top_p(weights, settings.top_p, uniforms)
     return _sample_weights(weights, uniforms)
@@ -287,7 +302,7 @@ class _Linear:
         return torch.cat([self._one(x, w, b) for w, b in self.parts], dim=-1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _onednn_usable(device: torch.device, dtype: torch.dtype) -> bool:
     """True when oneDNN's prepacked linear runs here and agrees with ``F.linear`` (checked once per device/dtype)."""
     if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
@@ -334,7 +349,9 @@ _SDPA_GQA = _sdpa_supports_gqa()
 """Grouped-query attention without repeating keys/values (else they are repeated per query head)."""
 
 
-def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, scale: float) -> torch.Tensor:
+def _attend(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, scale: float
+) -> torch.Tensor:
     """[n, heads, d] attention output of one query per row over [n, kv_heads, L, d] keys/values ([n, 1, 1, L] mask)."""
     group = q.shape[1] // keys.shape[1]
     extra = {}
@@ -343,7 +360,7 @@ def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: to
     elif group > 1:
         keys, values = keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1)
     out = F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=valid, scale=scale, **extra)
-    return out[:, :, 0]                                                                  # [n, heads, d]
+    return out[:, :, 0]  # [n, heads, d]
 
 
 def _is_linear(module: Any) -> bool:
@@ -360,11 +377,11 @@ class _Layer:
     post_norm: torch.Tensor
     eps: float
     act: Any
-    q_norm: tuple[torch.Tensor, float] | None
-    k_norm: tuple[torch.Tensor, float] | None
+    qk_norms: tuple[tuple[torch.Tensor, float], tuple[torch.Tensor, float]] | None
+    """Per-head RMSNorm (weight, eps) of the queries and of the keys (Qwen3), or None."""
 
 
-def _text_decoder(inner: torch.nn.Module) -> torch.nn.Module:
+def _text_decoder(inner: Any) -> Any:
     """The module holding the decoder layers, final norm and rotary embedding (the language model of a VLM)."""
     candidates = []
     get_decoder = getattr(inner, "get_decoder", None)
@@ -378,14 +395,16 @@ def _text_decoder(inner: torch.nn.Module) -> torch.nn.Module:
     raise UnsupportedModelError(f"{type(inner).__name__}: no decoder with layers, norm and rotary_emb found")
 
 
-def _supported_decoder(inner: torch.nn.Module) -> torch.nn.Module:
+def _supported_decoder(inner: Any) -> Any:
     """The text decoder of ``inner``; raises UnsupportedModelError naming the first feature the decode step lacks."""
     name = type(inner).__name__
     config = inner.config
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedModelError(f"{name}: model_type {model_type!r} is not supported by the fast engine "
-                                    f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}); use rollout.engine=hf")
+        raise UnsupportedModelError(
+            f"{name}: model_type {model_type!r} is not supported by the fast engine "
+            f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}); use rollout.engine=hf"
+        )
     decoder = _text_decoder(inner)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     if getattr(text_config, "final_logit_softcapping", None):
@@ -408,14 +427,15 @@ def _supported_decoder(inner: torch.nn.Module) -> torch.nn.Module:
             if not _is_linear(module):
                 raise UnsupportedModelError(
                     f"{name}: layer {index} {part} is a {type(module).__name__}, not a plain nn.Linear (LoRA/PEFT "
-                    "layers are not supported by the fast engine: merge the adapters or use rollout.engine=hf)")
+                    "layers are not supported by the fast engine: merge the adapters or use rollout.engine=hf)"
+                )
         for norm in ("input_layernorm", "post_attention_layernorm"):
             if not hasattr(getattr(layer, norm, None), "variance_epsilon"):
                 raise UnsupportedModelError(f"{name}: layer {index} {norm} is not an RMSNorm")
     return decoder
 
 
-def _layer_weights(layer: torch.nn.Module, layout: str, onednn: bool) -> _Layer:
+def _layer_weights(layer: Any, layout: str, onednn: bool) -> _Layer:
     attn, mlp = layer.self_attn, layer.mlp
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
     return _Layer(
@@ -423,24 +443,27 @@ def _layer_weights(layer: torch.nn.Module, layout: str, onednn: bool) -> _Layer:
         o=_Linear([attn.o_proj], layout, onednn),
         gate_up=_Linear([mlp.gate_proj, mlp.up_proj], layout, onednn),
         down=_Linear([mlp.down_proj], layout, onednn),
-        input_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
-        eps=float(layer.input_layernorm.variance_epsilon), act=mlp.act_fn,
-        q_norm=(q_norm.weight, float(q_norm.variance_epsilon)) if q_norm is not None else None,
-        k_norm=(k_norm.weight, float(k_norm.variance_epsilon)) if k_norm is not None else None,
+        input_norm=layer.input_layernorm.weight,
+        post_norm=layer.post_attention_layernorm.weight,
+        eps=float(layer.input_layernorm.variance_epsilon),
+        act=mlp.act_fn,
+        qk_norms=((q_norm.weight, float(q_norm.variance_epsilon)), (k_norm.weight, float(k_norm.variance_epsilon)))
+        if q_norm is not None and k_norm is not None
+        else None,
     )
 
 
 class _Decoder:
     """The decode step of a Llama-family decoder over a :class:`_KVCache` (one new token per running row)."""
 
-    def __init__(self, inner: torch.nn.Module, layout: str = "auto"):
+    def __init__(self, inner: Any, layout: str = "auto"):
         decoder = _supported_decoder(inner)
         attn = decoder.layers[0].self_attn
         config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
         self.head_dim = int(getattr(attn, "head_dim", None) or config.hidden_size // self.heads)
-        self.scaling = float(getattr(attn, "scaling", self.head_dim ** -0.5))
+        self.scaling = float(getattr(attn, "scaling", self.head_dim**-0.5))
         self.num_layers = len(decoder.layers)
         head = inner.get_output_embeddings()
         self.vocab = int(head.weight.shape[0])
@@ -460,8 +483,10 @@ class _Decoder:
         if layout not in WEIGHT_LAYOUTS:
             raise ValueError(f"weight_layout must be 'auto' or one of {', '.join(WEIGHT_LAYOUTS)}, got {layout!r}")
         if layout == "prepacked" and not onednn:
-            raise ValueError(f"weight_layout='prepacked': oneDNN's prepacked linear is not available for {self.dtype} "
-                             f"on {self.device}")
+            raise ValueError(
+                f"weight_layout='prepacked': oneDNN's prepacked linear is not available for {self.dtype} "
+                f"on {self.device}"
+            )
         self.layout = layout
         self.layers = [_layer_weights(layer, layout, onednn) for layer in decoder.layers]
         self.final_norm = (decoder.norm.weight, float(decoder.norm.variance_epsilon))
@@ -476,23 +501,24 @@ class _Decoder:
         """Feed one token per running row ([n]); returns [n, V] float32 logits of the next token."""
         n, col = tokens.shape[0], cache.length
         d, kvh = self.head_dim, self.kv_heads
-        freqs = cache.positions[:n, None].float() * self.inv_freq[None]                # [n, d/2]
-        angles = torch.cat((freqs, freqs), dim=-1)                                       # [n, d]
-        cos = (angles.cos() * self.rope_scale).to(self.dtype)[:, None]                   # [n, 1, d]
+        freqs = cache.positions[:n, None].float() * self.inv_freq[None]  # [n, d/2]
+        angles = torch.cat((freqs, freqs), dim=-1)  # [n, d]
+        cos = (angles.cos() * self.rope_scale).to(self.dtype)[:, None]  # [n, 1, d]
         sin = (angles.sin() * self.rope_scale).to(self.dtype)[:, None]
-        valid = cache.valid[:n, None, None, : col + 1]                                   # [n, 1, 1, L+1]
+        valid = cache.valid[:n, None, None, : col + 1]  # [n, 1, 1, L+1]
         heads, split = self.heads, (self.heads + kvh) * d
-        hidden = F.embedding(tokens, self.embedding)                                     # [n, H]
+        hidden = F.embedding(tokens, self.embedding)  # [n, H]
         for index, layer in enumerate(self.layers):
             x = _rms_norm(hidden, layer.input_norm, layer.eps)
-            qkv = layer.qkv(x)                                                           # [n, (heads + 2 kvh) d]
-            if layer.q_norm is None:  # rotate queries and keys together
-                qk = _rotate(qkv[:, :split].view(n, heads + kvh, d), cos, sin)            # [n, heads + kvh, d]
+            qkv = layer.qkv(x)  # [n, (heads + 2 kvh) d]
+            if layer.qk_norms is None:  # rotate queries and keys together
+                qk = _rotate(qkv[:, :split].view(n, heads + kvh, d), cos, sin)  # [n, heads + kvh, d]
                 q, k = qk[:, :heads], qk[:, heads:]
             else:
-                q = _rotate(_rms_norm(qkv[:, : heads * d].view(n, heads, d), *layer.q_norm), cos, sin)
-                k = _rotate(_rms_norm(qkv[:, heads * d : split].view(n, kvh, d), *layer.k_norm), cos, sin)
-            keys, values = cache.kv[index, 0, :n], cache.kv[index, 1, :n]               # [n, kvh, Lcap, d]
+                q_norm, k_norm = layer.qk_norms
+                q = _rotate(_rms_norm(qkv[:, : heads * d].view(n, heads, d), *q_norm), cos, sin)
+                k = _rotate(_rms_norm(qkv[:, heads * d : split].view(n, kvh, d), *k_norm), cos, sin)
+            keys, values = cache.kv[index, 0, :n], cache.kv[index, 1, :n]  # [n, kvh, Lcap, d]
             keys[:, :, col] = k
             values[:, :, col] = qkv[:, split:].view(n, kvh, d)
             out = _attend(q, keys[:, :, : col + 1], values[:, :, : col + 1], valid, self.scaling)  # [n, heads, d]
@@ -524,23 +550,33 @@ class _KVCache:
     position c (prompt columns left-padded, ``valid`` is False on the padding).
     """
 
-    def __init__(self, decoder: _Decoder, prefill: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
-                 copies: int, max_new_tokens: int, positions: torch.Tensor):
+    def __init__(
+        self,
+        decoder: _Decoder,
+        prefill: list[tuple[torch.Tensor, torch.Tensor]],
+        prompt_mask: torch.Tensor,
+        copies: int,
+        max_new_tokens: int,
+        positions: torch.Tensor,
+    ):
         U, P = prompt_mask.shape
         N = U * copies
         capacity = P + max_new_tokens - 1
-        self.kv = torch.empty((decoder.num_layers, 2, N, decoder.kv_heads, capacity, decoder.head_dim),
-                              dtype=decoder.dtype, device=decoder.device)      # [layers, 2, N, kvh, Lcap, d]
-        pad = (prompt_mask == 0).repeat_interleave(copies, 0)                           # [N, P]
+        self.kv = torch.empty(
+            (decoder.num_layers, 2, N, decoder.kv_heads, capacity, decoder.head_dim),
+            dtype=decoder.dtype,
+            device=decoder.device,
+        )  # [layers, 2, N, kvh, Lcap, d]
+        pad = (prompt_mask == 0).repeat_interleave(copies, 0)  # [N, P]
         for index, (k, v) in enumerate(prefill):
             self.kv[index, 0, :, :, :P] = k.repeat_interleave(copies, 0)
             self.kv[index, 1, :, :, :P] = v.repeat_interleave(copies, 0)
         if bool(pad.any()):  # padding keys/values may be non-finite after a fully masked prefill row
             self.kv[:, :, :, :, :P].masked_fill_(pad[None, None, :, None, :, None], 0.0)
-        self.valid = torch.ones((N, capacity), dtype=torch.bool, device=decoder.device)    # [N, Lcap] attendable
+        self.valid = torch.ones((N, capacity), dtype=torch.bool, device=decoder.device)  # [N, Lcap] attendable
         self.valid[:, :P] = ~pad
-        self.positions = positions.repeat_interleave(copies, 0).clone()                 # [N] next rotary position
-        self.rows = torch.arange(N, device=decoder.device)                               # [N] output row per slot
+        self.positions = positions.repeat_interleave(copies, 0).clone()  # [N] next rotary position
+        self.rows = torch.arange(N, device=decoder.device)  # [N] output row per slot
         self.length = P
         self.running = N
         self.capacity = capacity
@@ -555,8 +591,8 @@ class _KVCache:
         Returns (holes, movers): the slots filled and the slots their rows came from.
         """
         n = int(alive.sum())
-        holes = (~alive[:n]).nonzero()[:, 0]                                             # [m] dead slots below n
-        movers = alive[n:].nonzero()[:, 0] + n                                           # [m] live slots at or above n
+        holes = (~alive[:n]).nonzero()[:, 0]  # [m] dead slots below n
+        movers = alive[n:].nonzero()[:, 0] + n  # [m] live slots at or above n
         if holes.numel():
             L = self.length
             self.kv[:, :, holes, :, :L] = self.kv[:, :, movers, :, :L]
@@ -576,8 +612,8 @@ class _DecodeState:
         width = settings.max_new_tokens
         self.tokens = torch.full((rows, width), settings.pad_token_id, dtype=torch.long, device=device)  # [N, max_new]
         self.log_probs = torch.zeros((rows, width), dtype=torch.float32, device=device) if with_log_probs else None
-        self.lengths = torch.zeros(rows, dtype=torch.long, device=device)               # [N]
-        self.stopped = torch.zeros(rows, dtype=torch.bool, device=device)               # [N]
+        self.lengths = torch.zeros(rows, dtype=torch.long, device=device)  # [N]
+        self.stopped = torch.zeros(rows, dtype=torch.bool, device=device)  # [N]
         self.stop_ids = torch.tensor(settings.stop_token_ids or [-1], device=device)
         self.inv_temperature = 1.0 / settings.temperature if settings.do_sample else 1.0
         self.step_rows: list[int] = []
@@ -588,9 +624,9 @@ class _DecodeState:
         """Select the next tokens of ``rows`` from their [n, V] logits and store them; returns [n] tokens."""
         step = len(self.step_rows)
         if self.log_probs is not None:
-            scaled = logits * self.inv_temperature                                       # [n, V]
-            lse = torch.logsumexp(scaled, dim=-1)                                        # [n]
-        tokens = select_tokens(logits, self.settings, uniforms)                          # [n]
+            scaled = logits * self.inv_temperature  # [n, V]
+            lse = torch.logsumexp(scaled, dim=-1)  # [n]
+        tokens = select_tokens(logits, self.settings, uniforms)  # [n]
         self.tokens[rows, step] = tokens
         if self.log_probs is not None:
             self.log_probs[rows, step] = scaled.gather(1, tokens[:, None])[:, 0] - lse
@@ -598,18 +634,22 @@ class _DecodeState:
         return tokens
 
 
-def _decode(decoder: _Decoder, cache: _KVCache, logits: torch.Tensor, state: _DecodeState,
-            generator: torch.Generator | None) -> None:
+def _decode(
+    decoder: _Decoder, cache: _KVCache, logits: torch.Tensor, state: _DecodeState, generator: torch.Generator | None
+) -> None:
     """Select, store, drop finished rows, step the running ones; until every row stopped or the budget is spent."""
     settings, max_new = state.settings, state.settings.max_new_tokens
     while True:
         n = cache.running
-        uniforms = torch.rand((n, 2), dtype=torch.float64, device=logits.device, generator=generator) \
-            if settings.do_sample else None
+        uniforms = (
+            torch.rand((n, 2), dtype=torch.float64, device=logits.device, generator=generator)
+            if settings.do_sample
+            else None
+        )
         rows = cache.rows[:n]
-        tokens = state.record(logits, rows, uniforms)                                     # [n]
+        tokens = state.record(logits, rows, uniforms)  # [n]
         step = len(state.step_rows)
-        ended = torch.isin(tokens, state.stop_ids)                                       # [n]
+        ended = torch.isin(tokens, state.stop_ids)  # [n]
         if step == max_new:
             state.lengths[rows] = step
             state.stopped[rows] = ended
@@ -643,14 +683,17 @@ def supports_model(model: torch.nn.Module) -> str | None:
 
 def _check_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor, num_samples: int, vocab: int) -> None:
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be a [prompts, length] tensor, got {getattr(input_ids, 'shape', type(input_ids))}")
+        raise ValueError(
+            f"input_ids must be a [prompts, length] tensor, got {getattr(input_ids, 'shape', type(input_ids))}"
+        )
     if input_ids.shape[0] == 0:
         raise ValueError("sample_completions: no prompts given (input_ids has 0 rows)")
     if input_ids.shape[1] == 0:
         raise ValueError("sample_completions: the prompts have no tokens (input_ids has 0 columns)")
     if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids "
-                         f"{tuple(input_ids.shape)}")
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} must have the shape of input_ids {tuple(input_ids.shape)}"
+        )
     empty = (attention_mask.sum(-1) == 0).nonzero()
     if len(empty):
         raise ValueError(f"prompt {int(empty[0])}: no tokens (its attention mask is all 0)")
@@ -660,21 +703,29 @@ def _check_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor, num_sa
     bad = ((input_ids < 0) | (input_ids >= vocab)) & attention_mask.bool()
     if bool(bad.any()):
         row, col = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"prompt {row}, position {col}: token id {int(input_ids[row, col])} is outside the "
-                         f"model's vocabulary of {vocab}")
+        raise ValueError(
+            f"prompt {row}, position {col}: token id {int(input_ids[row, col])} is outside the "
+            f"model's vocabulary of {vocab}"
+        )
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
 
 
-def _prefill(inner: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-             model_inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list, torch.Tensor]:
+def _prefill(
+    inner: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    model_inputs: Mapping[str, torch.Tensor],
+) -> tuple[torch.Tensor, list, torch.Tensor]:
     """One body pass over the distinct prompts: ([U, H] last hidden states, per-layer (keys, values), [U] delta).
 
     The delta is the multimodal-RoPE offset a VLM stores in ``rope_deltas`` (0 for text):
     the next rotary position of row u is its prompt length + delta[u].
     """
     body = inner.base_model
-    holder = next((m for m in (body, getattr(body, "model", None)) if m is not None and hasattr(m, "rope_deltas")), None)
+    holder = next(
+        (m for m in (body, getattr(body, "model", None)) if m is not None and hasattr(m, "rope_deltas")), None
+    )
     saved = holder.rope_deltas if holder is not None else None
     kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": True}
     if not any(k in model_inputs for k in _VISION_KEYS):  # else the model computes its multimodal positions
@@ -691,8 +742,11 @@ def _prefill(inner: torch.nn.Module, input_ids: torch.Tensor, attention_mask: to
     cache = getattr(out, cache_argument(inner), None)
     if cache is None:
         cache = getattr(out, "past_key_values", None)
-    delta = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device) if delta is None \
+    delta = (
+        torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        if delta is None
         else delta.reshape(-1).to(input_ids.device).long()
+    )
     return out.last_hidden_state[:, -1], _legacy_layers(cache), delta
 
 
@@ -735,29 +789,33 @@ def sample_completions(
     if not isinstance(settings, SamplingSettings):
         raise TypeError(f"settings must be a SamplingSettings, got {type(settings).__name__}")
     started = time.perf_counter()
-    inner = unwrap_model(model)
+    inner: Any = unwrap_model(model)
     head = inner.get_output_embeddings()
     _check_prompts(input_ids, attention_mask, num_samples, int(head.weight.shape[0]) if head is not None else 0)
     for name, values in (token_inputs or {}).items():
         if values.shape != input_ids.shape:
-            raise ValueError(f"token_inputs[{name!r}] {tuple(values.shape)} must have the shape of input_ids "
-                             f"{tuple(input_ids.shape)}")
+            raise ValueError(
+                f"token_inputs[{name!r}] {tuple(values.shape)} must have the shape of input_ids "
+                f"{tuple(input_ids.shape)}"
+            )
     decoder = _Decoder(inner, weight_layout)
     device = decoder.device
-    first = int(attention_mask.any(0).nonzero()[0])                                      # drop shared left padding
+    first = int(attention_mask.any(0).nonzero()[0])  # drop shared left padding
     ids, mask = input_ids[:, first:].to(device), attention_mask[:, first:].to(device)
     extra = {k: v.to(device) for k, v in (model_inputs or {}).items()}
     extra.update({k: v[:, first:].to(device) for k, v in (token_inputs or {}).items()})
     G, N, max_new = num_samples, ids.shape[0] * num_samples, settings.max_new_tokens
     if decoder.sliding_window is not None and ids.shape[1] + max_new > decoder.sliding_window:
-        raise UnsupportedModelError(f"sliding window {decoder.sliding_window} is shorter than prompt + completion "
-                                    f"({ids.shape[1] + max_new} tokens); use rollout.engine=hf")
+        raise UnsupportedModelError(
+            f"sliding window {decoder.sliding_window} is shorter than prompt + completion "
+            f"({ids.shape[1] + max_new} tokens); use rollout.engine=hf"
+        )
     was_training = model.training
     model.eval()
     try:
         t0 = time.perf_counter()
         last_hidden, prefill_kv, delta = _prefill(inner, ids, mask.long(), extra)
-        logits = decoder.logits(last_hidden).repeat_interleave(G, 0)                   # [N, V]
+        logits = decoder.logits(last_hidden).repeat_interleave(G, 0)  # [N, V]
         cache = _KVCache(decoder, prefill_kv, mask, G, max_new, mask.sum(-1) + delta)
         del prefill_kv
         state = _DecodeState(N, settings, device, with_log_probs)
@@ -767,18 +825,28 @@ def sample_completions(
     ended = time.perf_counter()
     lengths, stopped = state.lengths, state.stopped
     T = int(lengths.max())
-    completion_ids = state.tokens[:, :T].clone()                                        # [N, T]
-    completion_mask = torch.arange(T, device=device)[None] < lengths[:, None]          # [N, T]
+    completion_ids = state.tokens[:, :T].clone()  # [N, T]
+    completion_mask = torch.arange(T, device=device)[None] < lengths[:, None]  # [N, T]
     decode_started = state.decode_started or ended
     return Completions(
-        completion_ids=completion_ids, completion_mask=completion_mask, lengths=lengths, truncated=~stopped,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        lengths=lengths,
+        truncated=~stopped,
         finish_reasons=["stop" if s else "length" for s in stopped.tolist()],
         prompt_index=torch.arange(ids.shape[0], device=device).repeat_interleave(G),
         log_probs=state.log_probs[:, :T] * completion_mask if state.log_probs is not None else None,
-        stats={"generated_tokens": int(lengths.sum()), "row_steps": sum(state.step_rows),
-               "decode_steps": len(state.step_rows) - 1, "step_rows": state.step_rows,
-               "prompt_width": ids.shape[1], "prefill_seconds": decode_started - t0,
-               "decode_seconds": ended - decode_started, "generation_seconds": ended - started,
-               "weight_seconds": decoder.weight_seconds, "compactions": state.compactions, "weight_layout": decoder.layout},
+        stats={
+            "generated_tokens": int(lengths.sum()),
+            "row_steps": sum(state.step_rows),
+            "decode_steps": len(state.step_rows) - 1,
+            "step_rows": state.step_rows,
+            "prompt_width": ids.shape[1],
+            "prefill_seconds": decode_started - t0,
+            "decode_seconds": ended - decode_started,
+            "generation_seconds": ended - started,
+            "weight_seconds": decoder.weight_seconds,
+            "compactions": state.compactions,
+            "weight_layout": decoder.layout,
+        },
     )
-
