@@ -1,6 +1,9 @@
-"""Load prompt/answer examples from local JSONL, JSON, Parquet or CSV files.
+"""Load prompt/answer examples from JSONL, JSON, Parquet or CSV files, shipped files or Hub datasets.
 
-``load_examples(path, ...)`` returns an :class:`ExampleSet`: a list of dicts, each with
+``load_examples(path, ...)`` reads a local file, a file shipped with apmpo
+(``shipped:math500`` or ``math500``) or a Hugging Face dataset
+(``hf:OWNER/NAME[@CONFIG]:SPLIT``); see :mod:`apmpo.data.sources`. It returns an
+:class:`ExampleSet`: a list of dicts, each with
 at least ``"prompt"`` (str) and ``"answer"`` (str); every other column of the file is
 kept as is, because the trainer passes dataset columns to reward functions as keyword
 arguments (TRL's contract: ``db_path``, ``gold_sql``, ``answer_type``, ...).
@@ -22,9 +25,11 @@ number; CSV: data row and line; JSON/Parquet: 1-based row) and the field; with
 A column mapping that does not match the file (a named column absent from the header
 or first row, or no prompt/answer column found) is always an error, never a skip.
 
-The files are read with the standard library (JSON, CSV) and pyarrow (Parquet) rather
+Local files are read with the standard library (JSON, CSV) and pyarrow (Parquet) rather
 than ``datasets.load_dataset`` so that errors carry exact line numbers and nothing is
-cached on disk; :meth:`ExampleSet.to_dataset` converts to a ``datasets.Dataset``.
+cached on disk; Hub datasets go through ``datasets.load_dataset`` (rows numbered from
+1, the column check names ``columns`` instead of ``header``).
+:meth:`ExampleSet.to_dataset` converts to a ``datasets.Dataset``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from apmpo.data.hub import HUB_PREFIX, HubDataset
+from apmpo.data.sources import data_reference_problem, resolve_data_reference
 
 __all__ = [
     "ExampleSet",
@@ -47,6 +54,9 @@ __all__ = [
     "PROMPT_CANDIDATES",
     "ANSWER_CANDIDATES",
     "SUPPORTED_SUFFIXES",
+    "RowError",
+    "read_json_rows",
+    "read_jsonl_rows",
 ]
 
 PROMPT_CANDIDATES: tuple[str, ...] = ("prompt", "problem", "question", "instruction", "input")
@@ -86,7 +96,7 @@ class ExampleSet(Sequence):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self.examples[index]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -99,9 +109,7 @@ class ExampleSet(Sequence):
 
     def skip_reasons(self) -> dict[str, int]:
         """Counts of skipped rows by ``"field: reason"`` (most frequent first)."""
-        counts = Counter(
-            f"{row.field}: {row.reason}" if row.field else row.reason for row in self.skipped_rows
-        )
+        counts = Counter(f"{row.field}: {row.reason}" if row.field else row.reason for row in self.skipped_rows)
         return dict(counts.most_common())
 
     @property
@@ -114,10 +122,7 @@ class ExampleSet(Sequence):
 
     def summary(self) -> str:
         """One line: counts, source columns and skip reasons."""
-        text = (
-            f"{self.path}: {len(self)} examples (prompt <- {self.prompt_column!r}, "
-            f"answer <- {self.answer_source!r})"
-        )
+        text = f"{self.path}: {len(self)} examples (prompt <- {self.prompt_column!r}, answer <- {self.answer_source!r})"
         if self.skipped:
             reasons = "; ".join(f"{r} x{n}" for r, n in self.skip_reasons().items())
             text += f", {self.skipped} rows skipped ({reasons})"
@@ -125,15 +130,14 @@ class ExampleSet(Sequence):
 
     def to_dataset(self):
         """A ``datasets.Dataset`` of the examples (a key missing from a row becomes None)."""
+        # heavy (datasets): Hub-format folders only
         import datasets
 
         columns = self.columns
-        return datasets.Dataset.from_dict(
-            {name: [example.get(name) for example in self.examples] for name in columns}
-        )
+        return datasets.Dataset.from_dict({name: [example.get(name) for example in self.examples] for name in columns})
 
 
-class _RowError(Exception):
+class RowError(Exception):
     """A bad row: carries the field (or None) and the reason; the loader adds file and row."""
 
     def __init__(self, field: str | None, reason: str):
@@ -144,17 +148,18 @@ class _RowError(Exception):
 
 # ---------------------------------------------------------------------------- readers
 # Each reader yields (where, row_or_error): ``where`` is the human row position,
-# ``row_or_error`` a dict or a _RowError for a row that could not even be parsed.
+# ``row_or_error`` a dict or a RowError for a row that could not even be parsed.
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+def read_jsonl_rows(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    """Rows of a JSON lines file: one object per line; blank lines skipped, a bad line is a RowError."""
     with open(path, "rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             where = f"line {lineno}"
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield where, _RowError(None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                yield where, RowError(None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
                 continue
             if lineno == 1:
                 text = text.lstrip("\ufeff")
@@ -163,10 +168,10 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield where, _RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
+                yield where, RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
                 continue
             if not isinstance(row, dict):
-                yield where, _RowError(None, f"expected a JSON object, got {type(row).__name__}")
+                yield where, RowError(None, f"expected a JSON object, got {type(row).__name__}")
                 continue
             yield where, row
 
@@ -187,29 +192,32 @@ def _json_records(data: Any, path: Path) -> list:
     )
 
 
-def _read_json(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
-    text = path.read_text(encoding="utf-8-sig")
+def read_json_rows(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    """Rows of a JSON file: an array of objects, an object holding one such array, or equal-length columns
+    (JSON lines saved with a .json suffix are read as such)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # JSON lines saved with a .json suffix
-            yield from _read_jsonl(path)
+            yield from read_jsonl_rows(path)
             return
-        raise ValueError(
-            f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-        ) from None
+        raise ValueError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     for index, row in enumerate(_json_records(data, path), start=1):
         where = f"row {index}"
         if isinstance(row, dict):
             yield where, row
         else:
-            yield where, _RowError(None, f"expected a JSON object, got {type(row).__name__}")
+            yield where, RowError(None, f"expected a JSON object, got {type(row).__name__}")
 
 
 _CSV_EXTRA = "\0extra"  # DictReader's key for fields beyond the header
 
 
-def _read_csv(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+def _read_csv(path: Path) -> Iterator[tuple[str, dict | RowError]]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, restkey=_CSV_EXTRA, restval=None)
         try:
@@ -226,21 +234,22 @@ def _read_csv(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
                 return
             except csv.Error as exc:
                 index += 1
-                yield f"row {index} (line {reader.line_num})", _RowError(None, f"malformed CSV ({exc})")
+                yield f"row {index} (line {reader.line_num})", RowError(None, f"malformed CSV ({exc})")
                 continue
             index += 1
             where = f"row {index} (line {reader.line_num})"
             if _CSV_EXTRA in row:
                 count = len(header) + len(row[_CSV_EXTRA])
-                yield where, _RowError(None, f"{count} fields but the header has {len(header)}")
+                yield where, RowError(None, f"{count} fields but the header has {len(header)}")
             elif any(value is None for value in row.values()):
                 count = sum(value is not None for value in row.values())
-                yield where, _RowError(None, f"{count} fields but the header has {len(header)}")
+                yield where, RowError(None, f"{count} fields but the header has {len(header)}")
             else:
                 yield where, row
 
 
-def _read_parquet(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+def _read_parquet(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    # optional (pyarrow): Parquet files only
     import pyarrow.parquet as pq
 
     try:
@@ -254,7 +263,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
             yield f"row {index}", row
 
 
-_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+_READERS = {".jsonl": read_jsonl_rows, ".json": read_json_rows, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
 # ---------------------------------------------------------------------------- mapping
@@ -283,7 +292,7 @@ def _resolve_mapping(
 
     def require(name: str, what: str) -> str:
         if name not in available:
-            raise _RowError(name, f"no column {name!r} ({what}); available columns: {listing}")
+            raise RowError(name, f"no column {name!r} ({what}); available columns: {listing}")
         return name
 
     if prompt_column is not None:
@@ -291,7 +300,7 @@ def _resolve_mapping(
     else:
         found = [c for c in PROMPT_CANDIDATES if c in available]
         if not found:
-            raise _RowError(
+            raise RowError(
                 "prompt",
                 f"no prompt column found (looked for {', '.join(PROMPT_CANDIDATES)}); "
                 f"available columns: {listing}; pass prompt_column=",
@@ -317,7 +326,7 @@ def _resolve_mapping(
             answer, boxed = SOLUTION_COLUMN, True
         else:
             also = "" if answer_from_solution is False else f", or a {SOLUTION_COLUMN!r} column with \\boxed{{}}"
-            raise _RowError(
+            raise RowError(
                 "answer",
                 f"no answer column found (looked for {', '.join(ANSWER_CANDIDATES)}{also}); "
                 f"available columns: {listing}; pass answer_column=",
@@ -335,44 +344,42 @@ def _resolve_mapping(
     if keep is not None:
         for out, source in keep.items():
             if out in ("prompt", "answer"):
-                raise ValueError(
-                    f"columns: {out!r} is reserved; use prompt_column/answer_column to choose its source"
-                )
+                raise ValueError(f"columns: {out!r} is reserved; use prompt_column/answer_column to choose its source")
             require(source, f"columns[{out!r}]")
     return _Mapping(prompt=prompt, answer=answer, boxed=boxed, keep=keep)
 
 
 def _convert_row(row: dict, mapping: _Mapping, answer_marker: str | None) -> dict[str, Any]:
-    """One example from one raw row; raises _RowError naming the bad field."""
+    """One example from one raw row; raises RowError naming the bad field."""
     for name in (mapping.prompt, mapping.answer):
         if name not in row:
             available = ", ".join(row) or "(none)"
-            raise _RowError(name, f"missing in this row; available columns: {available}")
+            raise RowError(name, f"missing in this row; available columns: {available}")
 
     prompt = row[mapping.prompt]
     if not isinstance(prompt, str):
-        raise _RowError(mapping.prompt, f"the prompt must be a string, got {type(prompt).__name__}")
+        raise RowError(mapping.prompt, f"the prompt must be a string, got {type(prompt).__name__}")
     if not prompt.strip():
-        raise _RowError(mapping.prompt, "empty prompt")
+        raise RowError(mapping.prompt, "empty prompt")
 
     raw_answer = row[mapping.answer]
     extra: dict[str, Any] = {}
     if mapping.boxed:
         if not isinstance(raw_answer, str):
-            raise _RowError(mapping.answer, f"expected a solution string, got {type(raw_answer).__name__}")
+            raise RowError(mapping.answer, f"expected a solution string, got {type(raw_answer).__name__}")
         boxed = last_boxed(raw_answer)
         if boxed is None:
-            raise _RowError(mapping.answer, "no \\boxed{...} answer found in the solution")
+            raise RowError(mapping.answer, "no \\boxed{...} answer found in the solution")
         answer = boxed
     else:
         try:
             answer = normalize_answer(raw_answer)
         except AnswerError as exc:
-            raise _RowError(mapping.answer, str(exc)) from None
+            raise RowError(mapping.answer, str(exc)) from None
         if answer_marker and isinstance(raw_answer, str) and answer_marker in raw_answer:
             marked = answer_after_marker(raw_answer, answer_marker)
             if marked is None:
-                raise _RowError(mapping.answer, f"nothing after the {answer_marker!r} marker")
+                raise RowError(mapping.answer, f"nothing after the {answer_marker!r} marker")
             answer = marked
             if SOLUTION_COLUMN not in row:
                 extra[SOLUTION_COLUMN] = raw_answer
@@ -385,7 +392,7 @@ def _convert_row(row: dict, mapping: _Mapping, answer_marker: str | None) -> dic
     else:
         for out, source in mapping.keep.items():
             if source not in row:
-                raise _RowError(source, f"missing in this row; available columns: {', '.join(row)}")
+                raise RowError(source, f"missing in this row; available columns: {', '.join(row)}")
             example[out] = row[source]
     if mapping.keep is None or SOLUTION_COLUMN in mapping.keep:
         example.update(extra)
@@ -415,7 +422,9 @@ def load_examples(
     """Read a .jsonl / .json / .parquet / .csv file into prompt/answer examples.
 
     Args:
-        path: the file; its suffix picks the reader.
+        path: the file (its suffix picks the reader), a shipped dataset
+            (``shipped:NAME`` or a bare ``NAME``) or a Hugging Face dataset
+            (``hf:OWNER/NAME[@CONFIG]:SPLIT``); see :mod:`apmpo.data.sources`.
         prompt_column: source column of "prompt" (default: detected, see module doc).
         answer_column: source column of "answer" (default: detected).
         columns: which other columns to keep: None keeps all of them; a list keeps only
@@ -432,53 +441,45 @@ def load_examples(
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unsupported suffix, column mapping not matching the file, a bad row
+        ValueError: unsupported suffix, an unknown shipped name, a malformed or
+            unloadable ``hf:`` reference (:class:`apmpo.data.hub.HubUnavailableError`
+            when the Hub cannot be reached), column mapping not matching the file, a bad row
             (``on_bad_row="error"``), or no usable row at all. Messages name the file,
             the row and the field.
     """
-    path = Path(path)
     if on_bad_row not in _BAD_ROW_MODES:
         raise ValueError(f"on_bad_row must be one of {_BAD_ROW_MODES}, got {on_bad_row!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    suffix = path.suffix.lower()
-    if suffix not in _READERS:
-        raise ValueError(
-            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path, header, rows = _open(path)
 
     examples: list[dict[str, Any]] = []
     skipped: list[SkippedRow] = []
     mapping: _Mapping | None = None
 
-    def fail(where: str, error: _RowError, skippable: bool = True) -> None:
+    def fail(where: str, error: RowError, skippable: bool = True) -> None:
         field_part = f", field {error.field!r}" if error.field else ""
         hint = " (on_bad_row='skip' skips and counts such rows)" if skippable else ""
         raise ValueError(f"{path}: {where}{field_part}: {error.reason}{hint}")
 
-    if suffix == ".csv" or suffix == ".parquet":
-        header = _header(path, suffix)
+    if header is not None:
         try:
             mapping = _resolve_mapping(header, prompt_column, answer_column, answer_from_solution, columns)
-        except _RowError as exc:
-            fail("header", exc, skippable=False)
+        except RowError as exc:
+            fail("columns" if path.startswith(HUB_PREFIX) else "header", exc, skippable=False)
 
-    for where, row in _READERS[suffix](path):
+    for where, row in rows:
         try:
-            if isinstance(row, _RowError):
+            if isinstance(row, RowError):
                 raise row
             if mapping is None:
                 try:
-                    mapping = _resolve_mapping(
-                        list(row), prompt_column, answer_column, answer_from_solution, columns
-                    )
-                except _RowError as exc:
+                    mapping = _resolve_mapping(list(row), prompt_column, answer_column, answer_from_solution, columns)
+                except RowError as exc:
                     fail(where, exc, skippable=False)  # a mapping that does not fit is never skipped
+            assert mapping is not None  # resolved from the first row above
             examples.append(_convert_row(row, mapping, answer_marker))
-        except _RowError as exc:
+        except RowError as exc:
             if on_bad_row == "error":
                 fail(where, exc)
             skipped.append(SkippedRow(where=where, field=exc.field, reason=exc.reason))
@@ -498,8 +499,31 @@ def load_examples(
     )
 
 
+def _open(reference: str | os.PathLike) -> tuple[str, list[str] | None, Iterator[tuple[str, dict | RowError]]]:
+    """(how errors name the source, its column names if known up front, its rows) for a data reference.
+
+    A file is read by its suffix's reader; a Hugging Face dataset (``hf:...``, see
+    :mod:`apmpo.data.hub`) through ``datasets``, its rows numbered from 1.
+    """
+    source = resolve_data_reference(reference)
+    if isinstance(source, HubDataset):
+        dataset = source.load()
+        rows = ((f"row {index}", row) for index, row in enumerate(dataset, start=1))
+        return source.text, list(dataset.column_names), rows
+    suffix = source.suffix.lower()
+    if suffix not in _READERS:
+        raise ValueError(
+            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not source.is_file():
+        raise FileNotFoundError(data_reference_problem(reference) or f"{source}: no such file")
+    header = _header(source, suffix) if suffix in (".csv", ".parquet") else None
+    return str(source), header, _READERS[suffix](source)
+
+
 def _header(path: Path, suffix: str) -> list[str]:
     if suffix == ".parquet":
+        # optional (pyarrow): Parquet files only
         import pyarrow.parquet as pq
 
         try:

@@ -39,8 +39,9 @@ examples for the trainer and the evaluator:
   files. Both are on the command line: ``python -m apmpo.data.sql {eval,export}``.
 - :func:`make_sql_task` has the built-in task signature (``make(split, n, seed,
   **options)``), reading the shipped benchmark (``apmpo/data/sqlbench``) by default or
-  a BIRD/Spider folder given as ``root``; :data:`SQL_TASK` is its ``TaskSpec`` (name
-  ``"sql"``, verifier: the reward registered as ``"sql"``, :data:`apmpo.rewards.sql_execution`).
+  a BIRD/Spider folder given as ``root``; it is registered as the task ``"sql"`` in
+  :data:`apmpo.tasks.BUILTIN_TASKS` (verifier: the reward registered as ``"sql"``,
+  :data:`apmpo.rewards.sql_execution`).
 
 Every problem in the input is a ``ValueError`` naming the file, the row (1-based) and
 the field: a missing database (with the expected path), a file that is not SQLite
@@ -56,6 +57,7 @@ test-suite evaluator (no column-permutation matching, no value-variant databases
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -67,7 +69,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apmpo.data.loaders import ExampleSet, SkippedRow, no_usable_examples
+from apmpo import rewards
+from apmpo.data.loaders import (
+    ExampleSet,
+    RowError,
+    SkippedRow,
+    no_usable_examples,
+    read_json_rows,
+    read_jsonl_rows,
+)
+from apmpo.io import atomic_write_text
+from apmpo.rewards import score_value
 
 __all__ = [
     "SQL_LAYOUTS",
@@ -82,7 +94,6 @@ __all__ = [
     "find_sql_split",
     "load_sql_examples",
     "make_sql_task",
-    "SQL_TASK",
     "read_predictions",
     "evaluate_sql",
     "evaluate_sql_predictions",
@@ -124,15 +135,6 @@ _SCHEMA_TIME_LIMIT_S = 10.0
 _MAX_SAMPLE_ROWS = 20
 
 
-class _RowError(Exception):
-    """A bad row: the field at fault (or None for the row as a whole) and the reason."""
-
-    def __init__(self, field: str | None, reason: str):
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
 # ---------------------------------------------------------------------------- databases
 
 
@@ -153,8 +155,7 @@ def check_sqlite_file(path: str | os.PathLike) -> Path:
         raise ValueError(f"{path}: is empty, not a SQLite database")
     if head != SQLITE_HEADER:
         raise ValueError(
-            f"{path}: is not a SQLite database (it starts with {head!r}, "
-            f"a SQLite file starts with {SQLITE_HEADER!r})"
+            f"{path}: is not a SQLite database (it starts with {head!r}, a SQLite file starts with {SQLITE_HEADER!r})"
         )
     return path
 
@@ -197,8 +198,7 @@ def _sample_rows_block(connection: sqlite3.Connection, table: str, n: int, max_c
     # Values are cut in SQL so a huge text or blob never reaches Python whole.
     limit = max_chars + 1
     selected = ", ".join(
-        f"CASE WHEN typeof({c}) IN ('text', 'blob') AND length({c}) > {limit} "
-        f"THEN substr({c}, 1, {limit}) ELSE {c} END"
+        f"CASE WHEN typeof({c}) IN ('text', 'blob') AND length({c}) > {limit} THEN substr({c}, 1, {limit}) ELSE {c} END"
         for c in map(_quote_identifier, columns)
     )
     rows = connection.execute(f"SELECT {selected} FROM {quoted} LIMIT ?", (n,)).fetchall()
@@ -220,7 +220,9 @@ def _create_statement(connection: sqlite3.Connection, kind: str, name: str, sql:
 def _compact_line(connection: sqlite3.Connection, kind: str, name: str, sql: str) -> str:
     """``table(col, fk_col -> other.col, ...)``; views are prefixed with "view "."""
     quoted = _quote_identifier(name)
-    references = {row[3]: f"{row[2]}.{row[4] or '?'}" for row in connection.execute(f"PRAGMA foreign_key_list({quoted})")}
+    references = {
+        row[3]: f"{row[2]}.{row[4] or '?'}" for row in connection.execute(f"PRAGMA foreign_key_list({quoted})")
+    }
     columns = [row[1] for row in connection.execute(f"PRAGMA table_info({quoted})")]
     parts = [f"{c} -> {references[c]}" if c in references else c for c in columns]
     return f"{'view ' if kind == 'view' else ''}{name}({', '.join(parts)})"
@@ -356,40 +358,9 @@ def _default_db_root(questions: Path) -> Path:
     )
 
 
-def _read_rows(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
-    """(row position, row or _RowError) for a JSON array file or a JSON lines file."""
-    if path.suffix.lower() == ".jsonl":
-        with open(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                where = f"line {lineno}"
-                try:
-                    text = raw.decode("utf-8").lstrip("\ufeff") if lineno == 1 else raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield where, _RowError(None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
-                    continue
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield where, _RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                yield where, row if isinstance(row, dict) else _RowError(
-                    None, f"expected a JSON object, got {type(row).__name__}"
-                )
-        return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON array of question objects, got a JSON {type(data).__name__}")
-    for index, row in enumerate(data, start=1):
-        yield f"row {index}", row if isinstance(row, dict) else _RowError(
-            None, f"expected a JSON object, got {type(row).__name__}"
-        )
+def _read_rows(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    """(row position, row or RowError) for a JSON array file or a JSON lines file."""
+    return read_jsonl_rows(path) if path.suffix.lower() == ".jsonl" else read_json_rows(path)
 
 
 def _detect_layout(row: Mapping[str, Any], layout: str) -> str:
@@ -398,7 +369,7 @@ def _detect_layout(row: Mapping[str, Any], layout: str) -> str:
     found = [name for name in SQL_LAYOUTS if _GOLD_FIELD[name] in row]
     if len(found) != 1:
         fields = ", ".join(map(str, row)) or "(none)"
-        raise _RowError(
+        raise RowError(
             None,
             "cannot tell the layout: a Spider row has a 'query' field, a BIRD row an 'SQL' field; "
             f"this row has {fields}; pass layout='spider' or layout='bird'",
@@ -411,18 +382,18 @@ def _text_field(row: Mapping[str, Any], name: str, *, required: bool = True) -> 
         if not required:
             return ""
         fields = ", ".join(map(str, row)) or "(none)"
-        raise _RowError(name, f"missing (this row has {fields})")
+        raise RowError(name, f"missing (this row has {fields})")
     value = row[name]
     if not isinstance(value, str):
-        raise _RowError(name, f"expected a string, got {type(value).__name__}")
+        raise RowError(name, f"expected a string, got {type(value).__name__}")
     if required and not value.strip():
-        raise _RowError(name, "empty")
+        raise RowError(name, "empty")
     return value
 
 
 def _check_db_id(db_id: str) -> None:
     if db_id in (".", "..") or any(ch in db_id for ch in "/\\\0") or db_id != db_id.strip():
-        raise _RowError("db_id", f"{db_id!r} is not a plain folder name")
+        raise RowError("db_id", f"{db_id!r} is not a plain folder name")
 
 
 @dataclass
@@ -519,12 +490,12 @@ def load_sql_examples(
 
     for where, row in _read_rows(questions):
         try:
-            if isinstance(row, _RowError):
+            if isinstance(row, RowError):
                 raise row
             if resolved_layout is None:
                 try:
                     resolved_layout = _detect_layout(row, layout)
-                except _RowError as exc:  # a layout that does not fit the file is never skipped
+                except RowError as exc:  # a layout that does not fit the file is never skipped
                     raise ValueError(f"{questions}: {where}: {exc.reason}") from None
             question = _text_field(row, "question")
             gold_field = _GOLD_FIELD[resolved_layout]
@@ -537,9 +508,9 @@ def load_sql_examples(
                 database = cache[db_id] = _resolve_database(
                     databases, db_id, sample_rows, max_value_chars, schema_style
                 )
-            if database.error is not None:
-                raise _RowError("db_id", database.error)
-        except _RowError as exc:
+            if database.error is not None or database.schema is None:
+                raise RowError("db_id", database.error or f"no schema for {db_id!r}")
+        except RowError as exc:
             if on_bad_row == "error":
                 field_part = f", field {exc.field!r}" if exc.field else ""
                 raise ValueError(f"{questions}: {where}{field_part}: {exc.reason}") from None
@@ -624,39 +595,23 @@ def make_sql_task(
         raise ValueError(f"n must be a positive integer or None, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    examples = list(load_sql_examples(
-        SQLBENCH_ROOT if root is None else root,
-        split="train" if split == "train" else "dev",
-        db_root=db_root,
-        layout=layout,
-        sample_rows=sample_rows,
-        schema_style=schema_style,
-        use_evidence=use_evidence,
-        instruction=instruction,
-        on_bad_row=on_bad_row,
-    ))
+    examples = list(
+        load_sql_examples(
+            SQLBENCH_ROOT if root is None else root,
+            split="train" if split == "train" else "dev",
+            db_root=db_root,
+            layout=layout,
+            sample_rows=sample_rows,
+            schema_style=schema_style,
+            use_evidence=use_evidence,
+            instruction=instruction,
+            on_bad_row=on_bad_row,
+        )
+    )
     if n is None or n >= len(examples):
         return examples
     chosen = sorted(random.Random(f"apmpo|sql|{split}|{seed}").sample(range(len(examples)), n))
     return [examples[i] for i in chosen]
-
-
-def _sql_task() -> Any:
-    from apmpo.data.tasks import TaskSpec
-
-    return TaskSpec(
-        name="sql",
-        make=make_sql_task,
-        description="text-to-SQL on SQLite (default: the shipped sqlbench; option root: a Spider or BIRD folder)",
-        options=SQL_TASK_OPTIONS,
-        default_reward="sql",
-        template="{prompt}",
-        instruction=SQL_INSTRUCTION,
-    )
-
-
-SQL_TASK = _sql_task()
-"""The ``sql`` built-in task (register it: ``BUILTIN_TASKS[SQL_TASK.name] = SQL_TASK``)."""
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -705,13 +660,15 @@ def read_predictions(path: str | os.PathLike) -> list[str]:
     if suffix == ".jsonl":
         predictions = []
         for where, row in _read_rows(path):
-            if isinstance(row, _RowError):
+            if isinstance(row, RowError):
                 raise ValueError(f"{path}: {where}: {row.reason}")
             for name in ("prediction", "completion", "sql"):
                 if name in row:
                     value = row[name]
                     if not isinstance(value, str):
-                        raise ValueError(f"{path}: {where}, field {name!r}: expected a string, got {type(value).__name__}")
+                        raise ValueError(
+                            f"{path}: {where}, field {name!r}: expected a string, got {type(value).__name__}"
+                        )
                     predictions.append(value)
                     break
             else:
@@ -719,7 +676,9 @@ def read_predictions(path: str | os.PathLike) -> list[str]:
                     f"{path}: {where}: no 'prediction', 'completion' or 'sql' field (has {', '.join(row) or 'none'})"
                 )
         return predictions
-    raise ValueError(f"{path}: unsupported predictions file {suffix or '(no suffix)'!r}; use .txt, .sql, .json or .jsonl")
+    raise ValueError(
+        f"{path}: unsupported predictions file {suffix or '(no suffix)'!r}; use .txt, .sql, .json or .jsonl"
+    )
 
 
 @dataclass
@@ -742,10 +701,7 @@ class SqlEvalResult:
     def summary(self) -> str:
         """One line: accuracy, count, comparison."""
         correct = int(round(sum(self.scores)))
-        return (
-            f"execution accuracy {self.accuracy:.4f} ({correct}/{self.num_examples}, "
-            f"{self.comparison} comparison)"
-        )
+        return f"execution accuracy {self.accuracy:.4f} ({correct}/{self.num_examples}, {self.comparison} comparison)"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without the per-question lists)."""
@@ -783,7 +739,9 @@ def evaluate_sql(
     for index, example in enumerate(examples, start=1):
         for name in ("gold_sql", "db_path"):
             if not isinstance(example.get(name), str):
-                raise ValueError(f"example {index}: field {name!r} missing or not a string (load with load_sql_examples)")
+                raise ValueError(
+                    f"example {index}: field {name!r} missing or not a string (load with load_sql_examples)"
+                )
     scores, reasons = _score_with_reward(
         list(predictions),
         [example["gold_sql"] for example in examples],
@@ -815,11 +773,9 @@ def _score_with_reward(
     completions: list[Any], gold_sql: list[str], db_path: list[str], comparison: str, reward_kwargs: dict
 ) -> tuple[list[float], list[str]]:
     """Scores and reasons from :data:`apmpo.rewards.sql_execution` (unknown options raise)."""
-    from apmpo import rewards
-
     reward = rewards.sql_execution.configure(comparison=comparison, **reward_kwargs)
     results = reward.score_items(completions, gold_sql=gold_sql, db_path=db_path)
-    return [0.0 if r.score is None else float(r.score) for r in results], [str(r.reason) for r in results]
+    return [score_value(r.score) for r in results], [str(r.reason) for r in results]
 
 
 def evaluate_sql_predictions(
@@ -875,30 +831,38 @@ def export_sql_examples(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m apmpo.data.sql {eval,export}``: execution accuracy, or examples as JSON lines."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m apmpo.data.sql",
         description="Text-to-SQL data on a Spider or BIRD folder (default: the shipped sqlbench).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("eval", help="execution accuracy of a predictions file (or --gold: a folder check)")
-    export = commands.add_parser("export", help="write a split's examples (prompt, gold_sql, db_path, ...) as JSON lines")
+    export = commands.add_parser(
+        "export", help="write a split's examples (prompt, gold_sql, db_path, ...) as JSON lines"
+    )
     for sub in (evaluate, export):
-        sub.add_argument("--data", default=str(SQLBENCH_ROOT),
-                         help="a Spider/BIRD folder or a questions file (default: the shipped sqlbench)")
+        sub.add_argument(
+            "--data",
+            default=str(SQLBENCH_ROOT),
+            help="a Spider/BIRD folder or a questions file (default: the shipped sqlbench)",
+        )
         sub.add_argument("--split", default="dev", help="train, dev or test (with --data a folder; default dev)")
         sub.add_argument("--db-root", default=None, help="folder holding <db_id>/<db_id>.sqlite (default: detected)")
-    evaluate.add_argument("--predictions", default=None,
-                          help="predictions file: .txt/.sql (one query per line), BIRD .json, or .jsonl")
+    evaluate.add_argument(
+        "--predictions", default=None, help="predictions file: .txt/.sql (one query per line), BIRD .json, or .jsonl"
+    )
     evaluate.add_argument("--gold", action="store_true", help="score the gold queries against themselves")
     evaluate.add_argument("--comparison", default="multiset", help="multiset (Spider, default) or set (BIRD)")
     evaluate.add_argument("--query-timeout", type=float, default=5.0, help="seconds per query (default 5)")
     evaluate.add_argument("--output", default=None, help="write the per-question scores and reasons to this JSON file")
     export.add_argument("--out", required=True, help="the JSON lines file to write")
     export.add_argument("--sample-rows", type=int, default=0, help="example rows per table in the prompt (default 0)")
-    export.add_argument("--schema-style", default="create", choices=list(SCHEMA_STYLES),
-                        help="create (CREATE statements, default) or compact (one line per table)")
+    export.add_argument(
+        "--schema-style",
+        default="create",
+        choices=list(SCHEMA_STYLES),
+        help="create (CREATE statements, default) or compact (one line per table)",
+    )
     export.add_argument("--no-evidence", action="store_true", help="leave BIRD's evidence out of the prompt")
     export.add_argument("--instruction", default=SQL_INSTRUCTION, help="answer-format sentence closing the prompt")
     args = parser.parse_args(argv)
@@ -907,14 +871,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "export":
             examples = export_sql_examples(
-                args.data, args.out, split=args.split, db_root=args.db_root, sample_rows=args.sample_rows,
-                schema_style=args.schema_style, use_evidence=not args.no_evidence, instruction=args.instruction,
+                args.data,
+                args.out,
+                split=args.split,
+                db_root=args.db_root,
+                sample_rows=args.sample_rows,
+                schema_style=args.schema_style,
+                use_evidence=not args.no_evidence,
+                instruction=args.instruction,
             )
             print(f"wrote {args.out}: {examples.summary()}")
             return 0
         result = evaluate_sql_predictions(
-            args.data, None if args.gold else args.predictions, split=args.split, db_root=args.db_root,
-            comparison=args.comparison, query_timeout_s=args.query_timeout,
+            args.data,
+            None if args.gold else args.predictions,
+            split=args.split,
+            db_root=args.db_root,
+            comparison=args.comparison,
+            query_timeout_s=args.query_timeout,
         )
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -929,8 +903,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    from apmpo.io import atomic_write_text
-
     atomic_write_text(path, text)
 
 

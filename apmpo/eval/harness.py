@@ -2,7 +2,7 @@
 
 For every example of every benchmark the harness renders the prompt
 (:func:`apmpo.data.render_prompt`), draws ``n`` completions with the trainer's
-batched generation (:func:`apmpo.trainer.rollout.generate_rollouts`; greedy when the
+batched generation (:func:`apmpo.sampling.rollout.generate_rollouts`; greedy when the
 temperature is 0, else sampling with temperature / top_p / top_k), scores each with a
 reward from :mod:`apmpo.rewards` (score, reason and extracted answer), and summarises
 with the estimators of :mod:`apmpo.eval.metrics`.
@@ -30,13 +30,13 @@ on ``.lock`` there, so a second run into the same directory is refused instead o
 interleaving its records.
 
 Vision-language models: ``tokenizer`` may be the model's processor (or a prompt encoder
-from :func:`apmpo.multimodal.prompt_encoder_for`); each benchmark's rows then get their
+from :func:`apmpo.sampling.prompt_encoder_for`); each benchmark's rows then get their
 images attached and checked (relative paths against the data file's folder), and the
 prompts are rendered and encoded with their images.
 
 Departures worth knowing: correctness is ``score >= correct_threshold`` (default 1.0,
-exact for the binary math rewards); a reward of None (not applicable) counts as
-incorrect with score 0. Greedy decoding with ``n > 1`` is refused: it would produce n
+exact for the binary math rewards); a reward of None (no score) counts as score 0, i.e.
+not correct (:func:`apmpo.rewards.score_value`; records keep the None). Greedy decoding with ``n > 1`` is refused: it would produce n
 identical samples.
 """
 
@@ -52,14 +52,24 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+from apmpo import rewards
+from apmpo.data.prompts import template_fields, validate_template
 from apmpo.eval.metrics import ExampleStats, answer_key, metric_names, summarize
-from apmpo.io import atomic_write_json
 from apmpo.eval.records import RecordsFile
+from apmpo.eval.settings import EvalSettings
 from apmpo.eval.suites import BenchmarkSpec
+from apmpo.io import atomic_write_json
+from apmpo.rewards import score_value
+from apmpo.rewards.extract import extract_answer
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.sampling.rollout import generate_rollouts
 
 __all__ = [
     "RECORDS_FILE",
@@ -71,8 +81,10 @@ __all__ = [
     "evaluate",
     "evaluate_examples",
     "format_table",
+    "group_example_stats",
     "load_benchmark",
     "load_suite_benchmarks",
+    "problem_fingerprint",
     "resolve_reward",
     "summarize_records",
 ]
@@ -81,109 +93,6 @@ RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
 _ID_COLUMNS = ("id", "unique_id", "idx", "problem_id")
-
-
-def _int_list(value: Any, name: str) -> list[int]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        parts = [value]
-    else:
-        parts = list(value)
-    out = []
-    for part in parts:
-        try:
-            number = int(part)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {part!r} is not an integer") from None
-        if isinstance(part, bool) or (isinstance(part, float) and not float(part).is_integer()):
-            raise ValueError(f"{name}: {part!r} is not an integer")
-        if number < 1:
-            raise ValueError(f"{name}: every k must be >= 1, got {number}")
-        if number not in out:
-            out.append(number)
-    return sorted(out)
-
-
-@dataclass
-class EvalSettings:
-    """How to sample and what to report."""
-
-    n: int = 1
-    """Samples per example (Pass@1 is their mean correctness)."""
-    k: list[int] = field(default_factory=lambda: [1])
-    """pass@k is reported for each k (each <= n); a comma-separated string is accepted."""
-    maj_k: list[int] | None = None
-    """maj@k is reported for each (each <= n); None: the k values above 1."""
-    temperature: float = 0.0
-    """0: greedy decoding (needs n = 1); > 0: sampling at this temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold in (0, 1] (sampling only)."""
-    top_k: int = 0
-    """Top-k sampling; 0 disables it (sampling only)."""
-    max_new_tokens: int = 1024
-    """Longest completion; one that reaches it without EOS is marked truncated."""
-    max_prompt_tokens: int | None = None
-    """Refuse prompts longer than this many tokens (None: no limit)."""
-    batch_size: int = 16
-    """Samples (prompt rows) per generate call."""
-    seed: int = 0
-    """Base seed; each batch is sampled under a seed derived from (seed, benchmark, batch)."""
-    limit: int | None = None
-    """Evaluate only the first N examples of each benchmark (None: all)."""
-    correct_threshold: float = 1.0
-    """A sample is correct when its reward score is >= this."""
-
-    def __post_init__(self):
-        self.k = _int_list(self.k, "k")
-        self.maj_k = [k for k in self.k if k > 1] if self.maj_k is None else _int_list(self.maj_k, "maj_k")
-        problems = []
-        for name in ("n", "max_new_tokens", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
-            problems.append(f"limit must be a positive integer or None, got {self.limit!r}")
-        if self.max_prompt_tokens is not None and (not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1):
-            problems.append(f"max_prompt_tokens must be a positive integer or None, got {self.max_prompt_tokens!r}")
-        if not self.k:
-            problems.append("k: give at least one k")
-        if isinstance(self.n, int):
-            too_big = [k for k in [*self.k, *self.maj_k] if k > self.n]
-            if too_big:
-                problems.append(f"k = {max(too_big)} needs at least that many samples per example, but n = {self.n}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
-            problems.append(f"temperature must be >= 0, got {self.temperature!r}")
-        elif self.temperature == 0 and isinstance(self.n, int) and self.n > 1:
-            problems.append(
-                f"temperature 0 is greedy decoding, which gives {self.n} identical samples; "
-                "use n = 1 or a temperature > 0"
-            )
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            problems.append(f"top_k must be an integer >= 0, got {self.top_k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.correct_threshold, (int, float)) or not math.isfinite(self.correct_threshold):
-            problems.append(f"correct_threshold must be a finite number, got {self.correct_threshold!r}")
-        if problems:
-            raise ValueError("invalid eval settings: " + "; ".join(problems))
-
-    @property
-    def greedy(self) -> bool:
-        """True for greedy decoding (temperature 0)."""
-        return self.temperature == 0
-
-    def generation_fingerprint(self) -> dict[str, Any]:
-        """The settings that determine the samples (compared on resume)."""
-        return {
-            "temperature": float(self.temperature),
-            "top_p": float(self.top_p) if not self.greedy else None,
-            "top_k": int(self.top_k) if not self.greedy else None,
-            "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed,
-        }
 
 
 @dataclass
@@ -229,13 +138,10 @@ def load_benchmark(
 ) -> Benchmark:
     """Read ``spec.path`` with its column mapping; the spec's own template/reward win over the defaults.
 
-    Errors from the loader (missing file, unknown column, bad row) propagate with the
-    file, row and field named.
+    Errors from the loader (missing file, unknown column, bad row, unreachable Hub)
+    propagate with the file, row and field named (and the suite entry, for a suite's).
     """
-    from apmpo.data.loaders import load_examples
-    from apmpo.data.prompts import template_fields, validate_template
-
-    examples = load_examples(spec.path, limit=limit, **spec.loader_kwargs())
+    examples = spec.load_examples(limit=limit)
     chosen = spec.template or template
     template_fields(chosen)
     try:
@@ -257,8 +163,12 @@ def load_suite_benchmarks(suite, *, limit: int | None = None) -> list[Benchmark]
     """Every benchmark of a :class:`apmpo.eval.suites.Suite`, with the suite's prompt and reward."""
     return [
         load_benchmark(
-            spec, limit=limit, template=suite.template, system_prompt=suite.system_prompt,
-            use_chat_template=suite.use_chat_template, reward=suite.reward,
+            spec,
+            limit=limit,
+            template=suite.template,
+            system_prompt=suite.system_prompt,
+            use_chat_template=suite.use_chat_template,
+            reward=suite.reward,
         )
         for spec in suite.benchmarks
     ]
@@ -293,7 +203,6 @@ def resolve_reward(reward: str | Callable[..., Any]) -> Callable[..., Any]:
     """
     if callable(reward):
         return reward
-    from apmpo import rewards
 
     if reward in rewards.REWARDS:
         return rewards.get_reward(reward)
@@ -337,8 +246,6 @@ def _extraction_options(fn: Callable[..., Any], bound: Mapping[str, Any]) -> dic
 
 
 def _extract(text: str, options: Mapping[str, Any]) -> str | None:
-    from apmpo.rewards.extract import extract_answer
-
     return extract_answer(text, **options)
 
 
@@ -393,8 +300,6 @@ def _batch_seed(seed: int, benchmark: str, batch_index: int) -> int:
 @contextlib.contextmanager
 def _seeded(seed: int, device):
     """Run under ``torch.manual_seed(seed)`` and restore the caller's RNG states afterwards."""
-    import torch
-
     devices = []
     if device is not None and device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -403,23 +308,28 @@ def _seeded(seed: int, device):
         yield
 
 
-def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, Any]], add_special_tokens: bool,
-              settings: EvalSettings):
+def _generate(
+    model,
+    encoder,
+    prompts: list[str],
+    examples: list[Mapping[str, Any]],
+    add_special_tokens: bool,
+    settings: EvalSettings,
+):
     """Texts, token counts and truncation flags for one batch of prompt rows (one sample each)."""
-    from apmpo.trainer.rollout import generate_rollouts
-
     device = next(model.parameters()).device
     batch = encoder.encode(
-        prompts, examples, add_special_tokens=add_special_tokens,
-        max_prompt_tokens=settings.max_prompt_tokens, device=device,
+        prompts,
+        examples,
+        add_special_tokens=add_special_tokens,
+        max_prompt_tokens=settings.max_prompt_tokens,
+        device=device,
     )
     rollout = generate_rollouts(
-        model, encoder.tokenizer, batch, num_samples=1, max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature or 1.0, top_p=settings.top_p, top_k=settings.top_k,
-        do_sample=not settings.greedy, batch_size=0,
+        model, encoder.tokenizer, batch, num_samples=1, batch_size=0, **settings.generation_kwargs()
     )
-    lengths = rollout.completion_lengths.tolist()                                   # [N]
-    truncated = rollout.truncated.tolist()                                          # [N]
+    lengths = rollout.completion_lengths.tolist()  # [N]
+    truncated = rollout.truncated.tolist()  # [N]
     return rollout.completions, [int(x) for x in lengths], [bool(x) for x in truncated], rollout.meta
 
 
@@ -429,8 +339,11 @@ def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, An
 def _render_all(benchmark: Benchmark, encoder) -> tuple[list[str], bool]:
     prompts = [
         encoder.render(
-            example, template=benchmark.template, system_prompt=benchmark.system_prompt,
-            use_chat_template=benchmark.use_chat_template, where=f"{benchmark.name} example {index}",
+            example,
+            template=benchmark.template,
+            system_prompt=benchmark.system_prompt,
+            use_chat_template=benchmark.use_chat_template,
+            where=f"{benchmark.name} example {index}",
         )
         for index, example in enumerate(benchmark.examples)
     ]
@@ -498,6 +411,7 @@ def _check_run_identity(path: Path, identity: dict) -> dict:
 def _exclusive(directory: Path):
     """Hold an exclusive lock on ``directory/.lock``; a second writer is refused, not interleaved."""
     try:
+        # POSIX only (fcntl): skipped where missing
         import fcntl
     except ImportError:  # no flock (Windows): concurrent runs are the user's responsibility
         yield
@@ -516,11 +430,30 @@ def _exclusive(directory: Path):
 
 
 def _make_progress(total: int, initial: int, enabled: bool):
+    """A tqdm bar on stderr: samples done / total, elapsed, ETA, samples/s (postfix: benchmark, tokens/s)."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="sample", desc="eval", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit=" samples",
+        desc="eval",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} samples "
+        "[{elapsed} elapsed, ETA {remaining}, {rate_noinv_fmt}{postfix}]",
+    )
+
+
+def problem_fingerprint(examples: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 over the examples' problems and reference answers, in order (what a comparison pairs)."""
+    digest = hashlib.sha256()
+    for example in examples:
+        pair = [example.get("prompt"), example.get("answer")]
+        digest.update(json.dumps(pair, ensure_ascii=False, default=str).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def evaluate(
@@ -540,7 +473,7 @@ def evaluate(
         model: a causal LM or vision-language model (e.g. from
             :func:`apmpo.models.load_model_and_tokenizer`).
         tokenizer: its tokenizer (left padding, with a pad token), its processor, or a
-            prompt encoder (:func:`apmpo.multimodal.prompt_encoder_for`; e.g. to name
+            prompt encoder (:func:`apmpo.sampling.prompt_encoder_for`; e.g. to name
             the image column).
         benchmarks: loaded benchmarks (:func:`load_benchmark`), distinct names.
         settings: sampling and reporting settings (default: greedy, n = 1).
@@ -578,15 +511,25 @@ def evaluate(
         return _evaluate(model, tokenizer, limited, settings, out_path, model_name, progress, extra_summary)
 
 
-def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings, out_path: Path | None,
-              model_name: str | None, progress: bool, extra_summary: Mapping[str, Any] | None) -> EvalResult:
+def _evaluate(
+    model,
+    tokenizer,
+    limited: list[Benchmark],
+    settings: EvalSettings,
+    out_path: Path | None,
+    model_name: str | None,
+    progress: bool,
+    extra_summary: Mapping[str, Any] | None,
+) -> EvalResult:
     """:func:`evaluate` after the arguments are checked (and the output directory locked)."""
-    from apmpo.multimodal.encoder import prompt_encoder_for
-
     encoder = prompt_encoder_for(tokenizer)
     limited = [
-        dataclasses.replace(b, examples=encoder.prepare(b.examples, source=b.path, where=f"{b.name} example",
-                                                        start=0, skip_hint=False).examples)
+        dataclasses.replace(
+            b,
+            examples=encoder.prepare(
+                b.examples, source=b.path, where=f"{b.name} example", start=0, skip_hint=False
+            ).examples,
+        )
         for b in limited
     ]
     store = RecordsFile(out_path / RECORDS_FILE) if out_path is not None else None
@@ -596,11 +539,11 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
     existing = store.load() if store is not None else {}
 
     rendered = {b.name: _render_all(b, encoder) for b in limited}
-    for (bench, example, _), record in existing.items():
-        prompts = rendered[bench][0] if bench in rendered else []
-        if example < len(prompts) and record.get("prompt") != prompts[example]:
+    for (bench_name, example, _), record in existing.items():
+        prompts = rendered[bench_name][0] if bench_name in rendered else []
+        if store is not None and example < len(prompts) and record.get("prompt") != prompts[example]:
             raise ValueError(
-                f"{store.path}: benchmark {bench!r} example {example}: the recorded prompt differs from the "
+                f"{store.path}: benchmark {bench_name!r} example {example}: the recorded prompt differs from the "
                 "prompt rendered now (the data file, template, system prompt or tokenizer changed); "
                 "use another output directory"
             )
@@ -630,8 +573,9 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             rows = [prompts[i] for i, _ in units]
             with _seeded(_batch_seed(settings.seed, bench.name, batch_index), device):
                 try:
-                    texts, lengths, truncated, meta = _generate(model, encoder, rows, [bench.examples[i] for i, _ in units],
-                                                                add_special, settings)
+                    texts, lengths, truncated, meta = _generate(
+                        model, encoder, rows, [bench.examples[i] for i, _ in units], add_special, settings
+                    )
                 except ValueError as exc:
                     first = units[0][0]
                     raise ValueError(f"benchmark {bench.name!r}, batch from example {first}: {exc}") from None
@@ -641,21 +585,23 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             scored = _score_batch(bench.reward, [texts[r] for r in wanted], [bench.examples[i] for i, _ in missing])
             new_records = []
             for (i, j), row, (score, reason, extracted) in zip(missing, wanted, scored):
-                example = bench.examples[i]
-                new_records.append({
-                    "benchmark": bench.name,
-                    "example_index": i,
-                    "sample_index": j,
-                    "example_id": _example_id(example),
-                    "prompt": prompts[i],
-                    "completion": texts[row],
-                    "reference": example["answer"],
-                    "extracted": extracted,
-                    "score": score,
-                    "reason": reason,
-                    "completion_tokens": lengths[row],
-                    "truncated": truncated[row],
-                })
+                row_example = bench.examples[i]
+                new_records.append(
+                    {
+                        "benchmark": bench.name,
+                        "example_index": i,
+                        "sample_index": j,
+                        "example_id": _example_id(row_example),
+                        "prompt": prompts[i],
+                        "completion": texts[row],
+                        "reference": row_example["answer"],
+                        "extracted": extracted,
+                        "score": score,
+                        "reason": reason,
+                        "completion_tokens": lengths[row],
+                        "truncated": truncated[row],
+                    }
+                )
             if store is not None:
                 store.append(new_records)
             for record in new_records:
@@ -663,27 +609,27 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             generated += len(new_records)
             tokens += sum(r["completion_tokens"] for r in new_records)
             if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{bench.name}, {tokens / elapsed:.1f} tokens/s", refresh=False)
                 bar.update(len(new_records))
-                bar.set_postfix_str(bench.name, refresh=False)
     finally:
         if bar is not None:
             bar.close()
 
-    counted = [
-        existing[(b.name, i, j)] for b in limited for i in range(len(b.examples)) for j in range(settings.n)
-    ]
+    counted = [existing[(b.name, i, j)] for b in limited for i in range(len(b.examples)) for j in range(settings.n)]
     summary = summarize_records(counted, settings, order=[b.name for b in limited])
     summary = {
         "model": model_name,
         **(dict(extra_summary) if extra_summary else {}),
         "decoding": "greedy" if settings.greedy else "sampled",
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.model_dump(mode="json"),
         "paths": {b.name: b.path for b in limited},
         "prompts": {
             b.name: {"template": b.template, "system_prompt": b.system_prompt, "use_chat_template": b.use_chat_template}
             for b in limited
         },
         "rewards": {b.name: b.reward_name for b in limited},
+        "problems": {b.name: {"count": len(b.examples), "sha256": problem_fingerprint(b.examples)} for b in limited},
         **summary,
         "run": {
             "samples_total": total,
@@ -700,14 +646,13 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
     return EvalResult(summary=summary, records=counted, out_dir=out_path)
 
 
-def summarize_records(
-    records: Iterable[Mapping[str, Any]], settings: EvalSettings, *, order: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Metrics from sample records: ``{"metrics", "benchmarks", "overall", "all"}``.
+def group_example_stats(
+    records: Iterable[Mapping[str, Any]], correct_threshold: float, *, order: Sequence[str] | None = None
+) -> dict[str, list[ExampleStats]]:
+    """Sample records -> per benchmark, per example (by index), the :class:`ExampleStats` the metrics need.
 
-    Records are grouped by benchmark and example and sorted by sample index; each
-    benchmark row also gets its ``path``-independent counts (see
-    :func:`apmpo.eval.metrics.aggregate`).
+    A sample is correct when its score is >= ``correct_threshold`` (None counts as 0);
+    samples are ordered by their index. ``order`` names the benchmarks (default: as seen).
     """
     grouped: dict[str, dict[int, list[Mapping[str, Any]]]] = {}
     for record in records:
@@ -718,10 +663,10 @@ def summarize_records(
         examples = []
         for index in sorted(grouped.get(name, {})):
             samples = sorted(grouped[name][index], key=lambda r: r["sample_index"])
-            scores = [0.0 if r.get("score") is None else float(r["score"]) for r in samples]
+            scores = [score_value(r.get("score")) for r in samples]
             examples.append(
                 ExampleStats(
-                    correct=[s >= settings.correct_threshold for s in scores],
+                    correct=[s >= correct_threshold for s in scores],
                     keys=[answer_key(r.get("extracted")) for r in samples],
                     scores=scores,
                     completion_tokens=[int(r["completion_tokens"]) for r in samples if "completion_tokens" in r],
@@ -729,8 +674,22 @@ def summarize_records(
                 )
             )
         stats[name] = examples
-    result = summarize(stats, settings.k, settings.maj_k)
-    return {"metrics": metric_names(settings.k, settings.maj_k), **result}
+    return stats
+
+
+def summarize_records(
+    records: Iterable[Mapping[str, Any]], settings: EvalSettings, *, order: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Metrics from sample records: ``{"metrics", "benchmarks", "overall", "all"}``.
+
+    Records are grouped by benchmark and example and sorted by sample index; each
+    benchmark row also gets its ``path``-independent counts (see
+    :func:`apmpo.eval.metrics.aggregate`).
+    """
+    stats = group_example_stats(records, settings.correct_threshold, order=order)
+    maj_k = settings.maj_k or []
+    result = summarize(stats, settings.k, maj_k)
+    return {"metrics": metric_names(settings.k, maj_k), **result}
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
@@ -746,8 +705,13 @@ def format_table(summary: Mapping[str, Any]) -> str:
         n_text = "-" if n is None else (str(n) if n == data.get("n_max") else f"{n}-{data['n_max']}")
         tokens = data.get("mean_completion_tokens")
         return [
-            name, str(data["examples"]), n_text, *[pct(data.get(m)) for m in metrics],
-            pct(data.get("answer_rate")), "-" if tokens is None else f"{tokens:.0f}", pct(data.get("truncation_rate")),
+            name,
+            str(data["examples"]),
+            n_text,
+            *[pct(data.get(m)) for m in metrics],
+            pct(data.get("answer_rate")),
+            "-" if tokens is None else f"{tokens:.0f}",
+            pct(data.get("truncation_rate")),
         ]
 
     rows = [row(name, data) for name, data in summary["benchmarks"].items()]
@@ -762,8 +726,10 @@ def format_table(summary: Mapping[str, Any]) -> str:
     decoding = summary.get("decoding")
     settings = summary.get("settings", {})
     if decoding:
-        detail = "greedy" if decoding == "greedy" else (
-            f"sampled, temperature {settings.get('temperature')}, top_p {settings.get('top_p')}"
+        detail = (
+            "greedy"
+            if decoding == "greedy"
+            else (f"sampled, temperature {settings.get('temperature')}, top_p {settings.get('top_p')}")
         )
         lines.append(f"({detail}; metrics in %; answered = samples with an extracted answer)")
     return "\n".join(lines)
@@ -789,7 +755,11 @@ def evaluate_examples(
     ``out_dir`` is given. ``result.metric("pass@1")`` is the accuracy.
     """
     benchmark = Benchmark(
-        name=name, examples=[dict(e) for e in examples], template=template, system_prompt=system_prompt,
-        use_chat_template=use_chat_template, reward=reward,
+        name=name,
+        examples=[dict(e) for e in examples],
+        template=template,
+        system_prompt=system_prompt,
+        use_chat_template=use_chat_template,
+        reward=reward,
     )
     return evaluate(model, tokenizer, [benchmark], settings, out_dir=out_dir, progress=progress)

@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from verl.trainer.ppo.core_algos import register_policy_loss
@@ -118,9 +118,7 @@ _REFUSED_LOSS_AGG_MODES = {
     "seq-mean-token-sum-norm": "sums the tokens of each response and divides by a constant",
 }
 
-_CONFIG_HINT = (
-    "set actor_rollout_ref.actor.policy_loss._target_=apmpo.integrations.verl.APMPOPolicyLossConfig"
-)
+_CONFIG_HINT = "set actor_rollout_ref.actor.policy_loss._target_=apmpo.integrations.verl.APMPOPolicyLossConfig"
 _ROUTE_HINT = (
     "the rollout batch's reward statistics did not reach the loss: run verl's v1 trainer with an APMPO "
     "trainer mode (trainer.use_v1=True trainer.v1.trainer_mode=apmpo_sync, or apmpo_colocate_async / "
@@ -147,7 +145,7 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """FAC: largest upper clip bound (paper: 0.4)."""
     delta: float = 1e-6
     """Stabiliser in FSS = mu_R / (sigma_R + delta) (our choice: 1e-6)."""
-    p: Optional[float] = None
+    p: float | None = None
     """Fixed exponent: required by "pmpo"; with "apmpo" only for p_schedule "fixed"."""
     p_schedule: str = "exp"
     """APMPO exponent schedule: "exp" (paper), "linear" or "fixed" (ablations)."""
@@ -155,11 +153,11 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """APMPO upper clip: "fac" (paper) or "fixed" (uses actor.clip_ratio_high; PMPO-only ablation)."""
     fss: str = "ratio"
     """FSS variant: "ratio" (paper), "mean" or "inverse_std" (ablations)."""
-    reward_range: Optional[list[float]] = None
+    reward_range: list[float] | None = None
     """[lo, hi] of the rewards when not [0, 1]; mu_R and sigma_R are rescaled to [0, 1]."""
-    reward_mean: Optional[float] = None
+    reward_mean: float | None = None
     """Runtime only: mu_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
-    reward_std: Optional[float] = None
+    reward_std: float | None = None
     """Runtime only: sigma_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
 
 
@@ -188,7 +186,9 @@ def _per_response(values: torch.Tensor, mask: torch.Tensor, name: str, hint: str
 def response_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """verl's [N, T] token advantages -> APMPO's [N] response advantages A_i (refuses token-varying ones)."""
     return _per_response(
-        advantages, response_mask.bool(), "advantages",
+        advantages,
+        response_mask.bool(),
+        "advantages",
         "use an outcome-reward estimator such as algorithm.adv_estimator=grpo",
     )
 
@@ -196,7 +196,9 @@ def response_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -
 def response_weights(rollout_is_weights: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """verl's [N, T] rollout-correction IS weights -> [N] sequence weights (refuses token-level ones)."""
     weights = _per_response(
-        rollout_is_weights, response_mask.bool(), "rollout_is_weights",
+        rollout_is_weights,
+        response_mask.bool(),
+        "rollout_is_weights",
         "set algorithm.rollout_correction.rollout_is=sequence (token-level weights have no meaning "
         "inside a power mean)",
     )
@@ -205,7 +207,7 @@ def response_weights(rollout_is_weights: torch.Tensor, response_mask: torch.Tens
     return weights
 
 
-def _normalizer(config: Any) -> Optional[float]:
+def _normalizer(config: Any) -> float | None:
     """Divisor of the summed objective on this rank: global mini-batch responses / dp_size."""
     info = getattr(config, "global_batch_info", None) or {}
     dp_size = info.get("dp_size") or 1
@@ -262,7 +264,7 @@ def verl_policy_loss(
     response_mask: torch.Tensor,
     loss_agg_mode: str,
     config: Any,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """verl's policy-loss call mapped onto ``apmpo.policy_loss(name, ...)``.
 
@@ -287,8 +289,8 @@ def verl_policy_loss(
             "averages the tokens of each response by M_p and the responses arithmetically: set "
             "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean"
         )
-    mask = response_mask.bool()                                      # [N, T]
-    adv = response_advantages(advantages, mask)                      # [N]
+    mask = response_mask.bool()  # [N, T]
+    adv = response_advantages(advantages, mask)  # [N]
     if rollout_is_weights is not None:
         adv = adv * response_weights(rollout_is_weights, mask).to(adv.dtype)  # [N]
     hp = _hyperparameters(name, config)
@@ -308,7 +310,7 @@ def compute_policy_loss_apmpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """APMPO (adaptive p + FAC) as verl's ``loss_mode=apmpo``; see ``verl_policy_loss``."""
     return verl_policy_loss(
@@ -324,7 +326,7 @@ def compute_policy_loss_pmpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PMPO (fixed ``policy_loss.p``, fixed clip bounds) as verl's ``loss_mode=pmpo``."""
     return verl_policy_loss(
@@ -343,6 +345,7 @@ def apmpo_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: Any = No
     afterwards (a later batch without statistics fails loudly instead of reusing these).
     With another ``loss_mode`` it is exactly verl's ``ppo_loss``.
     """
+    # optional (verl): the integration's own dependency
     from verl.utils import tensordict_utils as tu
     from verl.workers.utils.losses import ppo_loss
 
@@ -366,6 +369,7 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
     ``config`` is the full trainer config; the actor config is built from
     ``actor_rollout_ref.actor`` exactly as the worker builds its own.
     """
+    # optional (verl): the integration's own dependency
     from verl.trainer.distillation import is_distillation_enabled
     from verl.utils.config import omega_conf_to_dataclass
 
@@ -379,7 +383,7 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
 
 
 def rollout_reward_statistics(
-    token_scores: torch.Tensor, keep: Optional[torch.Tensor] = None, reward_range: Optional[list[float]] = None
+    token_scores: torch.Tensor, keep: torch.Tensor | None = None, reward_range: list[float] | None = None
 ) -> tuple[float, float]:
     """(mu_R, sigma_R) of a rollout batch from verl's token-level reward scores.
 
@@ -392,7 +396,7 @@ def rollout_reward_statistics(
     """
     if token_scores.dim() != 2:
         raise ValueError(f"rm_scores: expected [N, T] token scores, got shape {tuple(token_scores.shape)}")
-    rewards = token_scores.detach().float().sum(-1)                  # [N]
+    rewards = token_scores.detach().float().sum(-1)  # [N]
     if keep is not None:
         rewards = rewards[keep.bool()]
     mean, std = apmpo.reward_statistics(rewards)
@@ -411,23 +415,27 @@ class APMPOTrainerMixin:
     """
 
     _apmpo_base_mode: str = ""
+    config: Any
+    actor_rollout_wg: Any
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any):
+        # optional (verl's omegaconf): the integration's own dependency
         from omegaconf import open_dict
 
         with open_dict(config):
             config.trainer.v1.trainer_mode = self._apmpo_base_mode
-        super().__init__(config, *args, **kwargs)
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]  # the verl trainer it is mixed into
 
     def _setup(self):
         super()._setup()
         install_loss(self.actor_rollout_wg, self.config)
 
     def _apmpo_reward_statistics(self, batch: Any) -> tuple[float, float]:
+        # optional (verl's TransferQueue): trainer mode only
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rm_scores"])
-        scores = data.to_padded_tensor()["rm_scores"]               # [N, T]
+        scores = data.to_padded_tensor()["rm_scores"]  # [N, T]
         keep = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
         policy = self.config.actor_rollout_ref.actor.policy_loss
         return rollout_reward_statistics(scores, keep, policy.get("reward_range"))
@@ -438,13 +446,18 @@ class APMPOTrainerMixin:
         batch.extra_info[REWARD_STD_KEY] = std
         metrics["apmpo/reward_mean"] = mean
         metrics["apmpo/reward_std"] = std
-        return super()._update_actor(batch, metrics)
+        return super()._update_actor(batch, metrics)  # type: ignore[misc]  # the verl trainer it is mixed into
 
 
-def _register_trainers() -> Optional[str]:
+def _register_trainers() -> str | None:
     """Register ``apmpo_<mode>`` for each verl v1 trainer mode; returns the import error, if any."""
     try:
-        from verl.trainer.ppo.v1 import trainer_colocate_async, trainer_separate_async, trainer_sync  # noqa: F401
+        # optional (verl's v1 trainers): registered only where they import
+        from verl.trainer.ppo.v1 import (  # noqa: F401
+            trainer_colocate_async,
+            trainer_separate_async,
+            trainer_sync,
+        )
         from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
     except ImportError as exc:  # e.g. a CPU-only install without transfer_queue / vLLM-side deps
         return f"verl's v1 trainer cannot be imported here ({exc})"
@@ -457,5 +470,5 @@ def _register_trainers() -> Optional[str]:
     return None
 
 
-TRAINER_IMPORT_ERROR: Optional[str] = _register_trainers()
+TRAINER_IMPORT_ERROR: str | None = _register_trainers()
 """None when the ``apmpo_*`` trainer modes are registered, else why they are not."""

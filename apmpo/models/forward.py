@@ -9,21 +9,25 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import torch
 
 __all__ = ["cache_argument", "position_ids_from_mask", "unwrap_model"]
 
 
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside a PEFT wrapper (LoRA layers stay injected), else ``model``."""
+def unwrap_model(model: torch.nn.Module) -> Any:
+    """The transformers model inside a PEFT wrapper (LoRA layers stay injected), else ``model``.
+
+    Typed ``Any``: a transformers model's attributes (``base_model``, ``generation_config``,
+    ``save_pretrained``, ...) are not declared on ``torch.nn.Module``."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """[B, L] positions counting only attended tokens, as ``generate`` computes them (pads at 0)."""
-    positions = attention_mask.long().cumsum(-1) - 1                  # [B, L]
+    positions = attention_mask.long().cumsum(-1) - 1  # [B, L]
     return positions.masked_fill(attention_mask == 0, 0)
 
 

@@ -59,6 +59,7 @@ def tiny_tokenizer():
     Unknown characters map to ``<unk>``; ``decode`` concatenates characters (no spaces
     inserted). Padding side is left (for generation); pad, bos and eos are distinct.
     """
+    # heavy (transformers' tokenizers): imported on first use
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
@@ -90,6 +91,7 @@ def tiny_config(tokenizer=None, **overrides: Any):
     Unknown field names raise ValueError listing the valid ones (LlamaConfig itself
     would silently accept a misspelt name).
     """
+    # heavy (transformers): imported on first use
     from transformers import LlamaConfig
 
     valid = set(LlamaConfig().to_dict())
@@ -104,8 +106,7 @@ def tiny_config(tokenizer=None, **overrides: Any):
     fields.setdefault("vocab_size", len(tokenizer))
     if fields["vocab_size"] < len(tokenizer):
         raise ValueError(
-            f"tiny model: vocab_size={fields['vocab_size']} is smaller than the tokenizer's "
-            f"{len(tokenizer)} tokens"
+            f"tiny model: vocab_size={fields['vocab_size']} is smaller than the tokenizer's {len(tokenizer)} tokens"
         )
     if fields["hidden_size"] % fields["num_attention_heads"]:
         raise ValueError(
@@ -131,6 +132,7 @@ def tiny_model(seed: int = 0, **overrides: Any):
     The weights depend only on ``seed`` and ``overrides``; the global torch RNG is left
     untouched.
     """
+    # heavy (transformers): imported on first use
     from transformers import LlamaForCausalLM
 
     tokenizer = tiny_tokenizer()
@@ -178,8 +180,7 @@ def parse_tiny_spec(spec: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(
-                f"tiny model spec {spec!r}: {item!r} is not key=value "
-                "(e.g. tiny:hidden_size=32,num_hidden_layers=1)"
+                f"tiny model spec {spec!r}: {item!r} is not key=value (e.g. tiny:hidden_size=32,num_hidden_layers=1)"
             )
         overrides[key.strip()] = _parse_value(value.strip())
     return overrides

@@ -73,6 +73,7 @@ def _is_drawable(value: Any) -> bool:
 
 def _is_pil(value: Any) -> bool:
     try:
+        # optional (Pillow): images only
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow comes with matplotlib and transformers' vision extra
         return False
@@ -120,8 +121,10 @@ def resolve_image(value: Any, root: str | os.PathLike | None = None) -> Any:
         return str(path.resolve())
     if value is None:
         raise ImageError("the image is null")
-    raise ImageError(f"cannot read an image from a {type(value).__name__} (expected a path, bytes, "
-                     "a {'bytes', 'path'} mapping or a PIL image)")
+    raise ImageError(
+        f"cannot read an image from a {type(value).__name__} (expected a path, bytes, "
+        "a {'bytes', 'path'} mapping or a PIL image)"
+    )
 
 
 def _describe(ref: Any) -> str:
@@ -138,6 +141,7 @@ def open_image(ref: Any) -> Any:
     Raises :class:`ImageError` naming the file (or the bytes) for a missing or
     undecodable image.
     """
+    # optional (Pillow): images only
     from PIL import Image, UnidentifiedImageError
 
     if _is_drawable(ref):
@@ -254,7 +258,9 @@ def attach_images(
                     if check:
                         check_image(ref)
                 except ImageError as exc:
-                    raise ImageError(f"image {position} of {len(values)}: {exc}" if len(values) > 1 else str(exc)) from None
+                    raise ImageError(
+                        f"image {position} of {len(values)}: {exc}" if len(values) > 1 else str(exc)
+                    ) from None
                 refs.append(ref)
             row[IMAGES_KEY] = refs
         except ImageError as exc:

@@ -35,6 +35,7 @@ __all__ = [
     "TINY_VLM_CHAT_TEMPLATE",
     "TINY_VLM_DEFAULTS",
     "image_only_processor",
+    "is_processor",
     "is_vision_language_config",
     "load_vision_model",
     "parse_tiny_vlm_spec",
@@ -43,7 +44,12 @@ __all__ = [
 ]
 
 QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
     "<|video_pad|>",
 )
 _CHARACTERS = string.digits + string.ascii_letters + string.punctuation + " \n\u00b0\u03c0\u221a"
@@ -83,14 +89,16 @@ _ARCHES = ("qwen2_vl", "qwen2_5_vl")
 # --------------------------------------------------------------------------- processors
 
 
-def image_only_processor(processor_class: type, image_processor: Any, tokenizer: Any,
-                         chat_template: str | None = None) -> Any:
+def image_only_processor(
+    processor_class: type, image_processor: Any, tokenizer: Any, chat_template: str | None = None
+) -> Any:
     """``processor_class`` (e.g. ``Qwen2VLProcessor``) built from an image processor and a tokenizer, without video.
 
     A subclass whose ``__init__`` has no ``video_processor`` argument, so transformers
     does not ask for torchvision's video processor; it keeps the class name so that
     ``save_pretrained`` records the standard processor class.
     """
+
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         processor_class.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
@@ -98,7 +106,13 @@ def image_only_processor(processor_class: type, image_processor: Any, tokenizer:
     return variant(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
 
 
+def is_processor(obj: Any) -> bool:
+    """True for a multimodal processor (it has an image processor and a text tokenizer)."""
+    return getattr(obj, "image_processor", None) is not None and getattr(obj, "tokenizer", None) is not None
+
+
 def _processor_class_for(model_type: str) -> type | None:
+    # heavy (transformers): imported on first use
     import transformers
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
@@ -108,17 +122,21 @@ def _processor_class_for(model_type: str) -> type | None:
 
 def is_vision_language_config(config: Any) -> bool:
     """True for a config whose model takes images (registered for image-text-to-text, not causal LM)."""
+    # heavy (transformers): imported on first use
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
     )
 
     model_type = getattr(config, "model_type", None)
-    return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return (
+        model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    )
 
 
 def _load_processor(directory: str | os.PathLike, model_type: str, processor_kwargs: dict[str, Any], **hub: Any) -> Any:
     """AutoProcessor, or (without torchvision) the image-only variant assembled from the directory."""
+    # heavy (transformers): imported on first use
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
     from transformers.utils import is_torchvision_available
 
@@ -145,13 +163,20 @@ def _chat_template(directory: Path) -> str | None:
     return None
 
 
-def load_vision_model(directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
-                      local_only: bool = False, processor_kwargs: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def load_vision_model(
+    directory: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    trust_remote_code: bool = False,
+    local_only: bool = False,
+    processor_kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
     """``(model, processor)`` of a vision-language checkpoint directory (or a cached Hub id with ``local_only``).
 
     ``processor_kwargs`` go to the image processor (Qwen2-VL: ``min_pixels`` and
     ``max_pixels``, the image resolution budget).
     """
+    # heavy (transformers): imported on first use
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     hub = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
@@ -165,6 +190,7 @@ def load_vision_model(directory: str | os.PathLike, *, dtype: torch.dtype = torc
 
 
 def _tiny_tokenizer() -> Any:
+    # heavy (transformers' tokenizers): imported on first use
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
@@ -175,16 +201,23 @@ def _tiny_tokenizer() -> Any:
     backend.decoder = decoders.Fuse()
     backend.add_special_tokens(list(QWEN_SPECIAL_TOKENS))
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<|endoftext|>", eos_token="<|im_end|>", padding_side="left",
+        tokenizer_object=backend,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        padding_side="left",
         model_max_length=4096,
     )
     tokenizer.chat_template = TINY_VLM_CHAT_TEMPLATE
     return tokenizer
 
 
-def tiny_vlm_processor(min_pixels: int = TINY_VLM_DEFAULTS["min_pixels"],
-                       max_pixels: int = TINY_VLM_DEFAULTS["max_pixels"], arch: str = "qwen2_vl") -> Any:
+def tiny_vlm_processor(
+    min_pixels: int = TINY_VLM_DEFAULTS["min_pixels"],
+    max_pixels: int = TINY_VLM_DEFAULTS["max_pixels"],
+    arch: str = "qwen2_vl",
+) -> Any:
     """The tiny VLM's processor: Qwen2-VL's image processor, a character tokenizer, the ChatML template."""
+    # heavy (transformers): imported on first use
     import transformers
 
     if arch not in _ARCHES:
@@ -198,6 +231,7 @@ def tiny_vlm_processor(min_pixels: int = TINY_VLM_DEFAULTS["min_pixels"],
 
 
 def _tiny_config(tokenizer: Any, settings: dict[str, Any]) -> Any:
+    # heavy (transformers): imported on first use
     import transformers
 
     arch = settings["arch"]
@@ -205,32 +239,54 @@ def _tiny_config(tokenizer: Any, settings: dict[str, Any]) -> Any:
     if hidden % heads or (hidden // heads) % 2:
         raise ValueError(f"tiny-vlm: hidden_size={hidden} / num_attention_heads={heads} must be an even integer")
     if heads % settings["num_key_value_heads"]:
-        raise ValueError(f"tiny-vlm: num_attention_heads={heads} is not divisible by "
-                         f"num_key_value_heads={settings['num_key_value_heads']}")
-    half = hidden // heads // 2                                   # rotary frequencies per head, split over t, h, w
+        raise ValueError(
+            f"tiny-vlm: num_attention_heads={heads} is not divisible by "
+            f"num_key_value_heads={settings['num_key_value_heads']}"
+        )
+    half = hidden // heads // 2  # rotary frequencies per head, split over t, h, w
     mrope = [half - 2 * (half // 3), half // 3, half // 3]
     if settings["vision_hidden_size"] % settings["vision_heads"]:
         raise ValueError("tiny-vlm: vision_hidden_size must be divisible by vision_heads")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     text = {
-        "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": settings["intermediate_size"],
-        "num_hidden_layers": settings["num_hidden_layers"], "num_attention_heads": heads,
-        "num_key_value_heads": settings["num_key_value_heads"], "max_position_embeddings": 4096,
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": settings["intermediate_size"],
+        "num_hidden_layers": settings["num_hidden_layers"],
+        "num_attention_heads": heads,
+        "num_key_value_heads": settings["num_key_value_heads"],
+        "max_position_embeddings": 4096,
         "rope_parameters": {"rope_type": "default", "mrope_section": mrope, "rope_theta": 10000.0},
-        "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+        "bos_token_id": None,
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
     }
-    vision: dict[str, Any] = {"depth": settings["vision_depth"], "num_heads": settings["vision_heads"],
-                              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    vision: dict[str, Any] = {
+        "depth": settings["vision_depth"],
+        "num_heads": settings["vision_heads"],
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
     if arch == "qwen2_vl":
         vision.update(embed_dim=settings["vision_hidden_size"], hidden_size=hidden, mlp_ratio=2)
-        config_class = transformers.Qwen2VLConfig
+        config_class: Any = transformers.Qwen2VLConfig
     else:
-        vision.update(hidden_size=settings["vision_hidden_size"], intermediate_size=2 * settings["vision_hidden_size"],
-                      out_hidden_size=hidden, window_size=56, fullatt_block_indexes=[settings["vision_depth"] - 1])
+        vision.update(
+            hidden_size=settings["vision_hidden_size"],
+            intermediate_size=2 * settings["vision_hidden_size"],
+            out_hidden_size=hidden,
+            window_size=56,
+            fullatt_block_indexes=[settings["vision_depth"] - 1],
+        )
         config_class = transformers.Qwen2_5_VLConfig
     return config_class(
-        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
 
@@ -241,6 +297,7 @@ def tiny_vlm(seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     ``overrides`` replace :data:`TINY_VLM_DEFAULTS` (unknown names are an error). Same
     seed and overrides, same weights; the global torch RNG is left untouched.
     """
+    # heavy (transformers): imported on first use
     import transformers
 
     unknown = sorted(set(overrides) - set(TINY_VLM_DEFAULTS))
@@ -249,8 +306,11 @@ def tiny_vlm(seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     settings = {**TINY_VLM_DEFAULTS, **overrides}
     processor = tiny_vlm_processor(settings["min_pixels"], settings["max_pixels"], settings["arch"])
     config = _tiny_config(processor.tokenizer, settings)
-    model_class = (transformers.Qwen2VLForConditionalGeneration if settings["arch"] == "qwen2_vl"
-                   else transformers.Qwen2_5_VLForConditionalGeneration)
+    model_class = (
+        transformers.Qwen2VLForConditionalGeneration
+        if settings["arch"] == "qwen2_vl"
+        else transformers.Qwen2_5_VLForConditionalGeneration
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config)
@@ -269,7 +329,7 @@ def parse_tiny_vlm_spec(spec: str) -> dict[str, Any]:
     if not spec.startswith("tiny-vlm:"):
         raise ValueError(f"not a tiny-vlm spec: {spec!r} (expected 'tiny-vlm' or 'tiny-vlm:key=value,...')")
     overrides: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in spec[len("tiny-vlm:"):].split(","))):
+    for item in filter(None, (part.strip() for part in spec[len("tiny-vlm:") :].split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"tiny-vlm spec {spec!r}: {item!r} is not key=value (e.g. tiny-vlm:arch=qwen2_5_vl)")

@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apmpo.data.tasks import draw_problems
+from apmpo.io import atomic_write_bytes
+
 __all__ = [
     "CHOICE_LETTERS",
     "DEFAULT_INSTRUCTION",
@@ -70,6 +73,7 @@ class GeometryFigure:
 
     def load_image(self) -> Any:
         """The diagram as an RGB PIL image (what :func:`apmpo.multimodal.images.open_image` calls)."""
+        # optional (Pillow): images only
         from PIL import Image
 
         with Image.open(io.BytesIO(self.png_bytes())) as image:
@@ -123,17 +127,21 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
             base = (180 - apex) / 2
             pts = _rotate(_triangle(base, base), rot)
             angles = ("x\u00b0", "", f"{apex}\u00b0")
-            for p, q in ((pts[0], pts[2]), (pts[1], pts[2])):  # tick marks on the equal sides
-                m = _toward(p, q, 0.5)
-                d = (q[1] - p[1], -(q[0] - p[0]))
+            for start, stop in ((pts[0], pts[2]), (pts[1], pts[2])):  # tick marks on the equal sides
+                m = _toward(start, stop, 0.5)
+                d = (stop[1] - start[1], -(stop[0] - start[0]))
                 n = math.hypot(*d) or 1.0
-                ax.plot([m[0] - d[0] / n * 0.03, m[0] + d[0] / n * 0.03], [m[1] - d[1] / n * 0.03, m[1] + d[1] / n * 0.03],
-                        color="black", linewidth=1.5)
+                ax.plot(
+                    [m[0] - d[0] / n * 0.03, m[0] + d[0] / n * 0.03],
+                    [m[1] - d[1] / n * 0.03, m[1] + d[1] / n * 0.03],
+                    color="black",
+                    linewidth=1.5,
+                )
         polygon(pts)
-        centre = (sum(p[0] for p in pts) / 3, sum(p[1] for p in pts) / 3)
-        for p, text in zip(pts, angles):
+        centre = (sum(pt[0] for pt in pts) / 3, sum(pt[1] for pt in pts) / 3)
+        for corner, text in zip(pts, angles):
             if text:
-                ax.text(*_toward(p, centre, 0.32), text, **(label if text.startswith("x") else given))
+                ax.text(*_toward(corner, centre, 0.32), text, **(label if text.startswith("x") else given))
     elif kind == "supplementary_angle":
         (a,) = v
         line = _rotate([(-1.0, 0.0), (1.0, 0.0)], rot)
@@ -141,7 +149,11 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
         ax.plot(*zip(*line), color="black", linewidth=1.8)
         ax.plot(*zip(*ray), color="black", linewidth=1.8)
         for mid, text, style in ((a / 2, f"{a}\u00b0", given), ((180 + a) / 2, "x\u00b0", label)):
-            ax.text(*_rotate([(0.35 * math.cos(math.radians(mid)), 0.35 * math.sin(math.radians(mid)))], rot)[0], text, **style)
+            ax.text(
+                *_rotate([(0.35 * math.cos(math.radians(mid)), 0.35 * math.sin(math.radians(mid)))], rot)[0],
+                text,
+                **style,
+            )
     elif kind == "right_triangle":
         p, q = v
         scale = max(p, q)
@@ -163,6 +175,7 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
         ax.text(*_outside(pts[3], pts[0], centre, 0.1), str(h), **given)
     elif kind == "circle_diameter":
         (r,) = v
+        # heavy (matplotlib): imported only to draw
         from matplotlib.patches import Circle
 
         ax.add_patch(Circle((0.0, 0.0), 1.0, fill=False, color="black", linewidth=1.8))
@@ -176,6 +189,7 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _render_png(figure: GeometryFigure) -> bytes:
+    # heavy (matplotlib): imported only to draw
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -222,15 +236,27 @@ def _draw_problem(kind: str, rng: random.Random) -> tuple[tuple[int, ...], str, 
         area, perimeter = w * h, 2 * (w + h)
         if kind == "rectangle_area":
             return (w, h), "Find the area of the rectangle.", area, [perimeter, w + h, area + w, area - h, 2 * area]
-        return (w, h), "Find the perimeter of the rectangle.", perimeter, [area, w + h, perimeter + 2, perimeter - 2, 4 * w]
+        return (
+            (w, h),
+            "Find the perimeter of the rectangle.",
+            perimeter,
+            [area, w + h, perimeter + 2, perimeter - 2, 4 * w],
+        )
     if kind == "circle_diameter":
         r = rng.randint(2, 30)
         return (r,), "Find the diameter of the circle.", 2 * r, [r, 4 * r, r * r, 2 * r + 2, 2 * r - 1]
     raise ValueError(f"unknown geometry kind {kind!r}; known: {', '.join(GEOMETRY_KINDS)}")
 
 
-GEOMETRY_KINDS = ("triangle_angle", "isosceles_angle", "supplementary_angle", "right_triangle",
-                  "rectangle_area", "rectangle_perimeter", "circle_diameter")
+GEOMETRY_KINDS = (
+    "triangle_angle",
+    "isosceles_angle",
+    "supplementary_angle",
+    "right_triangle",
+    "rectangle_area",
+    "rectangle_perimeter",
+    "circle_diameter",
+)
 
 
 def format_choices(choices: list[str]) -> str:
@@ -264,28 +290,21 @@ def make_geometry(
         unique: distinct problems (default: True for eval, False for train).
         instruction: the answer-format sentence after the choices.
     """
-    from apmpo.data.tasks import _check_common, problem_split
-
-    _check_common(split, n, seed, eval_fraction)
     chosen = tuple(k.strip() for k in kinds.split(",")) if isinstance(kinds, str) else tuple(kinds)
     bad = [k for k in chosen if k not in GEOMETRY_KINDS]
     if not chosen or bad:
         raise ValueError(f"kinds: unknown {', '.join(bad) or '(none given)'}; known: {', '.join(GEOMETRY_KINDS)}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 56:
         raise ValueError(f"image_size must be an integer >= 56 (pixels), got {image_size!r}")
-    unique = split == "eval" if unique is None else unique
-    rng = random.Random(f"apmpo|geometry|{split}|{seed}")
-    examples: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    max_draws = 200 * n + 20_000
-    for _ in range(max_draws):
+
+    def draw(rng: random.Random) -> tuple[str, tuple]:
         kind = rng.choice(chosen)
         values, question, answer, wrong = _draw_problem(kind, rng)
-        key = f"{kind}|{','.join(map(str, values))}"
         rotation = rng.uniform(0.0, 360.0) if rotate else 0.0
-        if problem_split(key, eval_fraction) != split or (unique and key in seen):
-            continue
-        seen.add(key)
+        return f"{kind}|{','.join(map(str, values))}", (kind, values, question, answer, wrong, rotation)
+
+    def build(problem: tuple, rng: random.Random) -> dict[str, Any]:
+        kind, values, question, answer, wrong, rotation = problem
         distractors = list(dict.fromkeys(w for w in wrong if w > 0 and w != answer))
         while len(distractors) < 3:
             distractors.append(answer + 3 * (len(distractors) + 1))
@@ -296,14 +315,27 @@ def make_geometry(
         prompt = f"{question}\n{format_choices(choices)}"
         if instruction:
             prompt += f"\n{instruction}"
-        examples.append({
-            "prompt": prompt, "answer": letter, "answer_value": str(answer), "choices": choices,
-            "images": [GeometryFigure(kind, values, round(rotation, 1), image_size)], "kind": kind, "task": "geometry",
-        })
-        if len(examples) == n:
-            return examples
-    raise ValueError(f"geometry: found only {len(examples)} distinct {split} problems after {max_draws} draws "
-                     f"(asked for {n}); ask for fewer, allow more kinds, or pass unique=False")
+        return {
+            "prompt": prompt,
+            "answer": letter,
+            "answer_value": str(answer),
+            "choices": choices,
+            "images": [GeometryFigure(kind, values, round(rotation, 1), image_size)],
+            "kind": kind,
+            "task": "geometry",
+        }
+
+    return draw_problems(
+        "geometry",
+        split,
+        n,
+        seed,
+        draw,
+        build,
+        eval_fraction=eval_fraction,
+        unique=unique,
+        advice="ask for fewer, allow more kinds, or pass unique=False",
+    )
 
 
 def write_geometry_dataset(out_dir: str | os.PathLike, split: str, n: int, seed: int = 0, **options: Any) -> Path:
@@ -319,22 +351,20 @@ def write_geometry_dataset(out_dir: str | os.PathLike, split: str, n: int, seed:
     lines = []
     for index, example in enumerate(make_geometry(split, n, seed, **options)):
         name = f"images/{split}-{index:05d}.png"
-        _atomic_write(out / name, example["images"][0].png_bytes())
-        lines.append(json.dumps({
-            "id": f"{split}-{index:05d}", "problem": "<image>" + example["prompt"], "choices": example["choices"],
-            "answer": example["answer"], "answer_value": example["answer_value"], "images": [name],
-            "kind": example["kind"],
-        }))
+        atomic_write_bytes(out / name, example["images"][0].png_bytes())
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"{split}-{index:05d}",
+                    "problem": "<image>" + example["prompt"],
+                    "choices": example["choices"],
+                    "answer": example["answer"],
+                    "answer_value": example["answer_value"],
+                    "images": [name],
+                    "kind": example["kind"],
+                }
+            )
+        )
     path = out / f"{split}.jsonl"
-    _atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -25,6 +25,7 @@ from transformers.generation.logits_process import (
 
 from apmpo.models import tiny_model
 from apmpo.multimodal import tiny_vlm
+from apmpo.sampling.encoder import VisionPromptEncoder
 from apmpo.sampling.engine import (
     WEIGHT_LAYOUTS,
     SamplingSettings,
@@ -34,12 +35,6 @@ from apmpo.sampling.engine import (
     supports_model,
 )
 from apmpo.trainer.logprobs import completion_log_probs
-from tests.threads import _few_threads  # noqa: F401  (autouse: one torch thread per test)
-
-try:  # the prompt encoders move to apmpo.sampling in the layer redesign
-    from apmpo.sampling.encoder import VisionPromptEncoder
-except ImportError:
-    from apmpo.multimodal.encoder import VisionPromptEncoder
 
 ALPHA = 1e-3
 """Family-wise false-alarm rate of each statistical test function."""

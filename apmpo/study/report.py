@@ -1,7 +1,7 @@
 """The report of a study: results tables (Markdown + CSV), curves (PNG), study.json and results.md.
 
 Everything here is computed from the finished runs' ``metrics.jsonl`` (see
-:mod:`apmpo.eval.study`); nothing is typed by hand. Per run:
+:mod:`apmpo.study.runner`); nothing is typed by hand. Per run:
 
 - ``before``/``final``: held-out accuracy (greedy Pass@1) at step 0 and at the last step;
 - ``best``: the highest held-out accuracy over the evaluations after step 0 (selected on
@@ -12,7 +12,7 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
   dynamic sampling draws more than the other arms).
 
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
-the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
+the baseline over the seeds both ran (:mod:`apmpo.study.stats`).
 
 "What holds here" checks the paper's qualitative claims against these numbers, one
 verdict per claim, from the paired 95% interval of the difference that the claim is
@@ -40,22 +40,44 @@ import io
 import json
 import math
 import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apmpo.io import atomic_write_text
-from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference
+import yaml
 
-__all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
-           "machine_info", "verdict", "write_report"]
+from apmpo.io import atomic_savefig, atomic_write_text, pyplot
+from apmpo.provenance import machine_info
+from apmpo.study.config import StudyConfig
+from apmpo.study.runs import PlannedRun, RunRecord, StudyResult
+from apmpo.study.stats import MeanCI, mean_ci, paired_difference
+from apmpo.trainer.config import CONFIG_DIR
 
-RUN_METRICS = ("initial", "final", "best", "gain", "late_entropy", "late_p", "late_eps_high",
-               "late_clip_frac_low", "late_clip_frac_high", "late_response_length", "generated_tokens")
+__all__ = [
+    "CURVE_PANELS",
+    "RUN_METRICS",
+    "Claim",
+    "StudyTables",
+    "check_claims",
+    "compute_tables",
+    "verdict",
+    "write_report",
+]
+
+RUN_METRICS = (
+    "initial",
+    "final",
+    "best",
+    "gain",
+    "late_entropy",
+    "late_p",
+    "late_eps_high",
+    "late_clip_frac_low",
+    "late_clip_frac_high",
+    "late_response_length",
+    "generated_tokens",
+)
 """Per-run scalars reported (see the module docstring)."""
 
 PAIRED_METRICS = ("final", "best", "late_entropy")
@@ -77,7 +99,7 @@ CURVE_PANELS = (
 # --------------------------------------------------------------------------- numbers
 
 
-def _run_values(record: Any, late_fraction: float) -> dict[str, float | None]:
+def _run_values(record: RunRecord, late_fraction: float) -> dict[str, float | None]:
     values: dict[str, float | None] = {"initial": record.initial, "final": record.final, "best": record.best}
     values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
     for key in ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length"):
@@ -106,27 +128,29 @@ class StudyTables:
 
     def values(self, arm: str, metric: str) -> dict[int, float]:
         """Seed -> value of ``metric`` for ``arm`` (seeds where it is defined)."""
-        return {s: v[metric] for s, v in self.per_run.get(arm, {}).items() if v.get(metric) is not None}
+        return {s: value for s, v in self.per_run.get(arm, {}).items() if (value := v.get(metric)) is not None}
 
     def diff(self, a: str, b: str, metric: str) -> MeanCI | None:
         """Paired difference a - b of ``metric`` over their common seeds."""
         return paired_difference(self.values(a, metric), self.values(b, metric))
 
 
-def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
+def compute_tables(study: StudyConfig, records: Sequence[RunRecord]) -> StudyTables:
     """Per-run values, per-arm means with intervals, and paired differences vs the baseline."""
     per_run: dict[str, dict[int, dict[str, float | None]]] = {}
     for record in records:
         per_run.setdefault(record.arm, {})[record.seed] = _run_values(record, study.report.late_fraction)
     arms = [a for a in study.arms if a in per_run]
-    groups = {a: study.arms[a].group for a in arms}
+    groups = {a: str(study.arms[a].group) for a in arms}
     tables = StudyTables(arms, groups, per_run, {}, study.baseline, {})
     for arm in arms:
         tables.summary[arm] = {}
         for metric in RUN_METRICS:
             vals = list(tables.values(arm, metric).values())
             tables.summary[arm][metric] = mean_ci(vals) if vals else None
-        tables.paired[arm] = {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+        tables.paired[arm] = (
+            {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+        )
     return tables
 
 
@@ -157,20 +181,16 @@ def verdict(ci: MeanCI | None) -> str:
         return "not testable"
     if ci.half_width <= 1e-12 * max(1.0, abs(ci.mean)):  # every difference equal (up to rounding): degenerate
         return "no difference" if abs(ci.mean) <= 1e-12 else "not testable"
-    if ci.low > 0:
+    if ci.mean - ci.half_width > 0:
         return "holds"
-    if ci.high < 0:
+    if ci.mean + ci.half_width < 0:
         return "reversed"
     return "same direction, not significant" if ci.mean > 0 else "not observed"
 
 
 def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
-    """"+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
-    if ci is None:
-        return "n/a"
-    if ci.half_width is None:
-        return f"{scale * ci.mean:+.{digits}f} (one seed, no interval)"
-    return f"{scale * ci.mean:+.{digits}f} [{scale * ci.low:+.{digits}f}, {scale * ci.high:+.{digits}f}]"
+    """ "+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
+    return _level(ci, scale, digits, signed=True)
 
 
 def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = " pts") -> str:
@@ -180,16 +200,28 @@ def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = "
     return f"{_signed(ci, scale, digits)}{unit}, n = {ci.n}"
 
 
-def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
+def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """ "12.3 [10.1, 14.5]": a mean with its interval (scaled); ``signed`` for a difference ("+1.2 [...]")."""
     if ci is None:
         return "n/a"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    mean = format(scale * ci.mean, spec)
     if ci.half_width is None:
-        return f"{scale * ci.mean:.{digits}f}"
-    return f"{scale * ci.mean:.{digits}f} [{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
+        return f"{mean} (one seed, no interval)" if signed else mean
+    low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
+    return f"{mean} [{format(scale * low, spec)}, {format(scale * high, spec)}]"
 
 
-def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale: float = 100.0,
-             unit: str = " pts", digits: int = 1) -> Claim:
+def _compare(
+    tables: StudyTables,
+    a: str,
+    b: str,
+    metric: str,
+    claim: str,
+    scale: float = 100.0,
+    unit: str = " pts",
+    digits: int = 1,
+) -> Claim:
     """Claim "metric(a) > metric(b)" from their paired difference."""
     missing = [x for x in (a, b) if x not in tables.per_run]
     if missing:
@@ -200,8 +232,10 @@ def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale
         return Claim(claim, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric)
     ci = paired_difference(va, vb)
     ma, mb = (sum(v[s] for s in common) / len(common) for v in (va, vb))
-    evidence = (f"{a} - {b} = {_pts(ci, scale, digits, unit)} paired seeds; means over those seeds: "
-                f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}")
+    evidence = (
+        f"{a} - {b} = {_pts(ci, scale, digits, unit)} paired seeds; means over those seeds: "
+        f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}"
+    )
     return Claim(claim, verdict(ci), evidence, a, b, metric)
 
 
@@ -209,19 +243,36 @@ def check_claims(tables: StudyTables) -> list[Claim]:
     """The paper's qualitative claims, each with a verdict from the paired intervals."""
     claims = []
     for base in ("grpo", "dapo", "gmpo"):
-        claims.append(_compare(tables, "apmpo", base, "final",
-                               f"APMPO beats {base.upper()} (final held-out accuracy)"))
-        claims.append(_compare(tables, "apmpo", base, "best",
-                               f"APMPO beats {base.upper()} (best held-out accuracy)"))
-    ent = {"scale": 1.0, "unit": " nats", "digits": 3}
-    claims.append(_compare(tables, "apmpo", "grpo", "late_entropy",
-                           "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)", **ent))
-    claims.append(_compare(tables, "gmpo", "apmpo", "late_entropy",
-                           "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)", **ent))
+        claims.append(_compare(tables, "apmpo", base, "final", f"APMPO beats {base.upper()} (final held-out accuracy)"))
+        claims.append(_compare(tables, "apmpo", base, "best", f"APMPO beats {base.upper()} (best held-out accuracy)"))
+    ent: dict[str, Any] = {"scale": 1.0, "unit": " nats", "digits": 3}
+    claims.append(
+        _compare(
+            tables,
+            "apmpo",
+            "grpo",
+            "late_entropy",
+            "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)",
+            **ent,
+        )
+    )
+    claims.append(
+        _compare(
+            tables,
+            "gmpo",
+            "apmpo",
+            "late_entropy",
+            "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)",
+            **ent,
+        )
+    )
     claims.append(_compare(tables, "pmpo_only", "grpo", "final", "PMPO alone (fixed clip) improves on GRPO"))
     claims.append(_compare(tables, "fac_only", "grpo", "final", "FAC alone (p = 1) improves on GRPO"))
-    claims.append(_compare(tables, "pmpo_only", "fac_only", "final",
-                           "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"))
+    claims.append(
+        _compare(
+            tables, "pmpo_only", "fac_only", "final", "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"
+        )
+    )
     claims.append(_compare(tables, "apmpo", "pmpo_only", "final", "both together beat PMPO alone (APMPO > PMPO-only)"))
     claims.append(_compare(tables, "apmpo", "fac_only", "final", "both together beat FAC alone (APMPO > FAC-only)"))
     claims.append(_compare(tables, "apmpo", "fss_mean", "final", "FSS as mean/std beats FSS from the mean only"))
@@ -231,11 +282,11 @@ def check_claims(tables: StudyTables) -> list[Claim]:
 
 
 def _entropy_order(tables: StudyTables) -> str | None:
-    arms = [a for a in ("grpo", "apmpo", "gmpo") if a in tables.summary and tables.summary[a]["late_entropy"]]
-    if len(arms) < 3:
+    entropy = {a: ci for a in ("grpo", "apmpo", "gmpo") if (ci := tables.summary.get(a, {}).get("late_entropy"))}
+    if len(entropy) < 3:
         return None
-    ordered = sorted(arms, key=lambda a: tables.summary[a]["late_entropy"].mean)
-    return " < ".join(f"{a.upper()} ({tables.summary[a]['late_entropy'].mean:.3f})" for a in ordered)
+    ordered = sorted(entropy, key=lambda a: entropy[a].mean)
+    return " < ".join(f"{a.upper()} ({entropy[a].mean:.3f})" for a in ordered)
 
 
 def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
@@ -245,40 +296,50 @@ def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
 def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
     """The summary bullets of "What holds here", each computed from the tables and verdicts."""
     lines = []
-    gains = {a: tables.summary[a]["gain"] for a in tables.arms if tables.summary[a]["gain"] is not None}
+    gains = {a: gain for a in tables.arms if (gain := tables.summary[a]["gain"]) is not None}
     if gains:
         lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
         improved = [a for a, g in gains.items() if verdict(g) == "holds"]
-        lines.append(f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
-                     f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
-                     f"{len(improved)} of {len(gains)} arms.")
+        lines.append(
+            f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
+            f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
+            f"{len(improved)} of {len(gains)} arms."
+        )
     base_tokens = tables.summary.get(tables.baseline, {}).get("generated_tokens")
     if base_tokens is not None and base_tokens.mean > 0:
         for arm in tables.arms:
             tokens = tables.summary[arm]["generated_tokens"]
             if tokens is not None and abs(tokens.mean / base_tokens.mean - 1) > 0.1:
-                lines.append(f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
-                             f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
-                             "its accuracy with that in mind.")
+                lines.append(
+                    f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
+                    f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
+                    "its accuracy with that in mind."
+                )
     final = [c for b in ("grpo", "dapo", "gmpo") if (c := _find(claims, "apmpo", b, "final")) is not None]
     beaten = [c.b.upper() for c in final if c.verdict == "holds"]
     not_beaten = [c for c in final if c.verdict != "holds"]
     if beaten:
         lines.append(f"APMPO beats {', '.join(beaten)} on final held-out accuracy with a paired 95% interval above 0.")
     if not_beaten:
-        lines.append(f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
-                     f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)}).")
+        lines.append(
+            f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
+            f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)})."
+        )
     order = _entropy_order(tables)
     if order:
         slower, faster = _find(claims, "apmpo", "grpo", "late_entropy"), _find(claims, "gmpo", "apmpo", "late_entropy")
-        lines.append(f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
-                     f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
-                     f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}.")
+        lines.append(
+            f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
+            f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
+            f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}."
+        )
     pmpo, fac = tables.paired.get("pmpo_only", {}).get("final"), tables.paired.get("fac_only", {}).get("final")
     versus = _find(claims, "pmpo_only", "fac_only", "final")
     if pmpo is not None and fac is not None and versus is not None:
-        lines.append(f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
-                     f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}.")
+        lines.append(
+            f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
+            f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}."
+        )
     return lines
 
 
@@ -289,11 +350,15 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     if window <= 1:
         return list(values)
     half = window // 2
-    return [sum(values[max(0, i - half): i + half + 1]) / len(values[max(0, i - half): i + half + 1])
-            for i in range(len(values))]
+    return [
+        sum(values[max(0, i - half) : i + half + 1]) / len(values[max(0, i - half) : i + half + 1])
+        for i in range(len(values))
+    ]
 
 
-def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
+def curve_means(
+    records: Sequence[RunRecord], key: str
+) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
     """Arm -> (steps, mean over seeds, standard error over seeds, seeds counted) of one metric."""
     by_arm: dict[str, dict[int, list[float]]] = {}
     for record in records:
@@ -319,32 +384,19 @@ def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], 
     return out
 
 
-def _savefig(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _colors(arms: Sequence[str]) -> dict[str, Any]:
+    # heavy (matplotlib): imported only to draw
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10"]
     return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
 
 
-def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int,
-                colors: dict[str, Any]) -> Path:
+def plot_curves(
+    records: Sequence[RunRecord], arms: Sequence[str], path: Path, *, title: str, smooth: int, colors: dict[str, Any]
+) -> Path:
     """2 x 4 panels (CURVE_PANELS): mean over seeds per step for each arm (training metrics smoothed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     chosen = [r for r in records if r.arm in arms]
     fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
@@ -356,29 +408,35 @@ def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, titl
             xs, means, ses, counts = curves[arm]
             if key.startswith("eval:"):
                 ax.plot(xs, means, "o-", ms=3, color=colors[arm], label=f"{arm} (n={max(counts)})")
-                ax.fill_between(xs, [m - s for m, s in zip(means, ses)], [m + s for m, s in zip(means, ses)],
-                                color=colors[arm], alpha=0.15, linewidth=0)
+                ax.fill_between(
+                    xs,
+                    [m - s for m, s in zip(means, ses)],
+                    [m + s for m, s in zip(means, ses)],
+                    color=colors[arm],
+                    alpha=0.15,
+                    linewidth=0,
+                )
             else:
                 ax.plot(xs, _moving_average(means, smooth), color=colors[arm], label=arm, linewidth=1.4)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
-    note = f"mean over seeds; held-out: +- 1 s.e. band; training metrics: {smooth}-step moving average" if smooth > 1 \
+    note = (
+        f"mean over seeds; held-out: +- 1 s.e. band; training metrics: {smooth}-step moving average"
+        if smooth > 1
         else "mean over seeds; held-out: +- 1 s.e. band"
+    )
     fig.suptitle(f"{title}\n{note}", fontsize=11)
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str, Any]) -> Path:
     """Forest plot: paired difference vs the baseline (final and best held-out accuracy) with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arms = [a for a in tables.arms if a != tables.baseline]
     fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(arms), 2) + 1.8))
@@ -388,29 +446,38 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
             if ci is None:
                 continue
             err = 0.0 if ci.half_width is None else 100 * ci.half_width
-            ax.errorbar(100 * ci.mean, row + offset, xerr=err, fmt=marker, color=colors[arm], capsize=3,
-                        alpha=1.0 if metric == "final" else 0.55)
+            ax.errorbar(
+                100 * ci.mean,
+                row + offset,
+                xerr=err,
+                fmt=marker,
+                color=colors[arm],
+                capsize=3,
+                alpha=1.0 if metric == "final" else 0.55,
+            )
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(arms)), list(reversed(arms)))
     ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
     ax.set_title(title, fontsize=10)
+    # heavy (matplotlib): imported only to draw
     from matplotlib.lines import Line2D
 
-    ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
-                       Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best")],
-              fontsize=8, loc="best")
+    ax.legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
+            Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best"),
+        ],
+        fontsize=8,
+        loc="best",
+    )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -428,32 +495,61 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
     return [ci.n, ci.mean, ci.std, ci.low, ci.high]
 
 
-def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> list[Path]:
+def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path) -> list[Path]:
     """runs.csv, arms.csv, paired.csv and curves.csv in ``docs_dir``."""
     paths = []
     rows = []
     for record in sorted(records, key=lambda r: (tables.arms.index(r.arm) if r.arm in tables.arms else 99, r.seed)):
         values = tables.per_run[record.arm][record.seed]
-        rows.append([record.arm, tables.groups.get(record.arm), record.seed, *[values[m] for m in RUN_METRICS],
-                     record.wall_seconds, str(record.run_dir)])
+        rows.append(
+            [
+                record.arm,
+                tables.groups.get(record.arm),
+                record.seed,
+                *[values[m] for m in RUN_METRICS],
+                record.wall_seconds,
+                str(record.run_dir),
+            ]
+        )
     path = docs_dir / "runs.csv"
-    _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
+    atomic_write_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
     paths.append(path)
 
     header = ["arm", "group"]
     for m in RUN_METRICS:
         header += [f"{m}_n", f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
-    rows = [[arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
-            for arm in tables.arms]
+    rows = [
+        [arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
+        for arm in tables.arms
+    ]
     path = docs_dir / "arms.csv"
-    _atomic_text(path, _csv_text(header, rows))
+    atomic_write_text(path, _csv_text(header, rows))
     paths.append(path)
 
-    rows = [[arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
-            for arm in tables.arms if arm != tables.baseline for m in PAIRED_METRICS]
+    rows = [
+        [arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
+        for arm in tables.arms
+        if arm != tables.baseline
+        for m in PAIRED_METRICS
+    ]
     path = docs_dir / "paired.csv"
-    _atomic_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
-                                  "difference_above_zero"], rows))
+    atomic_write_text(
+        path,
+        _csv_text(
+            [
+                "arm",
+                "baseline",
+                "metric",
+                "pairs",
+                "mean_diff",
+                "std_diff",
+                "ci_low",
+                "ci_high",
+                "difference_above_zero",
+            ],
+            rows,
+        ),
+    )
     paths.append(path)
 
     rows = []
@@ -461,7 +557,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
         for arm, (xs, means, ses, counts) in curve_means(records, key).items():
             rows += [[arm, key, x, m, s, n] for x, m, s, n in zip(xs, means, ses, counts)]
     path = docs_dir / "curves.csv"
-    _atomic_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
+    atomic_write_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
     paths.append(path)
     return paths
 
@@ -469,49 +565,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
 # --------------------------------------------------------------------------- results.md
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, load average, OS and library versions of this machine."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import transformers
-
-        tf_version = transformers.__version__
-    except ImportError:
-        tf_version = None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": tf_version,
-            "load_average": None if load is None else [round(x, 2) for x in load]}
-
-
-def git_state() -> str | None:
-    """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
-        if not commit:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}{' with uncommitted changes' if dirty else ''}"
-
-
-def _scale_text(study: Any, plan: Sequence[Any]) -> str:
+def _scale_text(study: StudyConfig, plan: Sequence[PlannedRun]) -> str:
     """One paragraph: arms, seeds, steps and the shape of one run."""
     if not plan:
         return "no runs"
@@ -528,24 +582,22 @@ def _scale_text(study: Any, plan: Sequence[Any]) -> str:
     if abl:
         parts.append(f"ablations {', '.join(abl)} x seeds {seeds_abl}")
     held = ev.max_examples if ev.max_examples is not None else "all"
-    parts.append(f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
-                 f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
-                 f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
-                 f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps")
+    parts.append(
+        f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
+        f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
+        f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
+        f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps"
+    )
     return "; ".join(parts)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
 
 
-def _other_configs(study: Any) -> list[str]:
-    import yaml
-
-    from apmpo.trainer.config import CONFIG_DIR
-
+def _other_configs(study: StudyConfig) -> list[str]:
     lines = []
     own = Path(study.source).resolve() if study.source else None
     for path in sorted(CONFIG_DIR.glob("study_*.yaml")):
@@ -564,98 +616,152 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[Claim], *, command: str,
-                    full_study: Any, planned: Sequence[Any], machine: dict[str, Any], figures: dict[str, Path],
-                    csvs: list[Path], md_dir: Path, invocations: Sequence[dict], report_only: bool) -> str:
+def render_markdown(
+    study: StudyConfig,
+    result: StudyResult,
+    tables: StudyTables,
+    claims: list[Claim],
+    *,
+    command: str,
+    full_study: StudyConfig,
+    planned: Sequence[PlannedRun],
+    full_plan: Sequence[PlannedRun],
+    machine: dict[str, Any],
+    figures: dict[str, Path],
+    csvs: list[Path],
+    md_dir: Path,
+    invocations: Sequence[dict],
+    report_only: bool,
+) -> str:
     """The text of results.md."""
-    from apmpo.eval.study import plan_runs
-
     L: list[str] = [f"# {study.title}", ""]
-    L.append(f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
-             "every number, table and figure below comes from the run directories. "
-             "Do not edit by hand: rerun the command to regenerate._")
+    L.append(
+        f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
+        "every number, table and figure below comes from the run directories. "
+        "Do not edit by hand: rerun the command to regenerate._"
+    )
     L.append("")
     if study.description:
         L += [study.description, ""]
 
     L += ["## How this was produced", ""]
     if invocations:
-        L.append("Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):")
+        L.append(
+            "Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):"
+        )
         L.append("")
         for inv in invocations:
             m = inv.get("machine") or {}
             load = m.get("load_average")
-            L.append(f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
-                     f"{inv['trained']} runs trained ({inv['reused']} found finished"
-                     f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
-                     f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
-                     + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
-                     + (f"; code: git {inv['code']}" if inv.get("code") else ""))
+            L.append(
+                f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
+                f"{inv['trained']} runs trained ({inv['reused']} found finished"
+                f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
+                f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
+                + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
+                + (f"; code: git {inv['code']}" if inv.get("code") else "")
+            )
         L.append("")
     if report_only or not invocations:
         L.append(f"- This report was written by `{command}` (no training in that invocation).")
-    L.append(f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
-             f"transformers {machine['transformers']}")
+    L.append(
+        f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
+        f"transformers {machine['transformers']}"
+    )
     run_seconds = sum(r.wall_seconds for r in result.runs)
-    L.append(f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
-             f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)")
-    if result.warmup is not None:
+    L.append(
+        f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
+        f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)"
+    )
+    if result.warmup is not None and study.warmup is not None:
         w = result.warmup
-        L.append(f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
-                 f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
-                 f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
-                 f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it")
+        L.append(
+            f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
+            f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
+            f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
+            f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it"
+        )
     L.append("")
 
     L += ["## Scale", ""]
     L.append(f"- Ran: {_scale_text(study, planned)}.")
-    full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
     ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
     full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
     if ran_names == full_names:
-        L.append(f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`.")
+        L.append(
+            f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`."
+        )
     else:
-        L.append(f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
-                 f"would run {_scale_text(full_study, full_plan)}.")
+        L.append(
+            f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
+            f"would run {_scale_text(full_study, full_plan)}."
+        )
     if result.missing:
         L.append(f"- Not finished (left out of every table): {', '.join(result.missing)}.")
     L.append("")
 
-    L += ["## Held-out accuracy", "",
-          ("Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
-           "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
-           "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
-           f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
-           "*sampled tokens*: completion tokens generated over the run (the rollout budget)."), ""]
+    L += [
+        "## Held-out accuracy",
+        "",
+        (
+            "Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
+            "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
+            "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
+            f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
+            "*sampled tokens*: completion tokens generated over the run (the rollout budget)."
+        ),
+        "",
+    ]
     rows = []
     for arm in tables.arms:
         s = tables.summary[arm]
-        rows.append([f"**{arm}**" if arm == "apmpo" else arm, tables.groups[arm], s["final"].n if s["final"] else 0,
-                     _level(s["initial"]), _level(s["final"]), _level(s["best"]), _signed(s["gain"]),
-                     _level(s["late_entropy"], 1.0, 3),
-                     "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k"])
+        rows.append(
+            [
+                f"**{arm}**" if arm == "apmpo" else arm,
+                tables.groups[arm],
+                s["final"].n if s["final"] else 0,
+                _level(s["initial"]),
+                _level(s["final"]),
+                _level(s["best"]),
+                _signed(s["gain"]),
+                _level(s["late_entropy"], 1.0, 3),
+                "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k",
+            ]
+        )
     L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy", "sampled tokens"], rows)
     L.append("")
 
-    L += [f"## Paired differences vs {tables.baseline.upper()}", "",
-          (f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
-           "(accuracy in percentage points, entropy in nats)."), ""]
+    L += [
+        f"## Paired differences vs {tables.baseline.upper()}",
+        "",
+        (
+            f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
+            "(accuracy in percentage points, entropy in nats)."
+        ),
+        "",
+    ]
     rows = []
     for arm in tables.arms:
         if arm == tables.baseline:
             continue
         p = tables.paired[arm]
-        n = p["final"].n if p.get("final") else 0
+        n = final.n if (final := p.get("final")) else 0
         rows.append([arm, n, _signed(p.get("final")), _signed(p.get("best")), _signed(p.get("late_entropy"), 1.0, 3)])
     L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy"], rows)
     L.append("")
 
-    L += ["## What holds here", "",
-          ("Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
-           "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
-           "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
-           "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
-           "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval)."), ""]
+    L += [
+        "## What holds here",
+        "",
+        (
+            "Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
+            "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
+            "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
+            "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
+            "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval)."
+        ),
+        "",
+    ]
     for line in _headline(tables, claims):
         L.append(f"- {line}")
     controller = tables.summary.get("apmpo", {})
@@ -663,16 +769,28 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         p_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "p").get("apmpo")
         e_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "eps_high").get("apmpo")
         if p_curve and e_curve:
-            L.append(f"- APMPO's controllers: p (mean over seeds) went from {p_curve[1][0]:.3f} at "
-                     f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
-                     f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f}).")
+            L.append(
+                f"- APMPO's controllers: p (mean over seeds) went from {p_curve[1][0]:.3f} at "
+                f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
+                f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f})."
+            )
     L.append("")
-    L += _table(["claim (paper)", "verdict here", "evidence (paired difference, 95% interval, pairs; means over the paired seeds)"],
-                [[c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
-                 for c in claims])
+    L += _table(
+        [
+            "claim (paper)",
+            "verdict here",
+            "evidence (paired difference, 95% interval, pairs; means over the paired seeds)",
+        ],
+        [
+            [c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
+            for c in claims
+        ],
+    )
     L.append("")
-    L.append("A verdict applies to this setting and scale only; with few seeds an interval crossing 0 means "
-             "the study cannot tell, not that the methods are equal.")
+    L.append(
+        "A verdict applies to this setting and scale only; with few seeds an interval crossing 0 means "
+        "the study cannot tell, not that the methods are equal."
+    )
     L.append("")
 
     L += ["## Curves", ""]
@@ -680,15 +798,19 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         L += [f"![{label}]({_rel(path, md_dir)})", ""]
 
     L += ["## Files", ""]
-    descriptions = {"runs.csv": "one row per run: before / final / best / gain and late-training means",
-                    "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
-                    "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
-                    "curves.csv": "per arm, metric and step: mean and standard error over seeds (the figures' data)",
-                    "study.json": "all of the above and the claims, machine-readable"}
+    descriptions = {
+        "runs.csv": "one row per run: before / final / best / gain and late-training means",
+        "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
+        "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
+        "curves.csv": "per arm, metric and step: mean and standard error over seeds (the figures' data)",
+        "study.json": "all of the above and the claims, machine-readable",
+    }
     for path in [*csvs, Path(csvs[0]).parent / "study.json"] if csvs else []:
         L.append(f"- [`{path.name}`]({_rel(path, md_dir)}): {descriptions.get(path.name, '')}")
-    L.append(f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
-             f"(not committed; regenerate with the command above)")
+    L.append(
+        f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
+        f"(not committed; regenerate with the command above)"
+    )
     L.append("")
     others = _other_configs(study)
     if others:
@@ -700,9 +822,22 @@ def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
     return None if ci is None else {"n": ci.n, "mean": ci.mean, "std": ci.std, "low": ci.low, "high": ci.high}
 
 
-def write_report(study: Any, result: Any, *, command: str, full_study: Any, planned: Sequence[Any],
-                 invocations: Sequence[dict] = (), report_only: bool = False) -> list[Path]:
-    """Write the CSVs, figures, study.json and results.md; returns the paths written."""
+def write_report(
+    study: StudyConfig,
+    result: StudyResult,
+    *,
+    command: str,
+    full_study: StudyConfig,
+    planned: Sequence[PlannedRun],
+    full_plan: Sequence[PlannedRun],
+    invocations: Sequence[dict] = (),
+    report_only: bool = False,
+) -> list[Path]:
+    """Write the CSVs, figures, study.json and results.md; returns the paths written.
+
+    ``planned`` are the runs of this invocation's study, ``full_plan`` those of the study
+    as configured (before --quick and command-line restrictions), for the scale section.
+    """
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables = compute_tables(study, result.runs)
@@ -715,44 +850,80 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
     main = [a for a in tables.arms if tables.groups[a] == "main"]
     ablation = [a for a in tables.arms if tables.groups[a] == "ablation"]
     if main:
-        figures["main arms"] = plot_curves(result.runs, main, docs_dir / "curves_main.png",
-                                           title=f"{study.title}: main arms", smooth=study.report.smooth, colors=colors)
+        figures["main arms"] = plot_curves(
+            result.runs,
+            main,
+            docs_dir / "curves_main.png",
+            title=f"{study.title}: main arms",
+            smooth=study.report.smooth,
+            colors=colors,
+        )
     if ablation:
         reference = [a for a in ("grpo", "apmpo") if a in tables.arms and a not in ablation]
-        figures["ablations"] = plot_curves(result.runs, [*reference, *ablation], docs_dir / "curves_ablations.png",
-                                           title=f"{study.title}: APMPO ablations", smooth=study.report.smooth,
-                                           colors=colors)
+        figures["ablations"] = plot_curves(
+            result.runs,
+            [*reference, *ablation],
+            docs_dir / "curves_ablations.png",
+            title=f"{study.title}: APMPO ablations",
+            smooth=study.report.smooth,
+            colors=colors,
+        )
     if len(tables.arms) > 1:
-        figures["paired differences"] = plot_paired(tables, docs_dir / "paired_differences.png",
-                                                    title=f"{study.title}\npaired differences vs {tables.baseline}",
-                                                    colors=colors)
+        figures["paired differences"] = plot_paired(
+            tables,
+            docs_dir / "paired_differences.png",
+            title=f"{study.title}\npaired differences vs {tables.baseline}",
+            colors=colors,
+        )
     files += list(figures.values())
 
     machine = machine_info()
     record = {
-        "study": study.name, "title": study.title, "command": command, "machine": machine,
+        "study": study.name,
+        "title": study.title,
+        "command": command,
+        "machine": machine,
         "invocations": list(invocations),
-        "wall_seconds": result.wall_seconds, "baseline": tables.baseline,
+        "wall_seconds": result.wall_seconds,
+        "baseline": tables.baseline,
         "runs": {arm: {str(seed): values for seed, values in seeds.items()} for arm, seeds in tables.per_run.items()},
         "arms": {arm: {m: _ci_json(ci) for m, ci in tables.summary[arm].items()} for arm in tables.arms},
         "paired": {arm: {m: _ci_json(ci) for m, ci in p.items()} for arm, p in tables.paired.items() if p},
         "claims": [{"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence} for c in claims],
         "missing": result.missing,
-        "warmup": None if result.warmup is None else {
-            "steps": result.warmup.steps, "validation_accuracy": result.warmup.validation_accuracy,
-            "heldout_accuracy": result.warmup.heldout_accuracy, "wall_seconds": result.warmup.wall_seconds,
-            "parameters": result.warmup.parameters},
+        "warmup": None
+        if result.warmup is None
+        else {
+            "steps": result.warmup.steps,
+            "validation_accuracy": result.warmup.validation_accuracy,
+            "heldout_accuracy": result.warmup.heldout_accuracy,
+            "wall_seconds": result.warmup.wall_seconds,
+            "parameters": result.warmup.parameters,
+        },
     }
     path = docs_dir / "study.json"
-    _atomic_text(path, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     files.append(path)
 
     if study.report.results_md:
         md_path = Path(study.report.results_md)
         md_path.parent.mkdir(parents=True, exist_ok=True)
-        text = render_markdown(study, result, tables, claims, command=command, full_study=full_study, planned=planned,
-                               machine=machine, figures=figures, csvs=csvs, md_dir=md_path.parent,
-                               invocations=invocations, report_only=report_only)
-        _atomic_text(md_path, text)
+        text = render_markdown(
+            study,
+            result,
+            tables,
+            claims,
+            command=command,
+            full_study=full_study,
+            planned=planned,
+            full_plan=full_plan,
+            machine=machine,
+            figures=figures,
+            csvs=csvs,
+            md_dir=md_path.parent,
+            invocations=invocations,
+            report_only=report_only,
+        )
+        atomic_write_text(md_path, text)
         files.append(md_path)
     return files

@@ -1,7 +1,7 @@
 """``apmpo study``: run a comparison study (arms x paired seeds) and write its report.
 
 ``register(subparsers)`` adds the subcommand to the ``apmpo`` CLI (listed in
-``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.eval.study` for what a study does.
+``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.study.runner` for what a study does.
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+
+from apmpo.study.config import load_study_config, restrict
+from apmpo.study.runner import run_study
 
 __all__ = ["register", "run"]
 
@@ -44,12 +47,22 @@ def _str_csv(text: str) -> list[str]:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``study`` to the ``apmpo`` parser."""
-    p = subparsers.add_parser("study", help="compare APMPO with GRPO / DAPO / GMPO and its ablations over paired seeds",
-                              description=_DESCRIPTION, epilog=_EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4")
+    p = subparsers.add_parser(
+        "study",
+        help="compare APMPO with GRPO / DAPO / GMPO and its ablations over paired seeds",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4",
+    )
     p.add_argument("--quick", action="store_true", help="apply the config's quick section (a small, fast variant)")
     p.add_argument("--jobs", type=int, help="runs trained at once (default: the config's)")
     p.add_argument("--arms", type=_str_csv, metavar="A,B,...", help="only these arms (the baseline must be among them)")
@@ -67,22 +80,32 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``apmpo study``."""
-    from apmpo.eval.study import load_study_config, restrict, run_study
-
     full = load_study_config(args.config)
     study = load_study_config(args.config, quick=True) if args.quick else full
-    study = restrict(study, arms=args.arms, seeds=args.seeds, ablation_seeds=args.ablation_seeds,
-                     output_dir=args.output_dir, overrides=args.overrides, jobs=args.jobs)
+    study = restrict(
+        study,
+        arms=args.arms,
+        seeds=args.seeds,
+        ablation_seeds=args.ablation_seeds,
+        output_dir=args.output_dir,
+        overrides=args.overrides,
+        jobs=args.jobs,
+    )
     if args.docs_dir:
         study.report.docs_dir = args.docs_dir
     if args.results_md:
         study.report.results_md = args.results_md
     if args.no_results_md:
         study.report.results_md = None
-    command = shlex.join(["apmpo", "study", *sys.argv[2:]]) if sys.argv[1:2] == ["study"] else \
-        shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
+    command = (
+        shlex.join(["apmpo", "study", *sys.argv[2:]])
+        if sys.argv[1:2] == ["study"]
+        else shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
+    )
     result = run_study(study, command=command, report_only=args.report_only, dry_run=args.dry_run, full_study=full)
     if not args.dry_run:
-        print(f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "
-              f"{len(result.skipped)} reused) in {result.wall_seconds / 60:.1f} min")
+        print(
+            f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "
+            f"{len(result.skipped)} reused) in {result.wall_seconds / 60:.1f} min"
+        )
     return 0
