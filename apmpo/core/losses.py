@@ -15,6 +15,9 @@ minimised. Symbols follow ``spec/apmpo.md``:
 
 - "apmpo": J_i = A_i * M_p(x_i), p = exp(-gamma * mu_R), eps_high = FAC's eps_ada.
            (|A_i| x_it is the spec's phi_it, so this is M_p(phi_i) * sign(A_i).)
+- "apmpo_group": our extension (not the paper's method): the same objective with p and
+           eps_ada per prompt, from the prompt's own group statistics mu_g, sigma_g
+           (``LossSpec.reward_stats_scope == "group"``; see spec "Per-prompt APMPO").
 - "pmpo":  the same with a fixed p and a fixed eps_high.
 - "grpo":  J_i = A_i * mean_t(x_it) (token mean per response; PMPO at p = 1).
 - "dapo":  sum over all tokens of A_i * x_it / number of tokens (clip-higher 0.28).
@@ -49,6 +52,7 @@ from ._checks import (
     to_float,
 )
 from .adaptive import FSS_VARIANTS, P_SCHEDULES, adaptive_p, fac_clip_high, feedback_stability_score, normalize_reward_stats
+from .advantages import STAT_SCOPES
 from .aggregation import aggregate_rows, aggregate_tokens, masked_row_mean
 from .power_mean import log_power_mean
 
@@ -83,6 +87,10 @@ class LossSpec:
     """True when the caller must pass the rollout batch's reward_mean and reward_std."""
     summary: str = ""
     """One line for listings."""
+    reward_stats_scope: str = "batch"
+    """With ``needs_reward_stats``: which statistics the caller computes (``apmpo.reward_statistics(rewards,
+    group_size=G, scope=...)``): "batch" (one mu_R, sigma_R for the rollout batch, python floats; the paper)
+    or "group" ([N] tensors, each response its own prompt group's mean and std; apmpo_group)."""
 
 
 # --------------------------------------------------------------------------- pieces
@@ -214,17 +222,61 @@ def apmpo_loss(
 
     Ablations are settings: ``p_schedule`` "linear" or "fixed" (with ``p``; p = 1 is
     "FAC only"), ``clip_schedule="fixed"`` (with ``eps_high``; "PMPO only"), ``fss``
-    "mean" or "inverse_std". reward_mean/reward_std are floats/0-d tensors (batch scope)
-    or [N] tensors (per-group scope); ``reward_range`` declares rewards outside [0, 1].
+    "mean" or "inverse_std". reward_mean/reward_std are the rollout batch's statistics
+    (floats or one-element tensors; per-prompt [N] statistics are ``apmpo_group``);
+    ``reward_range`` declares rewards outside [0, 1].
     """
+    mean = _batch_statistic("reward_mean", reward_mean, "apmpo")
+    std = _batch_statistic("reward_std", reward_std, "apmpo")
+    return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, gamma, eps_low, eps_min, eps_max,
+                               delta, p_schedule, p, clip_schedule, eps_high, fss, reward_range)
+
+
+def apmpo_group_loss(
+    log_ratio,
+    advantages,
+    mask,
+    *,
+    normalizer=None,
+    reward_mean=REQUIRED,
+    reward_std=REQUIRED,
+    gamma=0.8,
+    eps_low=0.2,
+    eps_min=0.2,
+    eps_max=0.4,
+    delta=1e-6,
+    p_schedule="exp",
+    p=None,
+    clip_schedule="fac",
+    eps_high=None,
+    fss="ratio",
+    reward_range=None,
+):
+    """Per-prompt APMPO (our extension, not the paper's method): p_g and eps_ada,g from each
+    response's own group, p_g = exp(-gamma * mu_g), eps_ada,g = eps_min + (eps_max - eps_min) tanh(mu_g / (sigma_g + delta)).
+
+    reward_mean/reward_std are [N] tensors (``apmpo.reward_statistics(rewards, group_size=G,
+    scope="group")``); every other hyperparameter as in ``apmpo_loss``. A group whose rewards
+    are all equal (sigma_g = 0) has A_i = 0 and contributes nothing, whatever its p_g and
+    eps_ada,g; the metrics p, eps_high, fss, reward_mean and reward_std are averaged over the
+    responses that carry a gradient (A_i != 0, at least one token), over all rows if none does.
+    """
+    mean = _row_statistic("reward_mean", reward_mean, log_ratio)
+    std = _row_statistic("reward_std", reward_std, log_ratio)
+    return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, gamma, eps_low, eps_min, eps_max,
+                               delta, p_schedule, p, clip_schedule, eps_high, fss, reward_range)
+
+
+def _adaptive_objective(log_ratio, advantages, mask, normalizer, reward_mean, reward_std, gamma, eps_low, eps_min,
+                        eps_max, delta, p_schedule, p, clip_schedule, eps_high, fss, reward_range):
+    """APMPO's objective from batch (float) or per-row ([N]) statistics: shared by apmpo and apmpo_group."""
     if clip_schedule not in ("fac", "fixed"):
         raise ValueError(f"clip_schedule: unknown schedule {clip_schedule!r}; known: fac, fixed")
     if p_schedule not in P_SCHEDULES:
         raise ValueError(f"p_schedule: unknown schedule {p_schedule!r}; known: {', '.join(P_SCHEDULES)}")
     if fss not in FSS_VARIANTS:
         raise ValueError(f"fss: unknown variant {fss!r}; known: {', '.join(FSS_VARIANTS)}")
-    mean, std = _stats_for_rows(reward_mean, reward_std, log_ratio)
-    mean, std = normalize_reward_stats(mean, std, reward_range)
+    mean, std = normalize_reward_stats(reward_mean, reward_std, reward_range)
     p_value = adaptive_p(mean, gamma, p_schedule, p)
     if clip_schedule == "fac":
         eps_high_value = fac_clip_high(mean, std, eps_min, eps_max, delta, fss)
@@ -233,26 +285,47 @@ def apmpo_loss(
             raise ValueError("eps_high: clip_schedule 'fixed' needs eps_high")
         eps_high_value = eps_high
     loss, metrics = _power_mean_objective(log_ratio, advantages, mask, normalizer, p_value, eps_low, eps_high_value)
+    informative = (advantages != 0) & mask.any(-1)                   # [N] rows that carry a gradient
+    rows = informative if bool(informative.any()) else torch.ones_like(informative)
     metrics.update(
-        fss=_scalar_metric(feedback_stability_score(mean, std, delta, fss)),
-        reward_mean=_scalar_metric(mean),
-        reward_std=_scalar_metric(std),
+        p=_row_mean(p_value, rows),
+        eps_high=_row_mean(eps_high_value, rows),
+        fss=_row_mean(feedback_stability_score(mean, std, delta, fss), rows),
+        reward_mean=_row_mean(mean, rows),
+        reward_std=_row_mean(std, rows),
     )
     return loss, metrics
 
 
-def _stats_for_rows(reward_mean, reward_std, log_ratio):
-    """Batch-scope statistics as python floats; per-group [N] tensors checked and cast."""
-    out = []
-    for name, value in (("reward_mean", reward_mean), ("reward_std", reward_std)):
-        if isinstance(value, torch.Tensor) and value.numel() > 1:
-            if value.shape != (log_ratio.shape[0],):
-                raise ValueError(f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}")
-            check_finite_where(name, value)
-            out.append(value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype))
-        else:
-            out.append(to_float(name, value))
-    return out[0], out[1]
+def _row_mean(value: float | torch.Tensor, rows: torch.Tensor) -> float:
+    """A float stays; an [N] tensor is averaged over ``rows`` (bool [N])."""
+    if isinstance(value, torch.Tensor) and value.dim() == 1:
+        return float(value[rows].float().mean())
+    return _scalar_metric(value)
+
+
+def _batch_statistic(name: str, value: Any, loss: str) -> float:
+    """A batch-scope statistic as a python float; [N] per-row statistics are refused with the right objective."""
+    if isinstance(value, torch.Tensor) and value.numel() > 1:
+        raise ValueError(
+            f"{name}: {loss!r} uses the rollout batch's statistics (a number), got a tensor of shape "
+            f"{tuple(value.shape)}; per-prompt statistics are the 'apmpo_group' objective")
+    return to_float(name, value)
+
+
+def _row_statistic(name: str, value: Any, log_ratio: torch.Tensor) -> torch.Tensor:
+    """A per-row statistic: an [N] tensor matching the rows of ``log_ratio``, checked and cast."""
+    n = log_ratio.shape[0]
+    if not isinstance(value, torch.Tensor) or value.dim() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"{name}: 'apmpo_group' needs per-group statistics of shape [N] = ({n},) "
+            f"(apmpo.reward_statistics(rewards, group_size=G, scope='group')), got {shape}; "
+            "the paper's batch statistics are the 'apmpo' objective")
+    if value.shape != (n,):
+        raise ValueError(f"{name}: per-group statistics must have shape [N] = ({n},), got {tuple(value.shape)}")
+    check_finite_where(name, value)
+    return value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype)
 
 
 def dapo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_high=0.28):
@@ -306,6 +379,8 @@ def register_loss(spec: LossSpec) -> LossSpec:
     """Add an objective to ``LOSSES`` (the one place names map to functions)."""
     if spec.aggregation not in ("response", "token"):
         raise ValueError(f"aggregation: must be 'response' or 'token', got {spec.aggregation!r}")
+    if spec.reward_stats_scope not in STAT_SCOPES:
+        raise ValueError(f"reward_stats_scope: must be one of {', '.join(STAT_SCOPES)}, got {spec.reward_stats_scope!r}")
     LOSSES[spec.name] = spec
     return spec
 
@@ -320,6 +395,8 @@ def _defaults(fn: LossFn) -> dict[str, Any]:
 
 for _spec in (
     LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"),
+    LossSpec("apmpo_group", apmpo_group_loss, "response", _defaults(apmpo_group_loss), True,
+             "APMPO with p and eps_ada per prompt from its group's rewards (extension)", "group"),
     LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
     LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),
     LossSpec("dapo", dapo_loss, "token", _defaults(dapo_loss), False, "clip-higher, token-level aggregation"),
@@ -358,14 +435,14 @@ def policy_loss(
     """Compute a registered policy objective; returns (loss = -J, metrics).
 
     Args:
-        name: a key of ``LOSSES``: "apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo".
+        name: a key of ``LOSSES``: "apmpo", "apmpo_group", "pmpo", "grpo", "dapo", "gmpo", "gspo".
         log_probs: [N, T] log pi_theta of the sampled tokens (with gradient).
         old_log_probs: [N, T] log pi_old of the same tokens (no gradient is taken).
         advantages: [N] one advantage per response.
         mask: [N, T] 1 on response tokens, 0 on padding. Masked positions may hold any
             value, NaN included; they never change the loss or the gradient.
         **hyperparameters: the loss's own (see ``LOSSES[name].defaults``), e.g. for
-            "apmpo": reward_mean, reward_std, gamma=0.8, eps_low=0.2, eps_min=0.2,
+            "apmpo": reward_mean, reward_std (floats; [N] tensors for "apmpo_group"), gamma=0.8, eps_low=0.2, eps_min=0.2,
             eps_max=0.4, delta=1e-6; for "pmpo": p, eps_low, eps_high; for "grpo":
             eps_low=0.2, eps_high=0.2. Every loss accepts ``normalizer``: the divisor of
             the summed objective over the whole batch (responses with a token for
@@ -376,7 +453,7 @@ def policy_loss(
         loss: 0-d float32 tensor (float64 for float64 inputs) = -(sum_i J_i) / normalizer.
         metrics: python floats: clip_frac_low, clip_frac_high, p, eps_low, eps_high,
             approx_kl (k3 estimate of KL(old || new) per token), ratio_mean, and for
-            "apmpo" fss, reward_mean, reward_std.
+            "apmpo" / "apmpo_group" fss, reward_mean, reward_std.
     """
     spec, hp = resolve_hyperparameters(name, hyperparameters)
     log_ratio, adv, mask_b = prepare_inputs(log_probs, old_log_probs, advantages, mask)

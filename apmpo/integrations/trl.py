@@ -9,7 +9,7 @@ and checkpoints stay TRL's.
 What is replaced, and nothing else:
 
 - the loss (``_compute_loss``): ``apmpo.policy_loss(config.apmpo_loss, ...)`` -- the
-  core objective, so any core loss ("apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo")
+  core objective, so any core loss ("apmpo", "apmpo_group", "pmpo", "grpo", "dapo", "gmpo", "gspo")
   runs like for like -- plus beta * ``apmpo.kl_penalty`` (k3, aggregated like the
   policy term);
 - the scoring step (``_calculate_rewards`` / ``_generate_and_score_completions``) gains
@@ -17,7 +17,8 @@ What is replaced, and nothing else:
   whole generation batch gathered over all processes (TRL's weighted sum of the reward
   functions, rows where every function returned None excluded), once per generation,
   before any gradient step, and put in the batch dict as 0-d tensors (``"batch"`` scope,
-  the paper) or one value per completion (``"group"`` scope). TRL's splitter and
+  the paper) or one value per completion (``"group"`` scope: ``apmpo_group``; the scope is
+  the objective's ``LossSpec.reward_stats_scope``). TRL's splitter and
   shuffler pass 0-d tensors through unchanged and move per-row ones with their rows,
   so every micro-batch sees the statistics of the batch it came from.
 
@@ -66,7 +67,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import apmpo
-from apmpo.core import REQUIRED, STAT_SCOPES, normalize_reward_stats
+from apmpo.core import REQUIRED, normalize_reward_stats
 
 __all__ = ["APMPOConfig", "APMPOTrainer", "REWARD_MEAN_KEY", "REWARD_STD_KEY"]
 
@@ -96,17 +97,13 @@ class APMPOConfig(GRPOConfig):
 
     apmpo_loss: str = field(
         default="apmpo",
-        metadata={"help": "Core objective: a key of apmpo.LOSSES (apmpo, pmpo, grpo, dapo, gmpo, gspo)."},
+        metadata={"help": "Core objective: a key of apmpo.LOSSES (apmpo, apmpo_group, pmpo, grpo, dapo, gmpo, gspo)."},
     )
     gamma: float = field(default=0.8, metadata={"help": "APMPO: p = exp(-gamma * mu_R) (paper: 0.8)."})
     eps_min: float = field(default=0.2, metadata={"help": "FAC: smallest upper clip bound (paper: 0.2)."})
     eps_max: float = field(default=0.4, metadata={"help": "FAC: largest upper clip bound (paper: 0.4)."})
     stats_delta: float = field(
         default=1e-6, metadata={"help": "Stabiliser in FSS = mu_R / (sigma_R + delta) (the spec's delta)."}
-    )
-    reward_stats_scope: str = field(
-        default="batch",
-        metadata={"help": "mu_R, sigma_R over the whole generation batch ('batch', paper) or per prompt ('group')."},
     )
     reward_range: Optional[list[float]] = field(
         default=None,
@@ -159,10 +156,6 @@ def _validate(args: APMPOConfig) -> None:
     if missing:
         example = f"loss_kwargs={{'{missing[0]}': ...}}"
         raise ValueError(f"loss_kwargs: {args.apmpo_loss} needs {', '.join(missing)} (e.g. {example})")
-    if args.reward_stats_scope not in STAT_SCOPES:
-        raise ValueError(
-            f"reward_stats_scope: unknown scope {args.reward_stats_scope!r}; known: {', '.join(STAT_SCOPES)}"
-        )
     if args.reward_range is not None and len(args.reward_range) != 2:
         raise ValueError(f"reward_range: expected [lo, hi], got {args.reward_range!r}")
     if "eps_low" not in spec.defaults and args.epsilon != _grpo_default("epsilon"):
@@ -234,7 +227,7 @@ class APMPOTrainer(GRPOTrainer):
         rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N]
         scorable = ~torch.isnan(rewards_per_func).all(dim=1)           # [N]
         args = self.args
-        if args.reward_stats_scope == "batch":
+        if self._apmpo_spec.reward_stats_scope == "batch":
             if not scorable.any():
                 raise ValueError("rewards: every completion of the batch is unscorable (all reward functions None)")
             mean, std = apmpo.reward_statistics(rewards[scorable])
@@ -242,8 +235,8 @@ class APMPOTrainer(GRPOTrainer):
             return mean, std
         if not scorable.all():
             raise ValueError(
-                "rewards: reward_stats_scope='group' needs every completion scored; some got None from every "
-                "reward function (use the 'batch' scope, which excludes them)"
+                f"rewards: {args.apmpo_loss} (per-prompt statistics) needs every completion scored; some got None "
+                "from every reward function (apmpo's batch statistics exclude them)"
             )
         num_generations = self.num_generations if self.model.training else self.num_generations_eval
         mean, std = apmpo.reward_statistics(rewards, group_size=num_generations, scope="group")  # [N], [N]

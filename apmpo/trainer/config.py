@@ -176,7 +176,7 @@ class AlgorithmConfig:
     """The policy objective (from apmpo.LOSSES) and the RL settings around it."""
 
     name: str = "apmpo"
-    """Objective: a key of apmpo.LOSSES ("apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo")."""
+    """Objective: a key of apmpo.LOSSES ("apmpo", "apmpo_group", "pmpo", "grpo", "dapo", "gmpo", "gspo")."""
     params: dict = field(default_factory=dict)
     """The objective's hyperparameters, over its defaults (e.g. apmpo: gamma, eps_low, eps_min, eps_max, delta, p_schedule, fss, clip_schedule; pmpo: p). The batch reward statistics are filled in by the trainer."""
     beta: float = 0.001
@@ -187,8 +187,6 @@ class AlgorithmConfig:
     """A_i: "group" (divide by the group std, the paper), "batch" (by the batch std) or "none" (centre only)."""
     advantage_delta: float = 1e-6
     """delta in A_i = (R_i - mean_g) / (std_g + delta)."""
-    reward_stats_scope: str = "batch"
-    """Scope of mu_R, sigma_R for the adaptive controllers: "batch" (the paper) or "group" (per prompt)."""
     reward_range: list = field(default_factory=lambda: [0.0, 1.0])
     """Declared [lo, hi] of the (shaped) reward. Losses that need the reward statistics rescale to [0, 1] from it; a reward outside it stops the run with an error."""
     epochs: int = 1
@@ -259,6 +257,8 @@ class LoggingConfig:
     """Completions written per sampling step."""
     plot: bool = True
     """Write <run>/curves.png (accuracy, p, eps_high) at the end."""
+    grad_variance: bool = True
+    """Log grad_var / grad_var_ratio, the spread of a step's mini-batch gradients (apmpo.trainer.update_stats); costs one extra gradient-sized buffer when a step makes more than one update."""
 
 
 @dataclass
@@ -423,9 +423,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
 
 
+REMOVED_KEYS = {
+    "reward_stats_scope": "the scope of the reward statistics is the objective's: algorithm.name=apmpo_group "
+                          "for per-prompt statistics (apmpo: the batch's, as in the paper)",
+}
+"""Keys that existed in earlier versions -> what replaces them (said in the unknown-key error)."""
+
+
 def _unknown_key_error(key: str, known: list[str], where: str, source: str | None) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if key in REMOVED_KEYS:
+        hint = f" (removed: {REMOVED_KEYS[key]})"
     origin = f"{source}: " if source else ""
     return ConfigError(f"{origin}unknown key {where}{hint}; known keys here: {', '.join(known)}")
 
@@ -577,7 +586,7 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     other modules that may not be importable (data tasks, rewards). ``extra_rewards``
     names reward functions supplied as callables (accepted in ``reward.functions``).
     """
-    from apmpo.core import ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, LOSSES, REQUIRED, STAT_SCOPES
+    from apmpo.core import ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, LOSSES, REQUIRED
 
     problems: list[str] = []
 
@@ -634,8 +643,6 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     need(al.advantage_normalization in ADVANTAGE_NORMALIZATIONS,
          f"algorithm.advantage_normalization: unknown mode {al.advantage_normalization!r}; known: {', '.join(ADVANTAGE_NORMALIZATIONS)}")
     need(al.advantage_delta > 0, f"algorithm.advantage_delta: must be > 0, got {al.advantage_delta}")
-    need(al.reward_stats_scope in STAT_SCOPES,
-         f"algorithm.reward_stats_scope: unknown scope {al.reward_stats_scope!r}; known: {', '.join(STAT_SCOPES)}")
     rr = al.reward_range
     if not (len(rr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rr)
             and rr[0] < rr[1]):
@@ -753,7 +760,8 @@ def _try_loss(al: AlgorithmConfig, spec: Any) -> str | None:
 
     hp = dict(al.params)
     if spec.needs_reward_stats:
-        hp.update({k: v for k, v in (("reward_mean", 0.5), ("reward_std", 0.5)) if k in spec.defaults})
+        # one-element tensors: a batch statistic for "apmpo", the [N = 1] per-row one for "apmpo_group"
+        hp.update({k: torch.full((1,), v) for k, v in (("reward_mean", 0.5), ("reward_std", 0.5)) if k in spec.defaults})
     zeros = torch.zeros(1, 1)
     try:
         policy_loss(al.name, zeros, zeros, torch.ones(1), torch.ones(1, 1), **hp)

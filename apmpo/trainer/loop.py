@@ -9,14 +9,17 @@ One step, top to bottom, as in ``train`` below:
 4. the rollout batch's reward statistics mu_R, sigma_R -- constants for the whole step.
    An objective that needs them (``LossSpec.needs_reward_stats``: APMPO) receives them
    and derives p = exp(-gamma mu_R) and eps_ada = eps_min + (eps_max - eps_min)
-   tanh(mu_R / (sigma_R + delta)) itself;
+   tanh(mu_R / (sigma_R + delta)) itself; their scope is the objective's
+   (``LossSpec.reward_stats_scope``: per prompt group for ``apmpo_group``, [N] per row);
 5. old log-probs pi_old -- skipped when there is a single update per rollout batch
    (epochs = mini_batches = 1): then pi_old = pi_theta and old = current.detach();
 6. reference log-probs pi_ref -- only when beta > 0;
 7. ``epochs`` (mu) passes x ``mini_batches`` optimizer updates, each accumulated over
    micro-batches (sorted by length, padding trimmed per micro-batch); every micro-batch
    loss uses the mini-batch-wide ``normalizer`` so the accumulated gradient is exactly
-   the mini-batch gradient; then grad-norm clipping, AdamW, LR schedule;
+   the mini-batch gradient; then grad-norm clipping, AdamW, LR schedule. The gradient
+   norms before clipping (mean and max over the step's updates) and the spread of the
+   mini-batch gradients (``apmpo.trainer.update_stats``) are logged with the step;
 8. log, evaluate every ``eval.every`` steps, checkpoint every ``checkpoint.every``.
 
 The objective is looked up in ``apmpo.LOSSES`` by name: the loop never branches on it.
@@ -46,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import functools
-import math
 import resource
 import shutil
 import time
@@ -78,6 +80,7 @@ from .setup import (
     seed_everything,
 )
 from .tracking import MetricsWriter, ProgressBar, append_jsonl, atomic_write_text, plot_curves
+from .update_stats import UpdateStatistics
 
 if TYPE_CHECKING:
     from apmpo.multimodal.encoder import PromptEncoder
@@ -426,7 +429,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                                               delta=al.advantage_delta)                     # [N]
 
                 # 4. batch reward statistics mu_R, sigma_R (constants for the step)
-                mu_r, sigma_r = reward_statistics(rewards_t, G, scope=al.reward_stats_scope)  # 0-d or [N]
+                mu_r, sigma_r = reward_statistics(rewards_t, G, scope=spec.reward_stats_scope)  # 0-d or [N]
                 hp, row_hp = dict(loss_kwargs), {}
                 if spec.needs_reward_stats:
                     lo, hi = al.reward_range
@@ -435,7 +438,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                             f"step {step}: rewards span [{float(rewards_t.min()):.4g}, {float(rewards_t.max()):.4g}], outside "
                             f"algorithm.reward_range [{lo}, {hi}]; {al.name!r} derives its controllers from the reward "
                             "statistics and needs the true range declared (e.g. algorithm.reward_range=[-1,1])")
-                    if al.reward_stats_scope == "batch":
+                    if spec.reward_stats_scope == "batch":
                         hp.update(reward_mean=float(mu_r), reward_std=float(sigma_r))
                     else:
                         row_hp = {"reward_mean": mu_r, "reward_std": sigma_r}
@@ -462,6 +465,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 # 7. mu epochs x mini-batches, gradient accumulation over micro-batches
                 model.train()
                 forward_tokens = 0
+                update_stats = UpdateStatistics(trainable, al.epochs * al.mini_batches, config.logging.grad_variance)
                 for epoch in range(al.epochs):
                     order = torch.randperm(N) if al.mini_batches > 1 else torch.arange(N)
                     for mini in torch.tensor_split(order, al.mini_batches):   # equal parts (N may be short with dynamic sampling)
@@ -497,7 +501,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                         if not ran:  # nothing to learn from: a zero gradient, as the full computation gives
                             for p in trainable:
                                 p.grad = torch.zeros_like(p)
-                        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, op.max_grad_norm if op.max_grad_norm > 0 else math.inf)
+                        grad_norm = update_stats.clip_and_record(op.max_grad_norm)  # norm before clipping
                         optimizer.step()
                         scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
@@ -514,7 +518,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                     reward_mean=float(rewards_t.mean()), reward_std=float(rewards_t.std()) if N > 1 else 0.0,
                     mu_r=float(mu_r.float().mean()), sigma_r=float(sigma_r.float().mean()),
                     adv_zero_frac=float((advantages == 0).float().mean()), trained_rows=int(active.sum()),
-                    train_tokens=int(loss_mask.sum()), forward_tokens=forward_tokens,
+                    train_tokens=int(loss_mask.sum()), forward_tokens=forward_tokens, **update_stats.summary(),
                 )
             else:  # dynamic sampling kept no group: no update, but the LR schedule keeps pace with the steps
                 with warnings.catch_warnings():  # torch warns when the scheduler steps before any optimizer.step()

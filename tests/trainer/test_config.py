@@ -98,6 +98,7 @@ def test_overrides_are_typed():
 
 @pytest.mark.parametrize("item, pattern", [
     ("optim.lrr=1", r"unknown key 'optim.lrr'.*did you mean 'lr'"),
+    ("algorithm.reward_stats_scope=group", r"unknown key 'algorithm.reward_stats_scope'.*removed: .*apmpo_group"),
     ("steps=many", r"steps: expected an integer, got 'many'"),
     ("noequals", r"expected key=value"),
     ("optim.lr.x=1", r"optim.lr is not a section or mapping"),

@@ -167,9 +167,29 @@ def test_overlong_penalty_is_added(tmp_path):
     assert abs(m["reward_mean"] - (m["reward/digits"] + 0.5 * m["reward/overlong_penalty"])) < 1e-6
 
 
-def test_group_scope_statistics(tmp_path):
-    result = train(tiny_config(tmp_path, "steps=1", "algorithm.reward_stats_scope=group"), reward_functions=REWARD)
+def test_per_prompt_apmpo_gets_per_group_statistics(tmp_path, monkeypatch):
+    import apmpo.trainer.loop as loop
+
+    original_loss, original_stats, seen, stats = loop.policy_loss, loop.reward_statistics, [], []
+
+    def loss_spy(name, *args, **hp):
+        seen.append((name, hp["reward_mean"], hp["reward_std"]))
+        return original_loss(name, *args, **hp)
+
+    def stats_spy(rewards, group_size=None, scope="batch", **kw):
+        stats.append((scope, *original_stats(rewards, group_size, scope, **kw)))
+        return stats[-1][1:]
+
+    monkeypatch.setattr(loop, "policy_loss", loss_spy)
+    monkeypatch.setattr(loop, "reward_statistics", stats_spy)
+    result = train(tiny_config(tmp_path, "steps=2", "algorithm.name=apmpo_group"), reward_functions=REWARD)
     assert 0 < result.history[0]["p"] <= 1
+    # the scope comes from LossSpec.reward_stats_scope; every loss call got [n] per-row statistics,
+    # each row's being one of its step's group statistics
+    assert [s[0] for s in stats] == ["group", "group"] and all(s[1].shape == (8,) for s in stats)
+    assert seen and all(n == "apmpo_group" and m.dim() == 1 and s.shape == m.shape for n, m, s in seen)
+    group_means = {round(float(v), 6) for s in stats for v in s[1]}
+    assert {round(float(v), 6) for _, m, _ in seen for v in m} <= group_means
 
 
 def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
