@@ -131,6 +131,20 @@ class ReportSpec:
 
 
 @dataclass
+class PowerSpec:
+    """Power of the comparisons and seed planning (the ``power:`` section; see apmpo.eval.study_plan)."""
+
+    power: float = 0.8
+    """Target power of the minimum detectable differences (two-sided paired t-test at alpha 0.05, the test of the 95% intervals)."""
+    reference_difference: float = 2.0
+    """A difference in held-out accuracy (points) whose power and seed count the report gives for every comparison."""
+    target_mde: float | None = None
+    """Plan the seeds per arm from the pilot (the configured seeds) for this MDE in points (None: run the configured seeds only)."""
+    seed_budget: int | None = None
+    """With target_mde: at most this many seeds per arm (None: no cap)."""
+
+
+@dataclass
 class StudyConfig:
     """A study: a base training config, arms x seeds, an optional warm-up, and where outputs go."""
 
@@ -160,6 +174,8 @@ class StudyConfig:
     """Run directories, logs and the warm-up go here."""
     report: ReportSpec = field(default_factory=ReportSpec)
     """Report outputs."""
+    power: PowerSpec = field(default_factory=PowerSpec)
+    """Power figures in the report and seed planning from a pilot."""
     jobs: int = 1
     """Runs trained at once (worker processes); 1: one after the other in this process."""
     threads_per_run: int = 1
@@ -243,6 +259,36 @@ def _arm_from(name: str, value: Any, where: str) -> ArmSpec:
     )
 
 
+def _power_from(raw: Any, where: str) -> PowerSpec:
+    _check_keys(raw, PowerSpec, where)
+    spec = PowerSpec(
+        power=float(_typed(raw, "power", (int, float), where, PowerSpec.power)),
+        reference_difference=float(_typed(raw, "reference_difference", (int, float), where,
+                                          PowerSpec.reference_difference)),
+        target_mde=raw.get("target_mde"),
+        seed_budget=raw.get("seed_budget"),
+    )
+    return check_power(spec, where)
+
+
+def check_power(spec: PowerSpec, where: str = "power") -> PowerSpec:
+    """``spec`` if its values are usable; StudyError naming the field otherwise."""
+    if not 0.05 < spec.power < 1:
+        raise StudyError(f"{where}.power: must be in (0.05, 1), got {spec.power}")
+    if not (math.isfinite(spec.reference_difference) and spec.reference_difference > 0):
+        raise StudyError(f"{where}.reference_difference: must be > 0 points, got {spec.reference_difference}")
+    target = spec.target_mde
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not (math.isfinite(target) and target > 0)):
+        raise StudyError(f"{where}.target_mde: must be a number of points > 0 or null, got {target!r}")
+    budget = spec.seed_budget
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 2):
+        raise StudyError(f"{where}.seed_budget: must be an integer >= 2 or null, got {budget!r}")
+    if budget is not None and target is None:
+        raise StudyError(f"{where}.seed_budget: needs target_mde (the seed budget caps the planned seeds)")
+    return spec
+
+
 def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool = False) -> StudyConfig:
     """A checked ``StudyConfig`` from a mapping (as read from YAML); ``quick`` applies its quick section."""
     where = source or "study config"
@@ -286,6 +332,7 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
         raise StudyError(f"{_where(source, 'report.results_md')}: expected a path or null, got {report.results_md!r}")
     if report.smooth < 1 or not 0 < report.late_fraction <= 1:
         raise StudyError(f"{_where(source, 'report')}: smooth must be >= 1 and late_fraction in (0, 1]")
+    power = _power_from(data.get("power") or {}, _where(source, "power"))
     warmup = data.get("warmup")
     try:
         warmup_cfg = None if warmup is None else warmup_config_from_dict(warmup, _where(source, "warmup"))
@@ -310,6 +357,7 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
         baseline=_typed(data, "baseline", str, where, "grpo"),
         output_dir=_typed(data, "output_dir", str, where, "runs/study"),
         report=report,
+        power=power,
         jobs=_typed(data, "jobs", int, where, 1),
         threads_per_run=_typed(data, "threads_per_run", int, where, 1),
         keep_checkpoints=_typed(data, "keep_checkpoints", bool, where, False),
@@ -340,9 +388,15 @@ def load_study_config(path: str | os.PathLike, *, quick: bool = False) -> StudyC
 
 def restrict(study: StudyConfig, *, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
              ablation_seeds: Sequence[int] | None = None, output_dir: str | None = None,
-             overrides: Sequence[str] = (), jobs: int | None = None) -> StudyConfig:
-    """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, ...)."""
+             overrides: Sequence[str] = (), jobs: int | None = None, target_mde: float | None = None,
+             seed_budget: int | None = None) -> StudyConfig:
+    """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, seed planning, ...)."""
     study = copy.deepcopy(study)
+    if target_mde is not None:
+        study.power.target_mde = target_mde
+    if seed_budget is not None:
+        study.power.seed_budget = seed_budget
+    check_power(study.power, "--target-mde / --seed-budget")
     if arms is not None:
         unknown = [a for a in arms if a not in study.arms]
         if unknown:
@@ -697,12 +751,19 @@ class StudyResult:
     """Wall time of this invocation."""
     report_files: list[Path] = field(default_factory=list)
     """Files the report wrote."""
+    seed_plan: Any = None
+    """The seed plan (apmpo.eval.study_plan.SeedPlan) when the study planned its seeds from a pilot."""
 
 
 def run_study(study: StudyConfig, *, command: str | None = None, report: bool = True, report_only: bool = False,
               dry_run: bool = False, full_study: StudyConfig | None = None,
               log: Callable[[str], None] | None = None) -> StudyResult:
     """Warm up (if configured), train every pending run, then write the report.
+
+    With ``study.power.target_mde`` the configured seeds are the pilot: they are trained
+    first, the seeds per arm are planned from their paired spread
+    (:mod:`apmpo.eval.study_plan`, the plan is printed), the added seeds are trained, and
+    the report covers all of them.
 
     Args:
         study: the study (after ``--quick`` / command-line restrictions).
@@ -716,11 +777,27 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
     """
     log = log or (lambda text: print(text, flush=True))
     t0 = time.perf_counter()
-    plan = plan_runs(study, model_dir=_warmup_dir(study) / "model" if study.warmup else None)
-    log(f"study {study.name}: {len(study.arms)} arms, {len(plan)} runs, output {study.output_dir}")
+    full_study = full_study or study
+    model_dir = _warmup_dir(study) / "model" if study.warmup else None
+    plan = plan_runs(study, model_dir=model_dir)
+    planning = study.power.target_mde is not None
+    log(f"study {study.name}: {len(study.arms)} arms, {len(plan)} {'pilot ' if planning else ''}runs, "
+        f"output {study.output_dir}")
     if dry_run:
         for run in plan:
             log(f"  {run.name:28s} {run_status(run, study.warmup is not None)}")
+        if planning:
+            try:
+                seed_plan = _seed_plan(study, plan)
+            except StudyError as exc:
+                log(f"seed plan: not yet ({exc})")
+            else:
+                for line in seed_plan.lines():
+                    log(line)
+                pilot = {r.name for r in plan}
+                for run in plan_runs(_apply_plan(study, seed_plan), model_dir=model_dir):
+                    if run.name not in pilot:
+                        log(f"  {run.name:28s} {run_status(run, study.warmup is not None)}")
         return StudyResult([], [], [], [r.name for r in plan], None, time.perf_counter() - t0)
 
     from apmpo.eval.study_report import git_state, machine_info
@@ -735,51 +812,94 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
             warmup = ensure_warmup(study.warmup, base_train_config(study), _warmup_dir(study), log=log)
     statuses = {run.name: run_status(run, study.warmup is not None) for run in plan}
     trained: list[str] = []
+    failures: list[dict] = []
     if not report_only:
-        from apmpo.trainer.config import ConfigError, validate_config
-
-        for run in plan:
-            try:
-                validate_config(run.config)
-            except ConfigError as exc:
-                raise StudyError(f"arms.{run.arm} (seed {run.seed}): {exc}") from None
-        pending = [run for run in plan if statuses[run.name] != "done"]
-        skipped_now = len(plan) - len(pending)
-        log(f"{skipped_now} runs already finished, {len(pending)} to train with {study.jobs} job(s)")
-        for run in pending:
-            if statuses[run.name] == "restart":  # interrupted before its first checkpoint: nothing to keep
-                log(f"{run.name}: incomplete and without a checkpoint, starting it again")
-                shutil.rmtree(run.run_dir)
-        payloads = [_payload(run, statuses[run.name], study) for run in pending]
-        outcomes = _execute(payloads, study.jobs, log)
-        failures = [o for o in outcomes if not o["ok"]]
-        trained = [o["name"] for o in outcomes if o["ok"]]
-        if trained or (warmup is not None and not warmup.reused):
-            _record_invocation(study, {
-                "command": command, "started": started, "wall_seconds": time.perf_counter() - t0,
-                "trained": len(trained), "failed": len(failures), "reused": len(plan) - len(pending),
-                "warmup_trained": warmup is not None and not warmup.reused, "jobs": study.jobs,
-                "threads_per_run": study.threads_per_run, "machine": machine, "code": git_state(),
-            })
-        if failures:
-            lines = [f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})" for o in failures]
-            raise StudyError(f"{len(failures)} of {len(payloads)} runs failed (finished runs are kept; rerun to retry):\n  "
-                             + "\n  ".join(lines))
+        trained, failures = _train_pending(study, plan, statuses, log)
+    seed_plan = None
+    if planning and not failures:
+        try:
+            seed_plan = _seed_plan(study, plan)
+        except StudyError as exc:
+            if not report_only:
+                raise
+            log(f"seed plan: not possible yet ({exc}); reporting on the pilot")
+        if seed_plan is not None:
+            for line in seed_plan.lines():
+                log(line)
+            study, full_study = _apply_plan(study, seed_plan), _apply_plan(full_study, seed_plan)
+            plan = plan_runs(study, model_dir=model_dir)
+            statuses.update({run.name: run_status(run, study.warmup is not None) for run in plan
+                             if run.name not in statuses})
+            if not report_only:
+                more, failures = _train_pending(study, [r for r in plan if r.name not in trained], statuses, log)
+                trained += more
+    if not report_only and (trained or failures or (warmup is not None and not warmup.reused)):
+        _record_invocation(study, {
+            "command": command, "started": started, "wall_seconds": time.perf_counter() - t0,
+            "trained": len(trained), "failed": len(failures),
+            "reused": sum(1 for r in plan if statuses[r.name] == "done"),
+            "warmup_trained": warmup is not None and not warmup.reused, "jobs": study.jobs,
+            "threads_per_run": study.threads_per_run, "machine": machine, "code": git_state(),
+        })
+    if failures:
+        lines = [f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})" for o in failures]
+        raise StudyError(f"{len(failures)} runs failed (finished runs are kept; rerun to retry):\n  " + "\n  ".join(lines))
     records, missing = collect_runs(plan)
     skipped = [r.name for r in plan if statuses[r.name] == "done"]
-    result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0)
+    result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0, seed_plan=seed_plan)
     if report:
         from apmpo.eval.study_report import write_report
 
         if not records:
             raise StudyError(f"{study.output_dir}: no finished runs to report on")
-        result.report_files = write_report(study, result, command=command, full_study=full_study or study,
+        result.report_files = write_report(study, result, command=command, full_study=full_study,
                                            planned=plan, invocations=read_invocations(study),
                                            report_only=report_only)
         for path in result.report_files:
             log(f"wrote {path}")
     result.wall_seconds = time.perf_counter() - t0
     return result
+
+
+def _train_pending(study: StudyConfig, plan: list[PlannedRun], statuses: dict[str, str],
+                   log: Callable[[str], None]) -> tuple[list[str], list[dict]]:
+    """Train the runs of ``plan`` that are not done; returns (names trained, failed outcomes)."""
+    from apmpo.trainer.config import ConfigError, validate_config
+
+    for run in plan:
+        try:
+            validate_config(run.config)
+        except ConfigError as exc:
+            raise StudyError(f"arms.{run.arm} (seed {run.seed}): {exc}") from None
+    pending = [run for run in plan if statuses[run.name] != "done"]
+    log(f"{len(plan) - len(pending)} runs already finished, {len(pending)} to train with {study.jobs} job(s)")
+    for run in pending:
+        if statuses[run.name] == "restart":  # interrupted before its first checkpoint: nothing to keep
+            log(f"{run.name}: incomplete and without a checkpoint, starting it again")
+            shutil.rmtree(run.run_dir)
+    outcomes = _execute([_payload(run, statuses[run.name], study) for run in pending], study.jobs, log)
+    return [o["name"] for o in outcomes if o["ok"]], [o for o in outcomes if not o["ok"]]
+
+
+def _seed_plan(study: StudyConfig, pilot_plan: list[PlannedRun]):
+    """The seed plan from the finished pilot runs (StudyError when the pilot cannot size the study)."""
+    from apmpo.eval.study_plan import SeedPlanError, plan_seeds
+    from apmpo.eval.study_report import compute_tables
+
+    records, missing = collect_runs(pilot_plan)
+    if missing:
+        raise StudyError(f"the pilot is not finished ({len(missing)} of {len(pilot_plan)} runs missing)")
+    try:
+        return plan_seeds(study, compute_tables(study, records), target_mde=float(study.power.target_mde),
+                          seed_budget=study.power.seed_budget, power=study.power.power)
+    except SeedPlanError as exc:
+        raise StudyError(f"seed plan: {exc}") from None
+
+
+def _apply_plan(study: StudyConfig, seed_plan) -> StudyConfig:
+    from apmpo.eval.study_plan import apply_seed_plan
+
+    return apply_seed_plan(study, seed_plan)
 
 
 INVOCATIONS_FILE = "invocations.jsonl"

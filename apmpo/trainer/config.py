@@ -465,7 +465,20 @@ def _build(cls: type, data: Any, prefix: str, source: str | None) -> Any:
 
 def config_from_dict(data: dict | None, source: str | None = None) -> TrainConfig:
     """A ``TrainConfig`` from a nested mapping; ``source`` (a file name) prefixes errors."""
-    return _build(TrainConfig, data, "", source)
+    return _build(TrainConfig, _migrate(data), "", source)
+
+
+def _migrate(data: Any) -> Any:
+    """Drop settings of earlier versions that mean what the current config means without them.
+
+    ``algorithm.reward_stats_scope: batch`` was the default of a removed key (the scope is now
+    the objective's: ``apmpo`` uses the batch); stored run configs carry it. Any other value
+    is left for ``REMOVED_KEYS``' error.
+    """
+    algorithm = data.get("algorithm") if isinstance(data, dict) else None
+    if isinstance(algorithm, dict) and algorithm.get("reward_stats_scope") == "batch":
+        data = {**data, "algorithm": {k: v for k, v in algorithm.items() if k != "reward_stats_scope"}}
+    return data
 
 
 def config_to_dict(config: Any) -> dict:
