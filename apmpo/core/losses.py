@@ -228,48 +228,37 @@ def apmpo_loss(
     """
     mean = _batch_statistic("reward_mean", reward_mean, "apmpo")
     std = _batch_statistic("reward_std", reward_std, "apmpo")
-    return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, gamma, eps_low, eps_min, eps_max,
-                               delta, p_schedule, p, clip_schedule, eps_high, fss, reward_range)
+    settings = dict(gamma=gamma, eps_low=eps_low, eps_min=eps_min, eps_max=eps_max, delta=delta, p_schedule=p_schedule,
+                    p=p, clip_schedule=clip_schedule, eps_high=eps_high, fss=fss, reward_range=reward_range)
+    return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, settings)
 
 
-def apmpo_group_loss(
-    log_ratio,
-    advantages,
-    mask,
-    *,
-    normalizer=None,
-    reward_mean=REQUIRED,
-    reward_std=REQUIRED,
-    gamma=0.8,
-    eps_low=0.2,
-    eps_min=0.2,
-    eps_max=0.4,
-    delta=1e-6,
-    p_schedule="exp",
-    p=None,
-    clip_schedule="fac",
-    eps_high=None,
-    fss="ratio",
-    reward_range=None,
-):
+def apmpo_group_loss(log_ratio, advantages, mask, *, normalizer=None, reward_mean=REQUIRED, reward_std=REQUIRED,
+                     **settings):
     """Per-prompt APMPO (our extension, not the paper's method): p_g and eps_ada,g from each
     response's own group, p_g = exp(-gamma * mu_g), eps_ada,g = eps_min + (eps_max - eps_min) tanh(mu_g / (sigma_g + delta)).
 
     reward_mean/reward_std are [N] tensors (``apmpo.reward_statistics(rewards, group_size=G,
-    scope="group")``); every other hyperparameter as in ``apmpo_loss``. A group whose rewards
-    are all equal (sigma_g = 0) has A_i = 0 and contributes nothing, whatever its p_g and
-    eps_ada,g; the metrics p, eps_high, fss, reward_mean and reward_std are averaged over the
-    responses that carry a gradient (A_i != 0, at least one token), over all rows if none does.
+    scope="group")``); ``settings`` are ``apmpo_loss``'s other hyperparameters, same names and
+    defaults (``APMPO_SETTINGS``). A group whose rewards are all equal (sigma_g = 0) has A_i = 0
+    and contributes nothing, whatever its p_g and eps_ada,g; the metrics p, eps_high, fss,
+    reward_mean and reward_std are averaged over the responses that carry a gradient (A_i != 0,
+    at least one token), over all rows if none does.
     """
+    unknown = sorted(set(settings) - set(APMPO_SETTINGS))
+    if unknown:
+        raise ValueError(f"apmpo_group: unknown hyperparameter(s) {', '.join(unknown)}; accepted: "
+                         f"{', '.join(['reward_mean', 'reward_std', *APMPO_SETTINGS])}")
     mean = _row_statistic("reward_mean", reward_mean, log_ratio)
     std = _row_statistic("reward_std", reward_std, log_ratio)
-    return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, gamma, eps_low, eps_min, eps_max,
-                               delta, p_schedule, p, clip_schedule, eps_high, fss, reward_range)
+    return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, {**APMPO_SETTINGS, **settings})
 
 
-def _adaptive_objective(log_ratio, advantages, mask, normalizer, reward_mean, reward_std, gamma, eps_low, eps_min,
-                        eps_max, delta, p_schedule, p, clip_schedule, eps_high, fss, reward_range):
-    """APMPO's objective from batch (float) or per-row ([N]) statistics: shared by apmpo and apmpo_group."""
+def _adaptive_objective(log_ratio, advantages, mask, normalizer, reward_mean, reward_std, settings):
+    """APMPO's objective from batch (float) or per-row ([N]) statistics and APMPO's settings: shared by apmpo and apmpo_group."""
+    gamma, eps_low, eps_min, eps_max, delta = (settings[k] for k in ("gamma", "eps_low", "eps_min", "eps_max", "delta"))
+    p_schedule, p, clip_schedule, eps_high, fss = (settings[k] for k in ("p_schedule", "p", "clip_schedule", "eps_high", "fss"))
+    reward_range = settings["reward_range"]
     if clip_schedule not in ("fac", "fixed"):
         raise ValueError(f"clip_schedule: unknown schedule {clip_schedule!r}; known: fac, fixed")
     if p_schedule not in P_SCHEDULES:
@@ -295,6 +284,10 @@ def _adaptive_objective(log_ratio, advantages, mask, normalizer, reward_mean, re
         reward_std=_row_mean(std, rows),
     )
     return loss, metrics
+
+
+APMPO_SETTINGS: dict[str, Any] = {}
+"""apmpo's hyperparameters other than the statistics, with their defaults (filled below, from its signature)."""
 
 
 def _row_mean(value: float | torch.Tensor, rows: torch.Tensor) -> float:
@@ -393,9 +386,11 @@ def _defaults(fn: LossFn) -> dict[str, Any]:
     }
 
 
+APMPO_SETTINGS.update({k: v for k, v in _defaults(apmpo_loss).items() if k not in ("reward_mean", "reward_std")})
+
 for _spec in (
     LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"),
-    LossSpec("apmpo_group", apmpo_group_loss, "response", _defaults(apmpo_group_loss), True,
+    LossSpec("apmpo_group", apmpo_group_loss, "response", _defaults(apmpo_loss), True,
              "APMPO with p and eps_ada per prompt from its group's rewards (extension)", "group"),
     LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
     LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),

@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from apmpo.eval.study_report import CLAIMS, StudyTables
-from apmpo.eval.study_stats import minimum_detectable_difference, seeds_needed
+from apmpo.eval.study_report import CLAIMS, StudyTables, power_figures
+from apmpo.eval.study_stats import minimum_detectable_difference, seeds_needed_or_none
 
 __all__ = ["ComparisonPlan", "SeedPlan", "SeedPlanError", "apply_seed_plan", "comparisons_of_interest", "plan_seeds"]
 
@@ -162,16 +162,12 @@ def plan_seeds(study: Any, pilot: StudyTables, *, target_mde: float, seed_budget
     comparisons = []
     for a, b, metric in comparisons_of_interest(list(study.arms), study.baseline):
         ci = pilot.diff(a, b, metric)
-        pairs = 0 if ci is None else ci.n
-        sd = None if ci is None or ci.std is None or not ci.std * _SCALE > 1e-9 else ci.std * _SCALE
-        mde = None if sd is None else minimum_detectable_difference(sd, pairs, power)
-        need = None
-        if sd is not None:
-            try:
-                need = seeds_needed(target_mde, sd, power)
-            except ValueError:
-                need = None
-        comparisons.append(ComparisonPlan(a, b, metric, pairs, sd, mde, need))
+        figures = power_figures(ci, _SCALE, power=power, reference=target_mde)
+        if figures is None:
+            comparisons.append(ComparisonPlan(a, b, metric, 0 if ci is None else ci.n, None, None, None))
+        else:
+            comparisons.append(ComparisonPlan(a, b, metric, figures.n, figures.sd, figures.mde,
+                                              figures.seeds_for_reference))
     usable = [c for c in comparisons if c.sd is not None]
     if not usable:
         raise SeedPlanError("the pilot gives no paired spread to plan from: every comparison of interest needs at "
@@ -184,18 +180,12 @@ def plan_seeds(study: Any, pilot: StudyTables, *, target_mde: float, seed_budget
     for arm in study.arms:
         sds = [c.sd for c in usable if arm in (c.a, c.b)]
         plan.planning_sd[arm] = max(sds) if sds else largest
-        plan.needed[arm] = max(len(pilot_seeds[arm]), _needed(target_mde, plan.planning_sd[arm], power))
+        need = seeds_needed_or_none(target_mde, plan.planning_sd[arm], power)
+        plan.needed[arm] = max(len(pilot_seeds[arm]), 100_000 if need is None else need)
         count = plan.needed[arm] if seed_budget is None else min(plan.needed[arm], max(seed_budget, len(pilot_seeds[arm])))
         extra = (s for s in itertools.chain(order, itertools.count(max(order) + 1)) if s not in pilot_seeds[arm])
         plan.seeds[arm] = pilot_seeds[arm] + list(itertools.islice(extra, count - len(pilot_seeds[arm])))
     return plan
-
-
-def _needed(target: float, sd: float, power: float) -> int:
-    try:
-        return seeds_needed(target, sd, power)
-    except ValueError:
-        return 100_000
 
 
 def apply_seed_plan(study: Any, plan: SeedPlan) -> Any:

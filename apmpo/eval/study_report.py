@@ -56,7 +56,7 @@ from apmpo.eval.study_stats import (
     minimum_detectable_difference,
     paired_difference,
     paired_t_power,
-    seeds_needed,
+    seeds_needed_or_none,
 )
 
 __all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
@@ -266,12 +266,7 @@ def power_figures(ci: MeanCI | None, scale: float, *, power: float = 0.8, refere
         return None
     sd = ci.std * scale
     ref_power = None if reference is None else paired_t_power(reference, sd, ci.n)
-    ref_seeds = None
-    if reference is not None:
-        try:
-            ref_seeds = seeds_needed(reference, sd, power)
-        except ValueError:
-            ref_seeds = None
+    ref_seeds = None if reference is None else seeds_needed_or_none(reference, sd, power)
     return PowerFigures(ci.n, sd, minimum_detectable_difference(sd, ci.n, power), power, reference, ref_power,
                         ref_seeds, paper_difference,
                         None if paper_difference is None else paired_t_power(paper_difference, sd, ci.n))

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 __all__ = ["MeanCI", "mean_ci", "minimum_detectable_difference", "nct_cdf", "paired_difference", "paired_t_power",
-           "seeds_needed", "t_cdf", "t_quantile"]
+           "seeds_needed", "seeds_needed_or_none", "t_cdf", "t_quantile"]
 
 
 def _check_df(df: int) -> int:
@@ -301,3 +301,14 @@ def seeds_needed(delta: float, sd: float, power: float = 0.8, alpha: float = 0.0
         else:
             lo = mid
     return hi
+
+
+def seeds_needed_or_none(delta: float, sd: float, power: float = 0.8, alpha: float = 0.05,
+                         max_n: int = 100_000) -> int | None:
+    """:func:`seeds_needed`, or None when more than ``max_n`` pairs would be needed."""
+    try:
+        return seeds_needed(delta, sd, power, alpha, max_n)
+    except ValueError:
+        if not (isinstance(delta, (int, float)) and delta > 0):
+            raise
+        return None
