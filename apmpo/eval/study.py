@@ -373,17 +373,58 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
 
 def load_study_config(path: str | os.PathLike, *, quick: bool = False) -> StudyConfig:
     """Read a study YAML file (a path or the name of a packaged apmpo/configs/study_*.yaml)."""
+    resolved, data = _read_study_yaml(path)
+    return study_config_from_dict(data, str(resolved), quick=quick)
+
+
+MERGED_KEYS = ("train", "warmup", "report", "power")
+"""Sections an extending study config merges into its base's (key by key, nested); other keys replace."""
+
+
+def _read_study_yaml(path: str | os.PathLike, chain: tuple[Path, ...] = ()) -> tuple[Path, Any]:
+    """(resolved path, mapping) of a study YAML, with its ``extends`` base merged in.
+
+    ``extends: study_tiny.yaml`` (a path relative to this file, or a packaged config) starts from
+    that study: ``train``, ``warmup``, ``report`` and ``power`` are merged into the base's (nested
+    mappings key by key), ``arms`` by arm name (an arm set to null is removed), every other key
+    replaces the base's.
+    """
     from apmpo.trainer.commands import resolve_config_path
 
+    base_dir = chain[-1].parent if chain else None
     try:
-        resolved = resolve_config_path(os.fspath(path))
+        candidate = Path(path)
+        if base_dir is not None and not candidate.is_absolute() and (base_dir / candidate).is_file():
+            candidate = base_dir / candidate
+        resolved = resolve_config_path(os.fspath(candidate)).resolve()
     except ValueError as exc:
-        raise StudyError(str(exc)) from None
+        raise StudyError(f"{chain[-1]}: extends: {exc}" if chain else str(exc)) from None
+    if resolved in chain:
+        raise StudyError(f"{chain[-1]}: extends: {resolved.name} extends itself (through {' -> '.join(p.name for p in chain)})")
     try:
         data = yaml.safe_load(resolved.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise StudyError(f"{resolved}: not valid YAML ({exc})") from None
-    return study_config_from_dict(data, str(resolved), quick=quick)
+    if not isinstance(data, dict) or "extends" not in data:
+        return resolved, data
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise StudyError(f"{resolved}: extends: expected the file name of a study config, got {parent!r}")
+    _, base = _read_study_yaml(parent, (*chain, resolved))
+    if not isinstance(base, dict):
+        raise StudyError(f"{resolved}: extends: {parent} is not a study config mapping")
+    merged = {**base, **{k: v for k, v in data.items() if k not in (*MERGED_KEYS, "arms")}}
+    for key in MERGED_KEYS:
+        if isinstance(base.get(key), dict) and isinstance(data.get(key), dict):
+            merged[key] = _deep_merge(base[key], data[key])
+        elif key in data:
+            merged[key] = data[key]
+    if isinstance(base.get("arms"), dict) and isinstance(data.get("arms"), dict):
+        arms = {**base["arms"], **data["arms"]}
+        merged["arms"] = {name: spec for name, spec in arms.items() if spec is not None}
+    elif "arms" in data:
+        merged["arms"] = data["arms"]
+    return resolved, merged
 
 
 def restrict(study: StudyConfig, *, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
