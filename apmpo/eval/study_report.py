@@ -601,8 +601,10 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
     return [ci.n, ci.mean, ci.std, ci.low, ci.high]
 
 
-def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> list[Path]:
-    """runs.csv, arms.csv, paired.csv and curves.csv in ``docs_dir``."""
+def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path, *, power: float = 0.8,
+               reference: float = 2.0) -> list[Path]:
+    """runs.csv, arms.csv, paired.csv (with each difference's MDE at ``power`` and the seeds ``reference``
+    points need, in the metric's display unit) and curves.csv in ``docs_dir``."""
     paths = []
     rows = []
     for record in sorted(records, key=lambda r: (tables.arms.index(r.arm) if r.arm in tables.arms else 99, r.seed)):
@@ -622,11 +624,19 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
     _atomic_text(path, _csv_text(header, rows))
     paths.append(path)
 
-    rows = [[arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
-            for arm in tables.arms if arm != tables.baseline for m in PAIRED_METRICS]
+    rows = []
+    for arm in tables.arms:
+        for m in PAIRED_METRICS if arm != tables.baseline else ():
+            ci = tables.paired[arm][m]
+            scale, unit, _ = METRIC_UNITS[m]
+            figures = power_figures(ci, scale, power=power, reference=reference if unit == "pts" else None)
+            rows.append([arm, tables.baseline, m, *_ci_fields(ci), verdict(ci), unit,
+                         None if figures is None else figures.mde,
+                         None if figures is None else figures.seeds_for_reference])
     path = docs_dir / "paired.csv"
     _atomic_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
-                                  "difference_above_zero"], rows))
+                                  "difference_above_zero", "mde_unit", f"mde_at_{power:g}_power",
+                                  f"seeds_for_{reference:g}"], rows))
     paths.append(path)
 
     rows = []
@@ -893,7 +903,8 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
     L += ["## Files", ""]
     descriptions = {"runs.csv": "one row per run: before / final / best / gain and late-training means",
                     "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
-                    "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
+                    "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy), their MDE "
+                                  "and the seeds the reference difference needs",
                     "curves.csv": "per arm, metric and step: mean and 95% t-interval over seeds (the figures' data, unsmoothed)",
                     "study.json": "all of the above and the claims, machine-readable"}
     for path in [*csvs, Path(csvs[0]).parent / "study.json"] if csvs else []:
@@ -919,7 +930,8 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
     tables = compute_tables(study, result.runs)
     claims = check_claims(tables, power=study.power.power, reference=study.power.reference_difference)
     colors = _colors(tables.arms)
-    csvs = write_csvs(tables, result.runs, docs_dir)
+    csvs = write_csvs(tables, result.runs, docs_dir, power=study.power.power,
+                      reference=study.power.reference_difference)
     files = list(csvs)
 
     figures: dict[str, Path] = {}
