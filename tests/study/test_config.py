@@ -109,15 +109,14 @@ def test_extends_merges_sections_and_arms(tmp_path):
                                                                     "max_new_tokens": 3}
     assert study.report.smooth == 3 and study.report.docs_dir == str(tmp_path / "docs")   # merged, not replaced
     assert study.power.reference_difference == 1.0 and study.seeds == [0, 1] and study.warmup is not None
-    loop = tmp_path / "loop.yaml"
-    loop.write_text("extends: loop.yaml\nname: loop\n")
-    with pytest.raises(StudyError, match="extends: loop.yaml extends itself"):
-        load_study_config(loop)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("extends: [a]\nname: bad\n")
-    with pytest.raises(StudyError, match="extends: expected the file name of a study config"):
-        load_study_config(bad)
-    missing = tmp_path / "missing_base.yaml"
-    missing.write_text("extends: nowhere.yaml\nname: m\n")
-    with pytest.raises(StudyError, match="missing_base.yaml: extends: .*nowhere.yaml"):
-        load_study_config(missing)
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("loop.yaml", "extends: loop.yaml\nname: loop\n", "extends: loop.yaml extends itself"),
+    ("bad.yaml", "extends: [a]\nname: bad\n", "extends: expected the file name of a study config"),
+    ("missing_base.yaml", "extends: nowhere.yaml\nname: m\n", "missing_base.yaml: extends: .*nowhere.yaml"),
+])
+def test_bad_extends(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(StudyError, match=message):
+        load_study_config(tmp_path / name)
