@@ -14,9 +14,17 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
 the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
 
-"What holds here" checks the paper's qualitative claims against these numbers, one
-verdict per claim, from the paired 95% interval of the difference that the claim is
-about: **holds** (the interval lies on the claimed side of 0), **same direction, not
+Power (:func:`power_figures`): for every paired comparison, the minimum detectable
+difference at the study's power (two-sided paired t-test, alpha = 0.05, noncentral t;
+:mod:`apmpo.eval.study_stats`) given the observed paired SD and number of pairs, the
+power to detect the paper's own difference (where it reports one) and a reference
+difference (2 points), and the seeds that reference would need.
+
+"What holds here" checks the paper's qualitative claims (``CLAIMS``; our extension's
+comparisons are marked) against these numbers, one verdict per claim, from the paired
+95% interval of the difference that the claim is about, said plainly as supports (holds) /
+contradicts (reversed) / cannot tell (everything else), with its power, in a sentence
+generated from the numbers (:func:`claim_sentence`): **holds** (the interval lies on the claimed side of 0), **same direction, not
 significant** (the mean is on the claimed side, the interval crosses 0), **not
 observed** (the mean is on the other side, the interval crosses 0), **reversed** (the
 interval lies on the other side), **no difference** (identical at every paired seed),
@@ -24,8 +32,13 @@ interval lies on the other side), **no difference** (identical at every paired s
 difference equal and non-zero, which with few seeds and a discrete accuracy is a
 coincidence, not evidence).
 Claims name the arms by the canonical names used in the packaged study configs
-(apmpo, grpo, dapo, gmpo, pmpo_only, fac_only, fss_mean, fss_inverse_std, p_linear); a
-claim whose arms are absent is listed as not checked.
+(apmpo, grpo, dapo, gmpo, pmpo_only, fac_only, fss_mean, fss_inverse_std, p_linear,
+apmpo_group); a claim whose arms are absent is listed as not checked.
+
+Curves (:func:`curve_stats`): per arm and step, the mean over seeds with a 95% Student-t
+interval over seeds (each run's training series smoothed first); the mechanism figures
+plot the gradient norms, the spread of the mini-batch gradients, the clip fractions, the
+entropy, p and eps_ada this way.
 
 The per-step token metrics are the trainer's: entropy and clip fractions are averaged
 over the responses that were trained on (with beta = 0 the trainer skips responses
@@ -59,8 +72,9 @@ from apmpo.eval.study_stats import (
     seeds_needed_or_none,
 )
 
-__all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
-           "machine_info", "verdict", "write_report"]
+__all__ = ["CLAIMS", "CURVE_PANELS", "MECHANISM_PANELS", "METRIC_UNITS", "RUN_METRICS", "Claim", "ClaimSpec", "Curve",
+           "PowerFigures", "StudyTables", "check_claim", "check_claims", "claim_sentence", "compute_tables", "curve_stats",
+           "git_state", "machine_info", "power_figures", "power_text", "verdict", "write_report"]
 
 LATE_METRICS = ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length", "grad_norm",
                 "grad_var_ratio")
