@@ -58,8 +58,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, write)
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2,
-                      default: Callable[[Any], Any] | None = None) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike, data: Any, *, indent: int = 2, default: Callable[[Any], Any] | None = None
+) -> Path:
     """Write ``data`` as indented JSON (non-ASCII kept, trailing newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False, default=default) + "\n")
 
@@ -67,5 +68,6 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2,
 def atomic_savefig(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     """``fig.savefig`` to ``path`` atomically (the format follows ``path``'s extension)."""
     path = Path(path)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None),
-                        suffix=path.suffix)
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None), suffix=path.suffix
+    )

@@ -51,7 +51,14 @@ from ._checks import (
     compute_dtype,
     to_float,
 )
-from .adaptive import FSS_VARIANTS, P_SCHEDULES, adaptive_p, fac_clip_high, feedback_stability_score, normalize_reward_stats
+from .adaptive import (
+    FSS_VARIANTS,
+    P_SCHEDULES,
+    adaptive_p,
+    fac_clip_high,
+    feedback_stability_score,
+    normalize_reward_stats,
+)
 from .advantages import STAT_SCOPES
 from .aggregation import aggregate_rows, aggregate_tokens, masked_row_mean
 from .power_mean import log_power_mean
@@ -116,11 +123,11 @@ def pessimistic_log_ratio(
     low, high = _as_column(log_low, log_ratio), _as_column(log_high, log_ratio)
     if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor):  # clamp takes two numbers or two tensors
         low, high = (torch.as_tensor(b, dtype=log_ratio.dtype, device=log_ratio.device) for b in (low, high))
-    clipped = torch.clamp(log_ratio, low, high)                      # [N, T] log rho
-    positive = (advantages > 0)[:, None]                             # [N, 1]
+    clipped = torch.clamp(log_ratio, low, high)  # [N, T] log rho
+    positive = (advantages > 0)[:, None]  # [N, 1]
     negative = (advantages < 0)[:, None]
     log_x = torch.where(positive, torch.minimum(log_ratio, clipped), torch.maximum(log_ratio, clipped))
-    hit_high = positive & (log_ratio > high)                         # [N, T]
+    hit_high = positive & (log_ratio > high)  # [N, T]
     hit_low = negative & (log_ratio < low)
     return log_x, hit_high, hit_low
 
@@ -147,19 +154,23 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1).to(values.dtype)
 
 
-def _token_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor) -> Metrics:
+def _token_metrics(
+    log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor
+) -> Metrics:
     """Clip fractions (over valid tokens), mean ratio and the k3 estimate of KL(old || new).
 
     One device-to-host transfer for all four numbers.
     """
     lr = log_ratio.detach()
     ratio = torch.exp(lr)
-    values = torch.stack([
-        _masked_mean(hit_high.to(lr.dtype), mask),
-        _masked_mean(hit_low.to(lr.dtype), mask),
-        _masked_mean(ratio, mask),
-        _masked_mean(ratio - 1.0 - lr, mask),
-    ]).tolist()
+    values = torch.stack(
+        [
+            _masked_mean(hit_high.to(lr.dtype), mask),
+            _masked_mean(hit_low.to(lr.dtype), mask),
+            _masked_mean(ratio, mask),
+            _masked_mean(ratio - 1.0 - lr, mask),
+        ]
+    ).tolist()
     return dict(zip(("clip_frac_high", "clip_frac_low", "ratio_mean", "approx_kl"), values))
 
 
@@ -174,7 +185,7 @@ def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_
     """GRPO: token clipped surrogate, token mean per response, mean over responses."""
     log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)    # [N]
+    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
     metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
     metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
@@ -228,13 +239,25 @@ def apmpo_loss(
     """
     mean = _batch_statistic("reward_mean", reward_mean, "apmpo")
     std = _batch_statistic("reward_std", reward_std, "apmpo")
-    settings = dict(gamma=gamma, eps_low=eps_low, eps_min=eps_min, eps_max=eps_max, delta=delta, p_schedule=p_schedule,
-                    p=p, clip_schedule=clip_schedule, eps_high=eps_high, fss=fss, reward_range=reward_range)
+    settings = dict(
+        gamma=gamma,
+        eps_low=eps_low,
+        eps_min=eps_min,
+        eps_max=eps_max,
+        delta=delta,
+        p_schedule=p_schedule,
+        p=p,
+        clip_schedule=clip_schedule,
+        eps_high=eps_high,
+        fss=fss,
+        reward_range=reward_range,
+    )
     return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, settings)
 
 
-def apmpo_group_loss(log_ratio, advantages, mask, *, normalizer=None, reward_mean=REQUIRED, reward_std=REQUIRED,
-                     **settings):
+def apmpo_group_loss(
+    log_ratio, advantages, mask, *, normalizer=None, reward_mean=REQUIRED, reward_std=REQUIRED, **settings
+):
     """Per-prompt APMPO (our extension, not the paper's method): p_g and eps_ada,g from each
     response's own group, p_g = exp(-gamma * mu_g), eps_ada,g = eps_min + (eps_max - eps_min) tanh(mu_g / (sigma_g + delta)).
 
@@ -247,8 +270,10 @@ def apmpo_group_loss(log_ratio, advantages, mask, *, normalizer=None, reward_mea
     """
     unknown = sorted(set(settings) - set(APMPO_SETTINGS))
     if unknown:
-        raise ValueError(f"apmpo_group: unknown hyperparameter(s) {', '.join(unknown)}; accepted: "
-                         f"{', '.join(['reward_mean', 'reward_std', *APMPO_SETTINGS])}")
+        raise ValueError(
+            f"apmpo_group: unknown hyperparameter(s) {', '.join(unknown)}; accepted: "
+            f"{', '.join(['reward_mean', 'reward_std', *APMPO_SETTINGS])}"
+        )
     mean = _row_statistic("reward_mean", reward_mean, log_ratio)
     std = _row_statistic("reward_std", reward_std, log_ratio)
     return _adaptive_objective(log_ratio, advantages, mask, normalizer, mean, std, {**APMPO_SETTINGS, **settings})
@@ -257,7 +282,9 @@ def apmpo_group_loss(log_ratio, advantages, mask, *, normalizer=None, reward_mea
 def _adaptive_objective(log_ratio, advantages, mask, normalizer, reward_mean, reward_std, settings):
     """APMPO's objective from batch (float) or per-row ([N]) statistics and APMPO's settings: shared by apmpo and apmpo_group."""
     gamma, eps_low, eps_min, eps_max, delta = (settings[k] for k in ("gamma", "eps_low", "eps_min", "eps_max", "delta"))
-    p_schedule, p, clip_schedule, eps_high, fss = (settings[k] for k in ("p_schedule", "p", "clip_schedule", "eps_high", "fss"))
+    p_schedule, p, clip_schedule, eps_high, fss = (
+        settings[k] for k in ("p_schedule", "p", "clip_schedule", "eps_high", "fss")
+    )
     reward_range = settings["reward_range"]
     if clip_schedule not in ("fac", "fixed"):
         raise ValueError(f"clip_schedule: unknown schedule {clip_schedule!r}; known: fac, fixed")
@@ -274,7 +301,7 @@ def _adaptive_objective(log_ratio, advantages, mask, normalizer, reward_mean, re
             raise ValueError("eps_high: clip_schedule 'fixed' needs eps_high")
         eps_high_value = eps_high
     loss, metrics = _power_mean_objective(log_ratio, advantages, mask, normalizer, p_value, eps_low, eps_high_value)
-    informative = (advantages != 0) & mask.any(-1)                   # [N] rows that carry a gradient
+    informative = (advantages != 0) & mask.any(-1)  # [N] rows that carry a gradient
     rows = informative if bool(informative.any()) else torch.ones_like(informative)
     metrics.update(
         p=_row_mean(p_value, rows),
@@ -302,7 +329,8 @@ def _batch_statistic(name: str, value: Any, loss: str) -> float:
     if isinstance(value, torch.Tensor) and value.numel() > 1:
         raise ValueError(
             f"{name}: {loss!r} uses the rollout batch's statistics (a number), got a tensor of shape "
-            f"{tuple(value.shape)}; per-prompt statistics are the 'apmpo_group' objective")
+            f"{tuple(value.shape)}; per-prompt statistics are the 'apmpo_group' objective"
+        )
     return to_float(name, value)
 
 
@@ -314,7 +342,8 @@ def _row_statistic(name: str, value: Any, log_ratio: torch.Tensor) -> torch.Tens
         raise ValueError(
             f"{name}: 'apmpo_group' needs per-group statistics of shape [N] = ({n},) "
             f"(apmpo.reward_statistics(rewards, group_size=G, scope='group')), got {shape}; "
-            "the paper's batch statistics are the 'apmpo' objective")
+            "the paper's batch statistics are the 'apmpo' objective"
+        )
     if value.shape != (n,):
         raise ValueError(f"{name}: per-group statistics must have shape [N] = ({n},), got {tuple(value.shape)}")
     check_finite_where(name, value)
@@ -325,7 +354,7 @@ def dapo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_
     """DAPO: clip-higher token surrogate, summed over all tokens / number of tokens."""
     log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    token_j = advantages[:, None] * torch.exp(log_x)                 # [N, T]
+    token_j = advantages[:, None] * torch.exp(log_x)  # [N, T]
     loss = -aggregate_tokens(token_j, mask, "token", normalizer)
     metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
     metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
@@ -347,11 +376,11 @@ def gmpo_loss(log_ratio, advantages, mask, *, normalizer=None, clip_log_low=0.4,
 def gspo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=3e-4, eps_high=4e-4):
     """GSPO: sequence ratio exp(token-mean log r), PPO surrogate with a very narrow clip."""
     log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
-    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]        # [N, 1]
+    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]  # [N, 1]
     log_s, hit_high, hit_low = pessimistic_log_ratio(seq_log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * torch.exp(log_s[:, 0])                     # [N]
+    j_rows = advantages * torch.exp(log_s[:, 0])  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
-    has_tokens = mask.any(-1)[:, None]                               # [N, 1]
+    has_tokens = mask.any(-1)[:, None]  # [N, 1]
     metrics = _token_metrics(log_ratio, mask, torch.zeros_like(mask), torch.zeros_like(mask))
     metrics.update(
         clip_frac_high=float(_masked_mean(hit_high.to(log_ratio.dtype), has_tokens)),
@@ -373,7 +402,9 @@ def register_loss(spec: LossSpec) -> LossSpec:
     if spec.aggregation not in ("response", "token"):
         raise ValueError(f"aggregation: must be 'response' or 'token', got {spec.aggregation!r}")
     if spec.reward_stats_scope not in STAT_SCOPES:
-        raise ValueError(f"reward_stats_scope: must be one of {', '.join(STAT_SCOPES)}, got {spec.reward_stats_scope!r}")
+        raise ValueError(
+            f"reward_stats_scope: must be one of {', '.join(STAT_SCOPES)}, got {spec.reward_stats_scope!r}"
+        )
     LOSSES[spec.name] = spec
     return spec
 
@@ -389,9 +420,18 @@ def _defaults(fn: LossFn) -> dict[str, Any]:
 APMPO_SETTINGS.update({k: v for k, v in _defaults(apmpo_loss).items() if k not in ("reward_mean", "reward_std")})
 
 for _spec in (
-    LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"),
-    LossSpec("apmpo_group", apmpo_group_loss, "response", _defaults(apmpo_loss), True,
-             "APMPO with p and eps_ada per prompt from its group's rewards (extension)", "group"),
+    LossSpec(
+        "apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"
+    ),
+    LossSpec(
+        "apmpo_group",
+        apmpo_group_loss,
+        "response",
+        _defaults(apmpo_loss),
+        True,
+        "APMPO with p and eps_ada per prompt from its group's rewards (extension)",
+        "group",
+    ),
     LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
     LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),
     LossSpec("dapo", dapo_loss, "token", _defaults(dapo_loss), False, "clip-higher, token-level aggregation"),
@@ -474,6 +514,6 @@ def prepare_inputs(
     check_finite_where("old_log_probs", old_log_probs.detach(), mask_b)
     check_finite_where("advantages", advantages.detach())
     dtype = compute_dtype(log_probs, old_log_probs)
-    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)      # [N, T]
+    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)  # [N, T]
     log_ratio = torch.where(mask_b, diff, torch.zeros((), dtype=dtype, device=diff.device))
     return log_ratio, advantages.detach().to(dtype), mask_b

@@ -87,8 +87,12 @@ __all__ = [
 ]
 
 ARM_GROUPS = ("main", "ablation")
-IGNORED_CONFIG_KEYS = (("model", "num_threads"), ("logging", "progress"), ("logging", "output_dir"),
-                       ("logging", "run_name"))
+IGNORED_CONFIG_KEYS = (
+    ("model", "num_threads"),
+    ("logging", "progress"),
+    ("logging", "output_dir"),
+    ("logging", "run_name"),
+)
 """Settings that may differ between a finished run and the plan without making it stale (thread count,
 progress style, and where the study directory is: it may be moved or reached by another relative path)."""
 
@@ -235,7 +239,9 @@ def _typed(mapping: dict, key: str, kind: type | tuple[type, ...], where: str, d
     value = mapping.get(key, default)
     if value is default:
         return value
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)))
+    ok = isinstance(value, kind) and not (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    )
     if not ok:
         names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise StudyError(f"{where}.{key}: expected {names}, got {value!r}")
@@ -263,8 +269,9 @@ def _power_from(raw: Any, where: str) -> PowerSpec:
     _check_keys(raw, PowerSpec, where)
     spec = PowerSpec(
         power=float(_typed(raw, "power", (int, float), where, PowerSpec.power)),
-        reference_difference=float(_typed(raw, "reference_difference", (int, float), where,
-                                          PowerSpec.reference_difference)),
+        reference_difference=float(
+            _typed(raw, "reference_difference", (int, float), where, PowerSpec.reference_difference)
+        ),
         target_mde=raw.get("target_mde"),
         seed_budget=raw.get("seed_budget"),
     )
@@ -278,8 +285,9 @@ def check_power(spec: PowerSpec, where: str = "power") -> PowerSpec:
     if not (math.isfinite(spec.reference_difference) and spec.reference_difference > 0):
         raise StudyError(f"{where}.reference_difference: must be > 0 points, got {spec.reference_difference}")
     target = spec.target_mde
-    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
-                               or not (math.isfinite(target) and target > 0)):
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, (int, float)) or not (math.isfinite(target) and target > 0)
+    ):
         raise StudyError(f"{where}.target_mde: must be a number of points > 0 or null, got {target!r}")
     budget = spec.seed_budget
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 2):
@@ -319,14 +327,18 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
     arms = {}
     for arm_name, value in arms_raw.items():
         if not isinstance(arm_name, str) or not arm_name or "/" in arm_name or "-seed" in arm_name:
-            raise StudyError(f"{_where(source, 'arms')}: bad arm name {arm_name!r} (a plain name without '/' or '-seed')")
+            raise StudyError(
+                f"{_where(source, 'arms')}: bad arm name {arm_name!r} (a plain name without '/' or '-seed')"
+            )
         arms[arm_name] = _arm_from(arm_name, value, _where(source, f"arms.{arm_name}"))
     report_raw = _check_keys(data.get("report") or {}, ReportSpec, _where(source, "report"))
     report = ReportSpec(
         docs_dir=_typed(report_raw, "docs_dir", str, _where(source, "report"), ReportSpec.docs_dir),
         results_md=report_raw.get("results_md", ReportSpec.results_md),
         smooth=_typed(report_raw, "smooth", int, _where(source, "report"), ReportSpec.smooth),
-        late_fraction=float(_typed(report_raw, "late_fraction", (int, float), _where(source, "report"), ReportSpec.late_fraction)),
+        late_fraction=float(
+            _typed(report_raw, "late_fraction", (int, float), _where(source, "report"), ReportSpec.late_fraction)
+        ),
     )
     if report.results_md is not None and not isinstance(report.results_md, str):
         raise StudyError(f"{_where(source, 'report.results_md')}: expected a path or null, got {report.results_md!r}")
@@ -352,7 +364,9 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
         overrides=_str_list(data.get("overrides"), _where(source, "overrides")),
         warmup=warmup_cfg,
         seeds=_int_list(data["seeds"], _where(source, "seeds")),
-        ablation_seeds=None if data.get("ablation_seeds") is None else _int_list(data["ablation_seeds"], _where(source, "ablation_seeds")),
+        ablation_seeds=None
+        if data.get("ablation_seeds") is None
+        else _int_list(data["ablation_seeds"], _where(source, "ablation_seeds")),
         arms=arms,
         baseline=_typed(data, "baseline", str, where, "grpo"),
         output_dir=_typed(data, "output_dir", str, where, "runs/study"),
@@ -365,7 +379,9 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
         source=source,
     )
     if study.baseline not in study.arms:
-        raise StudyError(f"{_where(source, 'baseline')}: {study.baseline!r} is not an arm (arms: {', '.join(study.arms)})")
+        raise StudyError(
+            f"{_where(source, 'baseline')}: {study.baseline!r} is not an arm (arms: {', '.join(study.arms)})"
+        )
     if study.jobs < 1 or study.threads_per_run < 0:
         raise StudyError(f"{where}: jobs must be >= 1 and threads_per_run >= 0")
     return study
@@ -400,7 +416,9 @@ def _read_study_yaml(path: str | os.PathLike, chain: tuple[Path, ...] = ()) -> t
     except ValueError as exc:
         raise StudyError(f"{chain[-1]}: extends: {exc}" if chain else str(exc)) from None
     if resolved in chain:
-        raise StudyError(f"{chain[-1]}: extends: {resolved.name} extends itself (through {' -> '.join(p.name for p in chain)})")
+        raise StudyError(
+            f"{chain[-1]}: extends: {resolved.name} extends itself (through {' -> '.join(p.name for p in chain)})"
+        )
     try:
         data = yaml.safe_load(resolved.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -427,10 +445,18 @@ def _read_study_yaml(path: str | os.PathLike, chain: tuple[Path, ...] = ()) -> t
     return resolved, merged
 
 
-def restrict(study: StudyConfig, *, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-             ablation_seeds: Sequence[int] | None = None, output_dir: str | None = None,
-             overrides: Sequence[str] = (), jobs: int | None = None, target_mde: float | None = None,
-             seed_budget: int | None = None) -> StudyConfig:
+def restrict(
+    study: StudyConfig,
+    *,
+    arms: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    ablation_seeds: Sequence[int] | None = None,
+    output_dir: str | None = None,
+    overrides: Sequence[str] = (),
+    jobs: int | None = None,
+    target_mde: float | None = None,
+    seed_budget: int | None = None,
+) -> StudyConfig:
     """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, seed planning, ...)."""
     study = copy.deepcopy(study)
     if target_mde is not None:
@@ -489,7 +515,11 @@ class PlannedRun:
 def _deep_merge(base: dict, top: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("params", "task", "functions", "kwargs"):
+        if (
+            isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and key not in ("params", "task", "functions", "kwargs")
+        ):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -534,8 +564,12 @@ def plan_runs(study: StudyConfig, model_dir: str | os.PathLike | None = None) ->
             problems.append(f"arms.{arm.name}: {exc}")
             continue
         for seed in study.seeds_of(arm):
-            forced = [f"seed={seed}", f"logging.output_dir={Path(study.output_dir) / 'runs'}",
-                      f"logging.run_name={arm.name}-seed{seed}", f"model.num_threads={study.threads_per_run}"]
+            forced = [
+                f"seed={seed}",
+                f"logging.output_dir={Path(study.output_dir) / 'runs'}",
+                f"logging.run_name={arm.name}-seed{seed}",
+                f"model.num_threads={study.threads_per_run}",
+            ]
             if model_dir is not None:
                 forced.append(f"model.name={model_dir}")
             config = apply_overrides(arm_config, forced)
@@ -572,7 +606,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def run_status(run: PlannedRun, warmup: bool = False) -> str:
-    """"done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
+    """ "done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
 
     Raises StudyError when the directory holds a run made with a different config (``warmup``: the
     study has a warm-up, so model.name is a location, not a setting).
@@ -588,12 +622,16 @@ def run_status(run: PlannedRun, warmup: bool = False) -> str:
         try:
             stored = config_to_dict(load_config(stored_path))
         except ConfigError as exc:
-            raise StudyError(f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it") from None
+            raise StudyError(
+                f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it"
+            ) from None
         diff = _differences(_comparable(config_to_dict(run.config), warmup), _comparable(stored, warmup))
         if diff:
             shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")
-            raise StudyError(f"{run_dir}: holds a run made with another configuration ({shown}); "
-                             "use another output_dir (--output-dir) or delete that run directory")
+            raise StudyError(
+                f"{run_dir}: holds a run made with another configuration ({shown}); "
+                "use another output_dir (--output-dir) or delete that run directory"
+            )
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         try:
@@ -622,20 +660,33 @@ def _train_one(payload: dict) -> dict:
         config = config_from_dict(payload["config"])
         if config.model.num_threads:
             torch.set_num_threads(config.model.num_threads)
-        with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with (
+            open(log_path, "a", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
             print(f"=== {payload['name']}: {payload['status']} at {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             result = train(config, resume=payload["resume"] or False)
         if not payload["keep_checkpoints"]:
             shutil.rmtree(Path(result.run_dir) / "checkpoints", ignore_errors=True)
-        return {"name": payload["name"], "ok": True, "seconds": time.perf_counter() - t0,
-                "before": result.eval_before, "after": result.eval_after}
+        return {
+            "name": payload["name"],
+            "ok": True,
+            "seconds": time.perf_counter() - t0,
+            "before": result.eval_before,
+            "after": result.eval_after,
+        }
     except BaseException as exc:  # reported by the parent with the log path; KeyboardInterrupt too
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(traceback.format_exc())
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return {"name": payload["name"], "ok": False, "seconds": time.perf_counter() - t0,
-                "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "name": payload["name"],
+            "ok": False,
+            "seconds": time.perf_counter() - t0,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -662,10 +713,14 @@ def _die_with_parent(parent_pid: int) -> None:
 def _payload(run: PlannedRun, status: str, study: StudyConfig) -> dict:
     from apmpo.trainer.config import config_to_dict
 
-    return {"name": run.name, "status": status, "config": config_to_dict(run.config),
-            "resume": str(run.run_dir) if status == "resume" else None,
-            "log": str(Path(study.output_dir) / "logs" / f"{run.name}.log"),
-            "keep_checkpoints": study.keep_checkpoints}
+    return {
+        "name": run.name,
+        "status": status,
+        "config": config_to_dict(run.config),
+        "resume": str(run.run_dir) if status == "resume" else None,
+        "log": str(Path(study.output_dir) / "logs" / f"{run.name}.log"),
+        "keep_checkpoints": study.keep_checkpoints,
+    }
 
 
 def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> list[dict]:
@@ -678,7 +733,9 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
         head = f"[{len(results)}/{total}] {outcome['name']}"
         if outcome["ok"]:
             fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-            log(f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}")
+            log(
+                f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}"
+            )
         else:
             log(f"{head}: FAILED after {outcome['seconds']:.0f} s: {outcome['error']}")
 
@@ -687,16 +744,23 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
             report(_train_one(payload))
         return results
     context = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(payloads)), mp_context=context,
-                                  initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = cf.ProcessPoolExecutor(
+        max_workers=min(jobs, len(payloads)), mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
     try:
         futures = {pool.submit(_train_one, p): p for p in payloads}
         for future in cf.as_completed(futures):
             try:
                 report(future.result())
             except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
-                report({"name": futures[future]["name"], "ok": False, "seconds": 0.0,
-                        "error": f"worker process failed: {type(exc).__name__}: {exc}"})
+                report(
+                    {
+                        "name": futures[future]["name"],
+                        "ok": False,
+                        "seconds": 0.0,
+                        "error": f"worker process failed: {type(exc).__name__}: {exc}",
+                    }
+                )
     except BaseException:  # interrupted: stop the running trainings too, not only the queued ones
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
@@ -763,11 +827,23 @@ def collect_runs(runs: Sequence[PlannedRun]) -> tuple[list[RunRecord], list[str]
             missing.append(run.name)
             continue
         metrics = read_jsonl(run.run_dir / "metrics.jsonl")
-        evals = {int(r["step"]): float(r["accuracy"]) for r in metrics
-                 if r.get("kind") == "eval" and isinstance(r.get("accuracy"), (int, float))}
+        evals = {
+            int(r["step"]): float(r["accuracy"])
+            for r in metrics
+            if r.get("kind") == "eval" and isinstance(r.get("accuracy"), (int, float))
+        }
         train = sorted((r for r in metrics if r.get("kind", "train") == "train"), key=lambda r: r["step"])
-        records.append(RunRecord(run.arm, run.seed, run.run_dir, run.config.steps, evals, train,
-                                 float(summary.get("wall_seconds") or 0.0)))
+        records.append(
+            RunRecord(
+                run.arm,
+                run.seed,
+                run.run_dir,
+                run.config.steps,
+                evals,
+                train,
+                float(summary.get("wall_seconds") or 0.0),
+            )
+        )
     return records, missing
 
 
@@ -796,9 +872,16 @@ class StudyResult:
     """The seed plan (apmpo.eval.study_plan.SeedPlan) when the study planned its seeds from a pilot."""
 
 
-def run_study(study: StudyConfig, *, command: str | None = None, report: bool = True, report_only: bool = False,
-              dry_run: bool = False, full_study: StudyConfig | None = None,
-              log: Callable[[str], None] | None = None) -> StudyResult:
+def run_study(
+    study: StudyConfig,
+    *,
+    command: str | None = None,
+    report: bool = True,
+    report_only: bool = False,
+    dry_run: bool = False,
+    full_study: StudyConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyResult:
     """Warm up (if configured), train every pending run, then write the report.
 
     With ``study.power.target_mde`` the configured seeds are the pilot: they are trained
@@ -822,8 +905,10 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
     model_dir = _warmup_dir(study) / "model" if study.warmup else None
     plan = plan_runs(study, model_dir=model_dir)
     planning = study.power.target_mde is not None
-    log(f"study {study.name}: {len(study.arms)} arms, {len(plan)} {'pilot ' if planning else ''}runs, "
-        f"output {study.output_dir}")
+    log(
+        f"study {study.name}: {len(study.arms)} arms, {len(plan)} {'pilot ' if planning else ''}runs, "
+        f"output {study.output_dir}"
+    )
     if dry_run:
         for run in plan:
             log(f"  {run.name:28s} {run_status(run, study.warmup is not None)}")
@@ -869,22 +954,37 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
                 log(line)
             study, full_study = _apply_plan(study, seed_plan), _apply_plan(full_study, seed_plan)
             plan = plan_runs(study, model_dir=model_dir)
-            statuses.update({run.name: run_status(run, study.warmup is not None) for run in plan
-                             if run.name not in statuses})
+            statuses.update(
+                {run.name: run_status(run, study.warmup is not None) for run in plan if run.name not in statuses}
+            )
             if not report_only:
                 more, failures = _train_pending(study, [r for r in plan if r.name not in trained], statuses, log)
                 trained += more
     if not report_only and (trained or failures or (warmup is not None and not warmup.reused)):
-        _record_invocation(study, {
-            "command": command, "started": started, "wall_seconds": time.perf_counter() - t0,
-            "trained": len(trained), "failed": len(failures),
-            "reused": sum(1 for r in plan if statuses[r.name] == "done"),
-            "warmup_trained": warmup is not None and not warmup.reused, "jobs": study.jobs,
-            "threads_per_run": study.threads_per_run, "machine": machine, "code": git_state(),
-        })
+        _record_invocation(
+            study,
+            {
+                "command": command,
+                "started": started,
+                "wall_seconds": time.perf_counter() - t0,
+                "trained": len(trained),
+                "failed": len(failures),
+                "reused": sum(1 for r in plan if statuses[r.name] == "done"),
+                "warmup_trained": warmup is not None and not warmup.reused,
+                "jobs": study.jobs,
+                "threads_per_run": study.threads_per_run,
+                "machine": machine,
+                "code": git_state(),
+            },
+        )
     if failures:
-        lines = [f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})" for o in failures]
-        raise StudyError(f"{len(failures)} runs failed (finished runs are kept; rerun to retry):\n  " + "\n  ".join(lines))
+        lines = [
+            f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})"
+            for o in failures
+        ]
+        raise StudyError(
+            f"{len(failures)} runs failed (finished runs are kept; rerun to retry):\n  " + "\n  ".join(lines)
+        )
     records, missing = collect_runs(plan)
     skipped = [r.name for r in plan if statuses[r.name] == "done"]
     result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0, seed_plan=seed_plan)
@@ -893,17 +993,24 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
 
         if not records:
             raise StudyError(f"{study.output_dir}: no finished runs to report on")
-        result.report_files = write_report(study, result, command=command, full_study=full_study,
-                                           planned=plan, invocations=read_invocations(study),
-                                           report_only=report_only)
+        result.report_files = write_report(
+            study,
+            result,
+            command=command,
+            full_study=full_study,
+            planned=plan,
+            invocations=read_invocations(study),
+            report_only=report_only,
+        )
         for path in result.report_files:
             log(f"wrote {path}")
     result.wall_seconds = time.perf_counter() - t0
     return result
 
 
-def _train_pending(study: StudyConfig, plan: list[PlannedRun], statuses: dict[str, str],
-                   log: Callable[[str], None]) -> tuple[list[str], list[dict]]:
+def _train_pending(
+    study: StudyConfig, plan: list[PlannedRun], statuses: dict[str, str], log: Callable[[str], None]
+) -> tuple[list[str], list[dict]]:
     """Train the runs of ``plan`` that are not done; returns (names trained, failed outcomes)."""
     from apmpo.trainer.config import ConfigError, validate_config
 
@@ -931,8 +1038,13 @@ def _seed_plan(study: StudyConfig, pilot_plan: list[PlannedRun]):
     if missing:
         raise StudyError(f"the pilot is not finished ({len(missing)} of {len(pilot_plan)} runs missing)")
     try:
-        return plan_seeds(study, compute_tables(study, records), target_mde=float(study.power.target_mde),
-                          seed_budget=study.power.seed_budget, power=study.power.power)
+        return plan_seeds(
+            study,
+            compute_tables(study, records),
+            target_mde=float(study.power.target_mde),
+            seed_budget=study.power.seed_budget,
+            power=study.power.power,
+        )
     except SeedPlanError as exc:
         raise StudyError(f"seed plan: {exc}") from None
 
@@ -969,12 +1081,23 @@ def _read_warmup(directory: Path) -> WarmupResult | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return WarmupResult(directory / "model", int(record["steps"]), float(record["validation_accuracy"]),
-                        record.get("heldout_accuracy"), list(record.get("history", [])),
-                        float(record.get("wall_seconds", 0.0)), int(record.get("parameters", 0)), reused=True)
+    return WarmupResult(
+        directory / "model",
+        int(record["steps"]),
+        float(record["validation_accuracy"]),
+        record.get("heldout_accuracy"),
+        list(record.get("history", [])),
+        float(record.get("wall_seconds", 0.0)),
+        int(record.get("parameters", 0)),
+        reused=True,
+    )
 
 
 def _default_command() -> str:
     import shlex
 
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "apmpo.eval.study.run_study(...)"
+    return (
+        shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        if sys.argv and sys.argv[0]
+        else "apmpo.eval.study.run_study(...)"
+    )

@@ -45,12 +45,22 @@ def _str_csv(text: str) -> list[str]:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``study`` to the ``apmpo`` parser."""
-    p = subparsers.add_parser("study", help="compare APMPO with GRPO / DAPO / GMPO and its ablations over paired seeds",
-                              description=_DESCRIPTION, epilog=_EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4")
+    p = subparsers.add_parser(
+        "study",
+        help="compare APMPO with GRPO / DAPO / GMPO and its ablations over paired seeds",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4",
+    )
     p.add_argument("--quick", action="store_true", help="apply the config's quick section (a small, fast variant)")
     p.add_argument("--jobs", type=int, help="runs trained at once (default: the config's)")
     p.add_argument("--arms", type=_str_csv, metavar="A,B,...", help="only these arms (the baseline must be among them)")
@@ -60,10 +70,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--docs-dir", help="where tables and figures go (default: the config's report.docs_dir)")
     p.add_argument("--results-md", help="the Markdown report to write (default: the config's report.results_md)")
     p.add_argument("--no-results-md", action="store_true", help="do not write the Markdown report")
-    p.add_argument("--target-mde", type=float, metavar="POINTS",
-                   help="plan the seeds per arm from the pilot (the configured seeds, trained first) so that every "
-                        "comparison of interest detects this many points of held-out accuracy at the config's power "
-                        "(default 80%%); the plan is printed, then the added seeds are trained")
+    p.add_argument(
+        "--target-mde",
+        type=float,
+        metavar="POINTS",
+        help="plan the seeds per arm from the pilot (the configured seeds, trained first) so that every "
+        "comparison of interest detects this many points of held-out accuracy at the config's power "
+        "(default 80%%); the plan is printed, then the added seeds are trained",
+    )
     p.add_argument("--seed-budget", type=int, metavar="N", help="with --target-mde: at most N seeds per arm")
     p.add_argument("--report-only", action="store_true", help="train nothing; report on the finished runs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and each run's status; write nothing")
@@ -77,19 +91,32 @@ def run(args: argparse.Namespace) -> int:
 
     full = load_study_config(args.config)
     study = load_study_config(args.config, quick=True) if args.quick else full
-    study = restrict(study, arms=args.arms, seeds=args.seeds, ablation_seeds=args.ablation_seeds,
-                     output_dir=args.output_dir, overrides=args.overrides, jobs=args.jobs,
-                     target_mde=args.target_mde, seed_budget=args.seed_budget)
+    study = restrict(
+        study,
+        arms=args.arms,
+        seeds=args.seeds,
+        ablation_seeds=args.ablation_seeds,
+        output_dir=args.output_dir,
+        overrides=args.overrides,
+        jobs=args.jobs,
+        target_mde=args.target_mde,
+        seed_budget=args.seed_budget,
+    )
     if args.docs_dir:
         study.report.docs_dir = args.docs_dir
     if args.results_md:
         study.report.results_md = args.results_md
     if args.no_results_md:
         study.report.results_md = None
-    command = shlex.join(["apmpo", "study", *sys.argv[2:]]) if sys.argv[1:2] == ["study"] else \
-        shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
+    command = (
+        shlex.join(["apmpo", "study", *sys.argv[2:]])
+        if sys.argv[1:2] == ["study"]
+        else shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
+    )
     result = run_study(study, command=command, report_only=args.report_only, dry_run=args.dry_run, full_study=full)
     if not args.dry_run:
-        print(f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "
-              f"{len(result.skipped)} reused) in {result.wall_seconds / 60:.1f} min")
+        print(
+            f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "
+            f"{len(result.skipped)} reused) in {result.wall_seconds / 60:.1f} min"
+        )
     return 0

@@ -101,33 +101,44 @@ class SeedPlan:
 
     def lines(self) -> list[str]:
         """The plan as plain text lines (printed by ``apmpo study``)."""
-        out = [f"seed plan: target MDE {self.target_mde:g} pts at {self.power:.0%} power (paired t, alpha 0.05), "
-               f"budget {self.seed_budget if self.seed_budget is not None else 'none'} seeds per arm; "
-               "each arm sized for its noisiest comparison of interest on the pilot"]
+        out = [
+            f"seed plan: target MDE {self.target_mde:g} pts at {self.power:.0%} power (paired t, alpha 0.05), "
+            f"budget {self.seed_budget if self.seed_budget is not None else 'none'} seeds per arm; "
+            "each arm sized for its noisiest comparison of interest on the pilot"
+        ]
         for c in self.comparisons:
             sd = "n/a" if c.sd is None else f"{c.sd:.2f}"
             mde = "n/a" if c.mde is None else f"{c.mde:.1f}"
             need = "n/a" if c.seeds_for_target is None else str(c.seeds_for_target)
-            out.append(f"  {c.a} - {c.b} ({c.metric}): pilot pairs {c.pairs}, paired SD {sd} pts, MDE now {mde} pts, "
-                       f"seeds for {self.target_mde:g} pts: {need}")
+            out.append(
+                f"  {c.a} - {c.b} ({c.metric}): pilot pairs {c.pairs}, paired SD {sd} pts, MDE now {mde} pts, "
+                f"seeds for {self.target_mde:g} pts: {need}"
+            )
         for arm, seeds in self.seeds.items():
             capped = " (capped by the budget)" if len(seeds) < self.needed[arm] else ""
-            out.append(f"  {arm}: planning SD {self.planning_sd[arm]:.2f} pts -> needs {self.needed[arm]}, runs "
-                       f"{len(seeds)} seeds{capped}: MDE {self._mde_text(arm)} pts")
+            out.append(
+                f"  {arm}: planning SD {self.planning_sd[arm]:.2f} pts -> needs {self.needed[arm]}, runs "
+                f"{len(seeds)} seeds{capped}: MDE {self._mde_text(arm)} pts"
+            )
         return out
 
     def markdown(self) -> list[str]:
         """The plan for results.md: the rule and a table per arm."""
-        rows = [f"| {arm} | {', '.join(map(str, self.pilot_seeds[arm]))} | {self.planning_sd[arm]:.2f} | "
-                f"{self.needed[arm]} | {len(self.seeds[arm])} | {self._mde_text(arm)} |" for arm in self.seeds]
+        rows = [
+            f"| {arm} | {', '.join(map(str, self.pilot_seeds[arm]))} | {self.planning_sd[arm]:.2f} | "
+            f"{self.needed[arm]} | {len(self.seeds[arm])} | {self._mde_text(arm)} |"
+            for arm in self.seeds
+        ]
         budget = f"at most {self.seed_budget} seeds per arm" if self.seed_budget is not None else "no seed cap"
         return [
-            (f"Target: an MDE of {self.target_mde:g} points of held-out accuracy (final and best) at "
-             f"{self.power:.0%} power, {budget}. Rule: each arm's paired SD is the largest over the pilot's comparisons "
-             "of interest that involve it (vs the baseline and the claims' comparisons, final and best accuracy); its "
-             "seeds are the fewest whose MDE at that SD meets the target (noncentral t), at least its pilot seeds, at "
-             "most the budget (`apmpo.eval.study_plan`). The pilot's SDs rest on few seeds; the tables above "
-             "recompute every MDE from the seeds that ran."),
+            (
+                f"Target: an MDE of {self.target_mde:g} points of held-out accuracy (final and best) at "
+                f"{self.power:.0%} power, {budget}. Rule: each arm's paired SD is the largest over the pilot's comparisons "
+                "of interest that involve it (vs the baseline and the claims' comparisons, final and best accuracy); its "
+                "seeds are the fewest whose MDE at that SD meets the target (noncentral t), at least its pilot seeds, at "
+                "most the budget (`apmpo.eval.study_plan`). The pilot's SDs rest on few seeds; the tables above "
+                "recompute every MDE from the seeds that ran."
+            ),
             "",
             "| arm | pilot seeds | planning SD (pts) | seeds needed | seeds run | MDE at those seeds (pts) |",
             "|---|---|---|---|---|---|",
@@ -136,9 +147,16 @@ class SeedPlan:
 
     def to_json(self) -> dict[str, Any]:
         """Machine-readable form (study.json)."""
-        return {"target_mde": self.target_mde, "seed_budget": self.seed_budget, "power": self.power,
-                "comparisons": [c.__dict__ for c in self.comparisons], "pilot_seeds": self.pilot_seeds,
-                "planning_sd": self.planning_sd, "needed": self.needed, "seeds": self.seeds}
+        return {
+            "target_mde": self.target_mde,
+            "seed_budget": self.seed_budget,
+            "power": self.power,
+            "comparisons": [c.__dict__ for c in self.comparisons],
+            "pilot_seeds": self.pilot_seeds,
+            "planning_sd": self.planning_sd,
+            "needed": self.needed,
+            "seeds": self.seeds,
+        }
 
 
 def comparisons_of_interest(arms: Sequence[str], baseline: str) -> list[tuple[str, str, str]]:
@@ -149,8 +167,9 @@ def comparisons_of_interest(arms: Sequence[str], baseline: str) -> list[tuple[st
     return list(dict.fromkeys(out))
 
 
-def plan_seeds(study: Any, pilot: StudyTables, *, target_mde: float, seed_budget: int | None,
-               power: float = 0.8) -> SeedPlan:
+def plan_seeds(
+    study: Any, pilot: StudyTables, *, target_mde: float, seed_budget: int | None, power: float = 0.8
+) -> SeedPlan:
     """The seed plan of ``study`` from its pilot's tables (``compute_tables`` over the pilot runs)."""
     if not target_mde > 0:
         raise SeedPlanError(f"--target-mde: must be > 0 points, got {target_mde}")
@@ -166,23 +185,31 @@ def plan_seeds(study: Any, pilot: StudyTables, *, target_mde: float, seed_budget
         if figures is None:
             comparisons.append(ComparisonPlan(a, b, metric, 0 if ci is None else ci.n, None, None, None))
         else:
-            comparisons.append(ComparisonPlan(a, b, metric, figures.n, figures.sd, figures.mde,
-                                              figures.seeds_for_reference))
+            comparisons.append(
+                ComparisonPlan(a, b, metric, figures.n, figures.sd, figures.mde, figures.seeds_for_reference)
+            )
     usable = [c for c in comparisons if c.sd is not None]
     if not usable:
-        raise SeedPlanError("the pilot gives no paired spread to plan from: every comparison of interest needs at "
-                            "least two paired seeds whose differences are not all equal (run more pilot seeds)")
+        raise SeedPlanError(
+            "the pilot gives no paired spread to plan from: every comparison of interest needs at "
+            "least two paired seeds whose differences are not all equal (run more pilot seeds)"
+        )
     largest = max(c.sd for c in usable)
     pilot_seeds = {arm: sorted(pilot.per_run[arm]) for arm in study.arms}
-    order = list(dict.fromkeys([*study.seeds, *(study.ablation_seeds or []),
-                                *(s for seeds in pilot_seeds.values() for s in seeds)]))
+    order = list(
+        dict.fromkeys(
+            [*study.seeds, *(study.ablation_seeds or []), *(s for seeds in pilot_seeds.values() for s in seeds)]
+        )
+    )
     plan = SeedPlan(target_mde, seed_budget, power, comparisons, pilot_seeds, {}, {})
     for arm in study.arms:
         sds = [c.sd for c in usable if arm in (c.a, c.b)]
         plan.planning_sd[arm] = max(sds) if sds else largest
         need = seeds_needed_or_none(target_mde, plan.planning_sd[arm], power)
         plan.needed[arm] = max(len(pilot_seeds[arm]), 100_000 if need is None else need)
-        count = plan.needed[arm] if seed_budget is None else min(plan.needed[arm], max(seed_budget, len(pilot_seeds[arm])))
+        count = (
+            plan.needed[arm] if seed_budget is None else min(plan.needed[arm], max(seed_budget, len(pilot_seeds[arm])))
+        )
         extra = (s for s in itertools.chain(order, itertools.count(max(order) + 1)) if s not in pilot_seeds[arm])
         plan.seeds[arm] = pilot_seeds[arm] + list(itertools.islice(extra, count - len(pilot_seeds[arm])))
     return plan

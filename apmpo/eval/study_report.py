@@ -72,12 +72,40 @@ from apmpo.eval.study_stats import (
     seeds_needed_or_none,
 )
 
-__all__ = ["CLAIMS", "CURVE_PANELS", "MECHANISM_PANELS", "METRIC_UNITS", "RUN_METRICS", "Claim", "ClaimSpec", "Curve",
-           "PowerFigures", "StudyTables", "check_claim", "check_claims", "claim_sentence", "compute_tables", "curve_stats",
-           "git_state", "machine_info", "power_figures", "power_text", "verdict", "write_report"]
+__all__ = [
+    "CLAIMS",
+    "CURVE_PANELS",
+    "MECHANISM_PANELS",
+    "METRIC_UNITS",
+    "RUN_METRICS",
+    "Claim",
+    "ClaimSpec",
+    "Curve",
+    "PowerFigures",
+    "StudyTables",
+    "check_claim",
+    "check_claims",
+    "claim_sentence",
+    "compute_tables",
+    "curve_stats",
+    "git_state",
+    "machine_info",
+    "power_figures",
+    "power_text",
+    "verdict",
+    "write_report",
+]
 
-LATE_METRICS = ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length", "grad_norm",
-                "grad_var_ratio")
+LATE_METRICS = (
+    "entropy",
+    "p",
+    "eps_high",
+    "clip_frac_low",
+    "clip_frac_high",
+    "response_length",
+    "grad_norm",
+    "grad_var_ratio",
+)
 """Training metrics whose late-training means are per-run scalars (late_<name>)."""
 
 RUN_METRICS = ("initial", "final", "best", "gain", *(f"late_{k}" for k in LATE_METRICS), "generated_tokens")
@@ -159,7 +187,9 @@ def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
         for metric in RUN_METRICS:
             vals = list(tables.values(arm, metric).values())
             tables.summary[arm][metric] = mean_ci(vals) if vals else None
-        tables.paired[arm] = {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+        tables.paired[arm] = (
+            {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+        )
     return tables
 
 
@@ -189,12 +219,23 @@ METRIC_UNITS = {"final": (100.0, "pts", 1), "best": (100.0, "pts", 1), "late_ent
 
 _PAPER_TABLE = "the paper's main table, Qwen2.5-Math-1.5B, math average (docs/spec.md)"
 CLAIMS: tuple[ClaimSpec, ...] = (
-    *(ClaimSpec("apmpo", base, metric, f"APMPO beats {base.upper()} ({metric} held-out accuracy)", size)
-      for base, size in (("grpo", 4.6), ("dapo", 2.1), ("gmpo", 2.7)) for metric in ("final", "best")),
-    ClaimSpec("apmpo", "grpo", "late_entropy",
-              "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)"),
-    ClaimSpec("gmpo", "apmpo", "late_entropy",
-              "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)"),
+    *(
+        ClaimSpec("apmpo", base, metric, f"APMPO beats {base.upper()} ({metric} held-out accuracy)", size)
+        for base, size in (("grpo", 4.6), ("dapo", 2.1), ("gmpo", 2.7))
+        for metric in ("final", "best")
+    ),
+    ClaimSpec(
+        "apmpo",
+        "grpo",
+        "late_entropy",
+        "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)",
+    ),
+    ClaimSpec(
+        "gmpo",
+        "apmpo",
+        "late_entropy",
+        "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)",
+    ),
     ClaimSpec("pmpo_only", "grpo", "final", "PMPO alone (fixed clip) improves on GRPO"),
     ClaimSpec("fac_only", "grpo", "final", "FAC alone (p = 1) improves on GRPO"),
     ClaimSpec("pmpo_only", "fac_only", "final", "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"),
@@ -203,10 +244,20 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("apmpo", "fss_mean", "final", "FSS as mean/std beats FSS from the mean only"),
     ClaimSpec("apmpo", "fss_inverse_std", "final", "FSS as mean/std beats FSS from 1/std only"),
     ClaimSpec("apmpo", "p_linear", "final", "the exponential p schedule beats the linear one"),
-    ClaimSpec("apmpo_group", "apmpo", "final", "per-prompt APMPO beats batch APMPO (our extension, not the paper's claim)",
-              extension=True),
-    ClaimSpec("apmpo_group", "grpo", "final", "per-prompt APMPO beats GRPO (our extension, not the paper's claim)",
-              extension=True),
+    ClaimSpec(
+        "apmpo_group",
+        "apmpo",
+        "final",
+        "per-prompt APMPO beats batch APMPO (our extension, not the paper's claim)",
+        extension=True,
+    ),
+    ClaimSpec(
+        "apmpo_group",
+        "grpo",
+        "final",
+        "per-prompt APMPO beats GRPO (our extension, not the paper's claim)",
+        extension=True,
+    ),
 )
 """The comparisons the report checks, in report order."""
 CLAIMS_SOURCE = _PAPER_TABLE
@@ -270,8 +321,14 @@ class PowerFigures:
     """Power to detect the paper's difference with these n pairs."""
 
 
-def power_figures(ci: MeanCI | None, scale: float, *, power: float = 0.8, reference: float | None = None,
-                  paper_difference: float | None = None) -> PowerFigures | None:
+def power_figures(
+    ci: MeanCI | None,
+    scale: float,
+    *,
+    power: float = 0.8,
+    reference: float | None = None,
+    paper_difference: float | None = None,
+) -> PowerFigures | None:
     """Power of the paired comparison behind ``ci`` (differences in the metric's unit; ``scale`` to display units).
 
     None when it is undefined: fewer than two pairs, or every paired difference equal (no spread).
@@ -281,9 +338,17 @@ def power_figures(ci: MeanCI | None, scale: float, *, power: float = 0.8, refere
     sd = ci.std * scale
     ref_power = None if reference is None else paired_t_power(reference, sd, ci.n)
     ref_seeds = None if reference is None else seeds_needed_or_none(reference, sd, power)
-    return PowerFigures(ci.n, sd, minimum_detectable_difference(sd, ci.n, power), power, reference, ref_power,
-                        ref_seeds, paper_difference,
-                        None if paper_difference is None else paired_t_power(paper_difference, sd, ci.n))
+    return PowerFigures(
+        ci.n,
+        sd,
+        minimum_detectable_difference(sd, ci.n, power),
+        power,
+        reference,
+        ref_power,
+        ref_seeds,
+        paper_difference,
+        None if paper_difference is None else paired_t_power(paper_difference, sd, ci.n),
+    )
 
 
 def verdict(ci: MeanCI | None) -> str:
@@ -300,7 +365,7 @@ def verdict(ci: MeanCI | None) -> str:
 
 
 def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
-    """"+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
+    """ "+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
     if ci is None:
         return "n/a"
     if ci.half_width is None:
@@ -337,13 +402,18 @@ def check_claim(tables: StudyTables, spec: ClaimSpec, *, power: float = 0.8, ref
     va, vb = tables.values(a, metric), tables.values(b, metric)
     common = sorted(set(va) & set(vb))
     if not common:
-        return Claim(spec.text, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric, spec=spec)
+        return Claim(
+            spec.text, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric, spec=spec
+        )
     ci = paired_difference(va, vb)
     ma, mb = (sum(v[s] for s in common) / len(common) for v in (va, vb))
-    evidence = (f"{a} - {b} = {_pts(ci, scale, digits, ' ' + unit)} paired seeds; means over those seeds: "
-                f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}")
-    figures = power_figures(ci, scale, power=power, reference=reference if unit == "pts" else None,
-                            paper_difference=spec.paper_difference)
+    evidence = (
+        f"{a} - {b} = {_pts(ci, scale, digits, ' ' + unit)} paired seeds; means over those seeds: "
+        f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}"
+    )
+    figures = power_figures(
+        ci, scale, power=power, reference=reference if unit == "pts" else None, paper_difference=spec.paper_difference
+    )
     return Claim(spec.text, verdict(ci), evidence, a, b, metric, ci, figures, spec)
 
 
@@ -360,14 +430,18 @@ def power_text(figures: PowerFigures | None, unit: str, digits: int) -> str:
     """One clause: what the comparison could detect (for tables and sentences)."""
     if figures is None:
         return "power undefined (fewer than two paired seeds, or no spread between them)"
-    text = (f"detects {_num(figures.mde, digits)} {unit} with {figures.power:.0%} power "
-            f"(paired SD {_num(figures.sd, digits)}, n = {figures.n})")
+    text = (
+        f"detects {_num(figures.mde, digits)} {unit} with {figures.power:.0%} power "
+        f"(paired SD {_num(figures.sd, digits)}, n = {figures.n})"
+    )
     if figures.paper_difference is not None:
         text += f"; power {figures.power_at_paper:.0%} for the paper's {_num(figures.paper_difference, 1, True)}"
     if figures.reference is not None:
         need = "more than 100000" if figures.seeds_for_reference is None else str(figures.seeds_for_reference)
-        text += (f"; power {figures.power_at_reference:.0%} for {_num(figures.reference, 1)} {unit}, which would need "
-                 f"{need} seeds for {figures.power:.0%}")
+        text += (
+            f"; power {figures.power_at_reference:.0%} for {_num(figures.reference, 1)} {unit}, which would need "
+            f"{need} seeds for {figures.power:.0%}"
+        )
     return text
 
 
@@ -375,15 +449,22 @@ def claim_sentence(claim: Claim) -> str:
     """The claim in plain words: supports / contradicts / cannot tell, the evidence and the power (generated)."""
     spec = claim.spec
     scale, unit, digits = METRIC_UNITS.get(claim.metric, (1.0, "", 3))
-    subject = f"{claim.claim}" + (f" [paper: {_num(spec.paper_difference, 1, True)} {unit}]"
-                                  if spec is not None and spec.paper_difference is not None else "")
+    subject = f"{claim.claim}" + (
+        f" [paper: {_num(spec.paper_difference, 1, True)} {unit}]"
+        if spec is not None and spec.paper_difference is not None
+        else ""
+    )
     if claim.verdict == "not checked":
         return f"{subject}: **not checked** here ({claim.evidence})."
     if claim.ci is None or claim.ci.half_width is None:
-        return f"{subject}: **cannot tell** (not testable: {claim.evidence if claim.ci is None else 'one paired seed'})."
+        return (
+            f"{subject}: **cannot tell** (not testable: {claim.evidence if claim.ci is None else 'one paired seed'})."
+        )
     ci = claim.ci
-    diff = (f"{claim.a} - {claim.b} = {_num(scale * ci.mean, digits, True)} {unit}, 95% interval "
-            f"[{_num(scale * ci.low, digits, True)}, {_num(scale * ci.high, digits, True)}] over {ci.n} paired seeds")
+    diff = (
+        f"{claim.a} - {claim.b} = {_num(scale * ci.mean, digits, True)} {unit}, 95% interval "
+        f"[{_num(scale * ci.low, digits, True)}, {_num(scale * ci.high, digits, True)}] over {ci.n} paired seeds"
+    )
     if claim.verdict == "holds":
         head = f"**supports** it: {diff}, entirely above 0"
     elif claim.verdict == "reversed":
@@ -396,10 +477,16 @@ def claim_sentence(claim: Claim) -> str:
         side = "on the claimed side" if ci.mean > 0 else "on the other side"
         head = f"**cannot tell**: {diff}, which includes 0 (the mean is {side})"
     extra = ""
-    if (spec is not None and spec.paper_difference is not None and claim.verdict != "reversed"
-            and scale * ci.high < spec.paper_difference):
-        extra = (f"; the interval excludes the paper's {_num(spec.paper_difference, 1, True)} {unit}, so an effect "
-                 "that large is ruled out here")
+    if (
+        spec is not None
+        and spec.paper_difference is not None
+        and claim.verdict != "reversed"
+        and scale * ci.high < spec.paper_difference
+    ):
+        extra = (
+            f"; the interval excludes the paper's {_num(spec.paper_difference, 1, True)} {unit}, so an effect "
+            "that large is ruled out here"
+        )
     return f"{subject}: {head}{extra}. Power: this comparison {power_text(claim.power, unit, digits)}."
 
 
@@ -422,36 +509,46 @@ def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
     if gains:
         lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
         improved = [a for a, g in gains.items() if verdict(g) == "holds"]
-        lines.append(f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
-                     f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
-                     f"{len(improved)} of {len(gains)} arms.")
+        lines.append(
+            f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
+            f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
+            f"{len(improved)} of {len(gains)} arms."
+        )
     base_tokens = tables.summary.get(tables.baseline, {}).get("generated_tokens")
     if base_tokens is not None and base_tokens.mean > 0:
         for arm in tables.arms:
             tokens = tables.summary[arm]["generated_tokens"]
             if tokens is not None and abs(tokens.mean / base_tokens.mean - 1) > 0.1:
-                lines.append(f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
-                             f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
-                             "its accuracy with that in mind.")
+                lines.append(
+                    f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
+                    f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
+                    "its accuracy with that in mind."
+                )
     final = [c for b in ("grpo", "dapo", "gmpo") if (c := _find(claims, "apmpo", b, "final")) is not None]
     beaten = [c.b.upper() for c in final if c.verdict == "holds"]
     not_beaten = [c for c in final if c.verdict != "holds"]
     if beaten:
         lines.append(f"APMPO beats {', '.join(beaten)} on final held-out accuracy with a paired 95% interval above 0.")
     if not_beaten:
-        lines.append(f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
-                     f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)}).")
+        lines.append(
+            f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
+            f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)})."
+        )
     order = _entropy_order(tables)
     if order:
         slower, faster = _find(claims, "apmpo", "grpo", "late_entropy"), _find(claims, "gmpo", "apmpo", "late_entropy")
-        lines.append(f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
-                     f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
-                     f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}.")
+        lines.append(
+            f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
+            f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
+            f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}."
+        )
     pmpo, fac = tables.paired.get("pmpo_only", {}).get("final"), tables.paired.get("fac_only", {}).get("final")
     versus = _find(claims, "pmpo_only", "fac_only", "final")
     if pmpo is not None and fac is not None and versus is not None:
-        lines.append(f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
-                     f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}.")
+        lines.append(
+            f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
+            f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}."
+        )
     return lines
 
 
@@ -462,8 +559,10 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     if window <= 1:
         return list(values)
     half = window // 2
-    return [sum(values[max(0, i - half): i + half + 1]) / len(values[max(0, i - half): i + half + 1])
-            for i in range(len(values))]
+    return [
+        sum(values[max(0, i - half) : i + half + 1]) / len(values[max(0, i - half) : i + half + 1])
+        for i in range(len(values))
+    ]
 
 
 @dataclass
@@ -498,8 +597,13 @@ def curve_stats(records: Sequence[Any], key: str, smooth: int = 1) -> dict[str, 
     for arm, steps in by_arm.items():
         xs = sorted(steps)
         cis = [mean_ci(steps[x]) for x in xs]
-        out[arm] = Curve(xs, [c.mean for c in cis], [c.mean if c.low is None else c.low for c in cis],
-                         [c.mean if c.high is None else c.high for c in cis], [c.n for c in cis])
+        out[arm] = Curve(
+            xs,
+            [c.mean for c in cis],
+            [c.mean if c.low is None else c.low for c in cis],
+            [c.mean if c.high is None else c.high for c in cis],
+            [c.n for c in cis],
+        )
     return out
 
 
@@ -522,8 +626,16 @@ def _colors(arms: Sequence[str]) -> dict[str, Any]:
     return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
 
 
-def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int,
-                colors: dict[str, Any], panels: Sequence[tuple[str, str]] = CURVE_PANELS) -> Path:
+def plot_curves(
+    records: Sequence[Any],
+    arms: Sequence[str],
+    path: Path,
+    *,
+    title: str,
+    smooth: int,
+    colors: dict[str, Any],
+    panels: Sequence[tuple[str, str]] = CURVE_PANELS,
+) -> Path:
     """One panel per (metric, title): per arm, the mean over seeds per step with its 95% t-interval band
     (training metrics: each run smoothed by a ``smooth``-step moving average first)."""
     import matplotlib
@@ -547,7 +659,7 @@ def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, titl
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
     note = "mean over seeds with its 95% t-interval band"
@@ -575,17 +687,29 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
             if ci is None:
                 continue
             err = 0.0 if ci.half_width is None else 100 * ci.half_width
-            ax.errorbar(100 * ci.mean, row + offset, xerr=err, fmt=marker, color=colors[arm], capsize=3,
-                        alpha=1.0 if metric == "final" else 0.55)
+            ax.errorbar(
+                100 * ci.mean,
+                row + offset,
+                xerr=err,
+                fmt=marker,
+                color=colors[arm],
+                capsize=3,
+                alpha=1.0 if metric == "final" else 0.55,
+            )
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(arms)), list(reversed(arms)))
     ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
     ax.set_title(title, fontsize=10)
     from matplotlib.lines import Line2D
 
-    ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
-                       Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best")],
-              fontsize=8, loc="best")
+    ax.legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
+            Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best"),
+        ],
+        fontsize=8,
+        loc="best",
+    )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     _savefig(fig, path)
@@ -615,16 +739,25 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
     return [ci.n, ci.mean, ci.std, ci.low, ci.high]
 
 
-def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path, *, power: float = 0.8,
-               reference: float = 2.0) -> list[Path]:
+def write_csvs(
+    tables: StudyTables, records: Sequence[Any], docs_dir: Path, *, power: float = 0.8, reference: float = 2.0
+) -> list[Path]:
     """runs.csv, arms.csv, paired.csv (with each difference's MDE at ``power`` and the seeds ``reference``
     points need, in the metric's display unit) and curves.csv in ``docs_dir``."""
     paths = []
     rows = []
     for record in sorted(records, key=lambda r: (tables.arms.index(r.arm) if r.arm in tables.arms else 99, r.seed)):
         values = tables.per_run[record.arm][record.seed]
-        rows.append([record.arm, tables.groups.get(record.arm), record.seed, *[values[m] for m in RUN_METRICS],
-                     record.wall_seconds, str(record.run_dir)])
+        rows.append(
+            [
+                record.arm,
+                tables.groups.get(record.arm),
+                record.seed,
+                *[values[m] for m in RUN_METRICS],
+                record.wall_seconds,
+                str(record.run_dir),
+            ]
+        )
     path = docs_dir / "runs.csv"
     _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
     paths.append(path)
@@ -632,8 +765,10 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path, *, p
     header = ["arm", "group"]
     for m in RUN_METRICS:
         header += [f"{m}_n", f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
-    rows = [[arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
-            for arm in tables.arms]
+    rows = [
+        [arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
+        for arm in tables.arms
+    ]
     path = docs_dir / "arms.csv"
     _atomic_text(path, _csv_text(header, rows))
     paths.append(path)
@@ -644,13 +779,39 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path, *, p
             ci = tables.paired[arm][m]
             scale, unit, _ = METRIC_UNITS[m]
             figures = power_figures(ci, scale, power=power, reference=reference if unit == "pts" else None)
-            rows.append([arm, tables.baseline, m, *_ci_fields(ci), verdict(ci), unit,
-                         None if figures is None else figures.mde,
-                         None if figures is None else figures.seeds_for_reference])
+            rows.append(
+                [
+                    arm,
+                    tables.baseline,
+                    m,
+                    *_ci_fields(ci),
+                    verdict(ci),
+                    unit,
+                    None if figures is None else figures.mde,
+                    None if figures is None else figures.seeds_for_reference,
+                ]
+            )
     path = docs_dir / "paired.csv"
-    _atomic_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
-                                  "difference_above_zero", "mde_unit", f"mde_at_{power:g}_power",
-                                  f"seeds_for_{reference:g}"], rows))
+    _atomic_text(
+        path,
+        _csv_text(
+            [
+                "arm",
+                "baseline",
+                "metric",
+                "pairs",
+                "mean_diff",
+                "std_diff",
+                "ci_low",
+                "ci_high",
+                "difference_above_zero",
+                "mde_unit",
+                f"mde_at_{power:g}_power",
+                f"seeds_for_{reference:g}",
+            ],
+            rows,
+        ),
+    )
     paths.append(path)
 
     rows = []
@@ -688,21 +849,37 @@ def machine_info() -> dict[str, Any]:
         load = os.getloadavg()
     except OSError:
         load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": tf_version,
-            "load_average": None if load is None else [round(x, 2) for x in load]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": tf_version,
+        "load_average": None if load is None else [round(x, 2) for x in load],
+    }
 
 
 def git_state() -> str | None:
     """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
         if not commit:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}{' with uncommitted changes' if dirty else ''}"
@@ -725,10 +902,12 @@ def _scale_text(study: Any, plan: Sequence[Any]) -> str:
     if abl:
         parts.append(f"ablations {', '.join(abl)} x seeds {seeds_abl}")
     held = ev.max_examples if ev.max_examples is not None else "all"
-    parts.append(f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
-                 f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
-                 f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
-                 f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps")
+    parts.append(
+        f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
+        f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
+        f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
+        f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps"
+    )
     return "; ".join(parts)
 
 
@@ -773,53 +952,80 @@ def _controller_line(records: Sequence[Any], arm: str) -> str | None:
     p_curve, e_curve = curve_stats(runs, "p").get(arm), curve_stats(runs, "eps_high").get(arm)
     if not p_curve or not e_curve:
         return None
-    return (f"{arm}'s controllers: p (mean over seeds) went from {p_curve.mean[0]:.3f} at step {p_curve.steps[0]} to "
-            f"{p_curve.mean[-1]:.3f} at the last step (range {min(p_curve.mean):.3f}-{max(p_curve.mean):.3f}); eps_ada from "
-            f"{e_curve.mean[0]:.3f} to {e_curve.mean[-1]:.3f} (range {min(e_curve.mean):.3f}-{max(e_curve.mean):.3f}).")
+    return (
+        f"{arm}'s controllers: p (mean over seeds) went from {p_curve.mean[0]:.3f} at step {p_curve.steps[0]} to "
+        f"{p_curve.mean[-1]:.3f} at the last step (range {min(p_curve.mean):.3f}-{max(p_curve.mean):.3f}); eps_ada from "
+        f"{e_curve.mean[0]:.3f} to {e_curve.mean[-1]:.3f} (range {min(e_curve.mean):.3f}-{max(e_curve.mean):.3f})."
+    )
 
 
-def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[Claim], *, command: str,
-                    full_study: Any, planned: Sequence[Any], machine: dict[str, Any], figures: dict[str, Path],
-                    csvs: list[Path], md_dir: Path, invocations: Sequence[dict], report_only: bool,
-                    seed_plan: Any = None) -> str:
+def render_markdown(
+    study: Any,
+    result: Any,
+    tables: StudyTables,
+    claims: list[Claim],
+    *,
+    command: str,
+    full_study: Any,
+    planned: Sequence[Any],
+    machine: dict[str, Any],
+    figures: dict[str, Path],
+    csvs: list[Path],
+    md_dir: Path,
+    invocations: Sequence[dict],
+    report_only: bool,
+    seed_plan: Any = None,
+) -> str:
     """The text of results.md."""
     from apmpo.eval.study import plan_runs
 
     L: list[str] = [f"# {study.title}", ""]
-    L.append(f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
-             "every number, table and figure below comes from the run directories. "
-             "Do not edit by hand: rerun the command to regenerate._")
+    L.append(
+        f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
+        "every number, table and figure below comes from the run directories. "
+        "Do not edit by hand: rerun the command to regenerate._"
+    )
     L.append("")
     if study.description:
         L += [study.description, ""]
 
     L += ["## How this was produced", ""]
     if invocations:
-        L.append("Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):")
+        L.append(
+            "Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):"
+        )
         L.append("")
         for inv in invocations:
             m = inv.get("machine") or {}
             load = m.get("load_average")
-            L.append(f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
-                     f"{inv['trained']} runs trained ({inv['reused']} found finished"
-                     f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
-                     f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
-                     + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
-                     + (f"; code: git {inv['code']}" if inv.get("code") else ""))
+            L.append(
+                f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
+                f"{inv['trained']} runs trained ({inv['reused']} found finished"
+                f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
+                f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
+                + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
+                + (f"; code: git {inv['code']}" if inv.get("code") else "")
+            )
         L.append("")
     if report_only or not invocations:
         L.append(f"- This report was written by `{command}` (no training in that invocation).")
-    L.append(f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
-             f"transformers {machine['transformers']}")
+    L.append(
+        f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
+        f"transformers {machine['transformers']}"
+    )
     run_seconds = sum(r.wall_seconds for r in result.runs)
-    L.append(f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
-             f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)")
+    L.append(
+        f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
+        f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)"
+    )
     if result.warmup is not None:
         w = result.warmup
-        L.append(f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
-                 f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
-                 f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
-                 f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it")
+        L.append(
+            f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
+            f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
+            f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
+            f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it"
+        )
     L.append("")
 
     L += ["## Scale", ""]
@@ -828,38 +1034,63 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
     ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
     full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
     if ran_names == full_names:
-        L.append(f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`.")
+        L.append(
+            f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`."
+        )
     else:
-        L.append(f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
-                 f"would run {_scale_text(full_study, full_plan)}.")
+        L.append(
+            f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
+            f"would run {_scale_text(full_study, full_plan)}."
+        )
     if result.missing:
         L.append(f"- Not finished (left out of every table): {', '.join(result.missing)}.")
     L.append("")
 
-    L += ["## Held-out accuracy", "",
-          ("Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
-           "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
-           "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
-           f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
-           "*sampled tokens*: completion tokens generated over the run (the rollout budget)."), ""]
+    L += [
+        "## Held-out accuracy",
+        "",
+        (
+            "Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
+            "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
+            "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
+            f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
+            "*sampled tokens*: completion tokens generated over the run (the rollout budget)."
+        ),
+        "",
+    ]
     rows = []
     for arm in tables.arms:
         s = tables.summary[arm]
-        rows.append([f"**{arm}**" if arm == "apmpo" else arm, tables.groups[arm], s["final"].n if s["final"] else 0,
-                     _level(s["initial"]), _level(s["final"]), _level(s["best"]), _signed(s["gain"]),
-                     _level(s["late_entropy"], 1.0, 3),
-                     "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k"])
+        rows.append(
+            [
+                f"**{arm}**" if arm == "apmpo" else arm,
+                tables.groups[arm],
+                s["final"].n if s["final"] else 0,
+                _level(s["initial"]),
+                _level(s["final"]),
+                _level(s["best"]),
+                _signed(s["gain"]),
+                _level(s["late_entropy"], 1.0, 3),
+                "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k",
+            ]
+        )
     L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy", "sampled tokens"], rows)
     L.append("")
 
     pw = study.power
     ref = pw.reference_difference
-    L += [f"## Paired differences vs {tables.baseline.upper()}", "",
-          (f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
-           f"(accuracy in percentage points, entropy in nats). *MDE*: the smallest true difference the paired "
-           f"two-sided t-test (alpha 0.05) detects with {pw.power:.0%} power given the observed paired SD and the "
-           f"number of pairs (noncentral t); *seeds for {ref:g} pts*: the pairs a {ref:g}-point difference would need "
-           f"for {pw.power:.0%} power at the observed SD."), ""]
+    L += [
+        f"## Paired differences vs {tables.baseline.upper()}",
+        "",
+        (
+            f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
+            f"(accuracy in percentage points, entropy in nats). *MDE*: the smallest true difference the paired "
+            f"two-sided t-test (alpha 0.05) detects with {pw.power:.0%} power given the observed paired SD and the "
+            f"number of pairs (noncentral t); *seeds for {ref:g} pts*: the pairs a {ref:g}-point difference would need "
+            f"for {pw.power:.0%} power at the observed SD."
+        ),
+        "",
+    ]
     rows = []
     for arm in tables.arms:
         if arm == tables.baseline:
@@ -867,24 +1098,48 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         p = tables.paired[arm]
         n = p["final"].n if p.get("final") else 0
         figs = [power_figures(p.get(m), 100.0, power=pw.power, reference=ref) for m in ("final", "best")]
-        rows.append([arm, n, _signed(p.get("final")), _signed(p.get("best")), _signed(p.get("late_entropy"), 1.0, 3),
-                     " / ".join("n/a" if f is None else f"{f.mde:.1f}" for f in figs),
-                     " / ".join(_seeds_text(f) for f in figs)])
-    L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy", "MDE final / best (pts)",
-                 f"seeds for {ref:g} pts (final / best)"], rows)
+        rows.append(
+            [
+                arm,
+                n,
+                _signed(p.get("final")),
+                _signed(p.get("best")),
+                _signed(p.get("late_entropy"), 1.0, 3),
+                " / ".join("n/a" if f is None else f"{f.mde:.1f}" for f in figs),
+                " / ".join(_seeds_text(f) for f in figs),
+            ]
+        )
+    L += _table(
+        [
+            "arm",
+            "pairs",
+            "Δ final",
+            "Δ best",
+            "Δ late entropy",
+            "MDE final / best (pts)",
+            f"seeds for {ref:g} pts (final / best)",
+        ],
+        rows,
+    )
     L.append("")
     if seed_plan is not None:
         L += ["## Seeds planned from the pilot", "", *seed_plan.markdown(), ""]
 
-    L += ["## What holds here", "",
-          ("Each claim, checked with the paired 95% interval of the difference it is about: **supports** = interval "
-           "entirely on the claimed side of 0 (detail: *holds*); **contradicts** = entirely on the other side "
-           "(*reversed*); **cannot tell** = the interval includes 0 (*same direction, not significant*: the mean is "
-           "on the claimed side; *not observed*: on the other side), or there is nothing to test (*no difference*: "
-           "identical at every paired seed; *not testable*: fewer than two paired seeds, or every paired difference "
-           "equal). Power: the MDE at "
-           f"{pw.power:.0%} power, the power to detect the paper's difference where it reports one "
-           f"({CLAIMS_SOURCE}) and a {ref:g}-point difference, and the seeds that difference would need."), ""]
+    L += [
+        "## What holds here",
+        "",
+        (
+            "Each claim, checked with the paired 95% interval of the difference it is about: **supports** = interval "
+            "entirely on the claimed side of 0 (detail: *holds*); **contradicts** = entirely on the other side "
+            "(*reversed*); **cannot tell** = the interval includes 0 (*same direction, not significant*: the mean is "
+            "on the claimed side; *not observed*: on the other side), or there is nothing to test (*no difference*: "
+            "identical at every paired seed; *not testable*: fewer than two paired seeds, or every paired difference "
+            "equal). Power: the MDE at "
+            f"{pw.power:.0%} power, the power to detect the paper's difference where it reports one "
+            f"({CLAIMS_SOURCE}) and a {ref:g}-point difference, and the seeds that difference would need."
+        ),
+        "",
+    ]
     for line in _headline(tables, claims):
         L.append(f"- {line}")
     for arm in ("apmpo", "apmpo_group"):
@@ -893,21 +1148,34 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
             L.append(f"- {line}")
     L.append("")
     checked = [c for c in claims if c.verdict != "not checked"]
-    L += _table(["claim", "here", "evidence (paired difference, 95% interval, pairs; means over the paired seeds)",
-                 "power"],
-                [[c.claim, f"**{c.plain}** ({c.verdict})" if c.plain in ("supports", "contradicts") else
-                  f"{c.plain} ({c.verdict})", c.evidence, power_text(c.power, *METRIC_UNITS[c.metric][1:])]
-                 for c in checked])
+    L += _table(
+        ["claim", "here", "evidence (paired difference, 95% interval, pairs; means over the paired seeds)", "power"],
+        [
+            [
+                c.claim,
+                f"**{c.plain}** ({c.verdict})"
+                if c.plain in ("supports", "contradicts")
+                else f"{c.plain} ({c.verdict})",
+                c.evidence,
+                power_text(c.power, *METRIC_UNITS[c.metric][1:]),
+            ]
+            for c in checked
+        ],
+    )
     L.append("")
     unchecked = [c for c in claims if c.verdict == "not checked"]
     if unchecked:
-        L += [f"Not checked (an arm is not in this study): {'; '.join(f'{c.claim} ({c.evidence})' for c in unchecked)}.",
-              ""]
+        L += [
+            f"Not checked (an arm is not in this study): {'; '.join(f'{c.claim} ({c.evidence})' for c in unchecked)}.",
+            "",
+        ]
     L += ["### In plain words", ""]
     L += [f"- {claim_sentence(c)}" for c in checked]
     L.append("")
-    L.append("A verdict applies to this setting and scale only. \"Cannot tell\" with a large MDE means the study "
-             "is too small to decide, not that the methods are equal.")
+    L.append(
+        "A verdict applies to this setting and scale only. \"Cannot tell\" with a large MDE means the study "
+        "is too small to decide, not that the methods are equal."
+    )
     L.append("")
 
     L += ["## Curves", ""]
@@ -915,16 +1183,20 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         L += [f"![{label}]({_rel(path, md_dir)})", ""]
 
     L += ["## Files", ""]
-    descriptions = {"runs.csv": "one row per run: before / final / best / gain and late-training means",
-                    "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
-                    "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy), their MDE "
-                                  "and the seeds the reference difference needs",
-                    "curves.csv": "per arm, metric and step: mean and 95% t-interval over seeds (the figures' data, unsmoothed)",
-                    "study.json": "all of the above and the claims, machine-readable"}
+    descriptions = {
+        "runs.csv": "one row per run: before / final / best / gain and late-training means",
+        "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
+        "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy), their MDE "
+        "and the seeds the reference difference needs",
+        "curves.csv": "per arm, metric and step: mean and 95% t-interval over seeds (the figures' data, unsmoothed)",
+        "study.json": "all of the above and the claims, machine-readable",
+    }
     for path in [*csvs, Path(csvs[0]).parent / "study.json"] if csvs else []:
         L.append(f"- [`{path.name}`]({_rel(path, md_dir)}): {descriptions.get(path.name, '')}")
-    L.append(f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
-             f"(not committed; regenerate with the command above)")
+    L.append(
+        f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
+        f"(not committed; regenerate with the command above)"
+    )
     L.append("")
     others = _other_configs(study)
     if others:
@@ -936,16 +1208,25 @@ def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
     return None if ci is None else {"n": ci.n, "mean": ci.mean, "std": ci.std, "low": ci.low, "high": ci.high}
 
 
-def write_report(study: Any, result: Any, *, command: str, full_study: Any, planned: Sequence[Any],
-                 invocations: Sequence[dict] = (), report_only: bool = False) -> list[Path]:
+def write_report(
+    study: Any,
+    result: Any,
+    *,
+    command: str,
+    full_study: Any,
+    planned: Sequence[Any],
+    invocations: Sequence[dict] = (),
+    report_only: bool = False,
+) -> list[Path]:
     """Write the CSVs, figures, study.json and results.md; returns the paths written."""
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables = compute_tables(study, result.runs)
     claims = check_claims(tables, power=study.power.power, reference=study.power.reference_difference)
     colors = _colors(tables.arms)
-    csvs = write_csvs(tables, result.runs, docs_dir, power=study.power.power,
-                      reference=study.power.reference_difference)
+    csvs = write_csvs(
+        tables, result.runs, docs_dir, power=study.power.power, reference=study.power.reference_difference
+    )
     files = list(csvs)
 
     figures: dict[str, Path] = {}
@@ -955,36 +1236,71 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
     for group, arms, label in (("main", main, "main arms"), ("ablations", [*reference, *ablation], "APMPO ablations")):
         if not arms or (group == "ablations" and not ablation):
             continue
-        figures[label] = plot_curves(result.runs, arms, docs_dir / f"curves_{group}.png",
-                                     title=f"{study.title}: {label}", smooth=study.report.smooth, colors=colors)
+        figures[label] = plot_curves(
+            result.runs,
+            arms,
+            docs_dir / f"curves_{group}.png",
+            title=f"{study.title}: {label}",
+            smooth=study.report.smooth,
+            colors=colors,
+        )
         figures[f"mechanism, {label}"] = plot_curves(
-            result.runs, arms, docs_dir / f"mechanism_{group}.png", title=f"{study.title}: {label}, mechanism metrics",
-            smooth=study.report.smooth, colors=colors, panels=MECHANISM_PANELS)
+            result.runs,
+            arms,
+            docs_dir / f"mechanism_{group}.png",
+            title=f"{study.title}: {label}, mechanism metrics",
+            smooth=study.report.smooth,
+            colors=colors,
+            panels=MECHANISM_PANELS,
+        )
     if len(tables.arms) > 1:
-        figures["paired differences"] = plot_paired(tables, docs_dir / "paired_differences.png",
-                                                    title=f"{study.title}\npaired differences vs {tables.baseline}",
-                                                    colors=colors)
+        figures["paired differences"] = plot_paired(
+            tables,
+            docs_dir / "paired_differences.png",
+            title=f"{study.title}\npaired differences vs {tables.baseline}",
+            colors=colors,
+        )
     files += list(figures.values())
 
     machine = machine_info()
     record = {
-        "study": study.name, "title": study.title, "command": command, "machine": machine,
+        "study": study.name,
+        "title": study.title,
+        "command": command,
+        "machine": machine,
         "invocations": list(invocations),
-        "wall_seconds": result.wall_seconds, "baseline": tables.baseline,
+        "wall_seconds": result.wall_seconds,
+        "baseline": tables.baseline,
         "runs": {arm: {str(seed): values for seed, values in seeds.items()} for arm, seeds in tables.per_run.items()},
         "arms": {arm: {m: _ci_json(ci) for m, ci in tables.summary[arm].items()} for arm in tables.arms},
         "paired": {arm: {m: _ci_json(ci) for m, ci in p.items()} for arm, p in tables.paired.items() if p},
-        "claims": [{"claim": c.claim, "a": c.a, "b": c.b, "metric": c.metric, "verdict": c.verdict, "plain": c.plain,
-                    "evidence": c.evidence, "difference": _ci_json(c.ci),
-                    "power": None if c.power is None else dataclasses.asdict(c.power),
-                    "extension": bool(c.spec and c.spec.extension), "sentence": claim_sentence(c)}
-                   for c in claims],
+        "claims": [
+            {
+                "claim": c.claim,
+                "a": c.a,
+                "b": c.b,
+                "metric": c.metric,
+                "verdict": c.verdict,
+                "plain": c.plain,
+                "evidence": c.evidence,
+                "difference": _ci_json(c.ci),
+                "power": None if c.power is None else dataclasses.asdict(c.power),
+                "extension": bool(c.spec and c.spec.extension),
+                "sentence": claim_sentence(c),
+            }
+            for c in claims
+        ],
         "seed_plan": None if result.seed_plan is None else result.seed_plan.to_json(),
         "missing": result.missing,
-        "warmup": None if result.warmup is None else {
-            "steps": result.warmup.steps, "validation_accuracy": result.warmup.validation_accuracy,
-            "heldout_accuracy": result.warmup.heldout_accuracy, "wall_seconds": result.warmup.wall_seconds,
-            "parameters": result.warmup.parameters},
+        "warmup": None
+        if result.warmup is None
+        else {
+            "steps": result.warmup.steps,
+            "validation_accuracy": result.warmup.validation_accuracy,
+            "heldout_accuracy": result.warmup.heldout_accuracy,
+            "wall_seconds": result.warmup.wall_seconds,
+            "parameters": result.warmup.parameters,
+        },
     }
     path = docs_dir / "study.json"
     _atomic_text(path, json.dumps(record, indent=1) + "\n")
@@ -993,10 +1309,22 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
     if study.report.results_md:
         md_path = Path(study.report.results_md)
         md_path.parent.mkdir(parents=True, exist_ok=True)
-        text = render_markdown(study, result, tables, claims, command=command, full_study=full_study, planned=planned,
-                               machine=machine, figures=figures, csvs=csvs, md_dir=md_path.parent,
-                               invocations=invocations, report_only=report_only,
-                               seed_plan=result.seed_plan)
+        text = render_markdown(
+            study,
+            result,
+            tables,
+            claims,
+            command=command,
+            full_study=full_study,
+            planned=planned,
+            machine=machine,
+            figures=figures,
+            csvs=csvs,
+            md_dir=md_path.parent,
+            invocations=invocations,
+            report_only=report_only,
+            seed_plan=result.seed_plan,
+        )
         _atomic_text(md_path, text)
         files.append(md_path)
     return files

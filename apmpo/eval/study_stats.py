@@ -46,8 +46,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-__all__ = ["MeanCI", "mean_ci", "minimum_detectable_difference", "nct_cdf", "paired_difference", "paired_t_power",
-           "seeds_needed", "seeds_needed_or_none", "t_cdf", "t_quantile"]
+__all__ = [
+    "MeanCI",
+    "mean_ci",
+    "minimum_detectable_difference",
+    "nct_cdf",
+    "paired_difference",
+    "paired_t_power",
+    "seeds_needed",
+    "seeds_needed_or_none",
+    "t_cdf",
+    "t_quantile",
+]
 
 
 def _check_df(df: int) -> int:
@@ -70,13 +80,13 @@ def t_cdf(t: float, df: int) -> float:
     theta = math.atan(abs(t) / math.sqrt(df))
     s, c = math.sin(theta), math.cos(theta)
     if df % 2 == 1:
-        total, term = 0.0, c                # cos, (2/3) cos^3, (2*4)/(3*5) cos^5, ... up to cos^(df-2)
+        total, term = 0.0, c  # cos, (2/3) cos^3, (2*4)/(3*5) cos^5, ... up to cos^(df-2)
         for k in range(1, (df - 1) // 2 + 1):
             total += term
             term *= c * c * (2 * k) / (2 * k + 1)
         area = 2.0 / math.pi * (theta + s * total)
     else:
-        total, term = 0.0, 1.0              # 1, (1/2) cos^2, (1*3)/(2*4) cos^4, ... up to cos^(df-2)
+        total, term = 0.0, 1.0  # 1, (1/2) cos^2, (1*3)/(2*4) cos^4, ... up to cos^(df-2)
         for k in range(1, df // 2 + 1):
             total += term
             term *= c * c * (2 * k - 1) / (2 * k)
@@ -285,7 +295,7 @@ def seeds_needed(delta: float, sd: float, power: float = 0.8, alpha: float = 0.0
         return minimum_detectable_difference(sd, n, power, alpha) <= delta
 
     z = NormalDist().inv_cdf(1.0 - alpha / 2.0) + NormalDist().inv_cdf(power)
-    guess = max(2, math.ceil((z * sd / delta) ** 2))      # the normal approximation: a lower bound
+    guess = max(2, math.ceil((z * sd / delta) ** 2))  # the normal approximation: a lower bound
     if guess > max_n:
         raise ValueError(f"detecting {delta:g} with sd {sd:g} needs more than {max_n} pairs")
     lo = guess - 1 if guess > 2 and not enough(guess - 1) else 1
@@ -294,7 +304,7 @@ def seeds_needed(delta: float, sd: float, power: float = 0.8, alpha: float = 0.0
         lo, hi = hi, min(2 * hi, max_n)
         if lo == max_n:
             raise ValueError(f"detecting {delta:g} with sd {sd:g} needs more than {max_n} pairs")
-    while hi - lo > 1:                                     # enough(hi), not enough(lo) (or lo = 1)
+    while hi - lo > 1:  # enough(hi), not enough(lo) (or lo = 1)
         mid = (lo + hi) // 2
         if enough(mid):
             hi = mid
@@ -303,8 +313,9 @@ def seeds_needed(delta: float, sd: float, power: float = 0.8, alpha: float = 0.0
     return hi
 
 
-def seeds_needed_or_none(delta: float, sd: float, power: float = 0.8, alpha: float = 0.05,
-                         max_n: int = 100_000) -> int | None:
+def seeds_needed_or_none(
+    delta: float, sd: float, power: float = 0.8, alpha: float = 0.05, max_n: int = 100_000
+) -> int | None:
     """:func:`seeds_needed`, or None when more than ``max_n`` pairs would be needed."""
     try:
         return seeds_needed(delta, sd, power, alpha, max_n)

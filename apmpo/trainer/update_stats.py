@@ -73,9 +73,9 @@ class UpdateStatistics:
         out = {"grad_norm_max": max(self.norms)}
         if self._sum is not None and len(self.norms) > 1:
             count = len(self.norms)
-            mean_square = math.fsum(n * n for n in self.norms) / count                     # (1/U) sum ||g_u||^2
+            mean_square = math.fsum(n * n for n in self.norms) / count  # (1/U) sum ||g_u||^2
             total = math.fsum(float(torch.linalg.vector_norm(s, dtype=torch.float64)) ** 2 for s in self._sum)
-            variance = max(mean_square - total / count**2, 0.0)                           # - ||gbar||^2
+            variance = max(mean_square - total / count**2, 0.0)  # - ||gbar||^2
             out["grad_var"] = variance
             out["grad_var_ratio"] = variance / mean_square if mean_square > 0 else 0.0
         return out
