@@ -26,14 +26,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .logprobs import unwrap_model
+from apmpo.io import atomic_directory
+from apmpo.models.forward import unwrap_model
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -56,7 +56,7 @@ _TMP = re.compile(r"^\.step-\d{6,}\.tmp-")
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop draws from, in a form ``torch.load(weights_only=True)`` accepts."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=True)
+    np_state: Any = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [
@@ -110,6 +110,7 @@ def _is_peft(model: Any) -> bool:
 @contextlib.contextmanager
 def _quiet_transformers():
     """No "Writing model shards" progress bar in the middle of the training bar."""
+    # heavy (transformers): imported on first use
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
@@ -144,8 +145,7 @@ def save_checkpoint(
         if _TMP.match(child.name):
             shutil.rmtree(child, ignore_errors=True)
     final = root / f"step-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.tmp-", dir=root))
-    try:
+    with atomic_directory(final, tmp_prefix=f".step-{step:06d}.tmp-") as tmp:
         with _quiet_transformers():
             if _is_peft(model):
                 model.save_pretrained(tmp, safe_serialization=True)
@@ -160,22 +160,13 @@ def save_checkpoint(
             torch.save(blob, tmp / "trainer_state.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=1), encoding="utf-8")
         (tmp / COMPLETE_MARKER).write_text(f"step {step}\n", encoding="utf-8")
-        if final.exists():  # re-saving a step (after a resume): swap atomically-enough
-            trash = root / f".step-{step:06d}.tmp-old-{os.getpid()}"
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def _read_safetensors(directory: Path, prefix: str) -> dict[str, torch.Tensor]:
+    # heavy (safetensors, with transformers): imported on first use
     from safetensors.torch import load_file
 
     files = sorted(directory.glob(f"{prefix}*.safetensors"))
@@ -194,6 +185,7 @@ def load_model_weights(model: Any, directory: str | os.PathLike) -> None:
     """
     directory = Path(directory)
     if _is_peft(model):
+        # optional (peft): LoRA only
         from peft import set_peft_model_state_dict
 
         result = set_peft_model_state_dict(model, _read_safetensors(directory, "adapter_model"))

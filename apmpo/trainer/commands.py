@@ -18,6 +18,8 @@ from .config import (
     packaged_config_names,
     validate_config,
 )
+from .demo import run_demo
+from .loop import train
 
 __all__ = ["register", "resolve_config_path"]
 
@@ -40,8 +42,6 @@ def _load(config: str | None, overrides: list[str]) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .loop import train
-
     config = _load(args.config, args.overrides)
     result = train(config, resume=args.resume if args.resume is not None else False)
     print(_result_text(result))
@@ -60,8 +60,6 @@ def _result_text(result) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     run_demo(args.overrides, output_dir=args.output_dir, steps=args.steps, run_name=args.run_name)
     return 0
 

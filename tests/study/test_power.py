@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 
-from apmpo.eval.study import ArmSpec, StudyError, load_study_config, restrict, run_study
-from apmpo.eval.study_plan import SeedPlanError, apply_seed_plan, comparisons_of_interest, plan_seeds
-from apmpo.eval.study_report import (
+from apmpo.study import runner
+from apmpo.study.config import StudyConfig, StudyError, load_study_config, restrict
+from apmpo.study.plan import SeedPlanError, apply_seed_plan, comparisons_of_interest, plan_seeds
+from apmpo.study.report import (
     CLAIMS,
-    ClaimSpec,
     StudyTables,
     check_claim,
     check_claims,
     claim_sentence,
     power_figures,
 )
-from apmpo.eval.study_stats import mean_ci, minimum_detectable_difference, paired_t_power, seeds_needed
+from apmpo.study.stats import mean_ci, minimum_detectable_difference, paired_t_power, seeds_needed
 
 from .conftest import write_study
 
@@ -118,8 +117,8 @@ def test_power_figures_undefined_cases():
 # ---------------------------------------------------------------- seed planning
 
 def _study(arms, seeds=(0, 1), ablation_seeds=None, baseline="grpo"):
-    return SimpleNamespace(arms={a: ArmSpec(a) for a in arms}, baseline=baseline, seeds=list(seeds),
-                           ablation_seeds=None if ablation_seeds is None else list(ablation_seeds))
+    return StudyConfig(name="plan", arms={a: {} for a in arms}, baseline=baseline, seeds=list(seeds),
+                       ablation_seeds=None if ablation_seeds is None else list(ablation_seeds))
 
 
 def test_comparisons_of_interest():
@@ -185,23 +184,21 @@ def test_plan_errors():
 def test_power_settings_are_checked(tmp_path):
     with pytest.raises(StudyError, match=r"power.seed_budget: needs target_mde"):
         load_study_config(write_study(tmp_path, power={"seed_budget": 10}))
-    with pytest.raises(StudyError, match=r"power.target_mde: must be a number of points > 0"):
+    with pytest.raises(StudyError, match=r"toy.yaml: power.target_mde: must be a finite number > 0, got -1"):
         load_study_config(write_study(tmp_path, power={"target_mde": -1}))
-    with pytest.raises(StudyError, match=r"power: unknown key\(s\) mde"):
+    with pytest.raises(StudyError, match=r"unknown key 'power.mde'; known keys here: power, reference_difference"):
         load_study_config(write_study(tmp_path, power={"mde": 2}))
     study = load_study_config(write_study(tmp_path, power={"power": 0.9, "reference_difference": 3}))
     assert (study.power.power, study.power.reference_difference, study.power.target_mde) == (0.9, 3.0, None)
     planned = restrict(study, target_mde=2.0, seed_budget=8)
     assert (planned.power.target_mde, planned.power.seed_budget) == (2.0, 8) and study.power.target_mde is None
-    with pytest.raises(StudyError, match="--target-mde / --seed-budget.seed_budget"):
+    with pytest.raises(StudyError, match="--target-mde / --seed-budget: power.seed_budget: must be an integer >= 2, got 1"):
         restrict(study, target_mde=2.0, seed_budget=1)
 
 
 def test_study_trains_the_planned_seeds_and_reports_the_plan(tmp_path, monkeypatch):
-    import apmpo.eval.study_plan as study_plan
-
     calls = []
-    original = study_plan.plan_seeds
+    original = runner.plan_seeds
 
     def fixed(study, pilot, **kw):
         calls.append(sorted((a, sorted(s)) for a, s in pilot.per_run.items()))
@@ -211,10 +208,10 @@ def test_study_trains_the_planned_seeds_and_reports_the_plan(tmp_path, monkeypat
         plan.seeds = {"grpo": [0, 1, 2], "apmpo": [0, 1, 2], "fac_only": [0]}
         return plan
 
-    monkeypatch.setattr(study_plan, "plan_seeds", fixed)
+    monkeypatch.setattr(runner, "plan_seeds", fixed)
     study = restrict(load_study_config(write_study(tmp_path)), target_mde=3.0, seed_budget=3)
     lines = []
-    result = run_study(study, command="apmpo study toy.yaml --target-mde 3", log=lines.append)
+    result = runner.run_study(study, command="apmpo study toy.yaml --target-mde 3", log=lines.append)
     # the pilot (configured seeds) was planned from; the added seed 2 of grpo and apmpo was trained
     assert calls == [[("apmpo", [0, 1]), ("fac_only", [0]), ("grpo", [0, 1])]]
     assert sorted(result.trained) == sorted(["grpo-seed0", "grpo-seed1", "apmpo-seed0", "apmpo-seed1",
@@ -224,5 +221,5 @@ def test_study_trains_the_planned_seeds_and_reports_the_plan(tmp_path, monkeypat
     assert "## Seeds planned from the pilot" in md and "| apmpo | 0, 1 |" in md
     assert "| apmpo | 3 |" in md  # the paired table covers the three seeds
     # rerunning plans the same seeds from the same pilot and trains nothing
-    again = run_study(study, report=False, log=lambda _: None)
+    again = runner.run_study(study, report=False, log=lambda _: None)
     assert again.trained == [] and len(again.skipped) == 7

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from apmpo.eval.study_report import verdict
-from apmpo.eval.study_stats import (
+from apmpo.study.report import verdict
+from apmpo.study.stats import (
     MeanCI,
     mean_ci,
     minimum_detectable_difference,

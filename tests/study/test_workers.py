@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 
 PARENT = textwrap.dedent("""
     import concurrent.futures as cf, multiprocessing, os, sys, time
-    from apmpo.eval.study import _die_with_parent
+    from apmpo.study.runner import _die_with_parent
 
     def sleeper(_):
         print(os.getpid(), flush=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from apmpo import LOSSES
+from apmpo.trainer import step
 from apmpo.trainer.checkpoint import latest_checkpoint
 from apmpo.trainer.loop import train
 from apmpo.trainer.tracking import read_jsonl
@@ -158,7 +160,6 @@ def test_dynamic_sampling_and_truncation_masking(tmp_path):
 
 
 def test_overlong_penalty_is_added(tmp_path):
-    pytest.importorskip("apmpo.rewards")
     result = train(tiny_config(tmp_path, "steps=1", "algorithm.name=grpo", "rollout.max_new_tokens=4",
                                "algorithm.overlong_buffer=2", "algorithm.overlong_penalty=0.5"),
                    reward_functions=REWARD)
@@ -168,9 +169,11 @@ def test_overlong_penalty_is_added(tmp_path):
 
 
 def test_per_prompt_apmpo_gets_per_group_statistics(tmp_path, monkeypatch):
-    import apmpo.trainer.loop as loop
-
-    original_loss, original_stats, seen, stats = loop.policy_loss, loop.reward_statistics, [], []
+    """apmpo_group: the same first rollout as apmpo (same seed), the same mean of mu_R, but each response's p from its
+    own group's mean, so p differs from the batch scope's exp(-gamma * mu_R). The scope comes from
+    LossSpec.reward_stats_scope: every loss call gets [n] per-row statistics, each one of its step's group means."""
+    batch = train(tiny_config(tmp_path / "b", "steps=1"), reward_functions=REWARD).history[0]
+    original_loss, original_stats, seen, stats = step.policy_loss, step.reward_statistics, [], []
 
     def loss_spy(name, *args, **hp):
         seen.append((name, hp["reward_mean"], hp["reward_std"]))
@@ -180,12 +183,13 @@ def test_per_prompt_apmpo_gets_per_group_statistics(tmp_path, monkeypatch):
         stats.append((scope, *original_stats(rewards, group_size, scope, **kw)))
         return stats[-1][1:]
 
-    monkeypatch.setattr(loop, "policy_loss", loss_spy)
-    monkeypatch.setattr(loop, "reward_statistics", stats_spy)
-    result = train(tiny_config(tmp_path, "steps=2", "algorithm.name=apmpo_group"), reward_functions=REWARD)
-    assert 0 < result.history[0]["p"] <= 1
-    # the scope comes from LossSpec.reward_stats_scope; every loss call got [n] per-row statistics,
-    # each row's being one of its step's group statistics
+    monkeypatch.setattr(step, "policy_loss", loss_spy)
+    monkeypatch.setattr(step, "reward_statistics", stats_spy)
+    history = train(tiny_config(tmp_path / "g", "steps=2", "algorithm.name=apmpo_group"), reward_functions=REWARD).history
+    group = history[0]
+    assert group["accuracy"] == batch["accuracy"] and group["mu_r"] == pytest.approx(batch["mu_r"], rel=1e-6)
+    assert batch["p"] == pytest.approx(math.exp(-0.8 * batch["mu_r"]), rel=1e-6)
+    assert abs(group["p"] - batch["p"]) > 1e-6 and 0 < group["p"] <= 1
     assert [s[0] for s in stats] == ["group", "group"] and all(s[1].shape == (8,) for s in stats)
     assert seen and all(n == "apmpo_group" and m.dim() == 1 and s.shape == m.shape for n, m, s in seen)
     group_means = {round(float(v), 6) for s in stats for v in s[1]}
@@ -196,7 +200,7 @@ def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
     def big(completions, **columns):
         return [1.5 + x for x in digit_fraction(completions)]
 
-    with pytest.raises(ValueError, match=r"outside algorithm.reward_range \[0.0, 1.0\].*reward_range=\[-1,1\]"):
+    with pytest.raises(ValueError, match=r"step 1: rewards: values in \[1.5, 1\.\d+\] outside the reward range \[0, 1\].*as algorithm.reward_range.*reward_range=\[-1,1\]"):
         train(tiny_config(tmp_path / "a", "steps=1"), reward_functions={"big": big})
     result = train(tiny_config(tmp_path / "b", "steps=1", "algorithm.reward_range=[0, 3]"), reward_functions={"big": big})
     assert result.history[0]["trained_rows"] > 0
@@ -272,7 +276,7 @@ def test_shared_prompt_pass_gives_the_same_update(tmp_path, micro):
 
 
 def _rollout(prompt_lengths, completion_lengths, group_size):
-    from apmpo.trainer.rollout import Rollout
+    from apmpo.sampling.rollout import Rollout
 
     N, P, T = len(completion_lengths), max(prompt_lengths), max(completion_lengths)
     prompt_mask = torch.arange(P).flip(0)[None, :] < torch.tensor(prompt_lengths)[:, None]    # left padding
@@ -282,7 +286,7 @@ def _rollout(prompt_lengths, completion_lengths, group_size):
 
 
 def test_micro_batch_plans_pick_the_cheapest_order():
-    from apmpo.trainer.loop import micro_batches, plan_micro_batches
+    from apmpo.trainer.step import micro_batches, plan_micro_batches
 
     # short prompts, long-tailed completions: length order (least padding) beats grouping
     ro = _rollout([2] * 8, [1, 5, 2, 3, 7, 1, 1, 2], group_size=4)

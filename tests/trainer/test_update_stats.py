@@ -18,9 +18,16 @@ def _params():
     return [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))]
 
 
-def _set(params, *values):
-    params[0].grad = torch.tensor(values[:2])
-    params[1].grad = torch.tensor(values[2:])
+def _record(stats, params, grads, max_norm):
+    """One update as optimizer_step makes it: the gradients recorded, then clipped; returns the norm before clipping."""
+    for param, grad in zip(params, grads):
+        param.grad = grad
+    stats.add()
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf))
+
+
+def _grads(*values):
+    return [torch.tensor(values[:2]), torch.tensor(values[2:])]
 
 
 def test_by_hand():
@@ -29,13 +36,9 @@ def test_by_hand():
     # (directly: ||(1,0,-1)||^2 + ||(-1,0,-1)||^2 + ||(0,0,2)||^2 = 2 + 2 + 4 = 8, / 3)
     params = _params()
     stats = UpdateStatistics(params, updates=3)
-    norms = []
-    for values in ((3.0, 0.0, 0.0), (1.0, 0.0, 0.0), (2.0, 0.0, 3.0)):
-        _set(params, *values)
-        norms.append(stats.clip_and_record(max_norm=2.0))
-    assert norms == pytest.approx([3.0, 1.0, math.sqrt(13)])           # before clipping
-    torch.testing.assert_close(params[1].grad, torch.tensor([3.0]) * 2.0 / (math.sqrt(13) + 1e-6))  # clipped to 2
-    out = stats.summary()
+    norms = [_record(stats, params, _grads(*v), 2.0) for v in ((3.0, 0.0, 0.0), (1.0, 0.0, 0.0), (2.0, 0.0, 3.0))]
+    assert norms == pytest.approx([3.0, 1.0, math.sqrt(13)])  # before clipping
+    out = stats.summary(norms)  # the sum is of the gradients before clipping (the last one was clipped to 2)
     assert out["grad_norm_max"] == pytest.approx(math.sqrt(13))
     assert out["grad_var"] == pytest.approx(8 / 3, rel=1e-6)
     assert out["grad_var_ratio"] == pytest.approx((8 / 3) / (23 / 3), rel=1e-6)
@@ -44,26 +47,21 @@ def test_by_hand():
 def test_identical_gradients_have_no_spread_and_missing_grads_count_as_zero():
     params = _params()
     stats = UpdateStatistics(params, updates=2)
-    for _ in range(2):
-        _set(params, 1.0, 2.0, 2.0)
-        stats.clip_and_record(max_norm=0.0)     # 0: no clipping
-    assert stats.summary()["grad_var"] == pytest.approx(0.0, abs=1e-9)
+    norms = [_record(stats, params, _grads(1.0, 2.0, 2.0), 0.0) for _ in range(2)]  # 0: no clipping
+    assert stats.summary(norms)["grad_var"] == pytest.approx(0.0, abs=1e-9)
     stats = UpdateStatistics(params, updates=2)
-    _set(params, 1.0, 0.0, 0.0)
-    stats.clip_and_record(0.0)
-    params[0].grad, params[1].grad = None, None  # an update without gradient: a zero vector
-    stats.clip_and_record(0.0)
-    out = stats.summary()
+    norms = [_record(stats, params, _grads(1.0, 0.0, 0.0), 0.0)]
+    norms.append(_record(stats, params, [None, None], 0.0))  # an update without gradient: a zero vector
+    out = stats.summary(norms)
     assert out["grad_var"] == pytest.approx(0.25) and out["grad_var_ratio"] == pytest.approx(0.5)
 
 
 def test_single_update_or_variance_off_reports_norms_only():
     params = _params()
     for stats in (UpdateStatistics(params, updates=1), UpdateStatistics(params, updates=2, variance=False)):
-        assert stats.summary() == {}
-        _set(params, 3.0, 4.0, 0.0)
-        stats.clip_and_record(1.0)
-        assert stats.summary() == {"grad_norm_max": pytest.approx(5.0)} and stats._sum is None
+        assert stats.summary([]) == {}
+        norms = [_record(stats, params, _grads(3.0, 4.0, 0.0), 1.0)]
+        assert stats.summary(norms) == {"grad_norm_max": pytest.approx(5.0)} and stats._sum is None
 
 
 def test_the_loop_logs_the_mechanism_metrics(tmp_path):

@@ -1,7 +1,7 @@
 """``apmpo study``: run a comparison study (arms x paired seeds) and write its report.
 
 ``register(subparsers)`` adds the subcommand to the ``apmpo`` CLI (listed in
-``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.eval.study` for what a study does.
+``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.study.runner` for what a study does.
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+
+from apmpo.study.config import load_study_config, restrict
+from apmpo.study.runner import run_study
 
 __all__ = ["register", "run"]
 
@@ -74,9 +77,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--target-mde",
         type=float,
         metavar="POINTS",
-        help="plan the seeds per arm from the pilot (the configured seeds, trained first) so that every "
-        "comparison of interest detects this many points of held-out accuracy at the config's power "
-        "(default 80%%); the plan is printed, then the added seeds are trained",
+        help="plan the seeds per arm from the pilot (the configured seeds, trained first) so that every comparison of "
+        "interest detects this many points of held-out accuracy at the config's power (default 80%%); the plan is "
+        "printed, then the added seeds are trained",
     )
     p.add_argument("--seed-budget", type=int, metavar="N", help="with --target-mde: at most N seeds per arm")
     p.add_argument("--report-only", action="store_true", help="train nothing; report on the finished runs")
@@ -87,8 +90,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``apmpo study``."""
-    from apmpo.eval.study import load_study_config, restrict, run_study
-
     full = load_study_config(args.config)
     study = load_study_config(args.config, quick=True) if args.quick else full
     study = restrict(

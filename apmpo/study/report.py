@@ -1,7 +1,7 @@
 """The report of a study: results tables (Markdown + CSV), curves (PNG), study.json and results.md.
 
 Everything here is computed from the finished runs' ``metrics.jsonl`` (see
-:mod:`apmpo.eval.study`); nothing is typed by hand. Per run:
+:mod:`apmpo.study.runner`); nothing is typed by hand. Per run:
 
 - ``before``/``final``: held-out accuracy (greedy Pass@1) at step 0 and at the last step;
 - ``best``: the highest held-out accuracy over the evaluations after step 0 (selected on
@@ -12,11 +12,11 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
   dynamic sampling draws more than the other arms).
 
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
-the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
+the baseline over the seeds both ran (:mod:`apmpo.study.stats`).
 
 Power (:func:`power_figures`): for every paired comparison, the minimum detectable
 difference at the study's power (two-sided paired t-test, alpha = 0.05, noncentral t;
-:mod:`apmpo.eval.study_stats`) given the observed paired SD and number of pairs, the
+:mod:`apmpo.study.stats`) given the observed paired SD and number of pairs, the
 power to detect the paper's own difference (where it reports one) and a reference
 difference (2 points), and the seeds that reference would need.
 
@@ -54,16 +54,18 @@ import io
 import json
 import math
 import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apmpo.io import atomic_write_text
-from apmpo.eval.study_stats import (
+import yaml
+
+from apmpo.io import atomic_savefig, atomic_write_text, pyplot
+from apmpo.provenance import machine_info
+from apmpo.study.config import StudyConfig
+from apmpo.study.runs import PlannedRun, RunRecord, StudyResult
+from apmpo.study.stats import (
     MeanCI,
     mean_ci,
     minimum_detectable_difference,
@@ -71,6 +73,7 @@ from apmpo.eval.study_stats import (
     paired_t_power,
     seeds_needed_or_none,
 )
+from apmpo.trainer.config import CONFIG_DIR
 
 __all__ = [
     "CLAIMS",
@@ -88,8 +91,6 @@ __all__ = [
     "claim_sentence",
     "compute_tables",
     "curve_stats",
-    "git_state",
-    "machine_info",
     "power_figures",
     "power_text",
     "verdict",
@@ -138,7 +139,7 @@ MECHANISM_PANELS = (
 # --------------------------------------------------------------------------- numbers
 
 
-def _run_values(record: Any, late_fraction: float) -> dict[str, float | None]:
+def _run_values(record: RunRecord, late_fraction: float) -> dict[str, float | None]:
     values: dict[str, float | None] = {"initial": record.initial, "final": record.final, "best": record.best}
     values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
     for key in LATE_METRICS:
@@ -167,20 +168,20 @@ class StudyTables:
 
     def values(self, arm: str, metric: str) -> dict[int, float]:
         """Seed -> value of ``metric`` for ``arm`` (seeds where it is defined)."""
-        return {s: v[metric] for s, v in self.per_run.get(arm, {}).items() if v.get(metric) is not None}
+        return {s: value for s, v in self.per_run.get(arm, {}).items() if (value := v.get(metric)) is not None}
 
     def diff(self, a: str, b: str, metric: str) -> MeanCI | None:
         """Paired difference a - b of ``metric`` over their common seeds."""
         return paired_difference(self.values(a, metric), self.values(b, metric))
 
 
-def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
+def compute_tables(study: StudyConfig, records: Sequence[RunRecord]) -> StudyTables:
     """Per-run values, per-arm means with intervals, and paired differences vs the baseline."""
     per_run: dict[str, dict[int, dict[str, float | None]]] = {}
     for record in records:
         per_run.setdefault(record.arm, {})[record.seed] = _run_values(record, study.report.late_fraction)
     arms = [a for a in study.arms if a in per_run]
-    groups = {a: study.arms[a].group for a in arms}
+    groups = {a: str(study.arms[a].group) for a in arms}
     tables = StudyTables(arms, groups, per_run, {}, study.baseline, {})
     for arm in arms:
         tables.summary[arm] = {}
@@ -357,20 +358,16 @@ def verdict(ci: MeanCI | None) -> str:
         return "not testable"
     if ci.half_width <= 1e-12 * max(1.0, abs(ci.mean)):  # every difference equal (up to rounding): degenerate
         return "no difference" if abs(ci.mean) <= 1e-12 else "not testable"
-    if ci.low > 0:
+    if ci.mean - ci.half_width > 0:
         return "holds"
-    if ci.high < 0:
+    if ci.mean + ci.half_width < 0:
         return "reversed"
     return "same direction, not significant" if ci.mean > 0 else "not observed"
 
 
 def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
     """ "+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
-    if ci is None:
-        return "n/a"
-    if ci.half_width is None:
-        return f"{scale * ci.mean:+.{digits}f} (one seed, no interval)"
-    return f"{scale * ci.mean:+.{digits}f} [{scale * ci.low:+.{digits}f}, {scale * ci.high:+.{digits}f}]"
+    return _level(ci, scale, digits, signed=True)
 
 
 def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = " pts") -> str:
@@ -380,12 +377,16 @@ def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = "
     return f"{_signed(ci, scale, digits)}{unit}, n = {ci.n}"
 
 
-def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
+def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """ "12.3 [10.1, 14.5]": a mean with its interval (scaled); ``signed`` for a difference ("+1.2 [...]")."""
     if ci is None:
         return "n/a"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    mean = format(scale * ci.mean, spec)
     if ci.half_width is None:
-        return f"{scale * ci.mean:.{digits}f}"
-    return f"{scale * ci.mean:.{digits}f} [{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
+        return f"{mean} (one seed, no interval)" if signed else mean
+    low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
+    return f"{mean} [{format(scale * low, spec)}, {format(scale * high, spec)}]"
 
 
 def check_claim(tables: StudyTables, spec: ClaimSpec, *, power: float = 0.8, reference: float | None = 2.0) -> Claim:
@@ -460,10 +461,11 @@ def claim_sentence(claim: Claim) -> str:
         return (
             f"{subject}: **cannot tell** (not testable: {claim.evidence if claim.ci is None else 'one paired seed'})."
         )
-    ci = claim.ci
+    ci, half = claim.ci, claim.ci.half_width
+    low, high = ci.mean - half, ci.mean + half
     diff = (
         f"{claim.a} - {claim.b} = {_num(scale * ci.mean, digits, True)} {unit}, 95% interval "
-        f"[{_num(scale * ci.low, digits, True)}, {_num(scale * ci.high, digits, True)}] over {ci.n} paired seeds"
+        f"[{_num(scale * low, digits, True)}, {_num(scale * high, digits, True)}] over {ci.n} paired seeds"
     )
     if claim.verdict == "holds":
         head = f"**supports** it: {diff}, entirely above 0"
@@ -481,7 +483,7 @@ def claim_sentence(claim: Claim) -> str:
         spec is not None
         and spec.paper_difference is not None
         and claim.verdict != "reversed"
-        and scale * ci.high < spec.paper_difference
+        and scale * high < spec.paper_difference
     ):
         extra = (
             f"; the interval excludes the paper's {_num(spec.paper_difference, 1, True)} {unit}, so an effect "
@@ -491,11 +493,11 @@ def claim_sentence(claim: Claim) -> str:
 
 
 def _entropy_order(tables: StudyTables) -> str | None:
-    arms = [a for a in ("grpo", "apmpo", "gmpo") if a in tables.summary and tables.summary[a]["late_entropy"]]
-    if len(arms) < 3:
+    entropy = {a: ci for a in ("grpo", "apmpo", "gmpo") if (ci := tables.summary.get(a, {}).get("late_entropy"))}
+    if len(entropy) < 3:
         return None
-    ordered = sorted(arms, key=lambda a: tables.summary[a]["late_entropy"].mean)
-    return " < ".join(f"{a.upper()} ({tables.summary[a]['late_entropy'].mean:.3f})" for a in ordered)
+    ordered = sorted(entropy, key=lambda a: entropy[a].mean)
+    return " < ".join(f"{a.upper()} ({entropy[a].mean:.3f})" for a in ordered)
 
 
 def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
@@ -505,7 +507,7 @@ def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
 def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
     """The summary bullets of "What holds here", each computed from the tables and verdicts."""
     lines = []
-    gains = {a: tables.summary[a]["gain"] for a in tables.arms if tables.summary[a]["gain"] is not None}
+    gains = {a: gain for a in tables.arms if (gain := tables.summary[a]["gain"]) is not None}
     if gains:
         lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
         improved = [a for a, g in gains.items() if verdict(g) == "holds"]
@@ -607,19 +609,8 @@ def curve_stats(records: Sequence[Any], key: str, smooth: int = 1) -> dict[str, 
     return out
 
 
-def _savefig(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _colors(arms: Sequence[str]) -> dict[str, Any]:
+    # heavy (matplotlib): imported only to draw
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10"]
@@ -627,7 +618,7 @@ def _colors(arms: Sequence[str]) -> dict[str, Any]:
 
 
 def plot_curves(
-    records: Sequence[Any],
+    records: Sequence[RunRecord],
     arms: Sequence[str],
     path: Path,
     *,
@@ -638,10 +629,7 @@ def plot_curves(
 ) -> Path:
     """One panel per (metric, title): per arm, the mean over seeds per step with its 95% t-interval band
     (training metrics: each run smoothed by a ``smooth``-step moving average first)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     chosen = [r for r in records if r.arm in arms]
     columns = min(4, len(panels))
@@ -667,17 +655,14 @@ def plot_curves(
         note += f"; training metrics: each run smoothed by a {smooth}-step moving average first"
     fig.suptitle(f"{title}\n{note}", fontsize=11)
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str, Any]) -> Path:
     """Forest plot: paired difference vs the baseline (final and best held-out accuracy) with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arms = [a for a in tables.arms if a != tables.baseline]
     fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(arms), 2) + 1.8))
@@ -700,6 +685,7 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
     ax.set_yticks(range(len(arms)), list(reversed(arms)))
     ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
     ax.set_title(title, fontsize=10)
+    # heavy (matplotlib): imported only to draw
     from matplotlib.lines import Line2D
 
     ax.legend(
@@ -712,16 +698,12 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
     )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -740,7 +722,7 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
 
 
 def write_csvs(
-    tables: StudyTables, records: Sequence[Any], docs_dir: Path, *, power: float = 0.8, reference: float = 2.0
+    tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path, *, power: float = 0.8, reference: float = 2.0
 ) -> list[Path]:
     """runs.csv, arms.csv, paired.csv (with each difference's MDE at ``power`` and the seeds ``reference``
     points need, in the metric's display unit) and curves.csv in ``docs_dir``."""
@@ -759,7 +741,7 @@ def write_csvs(
             ]
         )
     path = docs_dir / "runs.csv"
-    _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
+    atomic_write_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
     paths.append(path)
 
     header = ["arm", "group"]
@@ -770,7 +752,7 @@ def write_csvs(
         for arm in tables.arms
     ]
     path = docs_dir / "arms.csv"
-    _atomic_text(path, _csv_text(header, rows))
+    atomic_write_text(path, _csv_text(header, rows))
     paths.append(path)
 
     rows = []
@@ -792,7 +774,7 @@ def write_csvs(
                 ]
             )
     path = docs_dir / "paired.csv"
-    _atomic_text(
+    atomic_write_text(
         path,
         _csv_text(
             [
@@ -819,7 +801,7 @@ def write_csvs(
         for arm, c in curve_stats(records, key).items():
             rows += [[arm, key, *point] for point in zip(c.steps, c.mean, c.low, c.high, c.seeds)]
     path = docs_dir / "curves.csv"
-    _atomic_text(path, _csv_text(["arm", "metric", "step", "mean", "ci_low", "ci_high", "seeds"], rows))
+    atomic_write_text(path, _csv_text(["arm", "metric", "step", "mean", "ci_low", "ci_high", "seeds"], rows))
     paths.append(path)
     return paths
 
@@ -827,65 +809,7 @@ def write_csvs(
 # --------------------------------------------------------------------------- results.md
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, load average, OS and library versions of this machine."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import transformers
-
-        tf_version = transformers.__version__
-    except ImportError:
-        tf_version = None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": tf_version,
-        "load_average": None if load is None else [round(x, 2) for x in load],
-    }
-
-
-def git_state() -> str | None:
-    """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        if not commit:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}{' with uncommitted changes' if dirty else ''}"
-
-
-def _scale_text(study: Any, plan: Sequence[Any]) -> str:
+def _scale_text(study: StudyConfig, plan: Sequence[PlannedRun]) -> str:
     """One paragraph: arms, seeds, steps and the shape of one run."""
     if not plan:
         return "no runs"
@@ -911,17 +835,13 @@ def _scale_text(study: Any, plan: Sequence[Any]) -> str:
     return "; ".join(parts)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
 
 
-def _other_configs(study: Any) -> list[str]:
-    import yaml
-
-    from apmpo.trainer.config import CONFIG_DIR
-
+def _other_configs(study: StudyConfig) -> list[str]:
     lines = []
     own = Path(study.source).resolve() if study.source else None
     for path in sorted(CONFIG_DIR.glob("study_*.yaml")):
@@ -960,14 +880,15 @@ def _controller_line(records: Sequence[Any], arm: str) -> str | None:
 
 
 def render_markdown(
-    study: Any,
-    result: Any,
+    study: StudyConfig,
+    result: StudyResult,
     tables: StudyTables,
     claims: list[Claim],
     *,
     command: str,
-    full_study: Any,
-    planned: Sequence[Any],
+    full_study: StudyConfig,
+    planned: Sequence[PlannedRun],
+    full_plan: Sequence[PlannedRun],
     machine: dict[str, Any],
     figures: dict[str, Path],
     csvs: list[Path],
@@ -977,8 +898,6 @@ def render_markdown(
     seed_plan: Any = None,
 ) -> str:
     """The text of results.md."""
-    from apmpo.eval.study import plan_runs
-
     L: list[str] = [f"# {study.title}", ""]
     L.append(
         f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
@@ -1018,7 +937,7 @@ def render_markdown(
         f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
         f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)"
     )
-    if result.warmup is not None:
+    if result.warmup is not None and study.warmup is not None:
         w = result.warmup
         L.append(
             f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
@@ -1030,7 +949,6 @@ def render_markdown(
 
     L += ["## Scale", ""]
     L.append(f"- Ran: {_scale_text(study, planned)}.")
-    full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
     ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
     full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
     if ran_names == full_names:
@@ -1096,7 +1014,7 @@ def render_markdown(
         if arm == tables.baseline:
             continue
         p = tables.paired[arm]
-        n = p["final"].n if p.get("final") else 0
+        n = final.n if (final := p.get("final")) else 0
         figs = [power_figures(p.get(m), 100.0, power=pw.power, reference=ref) for m in ("final", "best")]
         rows.append(
             [
@@ -1143,9 +1061,9 @@ def render_markdown(
     for line in _headline(tables, claims):
         L.append(f"- {line}")
     for arm in ("apmpo", "apmpo_group"):
-        line = _controller_line(result.runs, arm)
-        if line:
-            L.append(f"- {line}")
+        controllers = _controller_line(result.runs, arm)
+        if controllers:
+            L.append(f"- {controllers}")
     L.append("")
     checked = [c for c in claims if c.verdict != "not checked"]
     L += _table(
@@ -1209,16 +1127,21 @@ def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
 
 
 def write_report(
-    study: Any,
-    result: Any,
+    study: StudyConfig,
+    result: StudyResult,
     *,
     command: str,
-    full_study: Any,
-    planned: Sequence[Any],
+    full_study: StudyConfig,
+    planned: Sequence[PlannedRun],
+    full_plan: Sequence[PlannedRun],
     invocations: Sequence[dict] = (),
     report_only: bool = False,
 ) -> list[Path]:
-    """Write the CSVs, figures, study.json and results.md; returns the paths written."""
+    """Write the CSVs, figures, study.json and results.md; returns the paths written.
+
+    ``planned`` are the runs of this invocation's study, ``full_plan`` those of the study
+    as configured (before --quick and command-line restrictions), for the scale section.
+    """
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables = compute_tables(study, result.runs)
@@ -1303,7 +1226,7 @@ def write_report(
         },
     }
     path = docs_dir / "study.json"
-    _atomic_text(path, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     files.append(path)
 
     if study.report.results_md:
@@ -1317,6 +1240,7 @@ def write_report(
             command=command,
             full_study=full_study,
             planned=planned,
+            full_plan=full_plan,
             machine=machine,
             figures=figures,
             csvs=csvs,
@@ -1325,6 +1249,6 @@ def write_report(
             report_only=report_only,
             seed_plan=result.seed_plan,
         )
-        _atomic_text(md_path, text)
+        atomic_write_text(md_path, text)
         files.append(md_path)
     return files

@@ -6,7 +6,7 @@ seeds of every arm from the pilot's paired spread, prints the plan, trains the a
 seeds and reports on all of them. The rule, in full:
 
 1. Comparisons of interest: every arm against the baseline, and every claim of the
-   report (:data:`apmpo.eval.study_report.CLAIMS`, our extension's included) on final
+   report (:data:`apmpo.study.report.CLAIMS`, our extension's included) on final
    and best held-out accuracy, whose two arms are both in the study.
 2. For each, the standard deviation sd of the paired differences over the pilot seeds
    both arms ran (at least two pairs with some spread; otherwise it is left out).
@@ -15,7 +15,7 @@ seeds and reports on all of them. The rule, in full:
    an arm in none of them takes the largest sd of all.
 4. Its seed count is the smallest n whose minimum detectable difference (two-sided
    paired t-test, alpha = 0.05, the study's target power, noncentral t:
-   :func:`apmpo.eval.study_stats.seeds_needed`) is at most the target, never fewer than
+   :func:`apmpo.study.stats.seeds_needed`) is at most the target, never fewer than
    its pilot seeds, at most the seed budget.
 5. Its seeds are its pilot seeds followed by the next seeds of the study's order (the
    main seeds, then the ablation seeds, then max + 1, max + 2, ...), so every pair of
@@ -29,14 +29,14 @@ recomputes every MDE from the seeds that actually ran.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from apmpo.eval.study_report import CLAIMS, StudyTables, power_figures
-from apmpo.eval.study_stats import minimum_detectable_difference, seeds_needed_or_none
+from apmpo.study.config import StudyConfig
+from apmpo.study.report import CLAIMS, StudyTables, power_figures
+from apmpo.study.stats import minimum_detectable_difference, seeds_needed_or_none
 
 __all__ = ["ComparisonPlan", "SeedPlan", "SeedPlanError", "apply_seed_plan", "comparisons_of_interest", "plan_seeds"]
 
@@ -136,7 +136,7 @@ class SeedPlan:
                 f"{self.power:.0%} power, {budget}. Rule: each arm's paired SD is the largest over the pilot's comparisons "
                 "of interest that involve it (vs the baseline and the claims' comparisons, final and best accuracy); its "
                 "seeds are the fewest whose MDE at that SD meets the target (noncentral t), at least its pilot seeds, at "
-                "most the budget (`apmpo.eval.study_plan`). The pilot's SDs rest on few seeds; the tables above "
+                "most the budget (`apmpo.study.plan`). The pilot's SDs rest on few seeds; the tables above "
                 "recompute every MDE from the seeds that ran."
             ),
             "",
@@ -168,7 +168,7 @@ def comparisons_of_interest(arms: Sequence[str], baseline: str) -> list[tuple[st
 
 
 def plan_seeds(
-    study: Any, pilot: StudyTables, *, target_mde: float, seed_budget: int | None, power: float = 0.8
+    study: StudyConfig, pilot: StudyTables, *, target_mde: float, seed_budget: int | None, power: float = 0.8
 ) -> SeedPlan:
     """The seed plan of ``study`` from its pilot's tables (``compute_tables`` over the pilot runs)."""
     if not target_mde > 0:
@@ -188,13 +188,13 @@ def plan_seeds(
             comparisons.append(
                 ComparisonPlan(a, b, metric, figures.n, figures.sd, figures.mde, figures.seeds_for_reference)
             )
-    usable = [c for c in comparisons if c.sd is not None]
+    usable = {(c.a, c.b, c.metric): c.sd for c in comparisons if c.sd is not None}
     if not usable:
         raise SeedPlanError(
             "the pilot gives no paired spread to plan from: every comparison of interest needs at "
             "least two paired seeds whose differences are not all equal (run more pilot seeds)"
         )
-    largest = max(c.sd for c in usable)
+    largest = max(usable.values())
     pilot_seeds = {arm: sorted(pilot.per_run[arm]) for arm in study.arms}
     order = list(
         dict.fromkeys(
@@ -203,7 +203,7 @@ def plan_seeds(
     )
     plan = SeedPlan(target_mde, seed_budget, power, comparisons, pilot_seeds, {}, {})
     for arm in study.arms:
-        sds = [c.sd for c in usable if arm in (c.a, c.b)]
+        sds = [sd for (a, b, _), sd in usable.items() if arm in (a, b)]
         plan.planning_sd[arm] = max(sds) if sds else largest
         need = seeds_needed_or_none(target_mde, plan.planning_sd[arm], power)
         plan.needed[arm] = max(len(pilot_seeds[arm]), 100_000 if need is None else need)
@@ -215,9 +215,9 @@ def plan_seeds(
     return plan
 
 
-def apply_seed_plan(study: Any, plan: SeedPlan) -> Any:
+def apply_seed_plan(study: StudyConfig, plan: SeedPlan) -> StudyConfig:
     """A copy of ``study`` whose arms run the planned seeds."""
-    planned = copy.deepcopy(study)
+    planned = study.model_copy(deep=True)
     for name, arm in planned.arms.items():
         if name in plan.seeds:
             arm.seeds = list(plan.seeds[name])
