@@ -9,9 +9,9 @@
    reward statistics mu_R, sigma_R (constants for the step; an objective that needs them,
    ``LossSpec.needs_reward_stats``, receives them and derives p = exp(-gamma mu_R) and
    eps_ada itself; their scope is the objective's, ``LossSpec.reward_stats_scope``: per
-   prompt group, one value per row, for ``apmpo_group``); the loss mask (DAPO's overlong filtering); the old log-probs
-   (skipped with a single update per rollout batch: then pi_old = pi_theta); the
-   reference log-probs (only when beta > 0).
+   prompt group, one value per row, for ``apmpo_group``); the loss mask (DAPO's overlong
+   filtering); the old log-probs (skipped with a single update per rollout batch: then
+   pi_old = pi_theta); the reference log-probs (only when beta > 0).
 3. :func:`update` -- ``epochs`` (mu) passes x ``mini_batches`` optimizer updates, each
    accumulated over micro-batches (ordered by length, padding trimmed per micro-batch);
    every micro-batch loss uses the mini-batch-wide ``normalizer`` so that the
@@ -279,9 +279,8 @@ def prepare(run: TrainingRun, batch: StepBatch, step: int) -> PreparedBatch:
     advantages = group_advantages(
         rewards, run.config.rollout.group_size, normalize=al.advantage_normalization, delta=al.advantage_delta
     )  # [N]
-    mu_r, sigma_r = reward_statistics(
-        rewards, run.config.rollout.group_size, scope=spec.reward_stats_scope
-    )  # 0-d or [N]
+    scope = spec.reward_stats_scope  # the objective's: "batch" (the paper) or "group" (apmpo_group)
+    mu_r, sigma_r = reward_statistics(rewards, run.config.rollout.group_size, scope=scope)  # 0-d or [N]
     loss_kwargs, row_kwargs = al.loss_kwargs(), {}
     if spec.needs_reward_stats:
         try:
@@ -291,7 +290,7 @@ def prepare(run: TrainingRun, batch: StepBatch, step: int) -> PreparedBatch:
                 f"step {step}: {exc}; {al.name!r} derives its controllers from the reward statistics: "
                 "declare the true range as algorithm.reward_range (e.g. algorithm.reward_range=[-1,1])"
             ) from None
-        if spec.reward_stats_scope == "batch":
+        if scope == "batch":
             loss_kwargs.update(reward_mean=float(mu_r), reward_std=float(sigma_r))
         else:
             row_kwargs = {"reward_mean": mu_r, "reward_std": sigma_r}

@@ -196,6 +196,20 @@ def test_per_prompt_apmpo_gets_per_group_statistics(tmp_path, monkeypatch):
     assert {round(float(v), 6) for _, m, _ in seen for v in m} <= group_means
 
 
+@pytest.mark.parametrize("name", ["apmpo", "apmpo_group"])
+def test_controllers_are_logged_when_no_response_trains(tmp_path, name):
+    """Every reward 0.5: every advantage is 0 and no row trains (beta = 0); p and eps_ada still come from the registry
+    (per-row controllers by their mean): p = exp(-0.8 * 0.5), FSS = 0.5 / 1e-6, eps_ada = eps_max = 0.4."""
+
+    def half(completions, **columns):
+        return [0.5] * len(completions)
+
+    m = train(tiny_config(tmp_path, "steps=1", "algorithm.beta=0", f"algorithm.name={name}"),
+              reward_functions={"r": half}).history[0]
+    assert m["trained_rows"] == 0
+    assert m["p"] == pytest.approx(math.exp(-0.4), rel=1e-6) and m["eps_high"] == pytest.approx(0.4, rel=1e-6)
+
+
 def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
     def big(completions, **columns):
         return [1.5 + x for x in digit_fraction(completions)]
