@@ -270,7 +270,8 @@ def _our_config(spec: dict, arm: dict, out_dir: str):
         "data": {"train": "arithmetic", "task": dict(spec["task"]), "train_size": spec["train_size"], "eval_size": 8},
         "rollout": {"prompts_per_step": spec["prompts_per_step"], "group_size": spec["group_size"],
                     "max_new_tokens": spec["max_new_tokens"], "temperature": 1.0, "top_p": 1.0, "top_k": 0},
-        "algorithm": {"name": arm["algorithm"], "beta": 0.0, "epochs": 1, "mini_batches": 1},
+        # one update per rollout batch, as TRL's default schedule: deliberate (speed, not the objective)
+        "algorithm": {"name": arm["algorithm"], "beta": 0.0, "epochs": 1, "mini_batches": 1, "allow_single_update": True},
         "optim": {"lr": spec["lr"], "micro_batch_size": spec["micro_batch_size"], "max_grad_norm": 1.0},
         "logging": {"output_dir": out_dir, "run_name": "bench", "tensorboard": False, "progress": "none",
                     "sample_every": 0, "plot": False},

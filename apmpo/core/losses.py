@@ -149,6 +149,10 @@ class LossSpec:
     (``apmpo.reward_statistics(rewards, group_size=G, scope=...)``) and passes: "batch" (one mu_R, sigma_R
     for the rollout batch, as numbers; the paper) or "group" ([N] tensors, each response its own prompt
     group's mean and std; ``apmpo_group``)."""
+    single_update_equals: str | None = None
+    """The objective whose gradient this one's equals exactly when every ratio is 1 (one optimizer
+    update per rollout batch: pi_old = pi_theta), or None where it stays itself. Drives the start-up
+    warning (``apmpo.core.schedule``); proved in tests/core/test_schedule.py."""
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -179,6 +183,7 @@ def register_loss(
     summary: str = "",
     reward_stats_scope: str = "batch",
     signature: LossFn | None = None,
+    single_update_equals: str | None = None,
 ) -> Any:
     """Add an objective to ``LOSSES`` (the one place names map to functions).
 
@@ -190,23 +195,26 @@ def register_loss(
     The hyperparameters are read from the function's keyword-only arguments, or from those
     of ``signature``: a variant that takes exactly another objective's hyperparameters
     (``apmpo_group``: apmpo's) names it instead of repeating them. A ready
-    :class:`LossSpec` may be passed instead of a name.
+    :class:`LossSpec` may be passed instead of a name. ``single_update_equals`` names the
+    objective whose gradient this one's equals at one update per rollout batch (every ratio
+    1), for the start-up warning (``apmpo.core.schedule``); leave it None unless proved in
+    tests/core/test_schedule.py.
     """
     if isinstance(spec_or_name, LossSpec):
         return _add(spec_or_name)
 
     def decorate(fn: LossFn) -> LossFn:
-        hyperparameters = _hyperparameters(signature or fn)
         _add(
             LossSpec(
                 spec_or_name,
                 fn,
                 aggregation,
-                hyperparameters,
-                needs_reward_stats,
-                controllers,
-                summary,
-                reward_stats_scope,
+                _hyperparameters(signature or fn),
+                needs_reward_stats=needs_reward_stats,
+                controllers=controllers,
+                summary=summary,
+                reward_stats_scope=reward_stats_scope,
+                single_update_equals=single_update_equals,
             )
         )
         return fn
@@ -417,6 +425,7 @@ def _power_mean_objective(
     needs_reward_stats=True,
     controllers=apmpo_controllers,
     summary="adaptive power mean (p from mu_R) + FAC clip",
+    single_update_equals="grpo",
 )
 def apmpo_loss(
     log_ratio: torch.Tensor,
@@ -472,6 +481,7 @@ def apmpo_loss(
     controllers=apmpo_controllers,
     signature=apmpo_loss,
     summary="APMPO with p and eps_ada per prompt from its group's rewards (extension)",
+    single_update_equals="grpo",
 )
 def apmpo_group_loss(
     log_ratio: torch.Tensor,
@@ -528,7 +538,7 @@ def _row_statistic(name: str, value: Statistic, log_ratio: torch.Tensor) -> torc
     return value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype)
 
 
-@register_loss("pmpo", controllers=pmpo_controllers, summary="power mean with a fixed p")
+@register_loss("pmpo", controllers=pmpo_controllers, summary="power mean with a fixed p", single_update_equals="grpo")
 def pmpo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,
@@ -586,7 +596,9 @@ def dapo_loss(
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-@register_loss("gmpo", controllers=gmpo_controllers, summary="geometric mean, log-space clip")
+@register_loss(
+    "gmpo", controllers=gmpo_controllers, summary="geometric mean, log-space clip", single_update_equals="grpo"
+)
 def gmpo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,
@@ -605,7 +617,9 @@ def gmpo_loss(
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-@register_loss("gspo", controllers=ppo_controllers, summary="sequence-level ratio, narrow clip")
+@register_loss(
+    "gspo", controllers=ppo_controllers, summary="sequence-level ratio, narrow clip", single_update_equals="grpo"
+)
 def gspo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,
