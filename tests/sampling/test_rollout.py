@@ -109,10 +109,11 @@ def test_a_model_the_engine_cannot_decode_is_sampled_with_generate(tiny):
     assert engine_for(model, Sampling(engine="hf")) == ("hf", None)
     engine, reason = engine_for(wrapped, sampling)
     assert engine == "hf" and "layer 0 mlp.down_proj is a Sequential, not a plain nn.Linear" in reason
-    assert engine_message(model, sampling) == "sampling: the fast sampling engine (apmpo.sampling.engine)"
-    assert engine_message(model, Sampling(engine="hf")) == "sampling: transformers generate (rollout.engine=hf)"
-    line = engine_message(wrapped, sampling, setting="--engine")
-    assert line.startswith("sampling: transformers generate, not the fast engine (--engine=fast): ") and reason in line
+    assert engine_message(model, sampling) == ("sampling: the fast sampling engine (apmpo.sampling.engine)", False)
+    assert engine_message(model, Sampling(engine="hf")) == ("sampling: transformers generate (rollout.engine=hf)", False)
+    line, is_warning = engine_message(wrapped, sampling, setting="--engine")
+    assert is_warning and line.startswith("--engine=fast cannot decode this model (") and reason in line
+    assert "sampled with transformers generate instead" in line and "set --engine=hf" in line
     torch.manual_seed(3)
     r = generate_rollouts(wrapped, tok, _prompts(tok), sampling, num_samples=2)
     assert r.meta["engine"] == "hf" and len(r) == 6
