@@ -7,6 +7,11 @@ with status 2 and a message naming the file, row, field or flag.
 
 Value precedence: a command-line flag, else the suite's ``generation:`` section, else
 the defaults of :class:`apmpo.eval.harness.EvalSettings`.
+
+On SIGTERM or SIGINT (:mod:`apmpo.preemption`) the evaluation stops at once: every
+batch already appended to ``records.jsonl`` is kept whole (the batch in flight is not
+written), and the command exits with status 75 saying to run it again, which resumes
+from the records. A second signal during that exit stops at once (128 + the signal).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
+
+from apmpo.preemption import EXIT_PREEMPTED, HardStop, StepAbandoned, StopRequest
 
 __all__ = ["build_parser", "main", "register", "run"]
 
@@ -238,12 +245,21 @@ def run(args) -> int:
         f"max_new_tokens={settings.max_new_tokens}, device={device}",
         file=sys.stderr,
     )
+    stop = StopRequest(notice="{signal} received: stopping; the finished batches are kept (send it again to stop at once)")
     try:
-        result = evaluate(
-            model, encoder, benchmarks, settings, out_dir=args.out, model_name=args.model,
-            progress=not args.no_progress,
-            extra_summary={"suite": suite.source if suite else None, "command": _command(args)},
-        )
+        with stop.installed(), stop.abandonable():
+            result = evaluate(
+                model, encoder, benchmarks, settings, out_dir=args.out, model_name=args.model,
+                progress=not args.no_progress,
+                extra_summary={"suite": suite.source if suite else None, "command": _command(args)},
+            )
+    except StepAbandoned:
+        print(f"apmpo eval: stopped by {stop.signal_name}; the finished batches are saved in {args.out}: run the same "
+              "command again to resume", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except HardStop as exc:
+        print(f"apmpo eval: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ValueError as exc:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2

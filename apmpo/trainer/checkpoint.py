@@ -11,11 +11,20 @@ A checkpoint is a directory ``<run>/checkpoints/step-NNNNNN`` holding
   (p and eps_high per step, with mu_R and sigma_R), the config, for people and tools;
 - ``COMPLETE``: written last.
 
-The directory is assembled under a temporary name (``.step-NNNNNN.tmp-<pid>``) and
-renamed into place, so a crash mid-write leaves only a temporary directory that
+The directory is assembled under a temporary name (``.step-NNNNNN.tmp-<pid>``), every
+file in it is fsynced, and it is renamed into place (then the parent directory is
+fsynced), so a crash mid-write leaves only a temporary directory that
 ``latest_checkpoint`` never considers (it also requires the ``COMPLETE`` marker) and
 the next save removes. After a successful save only the newest ``keep_last``
 checkpoints are kept.
+
+A save that fails -- a full disk or an I/O error in any file, the fsyncs or the rename
+(there is no separate "latest" pointer: the newest complete directory is the latest) --
+removes its temporary directory and leaves every earlier checkpoint as it was (a
+re-save of an existing step puts the old directory back). A storage failure is raised
+as :class:`apmpo.io.StorageError` naming the checkpoint, the space it needs (the size of
+the previous checkpoint, or of the model and optimizer tensors for a first one), the
+space free, and the previous checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -33,11 +42,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from apmpo.io import storage_failure
+
 from .logprobs import unwrap_model
 
 __all__ = [
     "CHECKPOINT_DIR",
     "COMPLETE_MARKER",
+    "checkpoint_bytes",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -115,6 +127,36 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):  # platforms that cannot open a directory: nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file under ``directory``, then the directory entries themselves, to the disk."""
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            _fsync(path)
+    _fsync(directory)
+
+
+def checkpoint_bytes(previous: Path | None, model: Any, optimizer: torch.optim.Optimizer | None) -> int:
+    """About how many bytes a checkpoint takes: the size of ``previous``, else the model and optimizer tensors."""
+    if previous is not None and previous.is_dir():
+        return sum(f.stat().st_size for f in previous.rglob("*") if f.is_file())
+    tensors = list(unwrap_model(model).state_dict().values())
+    if optimizer is not None:
+        tensors += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    unique = {(t.data_ptr(), t.numel(), t.dtype): t for t in tensors}  # tied weights are stored once
+    return sum(t.numel() * t.element_size() for t in unique.values())
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -138,6 +180,7 @@ def save_checkpoint(
         if _TMP.match(child.name):
             shutil.rmtree(child, ignore_errors=True)
     final = root / f"step-{step:06d}"
+    previous = latest_checkpoint(run_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.tmp-", dir=root))
     try:
         with _quiet_transformers():
@@ -154,15 +197,28 @@ def save_checkpoint(
             torch.save(blob, tmp / "trainer_state.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=1), encoding="utf-8")
         (tmp / COMPLETE_MARKER).write_text(f"step {step}\n", encoding="utf-8")
+        _fsync_tree(tmp)
         if final.exists():  # re-saving a step (after a resume): swap atomically-enough
             trash = root / f".step-{step:06d}.tmp-old-{os.getpid()}"
             os.rename(final, trash)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except BaseException:
+                os.rename(trash, final)
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(tmp, final)
-    except BaseException:
+        _fsync(root)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception):
+            kept = (f"The previous checkpoint {previous} is intact: free some space and resume from it with --resume"
+                    if previous is not None else "There is no earlier checkpoint")
+            failure = storage_failure(exc, final, checkpoint_bytes(previous, model, optimizer),
+                                      what="writing the checkpoint", after=kept)
+            if failure is not None:
+                raise failure from exc
         raise
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)

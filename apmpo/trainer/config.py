@@ -221,6 +221,8 @@ class OptimConfig:
     """AdamW epsilon."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping (the norm is still logged)."""
+    max_nonfinite_steps: int = 3
+    """Stop the run after this many consecutive steps with an update skipped because its loss or gradient norm was NaN or infinite (a skipped update leaves the weights and the optimizer state untouched; see apmpo.trainer.guard). At least 1."""
     lr_schedule: str = "constant"
     """constant, linear (to min_lr_ratio * lr at the last step) or cosine, after warmup."""
     warmup_steps: int = 0
@@ -660,6 +662,7 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
          f"optim.betas: expected [beta1, beta2] in [0, 1), got {op.betas!r}")
     need(op.adam_eps > 0, f"optim.adam_eps: must be > 0, got {op.adam_eps}")
     need(op.max_grad_norm >= 0, f"optim.max_grad_norm: must be >= 0, got {op.max_grad_norm}")
+    need(op.max_nonfinite_steps >= 1, f"optim.max_nonfinite_steps: must be >= 1, got {op.max_nonfinite_steps}")
     need(op.lr_schedule in LR_SCHEDULES, f"optim.lr_schedule: unknown schedule {op.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
     need(op.warmup_steps >= 0, f"optim.warmup_steps: must be >= 0, got {op.warmup_steps}")
     need(0 <= op.min_lr_ratio <= 1, f"optim.min_lr_ratio: must be in [0, 1], got {op.min_lr_ratio}")

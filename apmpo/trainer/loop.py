@@ -16,7 +16,8 @@ One step, top to bottom, as in ``train`` below:
 7. ``epochs`` (mu) passes x ``mini_batches`` optimizer updates, each accumulated over
    micro-batches (sorted by length, padding trimmed per micro-batch); every micro-batch
    loss uses the mini-batch-wide ``normalizer`` so the accumulated gradient is exactly
-   the mini-batch gradient; then grad-norm clipping, AdamW, LR schedule;
+   the mini-batch gradient; then grad-norm clipping, AdamW, LR schedule -- an update
+   whose loss or gradient norm is NaN or infinite is skipped (``apmpo.trainer.guard``);
 8. log, evaluate every ``eval.every`` steps, checkpoint every ``checkpoint.every``.
 
 The objective is looked up in ``apmpo.LOSSES`` by name: the loop never branches on it.
@@ -46,11 +47,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import functools
-import math
 import resource
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +58,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from apmpo.core import LOSSES, default_normalizer, group_advantages, kl_penalty, policy_loss, reward_statistics
+from apmpo.preemption import StopRequest
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_dict, dump_config_yaml, validate_config
+from .guard import UpdateGuard, advance_schedule
 from .logprobs import completion_log_probs
 from .rollout import Rollout, generate_rollouts
 from .setup import (
@@ -77,6 +78,7 @@ from .setup import (
     resolve_device,
     seed_everything,
 )
+from .stopping import preempted, sample_unless_stopped
 from .tracking import MetricsWriter, ProgressBar, append_jsonl, atomic_write_text, plot_curves
 
 if TYPE_CHECKING:
@@ -146,8 +148,10 @@ def sample_round(model, encoder: PromptEncoder, data: TrainData, indices: list[i
                                 batch_size=ro.generation_batch_size, share_prefill=ro.share_prefill)
     which = rollout.prompt_index.tolist()                                               # [N] prompt of each row
     completion_ids = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)]
+    labels = [f"data.train example {indices[k] + 1}: {prompts[k][:60]!r}, sample {j % ro.group_size + 1} of {ro.group_size}"
+              for j, k in enumerate(which)]
     total, scores = rewards.score(rollout.completions, [data.train[indices[k]] for k in which],
-                                  prompts=[prompts[k] for k in which], completion_ids=completion_ids)
+                                  prompts=[prompts[k] for k in which], completion_ids=completion_ids, labels=labels)
     return StepBatch(rollout, total, [data.train[indices[k]] for k in which], scores)
 
 
@@ -322,7 +326,7 @@ def _peak_rss_gb() -> float:
 
 
 def train(config: TrainConfig, *, resume: bool | str = False,
-          reward_functions: dict[str, Callable[..., Any]] | None = None) -> TrainResult:
+          reward_functions: dict[str, Callable[..., Any]] | None = None, stop: StopRequest | None = None) -> TrainResult:
     """Train as configured.
 
     Args:
@@ -332,6 +336,10 @@ def train(config: TrainConfig, *, resume: bool | str = False,
         reward_functions: extra reward callables by name (TRL contract), usable in
             ``reward.functions``; with an empty ``reward.functions`` they are all used,
             weight 1 each.
+        stop: the stop request of ``apmpo train`` (``StopRequest().installed()``): on a
+            stop signal the run abandons or finishes its step, checkpoints the last
+            completed step and raises ``apmpo.preemption.Preempted``
+            (:mod:`apmpo.trainer.stopping`). None: signals keep their usual effect.
     """
     from apmpo.models import load_model_and_tokenizer
     from apmpo.multimodal.encoder import prompt_encoder_for
@@ -366,6 +374,8 @@ def train(config: TrainConfig, *, resume: bool | str = False,
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(model, op)
     scheduler = build_scheduler(optimizer, op, config.steps * al.epochs * al.mini_batches)
+    guard = UpdateGuard.for_config(model, optimizer, scheduler, config)  # non-finite loss / gradient: skip the update
+    stop = stop or StopRequest()
     skip_zero_adv = op.skip_zero_advantage and al.beta == 0
     reuse_current = al.epochs == 1 and al.mini_batches == 1
     loss_kwargs = dict(al.params)
@@ -381,6 +391,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
         state = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
         start_step, sampler.position = int(state["step"]), int(state["prompts_consumed"])
         controller_history = list(state.get("controller_history", []))
+        guard.load_state(state)
         resumed_from = checkpoint
         for stale in (run_dir / "eval").glob("step-*") if (run_dir / "eval").is_dir() else []:
             if int(stale.name.split("-")[1]) > start_step:
@@ -404,15 +415,30 @@ def train(config: TrainConfig, *, resume: bool | str = False,
         progress.write(f"step {step}: held-out accuracy {accuracy:.3f}")
         return accuracy
 
-    eval_before = run_eval(0) if config.eval.at_start and start_step == 0 else None
+    eval_before = run_eval(0) if config.eval.at_start and start_step == 0 and not resume else None
     eval_after, last_checkpoint, history, step = None, None, [], start_step
+
+    def save(step: int, with_optimizer: bool = True) -> Path:
+        return save_checkpoint(
+            run_dir, step, model=model, tokenizer=encoder.processor,
+            optimizer=optimizer if with_optimizer else None, scheduler=scheduler,
+            state={"prompts_consumed": sampler.position, "controller_history": controller_history,
+                   "config": config_to_dict(config), **guard.state()},
+            keep_last=config.checkpoint.keep_last,
+        )
 
     try:
         for step in range(start_step + 1, config.steps + 1):
             t_step = time.perf_counter()
 
-            # 1-2. prompts -> G samples each -> rewards (DAPO: keep groups whose rewards differ)
-            batch, sampled = sample_batch(model, encoder, data, sampler, rewards, config, device)
+            # 1-2. prompts -> G samples each -> rewards (DAPO: keep groups whose rewards differ); a stop signal here
+            # abandons the step (nothing changed yet)
+            drawn = sample_unless_stopped(stop, sampler, lambda: sample_batch(model, encoder, data, sampler, rewards,
+                                                                             config, device))
+            if drawn is None:
+                step -= 1
+                break
+            batch, sampled = drawn
             t_gen = time.perf_counter() - t_step
             metrics: dict[str, Any] = dict(sampled)
             updates: list[dict[str, float]] = []
@@ -497,12 +523,9 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                         if not ran:  # nothing to learn from: a zero gradient, as the full computation gives
                             for p in trainable:
                                 p.grad = torch.zeros_like(p)
-                        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, op.max_grad_norm if op.max_grad_norm > 0 else math.inf)
-                        optimizer.step()
-                        scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
+                        grad_norm = guard.step(mini_loss)  # clip + AdamW + LR schedule, or skip if not finite
                         update = {k: _weighted_mean(v) for k, v in parts.items()}
-                        update.update(loss=mini_loss, grad_norm=float(grad_norm))
+                        update.update(loss=mini_loss, grad_norm=grad_norm)
                         updates.append(update)
                 model.eval()
 
@@ -517,10 +540,7 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                     train_tokens=int(loss_mask.sum()), forward_tokens=forward_tokens,
                 )
             else:  # dynamic sampling kept no group: no update, but the LR schedule keeps pace with the steps
-                with warnings.catch_warnings():  # torch warns when the scheduler steps before any optimizer.step()
-                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-                    for _ in range(al.epochs * al.mini_batches):
-                        scheduler.step()
+                advance_schedule(scheduler, al.epochs * al.mini_batches)
 
             # 8. log
             for key in sorted({k for u in updates for k in u}):
@@ -538,7 +558,9 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             )
             if device.type == "cuda":
                 metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 1024**3
+            guard.end_step(metrics)
             writer.log(step, metrics)
+            guard.check(step, run_dir)
             history.append(metrics)
             controller_history.append({k: metrics.get(k) for k in ("p", "eps_high", "fss", "mu_r", "sigma_r")} | {"step": step})
             if config.logging.sample_every and step % config.logging.sample_every == 0 and N:
@@ -558,13 +580,11 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 run_eval(step)
             if (config.checkpoint.every and step % config.checkpoint.every == 0) or (
                     step == config.steps and config.checkpoint.save_final):
-                last_checkpoint = save_checkpoint(
-                    run_dir, step, model=model, tokenizer=encoder.processor,
-                    optimizer=optimizer if config.checkpoint.save_optimizer else None, scheduler=scheduler,
-                    state={"prompts_consumed": sampler.position, "controller_history": controller_history,
-                           "config": config_to_dict(config)},
-                    keep_last=config.checkpoint.keep_last,
-                )
+                last_checkpoint = save(step, config.checkpoint.save_optimizer)
+            if stop.requested:
+                break
+        if stop.requested and step < config.steps:
+            raise preempted(stop, run_dir, step, config.steps, save)
         if config.eval.at_end and step == config.steps and step > start_step:
             eval_after = run_eval(step)
     finally:

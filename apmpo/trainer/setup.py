@@ -193,13 +193,16 @@ class RewardFunctions:
     """Extra keyword arguments of each function."""
 
     def score(self, completions: Sequence[str], rows: Sequence[dict[str, Any]], *, prompts: Sequence[str] | None = None,
-              completion_ids: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:
+              completion_ids: Sequence[Sequence[int]] | None = None,
+              labels: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:
         """(total reward [N] float32, per-function scores) for completions and their example rows.
 
         As TRL calls reward functions: the dataset columns (all but "prompt") as keyword
         arguments, one entry per completion, plus ``prompts`` (the rendered prompts)
         and ``completion_ids`` (each completion's token ids, up to and including EOS).
-        A None score (not applicable) counts as 0.
+        A None score (not applicable) counts as 0. A NaN or infinite score raises
+        ValueError naming the reward function and the completion (with its ``labels``
+        entry: which example and sample it is), before anything is trained on it.
         """
         columns: dict[str, list[Any]] = {}
         for name in rows[0]:
@@ -219,7 +222,8 @@ class RewardFunctions:
             for i, s in enumerate(scores):
                 value = 0.0 if s is None else float(s)
                 if not math.isfinite(value):
-                    raise ValueError(f"reward {name!r} returned {s!r} for completion {i}; rewards must be finite")
+                    row = f" ({labels[i]})" if labels is not None else ""
+                    raise ValueError(f"reward {name!r} returned {s!r} for completion {i}{row}; rewards must be finite")
                 values.append(value)
             per_fn[name] = values
             total += weight * torch.tensor(values, dtype=torch.float32)
