@@ -29,12 +29,20 @@ steps with a skipped update, :meth:`UpdateGuard.check` stops the run with
 precision) and the last good checkpoint. The count of consecutive bad steps is part of
 the checkpoint (:meth:`state` / :meth:`load_state`), so a resumed run stops where the
 uninterrupted one would.
+
+Finite but enormous updates (a learning rate like 1e30) give finite weights whose
+forward pass overflows: sampling then meets a next-token distribution that is not
+finite before any loss is computed. :meth:`UpdateGuard.sampling` turns torch's
+"probability tensor contains inf, nan or element < 0" error there into the same
+:class:`NonFiniteError`, with the same causes and checkpoint named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,18 +154,31 @@ class UpdateGuard:
         self._last_reason = self._skipped[0] if self._skipped else None
         self._skipped = []
 
+    def _error(self, what: str, run_dir: str | Path) -> NonFiniteError:
+        checkpoint = latest_checkpoint(run_dir)
+        where = (f"The last good checkpoint is {checkpoint}: resume from it with --resume after changing the "
+                 "setting at fault") if checkpoint else \
+            "No checkpoint was written yet (checkpoint.every = 0 saves only at the end)"
+        return NonFiniteError(f"{what}. Likely causes: {self.hint}. {where}.")
+
     def check(self, step: int, run_dir: str | Path) -> None:
         """Raise :class:`NonFiniteError` once ``max_bad_steps`` consecutive steps had a skipped update."""
-        if self.streak < self.max_bad_steps:
-            return
-        checkpoint = latest_checkpoint(run_dir)
-        where = (f"the last good checkpoint is {checkpoint} (the weights have not changed since the last finite "
-                 "update; resume from it with --resume after changing the setting at fault)") if checkpoint else \
-            "no checkpoint was written yet (checkpoint.every = 0 saves only at the end)"
-        raise NonFiniteError(
-            f"step {step}: stopped after {self.streak} consecutive steps whose updates were skipped because a value "
-            f"was not finite (last: {self._last_reason}; optim.max_nonfinite_steps = {self.max_bad_steps}). "
-            f"Likely causes: {self.hint}. {where[0].upper()}{where[1:]}.")
+        if self.streak >= self.max_bad_steps:
+            raise self._error(
+                f"step {step}: stopped after {self.streak} consecutive steps whose updates were skipped because a "
+                f"value was not finite (last: {self._last_reason}; optim.max_nonfinite_steps = {self.max_bad_steps}; "
+                "the weights are those of the last finite update)", run_dir)
+
+    @contextlib.contextmanager
+    def sampling(self, step: int, run_dir: str | Path) -> Iterator[None]:
+        """Around a step's sampling: a next-token distribution that is not finite stops the run with a clear error."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if "probability tensor contains" not in str(exc):  # torch.multinomial on NaN / inf probabilities
+                raise
+            raise self._error(f"step {step}: sampling failed because the model's next-token probabilities are not "
+                              "finite: its weights have diverged or its forward pass overflows", run_dir) from exc
 
     def state(self) -> dict[str, int]:
         """What a checkpoint keeps of the guard."""

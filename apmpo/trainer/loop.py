@@ -433,8 +433,9 @@ def train(config: TrainConfig, *, resume: bool | str = False,
 
             # 1-2. prompts -> G samples each -> rewards (DAPO: keep groups whose rewards differ); a stop signal here
             # abandons the step (nothing changed yet)
-            drawn = sample_unless_stopped(stop, sampler, lambda: sample_batch(model, encoder, data, sampler, rewards,
-                                                                             config, device))
+            with guard.sampling(step, run_dir):  # non-finite next-token probabilities: a clear NonFiniteError
+                drawn = sample_unless_stopped(stop, sampler, lambda: sample_batch(model, encoder, data, sampler, rewards,
+                                                                                 config, device))
             if drawn is None:
                 step -= 1
                 break
