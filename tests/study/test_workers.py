@@ -1,4 +1,5 @@
-"""Study workers never outlive the study process (no orphaned training after a kill)."""
+"""Study workers never outlive the study process (no orphaned training after a kill); a SIGTERM to the study
+checkpoints its running trainings, and the study resumes exactly."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
+import torch
+
+from .conftest import toy_study, write_study
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 
@@ -53,3 +58,91 @@ def test_worker_dies_with_a_killed_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+# --------------------------------------------------------------------------- SIGTERM to `apmpo study`
+
+TIMING = {"step_seconds", "rollout_seconds", "generation_seconds", "train_seconds", "tokens_per_s", "train_tokens_per_s",
+          "gen_tokens_per_s", "peak_rss_gb", "seconds"}
+
+
+def _stoppable_study(tmp_path: Path, jobs: int) -> Path:
+    """Two arms x one seed of 30 short steps, no warm-up or evaluation, checkpoints kept (to compare weights)."""
+    train = toy_study(tmp_path)["train"]
+    train = {**train, "steps": 30, "eval": {"at_start": False, "at_end": False}, "checkpoint": {"every": 0}}
+    return write_study(tmp_path, train=train, warmup=None, seeds=[0], jobs=jobs, keep_checkpoints=True,
+                       arms={"grpo": ["algorithm.name=grpo"], "apmpo": ["algorithm.name=apmpo"]})
+
+
+def _records(run_dir: Path) -> list[dict]:
+    from apmpo.trainer.tracking import read_jsonl
+
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+def _logged_steps(run_dir: Path) -> list[int]:
+    return [r["step"] for r in _records(run_dir) if r.get("kind") == "train"]
+
+
+def _assert_like_uninterrupted(study_path: Path, tmp_path: Path) -> None:
+    """Every run of the resumed study equals, metric for metric and weight for weight, the same run trained straight."""
+    from safetensors.torch import load_file
+
+    from apmpo.eval.study import load_study_config, plan_runs
+    from apmpo.trainer.checkpoint import latest_checkpoint
+    from apmpo.trainer.config import apply_overrides
+    from apmpo.trainer.loop import train
+
+    for run in plan_runs(load_study_config(study_path)):
+        config = apply_overrides(run.config, [f"logging.output_dir={tmp_path / 'straight'}"])
+        straight = train(config).run_dir
+        assert _records(run.run_dir) == _records(straight), run.name
+        a = load_file(str(latest_checkpoint(run.run_dir) / "model.safetensors"))
+        b = load_file(str(latest_checkpoint(straight) / "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), run.name
+
+
+@pytest.mark.parametrize("jobs", [2, 1])
+def test_sigterm_checkpoints_the_running_trainings_and_the_study_resumes(tmp_path, jobs):
+    """A real SIGTERM to `apmpo study` once a run has logged a step: exit 75, every started run checkpointed at its
+    last logged step, no worker left; the same command then finishes the study exactly as an uninterrupted one."""
+    study_path = _stoppable_study(tmp_path, jobs)
+    runs = tmp_path / "out" / "runs"
+    command = [sys.executable, "-m", "apmpo", "study", str(study_path), "--no-results-md"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    study = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not any(_logged_steps(d) for d in runs.glob("*") if d.is_dir()):
+        assert time.monotonic() < deadline and study.poll() is None, "no training step was logged"
+        time.sleep(0.02)
+    workers = _children(study.pid)
+    study.send_signal(signal.SIGTERM)
+    out, err = study.communicate(timeout=180)
+    assert study.returncode == 75, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("apmpo study: stopped by SIGTERM: 0 runs finished now, ") and "checkpointed" in last
+    assert last.endswith(f"resume by running the same command again: apmpo study {study_path} --no-results-md")
+    assert "Traceback" not in err
+    assert not [pid for pid in workers if _alive(pid)], "a worker outlived the stopped study"
+    from apmpo.trainer.checkpoint import latest_checkpoint
+
+    started = [d for d in runs.iterdir() if _logged_steps(d)]
+    assert started
+    for run_dir in started:
+        steps = _logged_steps(run_dir)
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) < 30
+        assert latest_checkpoint(run_dir).name == f"step-{steps[-1]:06d}", run_dir.name
+        assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]
+    again = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    for run_dir in runs.iterdir():
+        assert _logged_steps(run_dir) == list(range(1, 31))
+    _assert_like_uninterrupted(study_path, tmp_path)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
