@@ -147,6 +147,22 @@ def test_a_full_disk_keeps_the_records_and_the_run_resumes(tiny, toy_files, tmp_
     assert [r["completion"] for r in resumed.records] == [r["completion"] for r in reference.records]
 
 
+def test_a_nan_score_is_refused_naming_the_reward_and_the_sample(tiny, toy_files, tmp_path):
+    model, tokenizer = tiny
+    calls = {"n": 0}
+
+    def flaky(completions, **columns):
+        calls["n"] += 1
+        return [float("nan") if calls["n"] == 2 and i == 1 else 1.0 for i in range(len(completions))]
+
+    benchmark = Benchmark(name="alpha", examples=[{"prompt": f"p{i}", "answer": "1"} for i in range(3)], reward=flaky)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"reward 'flaky' returned a non-finite score nan for benchmark 'alpha' "
+                                         r"example 1, sample 0"):
+        evaluate(model, tokenizer, [benchmark], EvalSettings(**SETTINGS), out_dir=out, progress=False)
+    assert len(_lines(out / "records.jsonl")) == 3  # the first batch is kept; nothing of the refused one
+
+
 def test_seed_selects_the_samples(tiny, toy_files):
     model, tokenizer = tiny
     benchmarks = _benchmarks(toy_files)[:1]

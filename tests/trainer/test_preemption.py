@@ -193,10 +193,18 @@ def env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def test_sigterm_to_apmpo_train_then_resume_is_bit_exact(tmp_path, env):
+@pytest.fixture(scope="module")
+def cli_straight(tmp_path_factory, env):
+    """`apmpo train` with CLI_SETTINGS, uninterrupted (checkpoint frequency does not change a run's numbers)."""
+    root = tmp_path_factory.mktemp("cli")
+    subprocess.run(_cli("train", "tiny_test.yaml", f"logging.output_dir={root}", *CLI_SETTINGS,
+                        "logging.run_name=straight"), check=True, env=env, capture_output=True)
+    return root / "straight"
+
+
+def test_sigterm_to_apmpo_train_then_resume_is_bit_exact(tmp_path, env, cli_straight):
     """SIGTERM once the first step is logged: exit 75, one line with the resume command, which continues bit for bit."""
     args = ["train", "tiny_test.yaml", f"logging.output_dir={tmp_path}", *CLI_SETTINGS]
-    subprocess.run(_cli(*args, "logging.run_name=straight"), check=True, env=env, capture_output=True)
     process = subprocess.Popen(_cli(*args, "logging.run_name=run"), env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "run"
@@ -213,7 +221,25 @@ def test_sigterm_to_apmpo_train_then_resume_is_bit_exact(tmp_path, env):
     assert 1 <= step < 30 and f"after step {step} of 30" in last
     _no_leftovers(run_dir)
     subprocess.run(_cli(*command[1:]), check=True, env=env, capture_output=True)
-    _assert_same_run(tmp_path / "straight", run_dir)
+    _assert_same_run(cli_straight, run_dir)
+
+
+def test_sigkill_to_apmpo_train_then_resume_is_bit_exact(tmp_path, env, cli_straight):
+    """SIGKILL (no handler runs) once two steps are logged: the run directory holds complete checkpoints only,
+    and --resume continues from the newest bit for bit (a line torn by the kill is dropped)."""
+    args = ["train", "tiny_test.yaml", f"logging.output_dir={tmp_path}", "logging.run_name=run", *CLI_SETTINGS,
+            "checkpoint.every=1"]
+    process = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "run"
+    _wait(lambda: len([r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("kind") == "train"]) >= 2
+          or process.poll() is not None, "two logged steps")
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint is not None and (checkpoint / "trainer_state.pt").is_file()
+    done = subprocess.run(_cli(*args, "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    _assert_same_run(cli_straight, run_dir)
 
 
 def _stderr_lines(process: subprocess.Popen) -> list[str]:

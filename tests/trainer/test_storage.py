@@ -104,3 +104,15 @@ def test_apmpo_train_on_a_full_disk_exits_74_with_one_message(tmp_path, monkeypa
                            "the disk is full (ENOSPC") and "it needs about" in line and "resume from it with --resume" in line
     assert "Traceback" not in err
     assert os.path.isdir(tmp_path / "run" / "checkpoints" / "step-000002")
+
+
+def test_a_torn_or_corrupt_metrics_line_is_skipped_and_dropped_on_resume(tmp_path):
+    """A kill mid-append (before appends were all or nothing, or a copy of a live file) leaves a torn last line:
+    readers skip it, and --resume rewrites the log without it (and without the steps after the checkpoint)."""
+    from apmpo.trainer.tracking import MetricsWriter
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"kind": "train", "step": 1}\n{"kind": "tr\n{"kind": "train", "step": 2}\n{"kind": "train", "st')
+    assert [r["step"] for r in read_jsonl(log)] == [1, 2]
+    MetricsWriter(tmp_path, tensorboard=False, wandb=False, wandb_project="", config={}, run_name="r", resume_step=1)
+    assert log.read_text() == '{"kind": "train", "step": 1}\n'
