@@ -108,13 +108,14 @@ def storage_failure(exc: BaseException, path: str | os.PathLike, needed: int | N
     path = Path(path)
     code = _error_code(exc)
     free = _free_bytes(path)
+    said = f"{errno.errorcode.get(code, code)}: {exc}"
     if code not in STORAGE_ERRNOS:
         if needed is None or free is None or free >= needed:
             return None
-        code = errno.ENOSPC
+        code, said = errno.ENOSPC, f"{type(exc).__name__}: {exc}"  # the library did not say why; the free space does
     space = (f"it needs about {human_bytes(needed)}" if needed is not None else "") + \
         (f"{'; ' if needed is not None else ''}{human_bytes(free)} free on that file system" if free is not None else "")
-    message = f"{what} {path} failed: {STORAGE_ERRNOS[code]} ({errno.errorcode.get(code, code)}: {exc})"
+    message = f"{what} {path} failed: {STORAGE_ERRNOS[code]} ({said})"
     if space:
         message += f"; {space}"
     return StorageError(code, message + (f". {after}" if after else ""))
