@@ -195,7 +195,8 @@ def test_a_nan_loss_skips_the_update_in_training(tmp_path, monkeypatch):
     assert json.loads((two / "trainer_state.json").read_text())["nonfinite_streak"] == 1
 
 
-def test_a_nan_in_one_gradient_skips_the_update_in_training(tmp_path, monkeypatch):
+def _capture_model(monkeypatch) -> dict:
+    """{"model": the model ``train`` builds} once it is built (taken where the optimizer is made)."""
     captured = {}
     real_build = loop_module.build_optimizer
 
@@ -204,6 +205,11 @@ def test_a_nan_in_one_gradient_skips_the_update_in_training(tmp_path, monkeypatc
         return real_build(model, cfg)
 
     monkeypatch.setattr(loop_module, "build_optimizer", build)
+    return captured
+
+
+def test_a_nan_in_one_gradient_skips_the_update_in_training(tmp_path, monkeypatch):
+    captured = _capture_model(monkeypatch)
     calls = {"n": 0, "hook": None}
 
     def reward(completions, **columns):
@@ -227,14 +233,7 @@ def test_a_nan_in_one_gradient_skips_the_update_in_training(tmp_path, monkeypatc
 
 
 def test_a_nan_reward_is_refused_naming_the_function_and_the_row(tmp_path, monkeypatch):
-    captured = {}
-    real_build = loop_module.build_optimizer
-
-    def build(model, cfg):
-        captured["model"] = model
-        return real_build(model, cfg)
-
-    monkeypatch.setattr(loop_module, "build_optimizer", build)
+    captured = _capture_model(monkeypatch)
     calls = {"n": 0}
 
     def reward(completions, **columns):
