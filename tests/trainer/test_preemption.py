@@ -65,7 +65,7 @@ def straight(tmp_path_factory):
                  reward_functions={"digits": digit_fraction}).run_dir
 
 
-def _interrupted(tmp_path, monkeypatch, *, reward_call=None, loss_call=None, times=1, extra=()):
+def _interrupted(tmp_path, monkeypatch, *, reward_call=None, loss_call=None, times=1, extra=(), signum=signal.SIGTERM):
     """Train with a stop request installed, raising SIGTERM ``times`` times in the ``reward_call``-th call of the
     reward (call 1 is the evaluation at step 0, call k + 1 the scoring of step k) or in the ``loss_call``-th call of
     the objective (4 per step: 2 epochs x 2 mini-batches of one micro-batch)."""
@@ -75,7 +75,7 @@ def _interrupted(tmp_path, monkeypatch, *, reward_call=None, loss_call=None, tim
         calls[kind] += 1
         if calls[kind] == wanted:
             for _ in range(times):
-                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signum)
 
     def reward(completions, **columns):
         raise_at("reward", reward_call)
@@ -101,9 +101,11 @@ def _resume(tmp_path):
     return train(config, resume=True, reward_functions={"digits": digit_fraction})
 
 
-def test_a_signal_while_sampling_abandons_the_step_and_resume_is_bit_exact(tmp_path, monkeypatch, straight):
-    with pytest.raises(Preempted, match=r"stopped by SIGTERM after step 2 of 5; checkpoint .*step-000002"):
-        _interrupted(tmp_path, monkeypatch, reward_call=4)  # while scoring step 3
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_sampling_abandons_the_step_and_resume_is_bit_exact(tmp_path, monkeypatch, straight, signum):
+    name = signal.Signals(signum).name
+    with pytest.raises(Preempted, match=rf"stopped by {name} after step 2 of 5; checkpoint .*step-000002"):
+        _interrupted(tmp_path, monkeypatch, reward_call=4, signum=signum)  # while scoring step 3
     run_dir = tmp_path / "run"
     assert [c.name for c in list_checkpoints(run_dir)] == ["step-000002"]  # checkpoint.every = 0: written by the stop
     assert (latest_checkpoint(run_dir) / "trainer_state.pt").is_file()
