@@ -645,7 +645,7 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None], stop: 
         else:
             log(f"{head}: FAILED after {outcome['seconds']:.0f} s: {outcome['error']}")
 
-    if jobs == 1 or len(payloads) <= 1:
+    if jobs == 1 or len(payloads) <= 1 or stop.requested:
         for payload in payloads:
             if stop.requested:
                 break

@@ -157,3 +157,28 @@ def _children(pid: int) -> list[int]:
             return [int(x) for x in f.read().split()]
     except FileNotFoundError:
         return []
+
+
+def test_a_signal_during_the_warm_up_abandons_it_and_the_study_starts_it_again(tmp_path, monkeypatch):
+    from apmpo.eval import warmup as warmup_module
+    from apmpo.eval.study import load_study_config, run_study
+    from apmpo.preemption import Preempted, StopRequest
+
+    study = load_study_config(write_study(tmp_path, seeds=[0], arms={"grpo": ["algorithm.name=grpo"]}))
+    real = warmup_module.run_warmup
+    seen = []
+
+    def interrupted(*args, **kwargs):
+        seen.append("started")
+        signal.raise_signal(signal.SIGTERM)  # arrives while the warm-up trains
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(warmup_module, "run_warmup", interrupted)
+    with StopRequest(notice=None).installed() as stop, pytest.raises(Preempted, match="during the warm-up"):
+        run_study(study, report=False, log=lambda _: None, stop=stop)
+    assert seen == ["started"]
+    out = tmp_path / "out"
+    assert not (out / "warmup" / "model").exists() and not (out / "runs").exists()
+    monkeypatch.setattr(warmup_module, "run_warmup", real)
+    result = run_study(study, report=False, log=lambda _: None)
+    assert result.trained == ["grpo-seed0"] and not result.warmup.reused
