@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXIT_STORAGE",
     "STORAGE_ERRNOS",
     "StorageError",
     "append_text",
@@ -67,11 +68,11 @@ class StorageError(OSError):
 
 def human_bytes(count: float) -> str:
     """``1536`` -> ``"1.5 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
-    return f"{count:.1f} TiB"  # pragma: no cover - the loop always returns
+    return f"{count:.1f} TiB"
 
 
 def _error_code(exc: BaseException) -> int | None:
