@@ -43,8 +43,11 @@ __all__ = [
     "storage_failure",
 ]
 
-STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
-                  errno.EIO: "the device reported an I/O error"}
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EIO: "the device reported an I/O error",
+}
 """Write failures reported as :class:`StorageError`, with what each means."""
 EXIT_STORAGE = 74
 """Exit status of a command stopped by a :class:`StorageError` (EX_IOERR of sysexits.h)."""
@@ -94,8 +97,9 @@ def _free_bytes(path: Path) -> int | None:
     return None
 
 
-def storage_failure(exc: BaseException, path: str | os.PathLike, needed: int | None, *,
-                    what: str = "writing", after: str = "") -> StorageError | None:
+def storage_failure(
+    exc: BaseException, path: str | os.PathLike, needed: int | None, *, what: str = "writing", after: str = ""
+) -> StorageError | None:
     """The :class:`StorageError` to raise for ``exc``, a failed write of about ``needed`` bytes to ``path``; None if
     ``exc`` is not a storage failure.
 
@@ -114,8 +118,9 @@ def storage_failure(exc: BaseException, path: str | os.PathLike, needed: int | N
         if needed is None or free is None or free >= needed:
             return None
         code, said = errno.ENOSPC, f"{type(exc).__name__}: {exc}"  # the library did not say why; the free space does
-    space = (f"it needs about {human_bytes(needed)}" if needed is not None else "") + \
-        (f"{'; ' if needed is not None else ''}{human_bytes(free)} free on that file system" if free is not None else "")
+    space = (f"it needs about {human_bytes(needed)}" if needed is not None else "") + (
+        f"{'; ' if needed is not None else ''}{human_bytes(free)} free on that file system" if free is not None else ""
+    )
     message = f"{what} {path} failed: {STORAGE_ERRNOS[code]} ({said})"
     if space:
         message += f"; {space}"
@@ -172,7 +177,7 @@ def append_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> i
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if fsync:
                 os.fsync(fd)
         except BaseException as exc:
@@ -180,8 +185,9 @@ def append_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> i
                 os.ftruncate(fd, start)
             except OSError:  # pragma: no cover - truncating frees space, so it does not fail for lack of it
                 pass
-            failure = storage_failure(exc, path, len(data), what="appending to",
-                                      after="The lines written before are intact")
+            failure = storage_failure(
+                exc, path, len(data), what="appending to", after="The lines written before are intact"
+            )
             if failure is not None:
                 raise failure from exc
             raise
@@ -200,8 +206,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, write)
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2,
-                      default: Callable[[Any], Any] | None = None) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike, data: Any, *, indent: int = 2, default: Callable[[Any], Any] | None = None
+) -> Path:
     """Write ``data`` as indented JSON (non-ASCII kept, trailing newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False, default=default) + "\n")
 
@@ -209,5 +216,6 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2,
 def atomic_savefig(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     """``fig.savefig`` to ``path`` atomically (the format follows ``path``'s extension)."""
     path = Path(path)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None),
-                        suffix=path.suffix)
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None), suffix=path.suffix
+    )

@@ -70,8 +70,10 @@ class HardStop(BaseException):
         self.exit_code = 128 + signum
 
     def __str__(self) -> str:
-        return (f"stopped at once by a second {signal_name(self.signum)}: the work in progress is lost; "
-                "everything written before is intact")
+        return (
+            f"stopped at once by a second {signal_name(self.signum)}: the work in progress is lost; "
+            "everything written before is intact"
+        )
 
 
 class StepAbandoned(BaseException):
@@ -87,8 +89,11 @@ class StopRequest:
             in); None writes nothing.
     """
 
-    def __init__(self, signals: Sequence[int] = GRACEFUL_SIGNALS,
-                 notice: str | None = "{signal} received: stopping after the current step (send it again to stop at once)"):
+    def __init__(
+        self,
+        signals: Sequence[int] = GRACEFUL_SIGNALS,
+        notice: str | None = "{signal} received: stopping after the current step (send it again to stop at once)",
+    ):
         self.signals = tuple(signals)
         self.notice = notice
         self.signum: int | None = None

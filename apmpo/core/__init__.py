@@ -3,11 +3,26 @@
 No model, no I/O, no distributed code. Symbols follow ``spec/apmpo.md``.
 """
 
-from .adaptive import FSS_VARIANTS, P_SCHEDULES, adaptive_p, fac_clip_high, feedback_stability_score, normalize_reward_stats
+from .adaptive import (
+    FSS_VARIANTS,
+    P_SCHEDULES,
+    adaptive_p,
+    fac_clip_high,
+    feedback_stability_score,
+    normalize_reward_stats,
+)
 from .advantages import ADVANTAGE_NORMALIZATIONS, STAT_SCOPES, group_advantages, reward_statistics
 from .aggregation import AGGREGATIONS, aggregate_rows, aggregate_tokens, default_normalizer, masked_row_mean
 from .kl import KL_ESTIMATORS, kl_penalty, kl_per_token
-from .losses import LOSSES, REQUIRED, LossSpec, pessimistic_log_ratio, policy_loss, register_loss, resolve_hyperparameters
+from .losses import (
+    LOSSES,
+    REQUIRED,
+    LossSpec,
+    pessimistic_log_ratio,
+    policy_loss,
+    register_loss,
+    resolve_hyperparameters,
+)
 from .power_mean import GEOMETRIC_P, log_power_mean, power_mean
 
 __all__ = [

@@ -39,9 +39,7 @@ def check_rank(name: str, t: Any, rank: int) -> None:
 
 def check_same_shape(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     if t.shape != ref.shape:
-        raise ValueError(
-            f"{name}: shape {tuple(t.shape)} does not match {ref_name}'s shape {tuple(ref.shape)}"
-        )
+        raise ValueError(f"{name}: shape {tuple(t.shape)} does not match {ref_name}'s shape {tuple(ref.shape)}")
 
 
 def check_mask(name: str, mask: torch.Tensor) -> torch.Tensor:

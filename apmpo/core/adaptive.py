@@ -74,8 +74,10 @@ def normalize_reward_stats(
     try:
         check_range("reward_mean", reward_mean, lo - tol, hi + tol)
     except ValueError as e:
-        hint = "" if reward_range is not None else (
-            " (the adaptive exponent needs rewards in [0, 1]; declare reward_range=(lo, hi) to rescale)"
+        hint = (
+            ""
+            if reward_range is not None
+            else (" (the adaptive exponent needs rewards in [0, 1]; declare reward_range=(lo, hi) to rescale)")
         )
         raise ValueError(f"{e}{hint}") from None
     check_range("reward_std", reward_std, 0.0)

@@ -40,7 +40,7 @@ def _grouped(rewards: torch.Tensor, group_size: int, name: str = "rewards") -> t
             "(expected B prompts x G responses, each group contiguous)"
         )
     check_finite_where(name, rewards)
-    return rewards.reshape(-1, group_size)                           # [B, G]
+    return rewards.reshape(-1, group_size)  # [B, G]
 
 
 def _std(x: torch.Tensor, dim: int | None, unbiased: bool) -> torch.Tensor:
@@ -76,17 +76,17 @@ def group_advantages(
     if not delta > 0:
         raise ValueError(f"delta: must be > 0, got {delta}")
     dtype = torch.float64 if rewards.dtype == torch.float64 else torch.float32
-    grouped = _grouped(rewards.detach(), group_size).to(dtype)       # [B, G]
-    centred = grouped - grouped.mean(dim=1, keepdim=True)            # [B, G]
+    grouped = _grouped(rewards.detach(), group_size).to(dtype)  # [B, G]
+    centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B, G]
     if normalize == "group":
-        adv = centred / (_std(grouped, 1, unbiased) + delta)         # [B, G]
+        adv = centred / (_std(grouped, 1, unbiased) + delta)  # [B, G]
     elif normalize == "batch":
         adv = centred / (_std(grouped, None, unbiased) + delta)
     else:
         adv = centred
     constant = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)  # [B, 1]
     adv = torch.where(constant, torch.zeros_like(adv), adv)
-    return adv.reshape(-1)                                           # [N]
+    return adv.reshape(-1)  # [N]
 
 
 def reward_statistics(
@@ -116,7 +116,7 @@ def reward_statistics(
         return r.mean(), _std(r, None, unbiased)
     if group_size is None:
         raise ValueError("group_size: required for scope 'group'")
-    grouped = _grouped(rewards.detach(), group_size).to(dtype)       # [B, G]
-    mean = grouped.mean(dim=1, keepdim=True).expand_as(grouped)      # [B, G]
-    std = _std(grouped, 1, unbiased).expand_as(grouped)              # [B, G]
-    return mean.reshape(-1), std.reshape(-1)                         # [N], [N]
+    grouped = _grouped(rewards.detach(), group_size).to(dtype)  # [B, G]
+    mean = grouped.mean(dim=1, keepdim=True).expand_as(grouped)  # [B, G]
+    std = _std(grouped, 1, unbiased).expand_as(grouped)  # [B, G]
+    return mean.reshape(-1), std.reshape(-1)  # [N], [N]

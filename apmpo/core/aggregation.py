@@ -25,7 +25,7 @@ AGGREGATIONS = ("response", "token")
 
 def masked_row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[N, T] -> [N]: mean over the valid tokens of each row (0 for a row with none)."""
-    counts = mask.sum(-1)                                            # [N]
+    counts = mask.sum(-1)  # [N]
     total = torch.where(mask, values, torch.zeros((), dtype=values.dtype)).sum(-1)  # [N]
     return total / counts.clamp(min=1).to(values.dtype)
 
@@ -51,12 +51,14 @@ def _divisor(normalizer: float | None, mask: torch.Tensor, aggregation: str) -> 
 
 def aggregate_rows(row_values: torch.Tensor, mask: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:
     """Response-level aggregation: sum of [N] per-response values over rows with a token, / divisor."""
-    has_tokens = mask.any(-1)                                        # [N]
+    has_tokens = mask.any(-1)  # [N]
     total = torch.where(has_tokens, row_values, torch.zeros((), dtype=row_values.dtype)).sum()
     return total / _divisor(normalizer, mask, "response")
 
 
-def aggregate_tokens(values: torch.Tensor, mask: torch.Tensor, aggregation: str, normalizer: float | None = None) -> torch.Tensor:
+def aggregate_tokens(
+    values: torch.Tensor, mask: torch.Tensor, aggregation: str, normalizer: float | None = None
+) -> torch.Tensor:
     """Aggregate [N, T] token values: token-mean per response then ``aggregate_rows`` ("response"),
     or the sum over all valid tokens / divisor ("token")."""
     if aggregation == "response":

@@ -80,7 +80,7 @@ def kl_penalty(
     check_finite_where("ref_log_probs", ref_log_probs.detach(), mask_b)
     dtype = compute_dtype(log_probs, ref_log_probs)
     zero = torch.zeros((), dtype=dtype, device=log_probs.device)
-    lp = torch.where(mask_b, log_probs.to(dtype), zero)               # [N, T] pads -> 0
+    lp = torch.where(mask_b, log_probs.to(dtype), zero)  # [N, T] pads -> 0
     ref = torch.where(mask_b, ref_log_probs.detach().to(dtype), zero)
     kl = aggregate_tokens(kl_per_token(lp, ref, estimator), mask_b, aggregation, normalizer)
     return kl, {"kl": float(kl.detach())}

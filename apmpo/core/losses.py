@@ -48,7 +48,14 @@ from ._checks import (
     compute_dtype,
     to_float,
 )
-from .adaptive import FSS_VARIANTS, P_SCHEDULES, adaptive_p, fac_clip_high, feedback_stability_score, normalize_reward_stats
+from .adaptive import (
+    FSS_VARIANTS,
+    P_SCHEDULES,
+    adaptive_p,
+    fac_clip_high,
+    feedback_stability_score,
+    normalize_reward_stats,
+)
 from .aggregation import aggregate_rows, aggregate_tokens, masked_row_mean
 from .power_mean import log_power_mean
 
@@ -108,11 +115,11 @@ def pessimistic_log_ratio(
     low, high = _as_column(log_low, log_ratio), _as_column(log_high, log_ratio)
     if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor):  # clamp takes two numbers or two tensors
         low, high = (torch.as_tensor(b, dtype=log_ratio.dtype, device=log_ratio.device) for b in (low, high))
-    clipped = torch.clamp(log_ratio, low, high)                      # [N, T] log rho
-    positive = (advantages > 0)[:, None]                             # [N, 1]
+    clipped = torch.clamp(log_ratio, low, high)  # [N, T] log rho
+    positive = (advantages > 0)[:, None]  # [N, 1]
     negative = (advantages < 0)[:, None]
     log_x = torch.where(positive, torch.minimum(log_ratio, clipped), torch.maximum(log_ratio, clipped))
-    hit_high = positive & (log_ratio > high)                         # [N, T]
+    hit_high = positive & (log_ratio > high)  # [N, T]
     hit_low = negative & (log_ratio < low)
     return log_x, hit_high, hit_low
 
@@ -139,19 +146,23 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1).to(values.dtype)
 
 
-def _token_metrics(log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor) -> Metrics:
+def _token_metrics(
+    log_ratio: torch.Tensor, mask: torch.Tensor, hit_high: torch.Tensor, hit_low: torch.Tensor
+) -> Metrics:
     """Clip fractions (over valid tokens), mean ratio and the k3 estimate of KL(old || new).
 
     One device-to-host transfer for all four numbers.
     """
     lr = log_ratio.detach()
     ratio = torch.exp(lr)
-    values = torch.stack([
-        _masked_mean(hit_high.to(lr.dtype), mask),
-        _masked_mean(hit_low.to(lr.dtype), mask),
-        _masked_mean(ratio, mask),
-        _masked_mean(ratio - 1.0 - lr, mask),
-    ]).tolist()
+    values = torch.stack(
+        [
+            _masked_mean(hit_high.to(lr.dtype), mask),
+            _masked_mean(hit_low.to(lr.dtype), mask),
+            _masked_mean(ratio, mask),
+            _masked_mean(ratio - 1.0 - lr, mask),
+        ]
+    ).tolist()
     return dict(zip(("clip_frac_high", "clip_frac_low", "ratio_mean", "approx_kl"), values))
 
 
@@ -166,7 +177,7 @@ def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_
     """GRPO: token clipped surrogate, token mean per response, mean over responses."""
     log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)    # [N]
+    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
     metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
     metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
@@ -247,7 +258,9 @@ def _stats_for_rows(reward_mean, reward_std, log_ratio):
     for name, value in (("reward_mean", reward_mean), ("reward_std", reward_std)):
         if isinstance(value, torch.Tensor) and value.numel() > 1:
             if value.shape != (log_ratio.shape[0],):
-                raise ValueError(f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}")
+                raise ValueError(
+                    f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}"
+                )
             check_finite_where(name, value)
             out.append(value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype))
         else:
@@ -259,7 +272,7 @@ def dapo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_
     """DAPO: clip-higher token surrogate, summed over all tokens / number of tokens."""
     log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    token_j = advantages[:, None] * torch.exp(log_x)                 # [N, T]
+    token_j = advantages[:, None] * torch.exp(log_x)  # [N, T]
     loss = -aggregate_tokens(token_j, mask, "token", normalizer)
     metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
     metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
@@ -281,11 +294,11 @@ def gmpo_loss(log_ratio, advantages, mask, *, normalizer=None, clip_log_low=0.4,
 def gspo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=3e-4, eps_high=4e-4):
     """GSPO: sequence ratio exp(token-mean log r), PPO surrogate with a very narrow clip."""
     log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
-    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]        # [N, 1]
+    seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]  # [N, 1]
     log_s, hit_high, hit_low = pessimistic_log_ratio(seq_log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * torch.exp(log_s[:, 0])                     # [N]
+    j_rows = advantages * torch.exp(log_s[:, 0])  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
-    has_tokens = mask.any(-1)[:, None]                               # [N, 1]
+    has_tokens = mask.any(-1)[:, None]  # [N, 1]
     metrics = _token_metrics(log_ratio, mask, torch.zeros_like(mask), torch.zeros_like(mask))
     metrics.update(
         clip_frac_high=float(_masked_mean(hit_high.to(log_ratio.dtype), has_tokens)),
@@ -319,7 +332,9 @@ def _defaults(fn: LossFn) -> dict[str, Any]:
 
 
 for _spec in (
-    LossSpec("apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"),
+    LossSpec(
+        "apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"
+    ),
     LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
     LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),
     LossSpec("dapo", dapo_loss, "token", _defaults(dapo_loss), False, "clip-higher, token-level aggregation"),
@@ -402,6 +417,6 @@ def prepare_inputs(
     check_finite_where("old_log_probs", old_log_probs.detach(), mask_b)
     check_finite_where("advantages", advantages.detach())
     dtype = compute_dtype(log_probs, old_log_probs)
-    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)      # [N, T]
+    diff = log_probs.to(dtype) - old_log_probs.detach().to(dtype)  # [N, T]
     log_ratio = torch.where(mask_b, diff, torch.zeros((), dtype=dtype, device=diff.device))
     return log_ratio, advantages.detach().to(dtype), mask_b

@@ -40,22 +40,22 @@ def log_power_mean(log_x: torch.Tensor, mask: torch.Tensor, p: float | torch.Ten
         [N] log power means; 0 for rows without a valid token.
     """
     mask = mask.bool()
-    counts = mask.sum(dim=-1)                                        # [N]
+    counts = mask.sum(dim=-1)  # [N]
     safe = torch.where(mask, log_x, torch.zeros((), dtype=log_x.dtype))  # [N, T] pads -> 0
     y_max = torch.where(mask, safe, torch.full((), -torch.inf, dtype=log_x.dtype)).amax(dim=-1)
     y_max = torch.where(counts > 0, y_max, torch.zeros_like(y_max)).detach()  # [N]; shift carries no gradient
     shifted = torch.where(mask, safe - y_max[:, None], torch.zeros((), dtype=log_x.dtype))  # [N, T] <= 0
-    denom = counts.clamp(min=1).to(log_x.dtype)                      # [N]
+    denom = counts.clamp(min=1).to(log_x.dtype)  # [N]
 
     p_t = torch.as_tensor(p, dtype=log_x.dtype, device=log_x.device)
-    p_row = p_t.expand(log_x.shape[0]) if p_t.dim() == 0 else p_t   # [N]
-    geometric = p_row < GEOMETRIC_P                                   # [N]
-    p_safe = torch.where(geometric, torch.ones_like(p_row), p_row)   # [N], avoids 0-division
+    p_row = p_t.expand(log_x.shape[0]) if p_t.dim() == 0 else p_t  # [N]
+    geometric = p_row < GEOMETRIC_P  # [N]
+    p_safe = torch.where(geometric, torch.ones_like(p_row), p_row)  # [N], avoids 0-division
 
     mean_expm1 = (torch.expm1(p_safe[:, None] * shifted) * mask).sum(-1) / denom  # [N] in (-1, 0]
-    power_term = torch.log1p(mean_expm1) / p_safe                   # [N]
-    geo_term = shifted.sum(-1) / denom                               # [N] mean_t(y_t - y_max)
-    out = y_max + torch.where(geometric, geo_term, power_term)       # [N]
+    power_term = torch.log1p(mean_expm1) / p_safe  # [N]
+    geo_term = shifted.sum(-1) / denom  # [N] mean_t(y_t - y_max)
+    out = y_max + torch.where(geometric, geo_term, power_term)  # [N]
     return torch.where(counts > 0, out, torch.zeros_like(out))
 
 

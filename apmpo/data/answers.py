@@ -104,9 +104,7 @@ def normalize_answer(value: object) -> str:
         raise AnswerError("the answer is null")
     if hasattr(value, "item") and not isinstance(value, (str, bytes)) and getattr(value, "shape", None) == ():
         value = value.item()  # numpy / torch scalar
-    if isinstance(value, (list, tuple)) or (
-        isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-    ):
+    if isinstance(value, (list, tuple)) or (isinstance(value, Sequence) and not isinstance(value, (str, bytes))):
         items = list(value)
         if not items:
             raise AnswerError("the answer is an empty list")

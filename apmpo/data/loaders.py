@@ -99,9 +99,7 @@ class ExampleSet(Sequence):
 
     def skip_reasons(self) -> dict[str, int]:
         """Counts of skipped rows by ``"field: reason"`` (most frequent first)."""
-        counts = Counter(
-            f"{row.field}: {row.reason}" if row.field else row.reason for row in self.skipped_rows
-        )
+        counts = Counter(f"{row.field}: {row.reason}" if row.field else row.reason for row in self.skipped_rows)
         return dict(counts.most_common())
 
     @property
@@ -114,10 +112,7 @@ class ExampleSet(Sequence):
 
     def summary(self) -> str:
         """One line: counts, source columns and skip reasons."""
-        text = (
-            f"{self.path}: {len(self)} examples (prompt <- {self.prompt_column!r}, "
-            f"answer <- {self.answer_source!r})"
-        )
+        text = f"{self.path}: {len(self)} examples (prompt <- {self.prompt_column!r}, answer <- {self.answer_source!r})"
         if self.skipped:
             reasons = "; ".join(f"{r} x{n}" for r, n in self.skip_reasons().items())
             text += f", {self.skipped} rows skipped ({reasons})"
@@ -128,9 +123,7 @@ class ExampleSet(Sequence):
         import datasets
 
         columns = self.columns
-        return datasets.Dataset.from_dict(
-            {name: [example.get(name) for example in self.examples] for name in columns}
-        )
+        return datasets.Dataset.from_dict({name: [example.get(name) for example in self.examples] for name in columns})
 
 
 class _RowError(Exception):
@@ -195,9 +188,7 @@ def _read_json(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
         if exc.msg == "Extra data":  # JSON lines saved with a .json suffix
             yield from _read_jsonl(path)
             return
-        raise ValueError(
-            f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-        ) from None
+        raise ValueError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     for index, row in enumerate(_json_records(data, path), start=1):
         where = f"row {index}"
         if isinstance(row, dict):
@@ -335,9 +326,7 @@ def _resolve_mapping(
     if keep is not None:
         for out, source in keep.items():
             if out in ("prompt", "answer"):
-                raise ValueError(
-                    f"columns: {out!r} is reserved; use prompt_column/answer_column to choose its source"
-                )
+                raise ValueError(f"columns: {out!r} is reserved; use prompt_column/answer_column to choose its source")
             require(source, f"columns[{out!r}]")
     return _Mapping(prompt=prompt, answer=answer, boxed=boxed, keep=keep)
 
@@ -444,8 +433,7 @@ def load_examples(
     suffix = path.suffix.lower()
     if suffix not in _READERS:
         raise ValueError(
-            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -472,9 +460,7 @@ def load_examples(
                 raise row
             if mapping is None:
                 try:
-                    mapping = _resolve_mapping(
-                        list(row), prompt_column, answer_column, answer_from_solution, columns
-                    )
+                    mapping = _resolve_mapping(list(row), prompt_column, answer_column, answer_from_solution, columns)
                 except _RowError as exc:
                     fail(where, exc, skippable=False)  # a mapping that does not fit is never skipped
             examples.append(_convert_row(row, mapping, answer_marker))

@@ -36,6 +36,7 @@ __all__ = [
     "uses_chat_template",
 ]
 
+
 @dataclass
 class PromptFormat:
     """How examples become prompts (the data section of a trainer or eval config)."""
@@ -96,8 +97,7 @@ def format_template(template: str, example: Mapping[str, Any], *, where: str = "
     missing = [name for name in names if name not in example]
     if missing:
         raise ValueError(
-            f"{where}: template field {{{missing[0]}}} has no value; "
-            f"available columns: {', '.join(map(str, example))}"
+            f"{where}: template field {{{missing[0]}}} has no value; available columns: {', '.join(map(str, example))}"
         )
     return template.format_map({name: example[name] for name in names})
 

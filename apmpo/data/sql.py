@@ -153,8 +153,7 @@ def check_sqlite_file(path: str | os.PathLike) -> Path:
         raise ValueError(f"{path}: is empty, not a SQLite database")
     if head != SQLITE_HEADER:
         raise ValueError(
-            f"{path}: is not a SQLite database (it starts with {head!r}, "
-            f"a SQLite file starts with {SQLITE_HEADER!r})"
+            f"{path}: is not a SQLite database (it starts with {head!r}, a SQLite file starts with {SQLITE_HEADER!r})"
         )
     return path
 
@@ -197,8 +196,7 @@ def _sample_rows_block(connection: sqlite3.Connection, table: str, n: int, max_c
     # Values are cut in SQL so a huge text or blob never reaches Python whole.
     limit = max_chars + 1
     selected = ", ".join(
-        f"CASE WHEN typeof({c}) IN ('text', 'blob') AND length({c}) > {limit} "
-        f"THEN substr({c}, 1, {limit}) ELSE {c} END"
+        f"CASE WHEN typeof({c}) IN ('text', 'blob') AND length({c}) > {limit} THEN substr({c}, 1, {limit}) ELSE {c} END"
         for c in map(_quote_identifier, columns)
     )
     rows = connection.execute(f"SELECT {selected} FROM {quoted} LIMIT ?", (n,)).fetchall()
@@ -220,7 +218,9 @@ def _create_statement(connection: sqlite3.Connection, kind: str, name: str, sql:
 def _compact_line(connection: sqlite3.Connection, kind: str, name: str, sql: str) -> str:
     """``table(col, fk_col -> other.col, ...)``; views are prefixed with "view "."""
     quoted = _quote_identifier(name)
-    references = {row[3]: f"{row[2]}.{row[4] or '?'}" for row in connection.execute(f"PRAGMA foreign_key_list({quoted})")}
+    references = {
+        row[3]: f"{row[2]}.{row[4] or '?'}" for row in connection.execute(f"PRAGMA foreign_key_list({quoted})")
+    }
     columns = [row[1] for row in connection.execute(f"PRAGMA table_info({quoted})")]
     parts = [f"{c} -> {references[c]}" if c in references else c for c in columns]
     return f"{'view ' if kind == 'view' else ''}{name}({', '.join(parts)})"
@@ -374,8 +374,11 @@ def _read_rows(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
                 except json.JSONDecodeError as exc:
                     yield where, _RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
                     continue
-                yield where, row if isinstance(row, dict) else _RowError(
-                    None, f"expected a JSON object, got {type(row).__name__}"
+                yield (
+                    where,
+                    row
+                    if isinstance(row, dict)
+                    else _RowError(None, f"expected a JSON object, got {type(row).__name__}"),
                 )
         return
     try:
@@ -387,8 +390,9 @@ def _read_rows(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON array of question objects, got a JSON {type(data).__name__}")
     for index, row in enumerate(data, start=1):
-        yield f"row {index}", row if isinstance(row, dict) else _RowError(
-            None, f"expected a JSON object, got {type(row).__name__}"
+        yield (
+            f"row {index}",
+            row if isinstance(row, dict) else _RowError(None, f"expected a JSON object, got {type(row).__name__}"),
         )
 
 
@@ -624,17 +628,19 @@ def make_sql_task(
         raise ValueError(f"n must be a positive integer or None, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    examples = list(load_sql_examples(
-        SQLBENCH_ROOT if root is None else root,
-        split="train" if split == "train" else "dev",
-        db_root=db_root,
-        layout=layout,
-        sample_rows=sample_rows,
-        schema_style=schema_style,
-        use_evidence=use_evidence,
-        instruction=instruction,
-        on_bad_row=on_bad_row,
-    ))
+    examples = list(
+        load_sql_examples(
+            SQLBENCH_ROOT if root is None else root,
+            split="train" if split == "train" else "dev",
+            db_root=db_root,
+            layout=layout,
+            sample_rows=sample_rows,
+            schema_style=schema_style,
+            use_evidence=use_evidence,
+            instruction=instruction,
+            on_bad_row=on_bad_row,
+        )
+    )
     if n is None or n >= len(examples):
         return examples
     chosen = sorted(random.Random(f"apmpo|sql|{split}|{seed}").sample(range(len(examples)), n))
@@ -711,7 +717,9 @@ def read_predictions(path: str | os.PathLike) -> list[str]:
                 if name in row:
                     value = row[name]
                     if not isinstance(value, str):
-                        raise ValueError(f"{path}: {where}, field {name!r}: expected a string, got {type(value).__name__}")
+                        raise ValueError(
+                            f"{path}: {where}, field {name!r}: expected a string, got {type(value).__name__}"
+                        )
                     predictions.append(value)
                     break
             else:
@@ -719,7 +727,9 @@ def read_predictions(path: str | os.PathLike) -> list[str]:
                     f"{path}: {where}: no 'prediction', 'completion' or 'sql' field (has {', '.join(row) or 'none'})"
                 )
         return predictions
-    raise ValueError(f"{path}: unsupported predictions file {suffix or '(no suffix)'!r}; use .txt, .sql, .json or .jsonl")
+    raise ValueError(
+        f"{path}: unsupported predictions file {suffix or '(no suffix)'!r}; use .txt, .sql, .json or .jsonl"
+    )
 
 
 @dataclass
@@ -742,10 +752,7 @@ class SqlEvalResult:
     def summary(self) -> str:
         """One line: accuracy, count, comparison."""
         correct = int(round(sum(self.scores)))
-        return (
-            f"execution accuracy {self.accuracy:.4f} ({correct}/{self.num_examples}, "
-            f"{self.comparison} comparison)"
-        )
+        return f"execution accuracy {self.accuracy:.4f} ({correct}/{self.num_examples}, {self.comparison} comparison)"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without the per-question lists)."""
@@ -783,7 +790,9 @@ def evaluate_sql(
     for index, example in enumerate(examples, start=1):
         for name in ("gold_sql", "db_path"):
             if not isinstance(example.get(name), str):
-                raise ValueError(f"example {index}: field {name!r} missing or not a string (load with load_sql_examples)")
+                raise ValueError(
+                    f"example {index}: field {name!r} missing or not a string (load with load_sql_examples)"
+                )
     scores, reasons = _score_with_reward(
         list(predictions),
         [example["gold_sql"] for example in examples],
@@ -883,22 +892,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("eval", help="execution accuracy of a predictions file (or --gold: a folder check)")
-    export = commands.add_parser("export", help="write a split's examples (prompt, gold_sql, db_path, ...) as JSON lines")
+    export = commands.add_parser(
+        "export", help="write a split's examples (prompt, gold_sql, db_path, ...) as JSON lines"
+    )
     for sub in (evaluate, export):
-        sub.add_argument("--data", default=str(SQLBENCH_ROOT),
-                         help="a Spider/BIRD folder or a questions file (default: the shipped sqlbench)")
+        sub.add_argument(
+            "--data",
+            default=str(SQLBENCH_ROOT),
+            help="a Spider/BIRD folder or a questions file (default: the shipped sqlbench)",
+        )
         sub.add_argument("--split", default="dev", help="train, dev or test (with --data a folder; default dev)")
         sub.add_argument("--db-root", default=None, help="folder holding <db_id>/<db_id>.sqlite (default: detected)")
-    evaluate.add_argument("--predictions", default=None,
-                          help="predictions file: .txt/.sql (one query per line), BIRD .json, or .jsonl")
+    evaluate.add_argument(
+        "--predictions", default=None, help="predictions file: .txt/.sql (one query per line), BIRD .json, or .jsonl"
+    )
     evaluate.add_argument("--gold", action="store_true", help="score the gold queries against themselves")
     evaluate.add_argument("--comparison", default="multiset", help="multiset (Spider, default) or set (BIRD)")
     evaluate.add_argument("--query-timeout", type=float, default=5.0, help="seconds per query (default 5)")
     evaluate.add_argument("--output", default=None, help="write the per-question scores and reasons to this JSON file")
     export.add_argument("--out", required=True, help="the JSON lines file to write")
     export.add_argument("--sample-rows", type=int, default=0, help="example rows per table in the prompt (default 0)")
-    export.add_argument("--schema-style", default="create", choices=list(SCHEMA_STYLES),
-                        help="create (CREATE statements, default) or compact (one line per table)")
+    export.add_argument(
+        "--schema-style",
+        default="create",
+        choices=list(SCHEMA_STYLES),
+        help="create (CREATE statements, default) or compact (one line per table)",
+    )
     export.add_argument("--no-evidence", action="store_true", help="leave BIRD's evidence out of the prompt")
     export.add_argument("--instruction", default=SQL_INSTRUCTION, help="answer-format sentence closing the prompt")
     args = parser.parse_args(argv)
@@ -907,14 +926,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "export":
             examples = export_sql_examples(
-                args.data, args.out, split=args.split, db_root=args.db_root, sample_rows=args.sample_rows,
-                schema_style=args.schema_style, use_evidence=not args.no_evidence, instruction=args.instruction,
+                args.data,
+                args.out,
+                split=args.split,
+                db_root=args.db_root,
+                sample_rows=args.sample_rows,
+                schema_style=args.schema_style,
+                use_evidence=not args.no_evidence,
+                instruction=args.instruction,
             )
             print(f"wrote {args.out}: {examples.summary()}")
             return 0
         result = evaluate_sql_predictions(
-            args.data, None if args.gold else args.predictions, split=args.split, db_root=args.db_root,
-            comparison=args.comparison, query_timeout_s=args.query_timeout,
+            args.data,
+            None if args.gold else args.predictions,
+            split=args.split,
+            db_root=args.db_root,
+            comparison=args.comparison,
+            query_timeout_s=args.query_timeout,
         )
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -198,6 +198,7 @@ def _template(template: str | None, instruction: str) -> str:
 
 # ---------------------------------------------------------------------------- tasks
 
+
 def make_arithmetic(
     split: str,
     n: int,
@@ -245,8 +246,14 @@ def make_arithmetic(
         return f"{a} {op} {b}", evaluate_expression([a, b], [op])
 
     return _sample(
-        "arithmetic", split, n, seed, draw,
-        template=_template(template, instruction), eval_fraction=eval_fraction, unique=unique,
+        "arithmetic",
+        split,
+        n,
+        seed,
+        draw,
+        template=_template(template, instruction),
+        eval_fraction=eval_fraction,
+        unique=unique,
     )
 
 
@@ -308,8 +315,14 @@ def make_multistep(
                 return " ".join(words), value
 
     return _sample(
-        "multistep", split, n, seed, draw,
-        template=_template(template, instruction), eval_fraction=eval_fraction, unique=unique,
+        "multistep",
+        split,
+        n,
+        seed,
+        draw,
+        template=_template(template, instruction),
+        eval_fraction=eval_fraction,
+        unique=unique,
     )
 
 
@@ -351,7 +364,5 @@ def make_task_examples(name: str, split: str, n: int, seed: int = 0, **options: 
     spec = get_task(name)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        raise ValueError(
-            f"task {name!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(spec.options)}"
-        )
+        raise ValueError(f"task {name!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(spec.options)}")
     return spec.make(split, n, seed, **options)

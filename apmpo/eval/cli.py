@@ -47,37 +47,69 @@ examples:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("model and data")
-    what.add_argument("--model", required=True, help="model: a local HF directory, a .gguf file, "
-                      "'smollm2-135m-instruct' or 'tiny[:overrides]' (see apmpo.models)")
-    what.add_argument("--data", action="append", default=[], metavar="PATH[:NAME]",
-                      help="a benchmark file (.jsonl/.json/.parquet/.csv), optionally named; repeatable")
-    what.add_argument("--suite", metavar="FILE|NAME",
-                      help="a suite YAML listing benchmarks, or a packaged one ('math': eval_math_suite.yaml)")
+    what.add_argument(
+        "--model",
+        required=True,
+        help="model: a local HF directory, a .gguf file, "
+        "'smollm2-135m-instruct' or 'tiny[:overrides]' (see apmpo.models)",
+    )
+    what.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="PATH[:NAME]",
+        help="a benchmark file (.jsonl/.json/.parquet/.csv), optionally named; repeatable",
+    )
+    what.add_argument(
+        "--suite",
+        metavar="FILE|NAME",
+        help="a suite YAML listing benchmarks, or a packaged one ('math': eval_math_suite.yaml)",
+    )
     what.add_argument("--data-root", metavar="DIR", help="folder the suite's relative paths resolve against")
     what.add_argument("--benchmarks", metavar="NAME,...", help="evaluate only these benchmarks of the suite")
     what.add_argument("--prompt-column", help="column holding the problem in the --data files (default: detected)")
-    what.add_argument("--answer-column", help="column holding the reference answer in the --data files (default: detected)")
-    what.add_argument("--answer-from-solution", metavar="COLUMN",
-                      help="take the reference answer from the last \\boxed{} of this column of the --data files")
+    what.add_argument(
+        "--answer-column", help="column holding the reference answer in the --data files (default: detected)"
+    )
+    what.add_argument(
+        "--answer-from-solution",
+        metavar="COLUMN",
+        help="take the reference answer from the last \\boxed{} of this column of the --data files",
+    )
     what.add_argument("--limit", type=int, help="only the first N examples of each benchmark")
 
     images = parser.add_argument_group("images (vision-language models)")
-    images.add_argument("--image-column", help="column holding each example's image(s): paths, bytes or "
-                        "{bytes, path} (default: detected: images, image, image_path, ...)")
-    images.add_argument("--image-root", metavar="DIR", help="folder relative image paths are resolved against "
-                        "(default: the data file's folder)")
-    images.add_argument("--min-pixels", type=int, help="image processor's smallest image in pixels (Qwen2-VL: min_pixels)")
-    images.add_argument("--max-pixels", type=int, help="image processor's largest image in pixels (Qwen2-VL: max_pixels)")
+    images.add_argument(
+        "--image-column",
+        help="column holding each example's image(s): paths, bytes or "
+        "{bytes, path} (default: detected: images, image, image_path, ...)",
+    )
+    images.add_argument(
+        "--image-root",
+        metavar="DIR",
+        help="folder relative image paths are resolved against (default: the data file's folder)",
+    )
+    images.add_argument(
+        "--min-pixels", type=int, help="image processor's smallest image in pixels (Qwen2-VL: min_pixels)"
+    )
+    images.add_argument(
+        "--max-pixels", type=int, help="image processor's largest image in pixels (Qwen2-VL: max_pixels)"
+    )
 
     prompt = parser.add_argument_group("prompt and scoring")
-    prompt.add_argument("--template", help="prompt template, str.format fields naming columns "
-                        "(default: the suite's, else '{prompt}')")
+    prompt.add_argument(
+        "--template", help="prompt template, str.format fields naming columns (default: the suite's, else '{prompt}')"
+    )
     prompt.add_argument("--system-prompt", help="system prompt (default: the suite's, else none)")
-    prompt.add_argument("--chat-template", choices=("auto", "on", "off"),
-                        help="apply the tokenizer's chat template (default: the suite's, else auto)")
+    prompt.add_argument(
+        "--chat-template",
+        choices=("auto", "on", "off"),
+        help="apply the tokenizer's chat template (default: the suite's, else auto)",
+    )
     prompt.add_argument("--reward", help="reward name from apmpo.rewards (default: the suite's, else math_accuracy)")
-    prompt.add_argument("--correct-threshold", type=float,
-                        help="a sample is correct when its score is >= this (default 1.0)")
+    prompt.add_argument(
+        "--correct-threshold", type=float, help="a sample is correct when its score is >= this (default 1.0)"
+    )
 
     gen = parser.add_argument_group("sampling and metrics")
     gen.add_argument("--n", type=int, help="samples per example (default 1)")
@@ -92,12 +124,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--seed", type=int, help="base seed of the per-batch sampling seeds (default 0)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, metavar="DIR",
-                     help="output directory: records.jsonl, summary.json, run.json (an existing one is resumed)")
+    run.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory: records.jsonl, summary.json, run.json (an existing one is resumed)",
+    )
     run.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     run.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16, float16 (default float32)")
-    run.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); "
-                     "on a shared or busy machine 1 can be many times faster than oversubscribed threads")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's choice); "
+        "on a shared or busy machine 1 can be many times faster than oversubscribed threads",
+    )
     run.add_argument("--trust-remote-code", action="store_true", help="allow custom model code in HF directories")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -106,7 +146,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The ``eval`` argument parser (a new one, or ``parser`` filled in)."""
     if parser is None:
         parser = argparse.ArgumentParser(
-            prog="apmpo eval", description=_DESCRIPTION, epilog=_EPILOG,
+            prog="apmpo eval",
+            description=_DESCRIPTION,
+            epilog=_EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     _add_arguments(parser)
@@ -116,8 +158,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to the ``apmpo`` CLI (its handler is ``args.func(args)``)."""
     parser = subparsers.add_parser(
-        "eval", help="Pass@k / maj@k evaluation on benchmark files", description=_DESCRIPTION,
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "eval",
+        help="Pass@k / maj@k evaluation on benchmark files",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build_parser(parser)
     parser.set_defaults(func=run, handler=run)
@@ -132,9 +177,15 @@ def _settings(args, suite_defaults: dict):
     from apmpo.eval.harness import EvalSettings
 
     flags = {
-        "n": args.n, "k": args.k, "maj_k": args.maj_k, "temperature": args.temperature,
-        "top_p": args.top_p, "top_k": args.top_k, "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size, "seed": args.seed,
+        "n": args.n,
+        "k": args.k,
+        "maj_k": args.maj_k,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
     }
     values = {name: value for name, value in suite_defaults.items()}
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -174,9 +225,7 @@ def _benchmarks(args):
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise _UsageError(
-            f"two benchmarks are named {', '.join(duplicates)}; name them apart with --data PATH:NAME"
-        )
+        raise _UsageError(f"two benchmarks are named {', '.join(duplicates)}; name them apart with --data PATH:NAME")
     return specs, suite
 
 
@@ -186,7 +235,9 @@ def _load(args, specs, suite, settings):
     chat = {"on": True, "off": False, "auto": "auto", None: None}[args.chat_template]
     defaults = {
         "template": args.template or (suite.template if suite else "{prompt}"),
-        "system_prompt": args.system_prompt if args.system_prompt is not None else (suite.system_prompt if suite else None),
+        "system_prompt": args.system_prompt
+        if args.system_prompt is not None
+        else (suite.system_prompt if suite else None),
         "use_chat_template": chat if chat is not None else (suite.use_chat_template if suite else "auto"),
         "reward": args.reward or (suite.reward if suite else "math_accuracy"),
     }
@@ -211,8 +262,9 @@ def run(args) -> int:
             raise _UsageError(f"--threads must be >= 1, got {args.threads}")
         if args.image_root is not None and not Path(args.image_root).expanduser().is_dir():
             raise _UsageError(f"--image-root {args.image_root}: no such directory")
-        processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels))
-                            if v is not None}
+        processor_kwargs = {
+            k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v is not None
+        }
         specs, suite = _benchmarks(args)
         settings = _settings(args, suite.generation if suite else {})
         benchmarks = _load(args, specs, suite, settings)
@@ -232,7 +284,10 @@ def run(args) -> int:
 
     try:
         model, tokenizer = load_model_and_tokenizer(
-            args.model, dtype=args.dtype, device=device, trust_remote_code=args.trust_remote_code,
+            args.model,
+            dtype=args.dtype,
+            device=device,
+            trust_remote_code=args.trust_remote_code,
             processor_kwargs=processor_kwargs,
         )
         encoder = prompt_encoder_for(tokenizer, image_column=args.image_column, image_root=args.image_root)
@@ -245,17 +300,27 @@ def run(args) -> int:
         f"max_new_tokens={settings.max_new_tokens}, device={device}",
         file=sys.stderr,
     )
-    stop = StopRequest(notice="{signal} received: stopping; the finished batches are kept (send it again to stop at once)")
+    stop = StopRequest(
+        notice="{signal} received: stopping; the finished batches are kept (send it again to stop at once)"
+    )
     try:
         with stop.installed(), stop.abandonable():
             result = evaluate(
-                model, encoder, benchmarks, settings, out_dir=args.out, model_name=args.model,
+                model,
+                encoder,
+                benchmarks,
+                settings,
+                out_dir=args.out,
+                model_name=args.model,
                 progress=not args.no_progress,
                 extra_summary={"suite": suite.source if suite else None, "command": _command(args)},
             )
     except StepAbandoned:
-        print(f"apmpo eval: stopped by {stop.signal_name}; the finished batches are saved in {args.out}: run the same "
-              "command again to resume", file=sys.stderr)
+        print(
+            f"apmpo eval: stopped by {stop.signal_name}; the finished batches are saved in {args.out}: run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
         return EXIT_PREEMPTED
     except HardStop as exc:
         print(f"apmpo eval: {exc}", file=sys.stderr)
@@ -264,8 +329,10 @@ def run(args) -> int:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"apmpo eval: interrupted; finished batches are saved in {args.out}: run the same command "
-              "again to resume", file=sys.stderr)
+        print(
+            f"apmpo eval: interrupted; finished batches are saved in {args.out}: run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     print(format_table(result.summary))
     out = Path(args.out)

@@ -142,9 +142,13 @@ class EvalSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
             problems.append(f"limit must be a positive integer or None, got {self.limit!r}")
-        if self.max_prompt_tokens is not None and (not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1):
+        if self.max_prompt_tokens is not None and (
+            not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1
+        ):
             problems.append(f"max_prompt_tokens must be a positive integer or None, got {self.max_prompt_tokens!r}")
         if not self.k:
             problems.append("k: give at least one k")
@@ -152,7 +156,9 @@ class EvalSettings:
             too_big = [k for k in [*self.k, *self.maj_k] if k > self.n]
             if too_big:
                 problems.append(f"k = {max(too_big)} needs at least that many samples per example, but n = {self.n}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0
+        ):
             problems.append(f"temperature must be >= 0, got {self.temperature!r}")
         elif self.temperature == 0 and isinstance(self.n, int) and self.n > 1:
             problems.append(
@@ -257,8 +263,12 @@ def load_suite_benchmarks(suite, *, limit: int | None = None) -> list[Benchmark]
     """Every benchmark of a :class:`apmpo.eval.suites.Suite`, with the suite's prompt and reward."""
     return [
         load_benchmark(
-            spec, limit=limit, template=suite.template, system_prompt=suite.system_prompt,
-            use_chat_template=suite.use_chat_template, reward=suite.reward,
+            spec,
+            limit=limit,
+            template=suite.template,
+            system_prompt=suite.system_prompt,
+            use_chat_template=suite.use_chat_template,
+            reward=suite.reward,
         )
         for spec in suite.benchmarks
     ]
@@ -343,7 +353,9 @@ def _extract(text: str, options: Mapping[str, Any]) -> str | None:
 
 
 def _score_batch(
-    reward: str | Callable[..., Any], completions: list[str], examples: list[dict[str, Any]],
+    reward: str | Callable[..., Any],
+    completions: list[str],
+    examples: list[dict[str, Any]],
     labels: Sequence[str] | None = None,
 ) -> list[tuple[float | None, str, str | None]]:
     """(score, reason, extracted answer) per completion.
@@ -407,23 +419,39 @@ def _seeded(seed: int, device):
         yield
 
 
-def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, Any]], add_special_tokens: bool,
-              settings: EvalSettings):
+def _generate(
+    model,
+    encoder,
+    prompts: list[str],
+    examples: list[Mapping[str, Any]],
+    add_special_tokens: bool,
+    settings: EvalSettings,
+):
     """Texts, token counts and truncation flags for one batch of prompt rows (one sample each)."""
     from apmpo.trainer.rollout import generate_rollouts
 
     device = next(model.parameters()).device
     batch = encoder.encode(
-        prompts, examples, add_special_tokens=add_special_tokens,
-        max_prompt_tokens=settings.max_prompt_tokens, device=device,
+        prompts,
+        examples,
+        add_special_tokens=add_special_tokens,
+        max_prompt_tokens=settings.max_prompt_tokens,
+        device=device,
     )
     rollout = generate_rollouts(
-        model, encoder.tokenizer, batch, num_samples=1, max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature or 1.0, top_p=settings.top_p, top_k=settings.top_k,
-        do_sample=not settings.greedy, batch_size=0,
+        model,
+        encoder.tokenizer,
+        batch,
+        num_samples=1,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature or 1.0,
+        top_p=settings.top_p,
+        top_k=settings.top_k,
+        do_sample=not settings.greedy,
+        batch_size=0,
     )
-    lengths = rollout.completion_lengths.tolist()                                   # [N]
-    truncated = rollout.truncated.tolist()                                          # [N]
+    lengths = rollout.completion_lengths.tolist()  # [N]
+    truncated = rollout.truncated.tolist()  # [N]
     return rollout.completions, [int(x) for x in lengths], [bool(x) for x in truncated], rollout.meta
 
 
@@ -433,8 +461,11 @@ def _generate(model, encoder, prompts: list[str], examples: list[Mapping[str, An
 def _render_all(benchmark: Benchmark, encoder) -> tuple[list[str], bool]:
     prompts = [
         encoder.render(
-            example, template=benchmark.template, system_prompt=benchmark.system_prompt,
-            use_chat_template=benchmark.use_chat_template, where=f"{benchmark.name} example {index}",
+            example,
+            template=benchmark.template,
+            system_prompt=benchmark.system_prompt,
+            use_chat_template=benchmark.use_chat_template,
+            where=f"{benchmark.name} example {index}",
         )
         for index, example in enumerate(benchmark.examples)
     ]
@@ -582,15 +613,27 @@ def evaluate(
         return _evaluate(model, tokenizer, limited, settings, out_path, model_name, progress, extra_summary)
 
 
-def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings, out_path: Path | None,
-              model_name: str | None, progress: bool, extra_summary: Mapping[str, Any] | None) -> EvalResult:
+def _evaluate(
+    model,
+    tokenizer,
+    limited: list[Benchmark],
+    settings: EvalSettings,
+    out_path: Path | None,
+    model_name: str | None,
+    progress: bool,
+    extra_summary: Mapping[str, Any] | None,
+) -> EvalResult:
     """:func:`evaluate` after the arguments are checked (and the output directory locked)."""
     from apmpo.multimodal.encoder import prompt_encoder_for
 
     encoder = prompt_encoder_for(tokenizer)
     limited = [
-        dataclasses.replace(b, examples=encoder.prepare(b.examples, source=b.path, where=f"{b.name} example",
-                                                        start=0, skip_hint=False).examples)
+        dataclasses.replace(
+            b,
+            examples=encoder.prepare(
+                b.examples, source=b.path, where=f"{b.name} example", start=0, skip_hint=False
+            ).examples,
+        )
         for b in limited
     ]
     store = RecordsFile(out_path / RECORDS_FILE) if out_path is not None else None
@@ -634,33 +677,40 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
             rows = [prompts[i] for i, _ in units]
             with _seeded(_batch_seed(settings.seed, bench.name, batch_index), device):
                 try:
-                    texts, lengths, truncated, meta = _generate(model, encoder, rows, [bench.examples[i] for i, _ in units],
-                                                                add_special, settings)
+                    texts, lengths, truncated, meta = _generate(
+                        model, encoder, rows, [bench.examples[i] for i, _ in units], add_special, settings
+                    )
                 except ValueError as exc:
                     first = units[0][0]
                     raise ValueError(f"benchmark {bench.name!r}, batch from example {first}: {exc}") from None
             gen_seconds += float(meta.get("generation_seconds", 0.0))
             position = {u: row for row, u in enumerate(units)}
             wanted = [position[u] for u in missing]
-            scored = _score_batch(bench.reward, [texts[r] for r in wanted], [bench.examples[i] for i, _ in missing],
-                                  labels=[f"benchmark {bench.name!r} example {i}, sample {j}" for i, j in missing])
+            scored = _score_batch(
+                bench.reward,
+                [texts[r] for r in wanted],
+                [bench.examples[i] for i, _ in missing],
+                labels=[f"benchmark {bench.name!r} example {i}, sample {j}" for i, j in missing],
+            )
             new_records = []
             for (i, j), row, (score, reason, extracted) in zip(missing, wanted, scored):
                 example = bench.examples[i]
-                new_records.append({
-                    "benchmark": bench.name,
-                    "example_index": i,
-                    "sample_index": j,
-                    "example_id": _example_id(example),
-                    "prompt": prompts[i],
-                    "completion": texts[row],
-                    "reference": example["answer"],
-                    "extracted": extracted,
-                    "score": score,
-                    "reason": reason,
-                    "completion_tokens": lengths[row],
-                    "truncated": truncated[row],
-                })
+                new_records.append(
+                    {
+                        "benchmark": bench.name,
+                        "example_index": i,
+                        "sample_index": j,
+                        "example_id": _example_id(example),
+                        "prompt": prompts[i],
+                        "completion": texts[row],
+                        "reference": example["answer"],
+                        "extracted": extracted,
+                        "score": score,
+                        "reason": reason,
+                        "completion_tokens": lengths[row],
+                        "truncated": truncated[row],
+                    }
+                )
             if store is not None:
                 store.append(new_records)
             for record in new_records:
@@ -674,9 +724,7 @@ def _evaluate(model, tokenizer, limited: list[Benchmark], settings: EvalSettings
         if bar is not None:
             bar.close()
 
-    counted = [
-        existing[(b.name, i, j)] for b in limited for i in range(len(b.examples)) for j in range(settings.n)
-    ]
+    counted = [existing[(b.name, i, j)] for b in limited for i in range(len(b.examples)) for j in range(settings.n)]
     summary = summarize_records(counted, settings, order=[b.name for b in limited])
     summary = {
         "model": model_name,
@@ -751,8 +799,13 @@ def format_table(summary: Mapping[str, Any]) -> str:
         n_text = "-" if n is None else (str(n) if n == data.get("n_max") else f"{n}-{data['n_max']}")
         tokens = data.get("mean_completion_tokens")
         return [
-            name, str(data["examples"]), n_text, *[pct(data.get(m)) for m in metrics],
-            pct(data.get("answer_rate")), "-" if tokens is None else f"{tokens:.0f}", pct(data.get("truncation_rate")),
+            name,
+            str(data["examples"]),
+            n_text,
+            *[pct(data.get(m)) for m in metrics],
+            pct(data.get("answer_rate")),
+            "-" if tokens is None else f"{tokens:.0f}",
+            pct(data.get("truncation_rate")),
         ]
 
     rows = [row(name, data) for name, data in summary["benchmarks"].items()]
@@ -767,8 +820,10 @@ def format_table(summary: Mapping[str, Any]) -> str:
     decoding = summary.get("decoding")
     settings = summary.get("settings", {})
     if decoding:
-        detail = "greedy" if decoding == "greedy" else (
-            f"sampled, temperature {settings.get('temperature')}, top_p {settings.get('top_p')}"
+        detail = (
+            "greedy"
+            if decoding == "greedy"
+            else (f"sampled, temperature {settings.get('temperature')}, top_p {settings.get('top_p')}")
         )
         lines.append(f"({detail}; metrics in %; answered = samples with an extracted answer)")
     return "\n".join(lines)
@@ -794,7 +849,11 @@ def evaluate_examples(
     ``out_dir`` is given. ``result.metric("pass@1")`` is the accuracy.
     """
     benchmark = Benchmark(
-        name=name, examples=[dict(e) for e in examples], template=template, system_prompt=system_prompt,
-        use_chat_template=use_chat_template, reward=reward,
+        name=name,
+        examples=[dict(e) for e in examples],
+        template=template,
+        system_prompt=system_prompt,
+        use_chat_template=use_chat_template,
+        reward=reward,
     )
     return evaluate(model, tokenizer, [benchmark], settings, out_dir=out_dir, progress=progress)

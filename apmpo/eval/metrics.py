@@ -249,9 +249,7 @@ def aggregate(examples: Sequence[ExampleStats], ks: Iterable[int], maj_ks: Itera
 _AVERAGED = ("mean_score", "answer_rate", "mean_completion_tokens", "truncation_rate")
 
 
-def summarize(
-    benchmarks: Mapping[str, Sequence[ExampleStats]], ks: Iterable[int], maj_ks: Iterable[int]
-) -> dict:
+def summarize(benchmarks: Mapping[str, Sequence[ExampleStats]], ks: Iterable[int], maj_ks: Iterable[int]) -> dict:
     """``{"benchmarks": {name: row}, "overall": row, "all": row}`` (see module doc).
 
     "overall" averages the benchmark rows with equal weight (macro); "all" aggregates

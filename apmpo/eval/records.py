@@ -77,8 +77,7 @@ class RecordsFile:
                 ) from None
             if not isinstance(record, dict) or any(name not in record for name in REQUIRED_FIELDS):
                 raise ValueError(
-                    f"{self.path}: line {lineno}: not a sample record (needs the fields "
-                    f"{', '.join(REQUIRED_FIELDS)})"
+                    f"{self.path}: line {lineno}: not a sample record (needs the fields {', '.join(REQUIRED_FIELDS)})"
                 )
             key = record_key(record)
             if key in records:

@@ -101,8 +101,12 @@ __all__ = [
 ]
 
 ARM_GROUPS = ("main", "ablation")
-IGNORED_CONFIG_KEYS = (("model", "num_threads"), ("logging", "progress"), ("logging", "output_dir"),
-                       ("logging", "run_name"))
+IGNORED_CONFIG_KEYS = (
+    ("model", "num_threads"),
+    ("logging", "progress"),
+    ("logging", "output_dir"),
+    ("logging", "run_name"),
+)
 """Settings that may differ between a finished run and the plan without making it stale (thread count,
 progress style, and where the study directory is: it may be moved or reached by another relative path)."""
 
@@ -233,7 +237,9 @@ def _typed(mapping: dict, key: str, kind: type | tuple[type, ...], where: str, d
     value = mapping.get(key, default)
     if value is default:
         return value
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)))
+    ok = isinstance(value, kind) and not (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    )
     if not ok:
         names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise StudyError(f"{where}.{key}: expected {names}, got {value!r}")
@@ -287,14 +293,18 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
     arms = {}
     for arm_name, value in arms_raw.items():
         if not isinstance(arm_name, str) or not arm_name or "/" in arm_name or "-seed" in arm_name:
-            raise StudyError(f"{_where(source, 'arms')}: bad arm name {arm_name!r} (a plain name without '/' or '-seed')")
+            raise StudyError(
+                f"{_where(source, 'arms')}: bad arm name {arm_name!r} (a plain name without '/' or '-seed')"
+            )
         arms[arm_name] = _arm_from(arm_name, value, _where(source, f"arms.{arm_name}"))
     report_raw = _check_keys(data.get("report") or {}, ReportSpec, _where(source, "report"))
     report = ReportSpec(
         docs_dir=_typed(report_raw, "docs_dir", str, _where(source, "report"), ReportSpec.docs_dir),
         results_md=report_raw.get("results_md", ReportSpec.results_md),
         smooth=_typed(report_raw, "smooth", int, _where(source, "report"), ReportSpec.smooth),
-        late_fraction=float(_typed(report_raw, "late_fraction", (int, float), _where(source, "report"), ReportSpec.late_fraction)),
+        late_fraction=float(
+            _typed(report_raw, "late_fraction", (int, float), _where(source, "report"), ReportSpec.late_fraction)
+        ),
     )
     if report.results_md is not None and not isinstance(report.results_md, str):
         raise StudyError(f"{_where(source, 'report.results_md')}: expected a path or null, got {report.results_md!r}")
@@ -319,7 +329,9 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
         overrides=_str_list(data.get("overrides"), _where(source, "overrides")),
         warmup=warmup_cfg,
         seeds=_int_list(data["seeds"], _where(source, "seeds")),
-        ablation_seeds=None if data.get("ablation_seeds") is None else _int_list(data["ablation_seeds"], _where(source, "ablation_seeds")),
+        ablation_seeds=None
+        if data.get("ablation_seeds") is None
+        else _int_list(data["ablation_seeds"], _where(source, "ablation_seeds")),
         arms=arms,
         baseline=_typed(data, "baseline", str, where, "grpo"),
         output_dir=_typed(data, "output_dir", str, where, "runs/study"),
@@ -331,7 +343,9 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
         source=source,
     )
     if study.baseline not in study.arms:
-        raise StudyError(f"{_where(source, 'baseline')}: {study.baseline!r} is not an arm (arms: {', '.join(study.arms)})")
+        raise StudyError(
+            f"{_where(source, 'baseline')}: {study.baseline!r} is not an arm (arms: {', '.join(study.arms)})"
+        )
     if study.jobs < 1 or study.threads_per_run < 0:
         raise StudyError(f"{where}: jobs must be >= 1 and threads_per_run >= 0")
     return study
@@ -352,9 +366,16 @@ def load_study_config(path: str | os.PathLike, *, quick: bool = False) -> StudyC
     return study_config_from_dict(data, str(resolved), quick=quick)
 
 
-def restrict(study: StudyConfig, *, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-             ablation_seeds: Sequence[int] | None = None, output_dir: str | None = None,
-             overrides: Sequence[str] = (), jobs: int | None = None) -> StudyConfig:
+def restrict(
+    study: StudyConfig,
+    *,
+    arms: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    ablation_seeds: Sequence[int] | None = None,
+    output_dir: str | None = None,
+    overrides: Sequence[str] = (),
+    jobs: int | None = None,
+) -> StudyConfig:
     """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, ...)."""
     study = copy.deepcopy(study)
     if arms is not None:
@@ -408,7 +429,11 @@ class PlannedRun:
 def _deep_merge(base: dict, top: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("params", "task", "functions", "kwargs"):
+        if (
+            isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and key not in ("params", "task", "functions", "kwargs")
+        ):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -453,8 +478,12 @@ def plan_runs(study: StudyConfig, model_dir: str | os.PathLike | None = None) ->
             problems.append(f"arms.{arm.name}: {exc}")
             continue
         for seed in study.seeds_of(arm):
-            forced = [f"seed={seed}", f"logging.output_dir={Path(study.output_dir) / 'runs'}",
-                      f"logging.run_name={arm.name}-seed{seed}", f"model.num_threads={study.threads_per_run}"]
+            forced = [
+                f"seed={seed}",
+                f"logging.output_dir={Path(study.output_dir) / 'runs'}",
+                f"logging.run_name={arm.name}-seed{seed}",
+                f"model.num_threads={study.threads_per_run}",
+            ]
             if model_dir is not None:
                 forced.append(f"model.name={model_dir}")
             config = apply_overrides(arm_config, forced)
@@ -491,7 +520,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def run_status(run: PlannedRun, warmup: bool = False) -> str:
-    """"done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
+    """ "done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
 
     Raises StudyError when the directory holds a run made with a different config (``warmup``: the
     study has a warm-up, so model.name is a location, not a setting).
@@ -507,12 +536,16 @@ def run_status(run: PlannedRun, warmup: bool = False) -> str:
         try:
             stored = config_to_dict(load_config(stored_path))
         except ConfigError as exc:
-            raise StudyError(f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it") from None
+            raise StudyError(
+                f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it"
+            ) from None
         diff = _differences(_comparable(config_to_dict(run.config), warmup), _comparable(stored, warmup))
         if diff:
             shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")
-            raise StudyError(f"{run_dir}: holds a run made with another configuration ({shown}); "
-                             "use another output_dir (--output-dir) or delete that run directory")
+            raise StudyError(
+                f"{run_dir}: holds a run made with another configuration ({shown}); "
+                "use another output_dir (--output-dir) or delete that run directory"
+            )
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         try:
@@ -552,25 +585,44 @@ def _train_one(payload: dict, stop: StopRequest | None = None) -> dict:
         config = config_from_dict(payload["config"])
         if config.model.num_threads:
             torch.set_num_threads(config.model.num_threads)
-        with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with (
+            open(log_path, "a", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
             print(f"=== {payload['name']}: {payload['status']} at {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             result = train(config, resume=payload["resume"] or False, stop=stop)
         if not payload["keep_checkpoints"]:
             shutil.rmtree(Path(result.run_dir) / "checkpoints", ignore_errors=True)
-        return {"name": payload["name"], "ok": True, "seconds": time.perf_counter() - t0,
-                "before": result.eval_before, "after": result.eval_after}
+        return {
+            "name": payload["name"],
+            "ok": True,
+            "seconds": time.perf_counter() - t0,
+            "before": result.eval_before,
+            "after": result.eval_after,
+        }
     except Preempted as exc:
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"=== {payload['name']}: {exc}\n")
-        return {"name": payload["name"], "ok": False, "preempted": True, "started": True,
-                "seconds": time.perf_counter() - t0, "message": str(exc)}
+        return {
+            "name": payload["name"],
+            "ok": False,
+            "preempted": True,
+            "started": True,
+            "seconds": time.perf_counter() - t0,
+            "message": str(exc),
+        }
     except BaseException as exc:  # reported by the parent with the log path; KeyboardInterrupt too
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(traceback.format_exc())
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return {"name": payload["name"], "ok": False, "seconds": time.perf_counter() - t0,
-                "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "name": payload["name"],
+            "ok": False,
+            "seconds": time.perf_counter() - t0,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -618,13 +670,19 @@ def _init_worker(parent_pid: int, stop_event: Any) -> None:
 def _payload(run: PlannedRun, status: str, study: StudyConfig) -> dict:
     from apmpo.trainer.config import config_to_dict
 
-    return {"name": run.name, "status": status, "config": config_to_dict(run.config),
-            "resume": str(run.run_dir) if status == "resume" else None,
-            "log": str(Path(study.output_dir) / "logs" / f"{run.name}.log"),
-            "keep_checkpoints": study.keep_checkpoints}
+    return {
+        "name": run.name,
+        "status": status,
+        "config": config_to_dict(run.config),
+        "resume": str(run.run_dir) if status == "resume" else None,
+        "log": str(Path(study.output_dir) / "logs" / f"{run.name}.log"),
+        "keep_checkpoints": study.keep_checkpoints,
+    }
 
 
-def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None], stop: StopRequest | None = None) -> list[dict]:
+def _execute(
+    payloads: list[dict], jobs: int, log: Callable[[str], None], stop: StopRequest | None = None
+) -> list[dict]:
     """Train the payloads (in this process with jobs = 1, else in a spawn pool); results in completion order.
 
     After a stop request (``stop``) no further run starts, and the running ones end with
@@ -641,7 +699,9 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None], stop: 
             log(f"{head}: {outcome['message']}" if outcome["started"] else f"{head}: not started (stop requested)")
         elif outcome["ok"]:
             fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-            log(f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}")
+            log(
+                f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}"
+            )
         else:
             log(f"{head}: FAILED after {outcome['seconds']:.0f} s: {outcome['error']}")
 
@@ -654,8 +714,12 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None], stop: 
     context = multiprocessing.get_context("spawn")
     relay = context.Event()
     forget = stop.on_request(relay.set)
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(payloads)), mp_context=context,
-                                  initializer=_init_worker, initargs=(os.getpid(), relay))
+    pool = cf.ProcessPoolExecutor(
+        max_workers=min(jobs, len(payloads)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(os.getpid(), relay),
+    )
     try:
         futures = {pool.submit(_train_one, p): p for p in payloads}
         pending = set(futures)
@@ -667,8 +731,14 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None], stop: 
                 try:
                     report(future.result())
                 except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
-                    report({"name": futures[future]["name"], "ok": False, "seconds": 0.0,
-                            "error": f"worker process failed: {type(exc).__name__}: {exc}"})
+                    report(
+                        {
+                            "name": futures[future]["name"],
+                            "ok": False,
+                            "seconds": 0.0,
+                            "error": f"worker process failed: {type(exc).__name__}: {exc}",
+                        }
+                    )
             if stop.requested:  # queued runs never start; running ones end with a checkpoint
                 pending = {f for f in pending if not f.cancel()}
     except BaseException:  # a second signal or an error: stop the running trainings at once too
@@ -739,11 +809,23 @@ def collect_runs(runs: Sequence[PlannedRun]) -> tuple[list[RunRecord], list[str]
             missing.append(run.name)
             continue
         metrics = read_jsonl(run.run_dir / "metrics.jsonl")
-        evals = {int(r["step"]): float(r["accuracy"]) for r in metrics
-                 if r.get("kind") == "eval" and isinstance(r.get("accuracy"), (int, float))}
+        evals = {
+            int(r["step"]): float(r["accuracy"])
+            for r in metrics
+            if r.get("kind") == "eval" and isinstance(r.get("accuracy"), (int, float))
+        }
         train = sorted((r for r in metrics if r.get("kind", "train") == "train"), key=lambda r: r["step"])
-        records.append(RunRecord(run.arm, run.seed, run.run_dir, run.config.steps, evals, train,
-                                 float(summary.get("wall_seconds") or 0.0)))
+        records.append(
+            RunRecord(
+                run.arm,
+                run.seed,
+                run.run_dir,
+                run.config.steps,
+                evals,
+                train,
+                float(summary.get("wall_seconds") or 0.0),
+            )
+        )
     return records, missing
 
 
@@ -770,9 +852,17 @@ class StudyResult:
     """Files the report wrote."""
 
 
-def run_study(study: StudyConfig, *, command: str | None = None, report: bool = True, report_only: bool = False,
-              dry_run: bool = False, full_study: StudyConfig | None = None,
-              log: Callable[[str], None] | None = None, stop: StopRequest | None = None) -> StudyResult:
+def run_study(
+    study: StudyConfig,
+    *,
+    command: str | None = None,
+    report: bool = True,
+    report_only: bool = False,
+    dry_run: bool = False,
+    full_study: StudyConfig | None = None,
+    log: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
+) -> StudyResult:
     """Warm up (if configured), train every pending run, then write the report.
 
     Args:
@@ -811,8 +901,9 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
                 with stop.abandonable():  # saved only when finished: nothing to keep from a stopped warm-up
                     warmup = ensure_warmup(study.warmup, base_train_config(study), _warmup_dir(study), log=log)
             except StepAbandoned:
-                raise Preempted(f"stopped by {stop.signal_name} during the warm-up, which starts again when the study "
-                                "is run again") from None
+                raise Preempted(
+                    f"stopped by {stop.signal_name} during the warm-up, which starts again when the study is run again"
+                ) from None
     statuses = {run.name: run_status(run, study.warmup is not None) for run in plan}
     trained: list[str] = []
     if not report_only:
@@ -836,21 +927,38 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
         failures = [o for o in outcomes if not o["ok"] and not o.get("preempted")]
         trained = [o["name"] for o in outcomes if o["ok"]]
         if trained or (warmup is not None and not warmup.reused):
-            _record_invocation(study, {
-                "command": command, "started": started, "wall_seconds": time.perf_counter() - t0,
-                "trained": len(trained), "failed": len(failures), "reused": len(plan) - len(pending),
-                "warmup_trained": warmup is not None and not warmup.reused, "jobs": study.jobs,
-                "threads_per_run": study.threads_per_run, "machine": machine, "code": git_state(),
-            })
+            _record_invocation(
+                study,
+                {
+                    "command": command,
+                    "started": started,
+                    "wall_seconds": time.perf_counter() - t0,
+                    "trained": len(trained),
+                    "failed": len(failures),
+                    "reused": len(plan) - len(pending),
+                    "warmup_trained": warmup is not None and not warmup.reused,
+                    "jobs": study.jobs,
+                    "threads_per_run": study.threads_per_run,
+                    "machine": machine,
+                    "code": git_state(),
+                },
+            )
         if stop.requested:
             started = sum(1 for o in stopped if o["started"])
-            raise Preempted(f"stopped by {stop.signal_name}: {len(trained)} runs finished now, {started} checkpointed at "
-                            f"their last completed step, {len(payloads) - len(trained) - started} not started"
-                            + (f", {len(failures)} failed" if failures else ""))
+            raise Preempted(
+                f"stopped by {stop.signal_name}: {len(trained)} runs finished now, {started} checkpointed at "
+                f"their last completed step, {len(payloads) - len(trained) - started} not started"
+                + (f", {len(failures)} failed" if failures else "")
+            )
         if failures:
-            lines = [f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})" for o in failures]
-            raise StudyError(f"{len(failures)} of {len(payloads)} runs failed (finished runs are kept; rerun to retry):\n  "
-                             + "\n  ".join(lines))
+            lines = [
+                f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})"
+                for o in failures
+            ]
+            raise StudyError(
+                f"{len(failures)} of {len(payloads)} runs failed (finished runs are kept; rerun to retry):\n  "
+                + "\n  ".join(lines)
+            )
     records, missing = collect_runs(plan)
     skipped = [r.name for r in plan if statuses[r.name] == "done"]
     result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0)
@@ -859,9 +967,15 @@ def run_study(study: StudyConfig, *, command: str | None = None, report: bool = 
 
         if not records:
             raise StudyError(f"{study.output_dir}: no finished runs to report on")
-        result.report_files = write_report(study, result, command=command, full_study=full_study or study,
-                                           planned=plan, invocations=read_invocations(study),
-                                           report_only=report_only)
+        result.report_files = write_report(
+            study,
+            result,
+            command=command,
+            full_study=full_study or study,
+            planned=plan,
+            invocations=read_invocations(study),
+            report_only=report_only,
+        )
         for path in result.report_files:
             log(f"wrote {path}")
     result.wall_seconds = time.perf_counter() - t0
@@ -894,12 +1008,23 @@ def _read_warmup(directory: Path) -> WarmupResult | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return WarmupResult(directory / "model", int(record["steps"]), float(record["validation_accuracy"]),
-                        record.get("heldout_accuracy"), list(record.get("history", [])),
-                        float(record.get("wall_seconds", 0.0)), int(record.get("parameters", 0)), reused=True)
+    return WarmupResult(
+        directory / "model",
+        int(record["steps"]),
+        float(record["validation_accuracy"]),
+        record.get("heldout_accuracy"),
+        list(record.get("history", [])),
+        float(record.get("wall_seconds", 0.0)),
+        int(record.get("parameters", 0)),
+        reused=True,
+    )
 
 
 def _default_command() -> str:
     import shlex
 
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "apmpo.eval.study.run_study(...)"
+    return (
+        shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        if sys.argv and sys.argv[0]
+        else "apmpo.eval.study.run_study(...)"
+    )

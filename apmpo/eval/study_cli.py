@@ -48,12 +48,22 @@ def _str_csv(text: str) -> list[str]:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``study`` to the ``apmpo`` parser."""
-    p = subparsers.add_parser("study", help="compare APMPO with GRPO / DAPO / GMPO and its ablations over paired seeds",
-                              description=_DESCRIPTION, epilog=_EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4")
+    p = subparsers.add_parser(
+        "study",
+        help="compare APMPO with GRPO / DAPO / GMPO and its ablations over paired seeds",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", metavar="CONFIG", help="study YAML file, or a packaged one (study_tiny.yaml, study_smollm2.yaml)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="trainer overrides applied to every run (anywhere after CONFIG), e.g. steps=50 optim.lr=2e-4",
+    )
     p.add_argument("--quick", action="store_true", help="apply the config's quick section (a small, fast variant)")
     p.add_argument("--jobs", type=int, help="runs trained at once (default: the config's)")
     p.add_argument("--arms", type=_str_csv, metavar="A,B,...", help="only these arms (the baseline must be among them)")
@@ -75,26 +85,40 @@ def run(args: argparse.Namespace) -> int:
 
     full = load_study_config(args.config)
     study = load_study_config(args.config, quick=True) if args.quick else full
-    study = restrict(study, arms=args.arms, seeds=args.seeds, ablation_seeds=args.ablation_seeds,
-                     output_dir=args.output_dir, overrides=args.overrides, jobs=args.jobs)
+    study = restrict(
+        study,
+        arms=args.arms,
+        seeds=args.seeds,
+        ablation_seeds=args.ablation_seeds,
+        output_dir=args.output_dir,
+        overrides=args.overrides,
+        jobs=args.jobs,
+    )
     if args.docs_dir:
         study.report.docs_dir = args.docs_dir
     if args.results_md:
         study.report.results_md = args.results_md
     if args.no_results_md:
         study.report.results_md = None
-    command = shlex.join(["apmpo", "study", *sys.argv[2:]]) if sys.argv[1:2] == ["study"] else \
-        shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
-    stop = StopRequest(notice="{signal} received: the running trainings stop after their current step "
-                              "(send it again to stop at once)")
+    command = (
+        shlex.join(["apmpo", "study", *sys.argv[2:]])
+        if sys.argv[1:2] == ["study"]
+        else shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
+    )
+    stop = StopRequest(
+        notice="{signal} received: the running trainings stop after their current step (send it again to stop at once)"
+    )
     try:
         with stop.installed():
-            result = run_study(study, command=command, report_only=args.report_only, dry_run=args.dry_run,
-                               full_study=full, stop=stop)
+            result = run_study(
+                study, command=command, report_only=args.report_only, dry_run=args.dry_run, full_study=full, stop=stop
+            )
     except Preempted as exc:
         print(f"apmpo study: {exc}; resume by running the same command again: {command}", file=sys.stderr)
         return EXIT_PREEMPTED
     if not args.dry_run:
-        print(f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "
-              f"{len(result.skipped)} reused) in {result.wall_seconds / 60:.1f} min")
+        print(
+            f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "
+            f"{len(result.skipped)} reused) in {result.wall_seconds / 60:.1f} min"
+        )
     return 0

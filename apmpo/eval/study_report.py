@@ -51,11 +51,32 @@ from typing import Any
 from apmpo.io import atomic_write_text
 from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference
 
-__all__ = ["CURVE_PANELS", "RUN_METRICS", "Claim", "StudyTables", "check_claims", "compute_tables", "git_state",
-           "machine_info", "verdict", "write_report"]
+__all__ = [
+    "CURVE_PANELS",
+    "RUN_METRICS",
+    "Claim",
+    "StudyTables",
+    "check_claims",
+    "compute_tables",
+    "git_state",
+    "machine_info",
+    "verdict",
+    "write_report",
+]
 
-RUN_METRICS = ("initial", "final", "best", "gain", "late_entropy", "late_p", "late_eps_high",
-               "late_clip_frac_low", "late_clip_frac_high", "late_response_length", "generated_tokens")
+RUN_METRICS = (
+    "initial",
+    "final",
+    "best",
+    "gain",
+    "late_entropy",
+    "late_p",
+    "late_eps_high",
+    "late_clip_frac_low",
+    "late_clip_frac_high",
+    "late_response_length",
+    "generated_tokens",
+)
 """Per-run scalars reported (see the module docstring)."""
 
 PAIRED_METRICS = ("final", "best", "late_entropy")
@@ -126,7 +147,9 @@ def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
         for metric in RUN_METRICS:
             vals = list(tables.values(arm, metric).values())
             tables.summary[arm][metric] = mean_ci(vals) if vals else None
-        tables.paired[arm] = {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+        tables.paired[arm] = (
+            {m: tables.diff(arm, study.baseline, m) for m in PAIRED_METRICS} if arm != study.baseline else {}
+        )
     return tables
 
 
@@ -165,7 +188,7 @@ def verdict(ci: MeanCI | None) -> str:
 
 
 def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
-    """"+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
+    """ "+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
     if ci is None:
         return "n/a"
     if ci.half_width is None:
@@ -188,8 +211,16 @@ def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * ci.mean:.{digits}f} [{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
 
 
-def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale: float = 100.0,
-             unit: str = " pts", digits: int = 1) -> Claim:
+def _compare(
+    tables: StudyTables,
+    a: str,
+    b: str,
+    metric: str,
+    claim: str,
+    scale: float = 100.0,
+    unit: str = " pts",
+    digits: int = 1,
+) -> Claim:
     """Claim "metric(a) > metric(b)" from their paired difference."""
     missing = [x for x in (a, b) if x not in tables.per_run]
     if missing:
@@ -200,8 +231,10 @@ def _compare(tables: StudyTables, a: str, b: str, metric: str, claim: str, scale
         return Claim(claim, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric)
     ci = paired_difference(va, vb)
     ma, mb = (sum(v[s] for s in common) / len(common) for v in (va, vb))
-    evidence = (f"{a} - {b} = {_pts(ci, scale, digits, unit)} paired seeds; means over those seeds: "
-                f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}")
+    evidence = (
+        f"{a} - {b} = {_pts(ci, scale, digits, unit)} paired seeds; means over those seeds: "
+        f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}"
+    )
     return Claim(claim, verdict(ci), evidence, a, b, metric)
 
 
@@ -209,19 +242,36 @@ def check_claims(tables: StudyTables) -> list[Claim]:
     """The paper's qualitative claims, each with a verdict from the paired intervals."""
     claims = []
     for base in ("grpo", "dapo", "gmpo"):
-        claims.append(_compare(tables, "apmpo", base, "final",
-                               f"APMPO beats {base.upper()} (final held-out accuracy)"))
-        claims.append(_compare(tables, "apmpo", base, "best",
-                               f"APMPO beats {base.upper()} (best held-out accuracy)"))
+        claims.append(_compare(tables, "apmpo", base, "final", f"APMPO beats {base.upper()} (final held-out accuracy)"))
+        claims.append(_compare(tables, "apmpo", base, "best", f"APMPO beats {base.upper()} (best held-out accuracy)"))
     ent = {"scale": 1.0, "unit": " nats", "digits": 3}
-    claims.append(_compare(tables, "apmpo", "grpo", "late_entropy",
-                           "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)", **ent))
-    claims.append(_compare(tables, "gmpo", "apmpo", "late_entropy",
-                           "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)", **ent))
+    claims.append(
+        _compare(
+            tables,
+            "apmpo",
+            "grpo",
+            "late_entropy",
+            "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)",
+            **ent,
+        )
+    )
+    claims.append(
+        _compare(
+            tables,
+            "gmpo",
+            "apmpo",
+            "late_entropy",
+            "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)",
+            **ent,
+        )
+    )
     claims.append(_compare(tables, "pmpo_only", "grpo", "final", "PMPO alone (fixed clip) improves on GRPO"))
     claims.append(_compare(tables, "fac_only", "grpo", "final", "FAC alone (p = 1) improves on GRPO"))
-    claims.append(_compare(tables, "pmpo_only", "fac_only", "final",
-                           "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"))
+    claims.append(
+        _compare(
+            tables, "pmpo_only", "fac_only", "final", "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"
+        )
+    )
     claims.append(_compare(tables, "apmpo", "pmpo_only", "final", "both together beat PMPO alone (APMPO > PMPO-only)"))
     claims.append(_compare(tables, "apmpo", "fac_only", "final", "both together beat FAC alone (APMPO > FAC-only)"))
     claims.append(_compare(tables, "apmpo", "fss_mean", "final", "FSS as mean/std beats FSS from the mean only"))
@@ -249,36 +299,46 @@ def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
     if gains:
         lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
         improved = [a for a, g in gains.items() if verdict(g) == "holds"]
-        lines.append(f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
-                     f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
-                     f"{len(improved)} of {len(gains)} arms.")
+        lines.append(
+            f"RL from the common starting model: mean held-out gain from {100 * gains[lo].mean:+.1f} points "
+            f"({lo}) to {100 * gains[hi].mean:+.1f} points ({hi}); the gain's 95% interval is above 0 for "
+            f"{len(improved)} of {len(gains)} arms."
+        )
     base_tokens = tables.summary.get(tables.baseline, {}).get("generated_tokens")
     if base_tokens is not None and base_tokens.mean > 0:
         for arm in tables.arms:
             tokens = tables.summary[arm]["generated_tokens"]
             if tokens is not None and abs(tokens.mean / base_tokens.mean - 1) > 0.1:
-                lines.append(f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
-                             f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
-                             "its accuracy with that in mind.")
+                lines.append(
+                    f"{arm.upper()} sampled {tokens.mean / base_tokens.mean:.2f}x the completion tokens of "
+                    f"{tables.baseline.upper()} (its rollout budget differs, e.g. dynamic sampling): compare "
+                    "its accuracy with that in mind."
+                )
     final = [c for b in ("grpo", "dapo", "gmpo") if (c := _find(claims, "apmpo", b, "final")) is not None]
     beaten = [c.b.upper() for c in final if c.verdict == "holds"]
     not_beaten = [c for c in final if c.verdict != "holds"]
     if beaten:
         lines.append(f"APMPO beats {', '.join(beaten)} on final held-out accuracy with a paired 95% interval above 0.")
     if not_beaten:
-        lines.append(f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
-                     f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)}).")
+        lines.append(
+            f"APMPO does **not** beat {', '.join(c.b.upper() for c in not_beaten)} on final held-out accuracy "
+            f"here ({'; '.join(f'vs {c.b.upper()}: {c.verdict}' for c in not_beaten)})."
+        )
     order = _entropy_order(tables)
     if order:
         slower, faster = _find(claims, "apmpo", "grpo", "late_entropy"), _find(claims, "gmpo", "apmpo", "late_entropy")
-        lines.append(f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
-                     f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
-                     f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}.")
+        lines.append(
+            f"Entropy: observed late-training order (mean over seeds) {order}; the paper's order is "
+            f"GRPO < APMPO < GMPO. APMPO above GRPO: {slower.verdict if slower else 'not checked'}; "
+            f"GMPO above APMPO: {faster.verdict if faster else 'not checked'}."
+        )
     pmpo, fac = tables.paired.get("pmpo_only", {}).get("final"), tables.paired.get("fac_only", {}).get("final")
     versus = _find(claims, "pmpo_only", "fac_only", "final")
     if pmpo is not None and fac is not None and versus is not None:
-        lines.append(f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
-                     f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}.")
+        lines.append(
+            f"Components: PMPO alone vs {tables.baseline.upper()} {_signed(pmpo)} points, FAC alone "
+            f"{_signed(fac)} points (final accuracy, paired); PMPO-only above FAC-only: {versus.verdict}."
+        )
     return lines
 
 
@@ -289,8 +349,10 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     if window <= 1:
         return list(values)
     half = window // 2
-    return [sum(values[max(0, i - half): i + half + 1]) / len(values[max(0, i - half): i + half + 1])
-            for i in range(len(values))]
+    return [
+        sum(values[max(0, i - half) : i + half + 1]) / len(values[max(0, i - half) : i + half + 1])
+        for i in range(len(values))
+    ]
 
 
 def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
@@ -338,8 +400,9 @@ def _colors(arms: Sequence[str]) -> dict[str, Any]:
     return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
 
 
-def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int,
-                colors: dict[str, Any]) -> Path:
+def plot_curves(
+    records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int, colors: dict[str, Any]
+) -> Path:
     """2 x 4 panels (CURVE_PANELS): mean over seeds per step for each arm (training metrics smoothed)."""
     import matplotlib
 
@@ -356,16 +419,25 @@ def plot_curves(records: Sequence[Any], arms: Sequence[str], path: Path, *, titl
             xs, means, ses, counts = curves[arm]
             if key.startswith("eval:"):
                 ax.plot(xs, means, "o-", ms=3, color=colors[arm], label=f"{arm} (n={max(counts)})")
-                ax.fill_between(xs, [m - s for m, s in zip(means, ses)], [m + s for m, s in zip(means, ses)],
-                                color=colors[arm], alpha=0.15, linewidth=0)
+                ax.fill_between(
+                    xs,
+                    [m - s for m, s in zip(means, ses)],
+                    [m + s for m, s in zip(means, ses)],
+                    color=colors[arm],
+                    alpha=0.15,
+                    linewidth=0,
+                )
             else:
                 ax.plot(xs, _moving_average(means, smooth), color=colors[arm], label=arm, linewidth=1.4)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
-    note = f"mean over seeds; held-out: +- 1 s.e. band; training metrics: {smooth}-step moving average" if smooth > 1 \
+    note = (
+        f"mean over seeds; held-out: +- 1 s.e. band; training metrics: {smooth}-step moving average"
+        if smooth > 1
         else "mean over seeds; held-out: +- 1 s.e. band"
+    )
     fig.suptitle(f"{title}\n{note}", fontsize=11)
     fig.tight_layout()
     _savefig(fig, path)
@@ -388,17 +460,29 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
             if ci is None:
                 continue
             err = 0.0 if ci.half_width is None else 100 * ci.half_width
-            ax.errorbar(100 * ci.mean, row + offset, xerr=err, fmt=marker, color=colors[arm], capsize=3,
-                        alpha=1.0 if metric == "final" else 0.55)
+            ax.errorbar(
+                100 * ci.mean,
+                row + offset,
+                xerr=err,
+                fmt=marker,
+                color=colors[arm],
+                capsize=3,
+                alpha=1.0 if metric == "final" else 0.55,
+            )
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(arms)), list(reversed(arms)))
     ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
     ax.set_title(title, fontsize=10)
     from matplotlib.lines import Line2D
 
-    ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
-                       Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best")],
-              fontsize=8, loc="best")
+    ax.legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color="gray", label="final"),
+            Line2D([], [], marker="s", linestyle="", color="gray", alpha=0.55, label="best"),
+        ],
+        fontsize=8,
+        loc="best",
+    )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     _savefig(fig, path)
@@ -434,8 +518,16 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
     rows = []
     for record in sorted(records, key=lambda r: (tables.arms.index(r.arm) if r.arm in tables.arms else 99, r.seed)):
         values = tables.per_run[record.arm][record.seed]
-        rows.append([record.arm, tables.groups.get(record.arm), record.seed, *[values[m] for m in RUN_METRICS],
-                     record.wall_seconds, str(record.run_dir)])
+        rows.append(
+            [
+                record.arm,
+                tables.groups.get(record.arm),
+                record.seed,
+                *[values[m] for m in RUN_METRICS],
+                record.wall_seconds,
+                str(record.run_dir),
+            ]
+        )
     path = docs_dir / "runs.csv"
     _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
     paths.append(path)
@@ -443,17 +535,38 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
     header = ["arm", "group"]
     for m in RUN_METRICS:
         header += [f"{m}_n", f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
-    rows = [[arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
-            for arm in tables.arms]
+    rows = [
+        [arm, tables.groups[arm], *[x for m in RUN_METRICS for x in _ci_fields(tables.summary[arm][m])]]
+        for arm in tables.arms
+    ]
     path = docs_dir / "arms.csv"
     _atomic_text(path, _csv_text(header, rows))
     paths.append(path)
 
-    rows = [[arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
-            for arm in tables.arms if arm != tables.baseline for m in PAIRED_METRICS]
+    rows = [
+        [arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
+        for arm in tables.arms
+        if arm != tables.baseline
+        for m in PAIRED_METRICS
+    ]
     path = docs_dir / "paired.csv"
-    _atomic_text(path, _csv_text(["arm", "baseline", "metric", "pairs", "mean_diff", "std_diff", "ci_low", "ci_high",
-                                  "difference_above_zero"], rows))
+    _atomic_text(
+        path,
+        _csv_text(
+            [
+                "arm",
+                "baseline",
+                "metric",
+                "pairs",
+                "mean_diff",
+                "std_diff",
+                "ci_low",
+                "ci_high",
+                "difference_above_zero",
+            ],
+            rows,
+        ),
+    )
     paths.append(path)
 
     rows = []
@@ -491,21 +604,37 @@ def machine_info() -> dict[str, Any]:
         load = os.getloadavg()
     except OSError:
         load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": tf_version,
-            "load_average": None if load is None else [round(x, 2) for x in load]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": tf_version,
+        "load_average": None if load is None else [round(x, 2) for x in load],
+    }
 
 
 def git_state() -> str | None:
     """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
         if not commit:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}{' with uncommitted changes' if dirty else ''}"
@@ -528,10 +657,12 @@ def _scale_text(study: Any, plan: Sequence[Any]) -> str:
     if abl:
         parts.append(f"ablations {', '.join(abl)} x seeds {seeds_abl}")
     held = ev.max_examples if ev.max_examples is not None else "all"
-    parts.append(f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
-                 f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
-                 f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
-                 f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps")
+    parts.append(
+        f"{cfg.steps} steps per run, each {ro.prompts_per_step} prompts x {ro.group_size} samples "
+        f"(<= {ro.max_new_tokens} new tokens, temperature {ro.temperature:g}), {al.epochs} epoch(s) x "
+        f"{al.mini_batches} mini-batch(es) = {al.epochs * al.mini_batches} updates per step, lr {cfg.optim.lr:g}, "
+        f"beta {al.beta:g}; held-out accuracy: {held} problems, greedy, every {ev.every or cfg.steps} steps"
+    )
     return "; ".join(parts)
 
 
@@ -564,47 +695,72 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
-def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[Claim], *, command: str,
-                    full_study: Any, planned: Sequence[Any], machine: dict[str, Any], figures: dict[str, Path],
-                    csvs: list[Path], md_dir: Path, invocations: Sequence[dict], report_only: bool) -> str:
+def render_markdown(
+    study: Any,
+    result: Any,
+    tables: StudyTables,
+    claims: list[Claim],
+    *,
+    command: str,
+    full_study: Any,
+    planned: Sequence[Any],
+    machine: dict[str, Any],
+    figures: dict[str, Path],
+    csvs: list[Path],
+    md_dir: Path,
+    invocations: Sequence[dict],
+    report_only: bool,
+) -> str:
     """The text of results.md."""
     from apmpo.eval.study import plan_runs
 
     L: list[str] = [f"# {study.title}", ""]
-    L.append(f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
-             "every number, table and figure below comes from the run directories. "
-             "Do not edit by hand: rerun the command to regenerate._")
+    L.append(
+        f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
+        "every number, table and figure below comes from the run directories. "
+        "Do not edit by hand: rerun the command to regenerate._"
+    )
     L.append("")
     if study.description:
         L += [study.description, ""]
 
     L += ["## How this was produced", ""]
     if invocations:
-        L.append("Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):")
+        L.append(
+            "Training invocations (appended to `invocations.jsonl` in the output directory by each run of the command):"
+        )
         L.append("")
         for inv in invocations:
             m = inv.get("machine") or {}
             load = m.get("load_average")
-            L.append(f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
-                     f"{inv['trained']} runs trained ({inv['reused']} found finished"
-                     f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
-                     f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
-                     + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
-                     + (f"; code: git {inv['code']}" if inv.get("code") else ""))
+            L.append(
+                f"- `{inv['command']}`: started {inv['started'].replace('T', ' ')}, {inv['wall_seconds'] / 60:.1f} min wall, "
+                f"{inv['trained']} runs trained ({inv['reused']} found finished"
+                f"{', warm-up trained' if inv.get('warmup_trained') else ''}), {inv['jobs']} run(s) at a time with "
+                f"{inv['threads_per_run'] or 'default'} torch thread(s) each; {m.get('cpu')}, {m.get('cores')} cores"
+                + (f", load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the start" if load else "")
+                + (f"; code: git {inv['code']}" if inv.get("code") else "")
+            )
         L.append("")
     if report_only or not invocations:
         L.append(f"- This report was written by `{command}` (no training in that invocation).")
-    L.append(f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
-             f"transformers {machine['transformers']}")
+    L.append(
+        f"- Software: {machine['platform']}; Python {machine['python']}, torch {machine['torch']}, "
+        f"transformers {machine['transformers']}"
+    )
     run_seconds = sum(r.wall_seconds for r in result.runs)
-    L.append(f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
-             f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)")
+    L.append(
+        f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
+        f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)"
+    )
     if result.warmup is not None:
         w = result.warmup
-        L.append(f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
-                 f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
-                 f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
-                 f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it")
+        L.append(
+            f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
+            f"{w.steps} steps of batch {study.warmup.batch_size} in {w.wall_seconds:.0f} s; validation accuracy "
+            f"{100 * w.validation_accuracy:.1f}%, held-out accuracy {100 * (w.heldout_accuracy or 0):.1f}% "
+            f"(target {100 * study.warmup.target_accuracy:.0f}%); saved once, every run starts from it"
+        )
     L.append("")
 
     L += ["## Scale", ""]
@@ -613,33 +769,58 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
     ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
     full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
     if ran_names == full_names:
-        L.append(f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`.")
+        L.append(
+            f"- This is the full configuration of `{Path(full_study.source).name if full_study.source else full_study.name}`."
+        )
     else:
-        L.append(f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
-                 f"would run {_scale_text(full_study, full_plan)}.")
+        L.append(
+            f"- The full configuration (`apmpo study {Path(full_study.source).name if full_study.source else full_study.name}`) "
+            f"would run {_scale_text(full_study, full_plan)}."
+        )
     if result.missing:
         L.append(f"- Not finished (left out of every table): {', '.join(result.missing)}.")
     L.append("")
 
-    L += ["## Held-out accuracy", "",
-          ("Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
-           "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
-           "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
-           f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
-           "*sampled tokens*: completion tokens generated over the run (the rollout budget)."), ""]
+    L += [
+        "## Held-out accuracy",
+        "",
+        (
+            "Mean over seeds with the 95% Student-t interval in brackets (percent; greedy Pass@1 on the held-out split). "
+            "*before*: the starting model; *final*: after the last step; *best*: the highest evaluation after step 0 "
+            "(selected on the held-out set, optimistic); *gain*: final - before (points); *late entropy*: mean token "
+            f"entropy of the sampled completions over the last {study.report.late_fraction:.0%} of the steps (nats); "
+            "*sampled tokens*: completion tokens generated over the run (the rollout budget)."
+        ),
+        "",
+    ]
     rows = []
     for arm in tables.arms:
         s = tables.summary[arm]
-        rows.append([f"**{arm}**" if arm == "apmpo" else arm, tables.groups[arm], s["final"].n if s["final"] else 0,
-                     _level(s["initial"]), _level(s["final"]), _level(s["best"]), _signed(s["gain"]),
-                     _level(s["late_entropy"], 1.0, 3),
-                     "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k"])
+        rows.append(
+            [
+                f"**{arm}**" if arm == "apmpo" else arm,
+                tables.groups[arm],
+                s["final"].n if s["final"] else 0,
+                _level(s["initial"]),
+                _level(s["final"]),
+                _level(s["best"]),
+                _signed(s["gain"]),
+                _level(s["late_entropy"], 1.0, 3),
+                "n/a" if s["generated_tokens"] is None else f"{s['generated_tokens'].mean / 1e3:.0f}k",
+            ]
+        )
     L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy", "sampled tokens"], rows)
     L.append("")
 
-    L += [f"## Paired differences vs {tables.baseline.upper()}", "",
-          (f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
-           "(accuracy in percentage points, entropy in nats)."), ""]
+    L += [
+        f"## Paired differences vs {tables.baseline.upper()}",
+        "",
+        (
+            f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
+            "(accuracy in percentage points, entropy in nats)."
+        ),
+        "",
+    ]
     rows = []
     for arm in tables.arms:
         if arm == tables.baseline:
@@ -650,12 +831,18 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
     L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy"], rows)
     L.append("")
 
-    L += ["## What holds here", "",
-          ("Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
-           "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
-           "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
-           "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
-           "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval)."), ""]
+    L += [
+        "## What holds here",
+        "",
+        (
+            "Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
+            "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
+            "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
+            "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
+            "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval)."
+        ),
+        "",
+    ]
     for line in _headline(tables, claims):
         L.append(f"- {line}")
     controller = tables.summary.get("apmpo", {})
@@ -663,16 +850,28 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         p_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "p").get("apmpo")
         e_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "eps_high").get("apmpo")
         if p_curve and e_curve:
-            L.append(f"- APMPO's controllers: p (mean over seeds) went from {p_curve[1][0]:.3f} at "
-                     f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
-                     f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f}).")
+            L.append(
+                f"- APMPO's controllers: p (mean over seeds) went from {p_curve[1][0]:.3f} at "
+                f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
+                f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f})."
+            )
     L.append("")
-    L += _table(["claim (paper)", "verdict here", "evidence (paired difference, 95% interval, pairs; means over the paired seeds)"],
-                [[c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
-                 for c in claims])
+    L += _table(
+        [
+            "claim (paper)",
+            "verdict here",
+            "evidence (paired difference, 95% interval, pairs; means over the paired seeds)",
+        ],
+        [
+            [c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
+            for c in claims
+        ],
+    )
     L.append("")
-    L.append("A verdict applies to this setting and scale only; with few seeds an interval crossing 0 means "
-             "the study cannot tell, not that the methods are equal.")
+    L.append(
+        "A verdict applies to this setting and scale only; with few seeds an interval crossing 0 means "
+        "the study cannot tell, not that the methods are equal."
+    )
     L.append("")
 
     L += ["## Curves", ""]
@@ -680,15 +879,19 @@ def render_markdown(study: Any, result: Any, tables: StudyTables, claims: list[C
         L += [f"![{label}]({_rel(path, md_dir)})", ""]
 
     L += ["## Files", ""]
-    descriptions = {"runs.csv": "one row per run: before / final / best / gain and late-training means",
-                    "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
-                    "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
-                    "curves.csv": "per arm, metric and step: mean and standard error over seeds (the figures' data)",
-                    "study.json": "all of the above and the claims, machine-readable"}
+    descriptions = {
+        "runs.csv": "one row per run: before / final / best / gain and late-training means",
+        "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
+        "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
+        "curves.csv": "per arm, metric and step: mean and standard error over seeds (the figures' data)",
+        "study.json": "all of the above and the claims, machine-readable",
+    }
     for path in [*csvs, Path(csvs[0]).parent / "study.json"] if csvs else []:
         L.append(f"- [`{path.name}`]({_rel(path, md_dir)}): {descriptions.get(path.name, '')}")
-    L.append(f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
-             f"(not committed; regenerate with the command above)")
+    L.append(
+        f"- run directories (metrics.jsonl, samples, held-out records): `{Path(study.output_dir) / 'runs'}` "
+        f"(not committed; regenerate with the command above)"
+    )
     L.append("")
     others = _other_configs(study)
     if others:
@@ -700,8 +903,16 @@ def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
     return None if ci is None else {"n": ci.n, "mean": ci.mean, "std": ci.std, "low": ci.low, "high": ci.high}
 
 
-def write_report(study: Any, result: Any, *, command: str, full_study: Any, planned: Sequence[Any],
-                 invocations: Sequence[dict] = (), report_only: bool = False) -> list[Path]:
+def write_report(
+    study: Any,
+    result: Any,
+    *,
+    command: str,
+    full_study: Any,
+    planned: Sequence[Any],
+    invocations: Sequence[dict] = (),
+    report_only: bool = False,
+) -> list[Path]:
     """Write the CSVs, figures, study.json and results.md; returns the paths written."""
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -715,33 +926,56 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
     main = [a for a in tables.arms if tables.groups[a] == "main"]
     ablation = [a for a in tables.arms if tables.groups[a] == "ablation"]
     if main:
-        figures["main arms"] = plot_curves(result.runs, main, docs_dir / "curves_main.png",
-                                           title=f"{study.title}: main arms", smooth=study.report.smooth, colors=colors)
+        figures["main arms"] = plot_curves(
+            result.runs,
+            main,
+            docs_dir / "curves_main.png",
+            title=f"{study.title}: main arms",
+            smooth=study.report.smooth,
+            colors=colors,
+        )
     if ablation:
         reference = [a for a in ("grpo", "apmpo") if a in tables.arms and a not in ablation]
-        figures["ablations"] = plot_curves(result.runs, [*reference, *ablation], docs_dir / "curves_ablations.png",
-                                           title=f"{study.title}: APMPO ablations", smooth=study.report.smooth,
-                                           colors=colors)
+        figures["ablations"] = plot_curves(
+            result.runs,
+            [*reference, *ablation],
+            docs_dir / "curves_ablations.png",
+            title=f"{study.title}: APMPO ablations",
+            smooth=study.report.smooth,
+            colors=colors,
+        )
     if len(tables.arms) > 1:
-        figures["paired differences"] = plot_paired(tables, docs_dir / "paired_differences.png",
-                                                    title=f"{study.title}\npaired differences vs {tables.baseline}",
-                                                    colors=colors)
+        figures["paired differences"] = plot_paired(
+            tables,
+            docs_dir / "paired_differences.png",
+            title=f"{study.title}\npaired differences vs {tables.baseline}",
+            colors=colors,
+        )
     files += list(figures.values())
 
     machine = machine_info()
     record = {
-        "study": study.name, "title": study.title, "command": command, "machine": machine,
+        "study": study.name,
+        "title": study.title,
+        "command": command,
+        "machine": machine,
         "invocations": list(invocations),
-        "wall_seconds": result.wall_seconds, "baseline": tables.baseline,
+        "wall_seconds": result.wall_seconds,
+        "baseline": tables.baseline,
         "runs": {arm: {str(seed): values for seed, values in seeds.items()} for arm, seeds in tables.per_run.items()},
         "arms": {arm: {m: _ci_json(ci) for m, ci in tables.summary[arm].items()} for arm in tables.arms},
         "paired": {arm: {m: _ci_json(ci) for m, ci in p.items()} for arm, p in tables.paired.items() if p},
         "claims": [{"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence} for c in claims],
         "missing": result.missing,
-        "warmup": None if result.warmup is None else {
-            "steps": result.warmup.steps, "validation_accuracy": result.warmup.validation_accuracy,
-            "heldout_accuracy": result.warmup.heldout_accuracy, "wall_seconds": result.warmup.wall_seconds,
-            "parameters": result.warmup.parameters},
+        "warmup": None
+        if result.warmup is None
+        else {
+            "steps": result.warmup.steps,
+            "validation_accuracy": result.warmup.validation_accuracy,
+            "heldout_accuracy": result.warmup.heldout_accuracy,
+            "wall_seconds": result.warmup.wall_seconds,
+            "parameters": result.warmup.parameters,
+        },
     }
     path = docs_dir / "study.json"
     _atomic_text(path, json.dumps(record, indent=1) + "\n")
@@ -750,9 +984,21 @@ def write_report(study: Any, result: Any, *, command: str, full_study: Any, plan
     if study.report.results_md:
         md_path = Path(study.report.results_md)
         md_path.parent.mkdir(parents=True, exist_ok=True)
-        text = render_markdown(study, result, tables, claims, command=command, full_study=full_study, planned=planned,
-                               machine=machine, figures=figures, csvs=csvs, md_dir=md_path.parent,
-                               invocations=invocations, report_only=report_only)
+        text = render_markdown(
+            study,
+            result,
+            tables,
+            claims,
+            command=command,
+            full_study=full_study,
+            planned=planned,
+            machine=machine,
+            figures=figures,
+            csvs=csvs,
+            md_dir=md_path.parent,
+            invocations=invocations,
+            report_only=report_only,
+        )
         _atomic_text(md_path, text)
         files.append(md_path)
     return files

@@ -47,13 +47,13 @@ def t_cdf(t: float, df: int) -> float:
     theta = math.atan(abs(t) / math.sqrt(df))
     s, c = math.sin(theta), math.cos(theta)
     if df % 2 == 1:
-        total, term = 0.0, c                # cos, (2/3) cos^3, (2*4)/(3*5) cos^5, ... up to cos^(df-2)
+        total, term = 0.0, c  # cos, (2/3) cos^3, (2*4)/(3*5) cos^5, ... up to cos^(df-2)
         for k in range(1, (df - 1) // 2 + 1):
             total += term
             term *= c * c * (2 * k) / (2 * k + 1)
         area = 2.0 / math.pi * (theta + s * total)
     else:
-        total, term = 0.0, 1.0              # 1, (1/2) cos^2, (1*3)/(2*4) cos^4, ... up to cos^(df-2)
+        total, term = 0.0, 1.0  # 1, (1/2) cos^2, (1*3)/(2*4) cos^4, ... up to cos^(df-2)
         for k in range(1, df // 2 + 1):
             total += term
             term *= c * c * (2 * k - 1) / (2 * k)

@@ -108,7 +108,9 @@ class WarmupConfig:
         if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and 0 <= rng[0] < rng[1] <= 1):
             problems.append(f"{where}.accuracy_range: expected [lo, hi] with 0 <= lo < hi <= 1 or null, got {rng!r}")
         if self.validation_size >= self.train_size:
-            problems.append(f"{where}.validation_size ({self.validation_size}) must be smaller than train_size ({self.train_size})")
+            problems.append(
+                f"{where}.validation_size ({self.validation_size}) must be smaller than train_size ({self.train_size})"
+            )
         if problems:
             raise WarmupError("invalid warm-up settings:\n  - " + "\n  - ".join(problems))
 
@@ -203,8 +205,10 @@ def _split_validation(examples: list[dict], prompts: list[str], size: int, seed:
         raise WarmupError(f"warmup.validation_size: only {len(held)} distinct training prompts exist, asked for {size}")
     keep = [i for i in range(len(examples)) if prompts[i] not in held]
     if not keep:
-        raise WarmupError("warmup: no training prompt is left after holding out the validation prompts; "
-                          "raise warmup.train_size or lower warmup.validation_size")
+        raise WarmupError(
+            "warmup: no training prompt is left after holding out the validation prompts; "
+            "raise warmup.train_size or lower warmup.validation_size"
+        )
     return [examples[i] for i in held.values()], [examples[i] for i in keep], [prompts[i] for i in keep]
 
 
@@ -216,9 +220,9 @@ def _encode_batch(tokenizer, prompts: list[str], answers: list[str], add_special
     answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
     rows = [(p, a + [tokenizer.eos_token_id]) for p, a in zip(prompt_ids, answer_ids)]
     width = max(len(p) + len(a) for p, a in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)      # [B, L]
-    mask = torch.zeros((len(rows), width), dtype=torch.long)                            # [B, L]
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)                     # [B, L]
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # [B, L]
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # [B, L]
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)  # [B, L]
     for i, (p, a) in enumerate(rows):
         ids[i, : len(p) + len(a)] = torch.tensor(p + a)
         mask[i, : len(p) + len(a)] = 1
@@ -231,15 +235,27 @@ def _accuracy(model, tokenizer, examples, data, train_config, verifier) -> float
     from apmpo.eval.harness import EvalSettings, evaluate_examples
 
     ev = train_config.eval
-    settings = EvalSettings(max_new_tokens=ev.max_new_tokens or train_config.rollout.max_new_tokens,
-                            max_prompt_tokens=train_config.rollout.max_prompt_tokens,
-                            batch_size=ev.batch_size, seed=train_config.seed, limit=ev.max_examples)
+    settings = EvalSettings(
+        max_new_tokens=ev.max_new_tokens or train_config.rollout.max_new_tokens,
+        max_prompt_tokens=train_config.rollout.max_prompt_tokens,
+        batch_size=ev.batch_size,
+        seed=train_config.seed,
+        limit=ev.max_examples,
+    )
     was_training = model.training
     model.eval()
     try:
-        result = evaluate_examples(model, tokenizer, examples, settings, name="warmup", template=data.template,
-                                   system_prompt=train_config.data.system_prompt,
-                                   use_chat_template=train_config.data.use_chat_template, reward=verifier)
+        result = evaluate_examples(
+            model,
+            tokenizer,
+            examples,
+            settings,
+            name="warmup",
+            template=data.template,
+            system_prompt=train_config.data.system_prompt,
+            use_chat_template=train_config.data.use_chat_template,
+            reward=verifier,
+        )
     finally:
         model.train(was_training)
     return float(result.metric("pass@1"))
@@ -269,11 +285,15 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
         if not data.eval:
             raise WarmupError("warmup: the study's data has no held-out split (data.eval) to measure the warm-up on")
         verifier = _verifier(train_config, data.default_reward)
-        validation, examples, prompts = _split_validation(data.train, data.train_prompts, config.validation_size, config.seed)
+        validation, examples, prompts = _split_validation(
+            data.train, data.train_prompts, config.validation_size, config.seed
+        )
         answers = [str(ex["answer"]) for ex in examples]
         parameters = sum(p.numel() for p in model.parameters())
-        log(f"warm-up: {config.model} ({parameters:,} parameters) on {len(examples)} examples, "
-            f"{len(validation)} validation prompts; stop at validation accuracy >= {config.target_accuracy:.0%}")
+        log(
+            f"warm-up: {config.model} ({parameters:,} parameters) on {len(examples)} examples, "
+            f"{len(validation)} validation prompts; stop at validation accuracy >= {config.target_accuracy:.0%}"
+        )
 
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
@@ -282,8 +302,9 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
         model.train()
         for step in range(1, config.max_steps + 1):
             idx = torch.randint(len(examples), (config.batch_size,), generator=generator).tolist()
-            ids, mask, labels = _encode_batch(tokenizer, [prompts[i] for i in idx], [answers[i] for i in idx],
-                                              data.add_special_tokens)
+            ids, mask, labels = _encode_batch(
+                tokenizer, [prompts[i] for i in idx], [answers[i] for i in idx], data.add_special_tokens
+            )
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             if config.max_grad_norm > 0:
@@ -304,13 +325,19 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
         if config.accuracy_range is not None:
             lo, hi = config.accuracy_range
             if not lo <= heldout <= hi:
-                advice = ("raise warmup.max_steps or warmup.lr" if heldout < lo
-                          else "lower warmup.target_accuracy, warmup.eval_every or warmup.lr")
-                raise WarmupError(f"warm-up: held-out accuracy {heldout:.3f} after {step} steps is outside "
-                                  f"warmup.accuracy_range [{lo}, {hi}]; {advice}")
+                advice = (
+                    "raise warmup.max_steps or warmup.lr"
+                    if heldout < lo
+                    else "lower warmup.target_accuracy, warmup.eval_every or warmup.lr"
+                )
+                raise WarmupError(
+                    f"warm-up: held-out accuracy {heldout:.3f} after {step} steps is outside "
+                    f"warmup.accuracy_range [{lo}, {hi}]; {advice}"
+                )
 
-        result = WarmupResult(out_dir / MODEL_SUBDIR, step, accuracy, heldout, history,
-                              time.perf_counter() - t0, parameters)
+        result = WarmupResult(
+            out_dir / MODEL_SUBDIR, step, accuracy, heldout, history, time.perf_counter() - t0, parameters
+        )
         _save(model, tokenizer, result, config, train_config, out_dir)
         return result
     finally:
@@ -359,12 +386,23 @@ def ensure_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.Pat
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise WarmupError(f"{record_path}: not valid JSON ({exc.msg}); delete {out_dir} to redo the warm-up") from None
+            raise WarmupError(
+                f"{record_path}: not valid JSON ({exc.msg}); delete {out_dir} to redo the warm-up"
+            ) from None
         if record.get("fingerprint") != wanted:
-            raise WarmupError(f"{out_dir}: holds a warm-up made with other settings (fingerprint {record.get('fingerprint')} "
-                              f"!= {wanted}); use another output_dir or delete {out_dir} (and the runs that used it)")
+            raise WarmupError(
+                f"{out_dir}: holds a warm-up made with other settings (fingerprint {record.get('fingerprint')} "
+                f"!= {wanted}); use another output_dir or delete {out_dir} (and the runs that used it)"
+            )
         log(f"warm-up: reusing {out_dir / MODEL_SUBDIR} (held-out accuracy {record['heldout_accuracy']:.3f})")
-        return WarmupResult(out_dir / MODEL_SUBDIR, int(record["steps"]), float(record["validation_accuracy"]),
-                            record.get("heldout_accuracy"), list(record.get("history", [])),
-                            float(record.get("wall_seconds", 0.0)), int(record.get("parameters", 0)), reused=True)
+        return WarmupResult(
+            out_dir / MODEL_SUBDIR,
+            int(record["steps"]),
+            float(record["validation_accuracy"]),
+            record.get("heldout_accuracy"),
+            list(record.get("history", [])),
+            float(record.get("wall_seconds", 0.0)),
+            int(record.get("parameters", 0)),
+            reused=True,
+        )
     return run_warmup(config, train_config, out_dir, log=log)

@@ -76,8 +76,16 @@ REWARD_STD_KEY = "apmpo_reward_std"
 """Key of sigma_R in TRL's batch dict."""
 
 _FORWARD_KEYS = (
-    "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
-    "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids",
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
 )
 """Batch entries TRL forwards to the model (vision-language inputs); passed through unchanged."""
 
@@ -168,27 +176,42 @@ def _validate(args: APMPOConfig) -> None:
     if "eps_low" not in spec.defaults and args.epsilon != _grpo_default("epsilon"):
         raise ValueError(f"epsilon: {args.apmpo_loss} has no eps_low; set its clip bounds in loss_kwargs")
     refusals = [
-        (args.loss_type != _grpo_default("loss_type"),
-         f"loss_type={args.loss_type!r} selects a TRL loss; APMPOTrainer's loss is apmpo_loss "
-         f"(one of {', '.join(sorted(apmpo.LOSSES))})"),
-        (args.importance_sampling_level != "token",
-         "importance_sampling_level='sequence' changes the objective; use apmpo_loss='gspo' for a sequence ratio"),
+        (
+            args.loss_type != _grpo_default("loss_type"),
+            f"loss_type={args.loss_type!r} selects a TRL loss; APMPOTrainer's loss is apmpo_loss "
+            f"(one of {', '.join(sorted(apmpo.LOSSES))})",
+        ),
+        (
+            args.importance_sampling_level != "token",
+            "importance_sampling_level='sequence' changes the objective; use apmpo_loss='gspo' for a sequence ratio",
+        ),
         (args.delta is not None, "delta (two-sided clipping) is not part of the objective; leave it None"),
-        (args.epsilon_high is not None,
-         "epsilon_high is not used: APMPO's upper clip is FAC's eps_ada in [eps_min, eps_max]; for fixed-clip "
-         "losses set loss_kwargs={'eps_high': ...}"),
+        (
+            args.epsilon_high is not None,
+            "epsilon_high is not used: APMPO's upper clip is FAC's eps_ada in [eps_min, eps_max]; for fixed-clip "
+            "losses set loss_kwargs={'eps_high': ...}",
+        ),
         (args.top_entropy_quantile != 1.0, "top_entropy_quantile < 1 masks tokens out of the power mean; leave 1.0"),
         (args.off_policy_mask_threshold is not None, "off_policy_mask_threshold is not supported; leave None"),
-        (args.entropy_coef != 0.0 or args.use_adaptive_entropy,
-         "the entropy bonus (entropy_coef, use_adaptive_entropy) is not part of the objective; leave it off"),
-        (args.beta != 0.0 and args.use_bias_correction_kl,
-         "use_bias_correction_kl=True reweights the KL by the ratio; the spec's KL is plain k3: set it False"),
-        (args.use_vllm and args.vllm_importance_sampling_correction
-         and not args.vllm_importance_sampling_mode.startswith("sequence"),
-         f"vllm_importance_sampling_mode={args.vllm_importance_sampling_mode!r}: token-level IS weights have no "
-         "meaning inside a power mean; use 'sequence_mask' or 'sequence_truncate'"),
-        (bool(getattr(args, "use_liger_loss", False)),
-         "use_liger_loss: Liger's fused GRPO loss bypasses the APMPO loss; turn it off"),
+        (
+            args.entropy_coef != 0.0 or args.use_adaptive_entropy,
+            "the entropy bonus (entropy_coef, use_adaptive_entropy) is not part of the objective; leave it off",
+        ),
+        (
+            args.beta != 0.0 and args.use_bias_correction_kl,
+            "use_bias_correction_kl=True reweights the KL by the ratio; the spec's KL is plain k3: set it False",
+        ),
+        (
+            args.use_vllm
+            and args.vllm_importance_sampling_correction
+            and not args.vllm_importance_sampling_mode.startswith("sequence"),
+            f"vllm_importance_sampling_mode={args.vllm_importance_sampling_mode!r}: token-level IS weights have no "
+            "meaning inside a power mean; use 'sequence_mask' or 'sequence_truncate'",
+        ),
+        (
+            bool(getattr(args, "use_liger_loss", False)),
+            "use_liger_loss: Liger's fused GRPO loss bypasses the APMPO loss; turn it off",
+        ),
     ]
     for refused, message in refusals:
         if refused:
@@ -216,7 +239,7 @@ class APMPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._apmpo_rewards_per_func = rewards_per_func              # [N_all_processes, n_funcs]
+        self._apmpo_rewards_per_func = rewards_per_func  # [N_all_processes, n_funcs]
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
@@ -232,7 +255,7 @@ class APMPOTrainer(GRPOTrainer):
         """(mu_R, sigma_R) from the gathered per-function rewards: 0-d, or this process's [B] rows."""
         weights = self.reward_weights.to(rewards_per_func.device)
         rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N]
-        scorable = ~torch.isnan(rewards_per_func).all(dim=1)           # [N]
+        scorable = ~torch.isnan(rewards_per_func).all(dim=1)  # [N]
         args = self.args
         if args.reward_stats_scope == "batch":
             if not scorable.any():
@@ -284,32 +307,45 @@ class APMPOTrainer(GRPOTrainer):
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)           # [B, P + T]
-        attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)    # [B, P + T]
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)  # [B, P + T]
+        attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)  # [B, P + T]
         mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]  # [B, T]
         log_probs, entropies, aux_loss = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True,
-            compute_aux_loss=self.aux_loss_enabled, **{k: inputs.get(k) for k in _FORWARD_KEYS},
-        )                                                                              # [B, T]
+            model,
+            input_ids,
+            attention_mask,
+            completion_ids.size(1),
+            compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled,
+            **{k: inputs.get(k) for k in _FORWARD_KEYS},
+        )  # [B, T]
         old_log_probs = inputs.get("old_per_token_logps")
         old_log_probs = log_probs.detach() if old_log_probs is None else old_log_probs  # [B, T]
-        advantages = inputs["advantages"]                                              # [B]
+        advantages = inputs["advantages"]  # [B]
         if advantages.dim() != 1:
             raise ValueError(f"advantages: APMPO needs one per completion, got shape {tuple(advantages.shape)}")
         if self.use_vllm and self.vllm_importance_sampling_correction:
-            advantages = advantages * inputs["importance_sampling_ratio"].reshape(-1)   # [B] sequence-level IS
+            advantages = advantages * inputs["importance_sampling_ratio"].reshape(-1)  # [B] sequence-level IS
         normalizer = self._normalizer(inputs, mode)
         loss, metrics = apmpo.policy_loss(
-            self._apmpo_spec.name, log_probs, old_log_probs, advantages, mask,
-            normalizer=normalizer, **self._loss_hyperparameters(inputs),
+            self._apmpo_spec.name,
+            log_probs,
+            old_log_probs,
+            advantages,
+            mask,
+            normalizer=normalizer,
+            **self._loss_hyperparameters(inputs),
         )
         if self.beta != 0.0:
             kl, _ = apmpo.kl_penalty(
                 log_probs, inputs["ref_per_token_logps"], mask, "k3", self._apmpo_spec.aggregation, normalizer
             )
             loss = loss + self.beta * kl
-            self._metrics[mode]["kl"].append(self._global_mean(apmpo.core.kl_per_token(
-                log_probs.detach(), inputs["ref_per_token_logps"], "k3"), mask))
+            self._metrics[mode]["kl"].append(
+                self._global_mean(
+                    apmpo.core.kl_per_token(log_probs.detach(), inputs["ref_per_token_logps"], "k3"), mask
+                )
+            )
         if self.aux_loss_enabled:
             accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1
             loss = loss + self.router_aux_loss_coef * aux_loss / accumulation

@@ -118,9 +118,7 @@ _REFUSED_LOSS_AGG_MODES = {
     "seq-mean-token-sum-norm": "sums the tokens of each response and divides by a constant",
 }
 
-_CONFIG_HINT = (
-    "set actor_rollout_ref.actor.policy_loss._target_=apmpo.integrations.verl.APMPOPolicyLossConfig"
-)
+_CONFIG_HINT = "set actor_rollout_ref.actor.policy_loss._target_=apmpo.integrations.verl.APMPOPolicyLossConfig"
 _ROUTE_HINT = (
     "the rollout batch's reward statistics did not reach the loss: run verl's v1 trainer with an APMPO "
     "trainer mode (trainer.use_v1=True trainer.v1.trainer_mode=apmpo_sync, or apmpo_colocate_async / "
@@ -188,7 +186,9 @@ def _per_response(values: torch.Tensor, mask: torch.Tensor, name: str, hint: str
 def response_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """verl's [N, T] token advantages -> APMPO's [N] response advantages A_i (refuses token-varying ones)."""
     return _per_response(
-        advantages, response_mask.bool(), "advantages",
+        advantages,
+        response_mask.bool(),
+        "advantages",
         "use an outcome-reward estimator such as algorithm.adv_estimator=grpo",
     )
 
@@ -196,7 +196,9 @@ def response_advantages(advantages: torch.Tensor, response_mask: torch.Tensor) -
 def response_weights(rollout_is_weights: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """verl's [N, T] rollout-correction IS weights -> [N] sequence weights (refuses token-level ones)."""
     weights = _per_response(
-        rollout_is_weights, response_mask.bool(), "rollout_is_weights",
+        rollout_is_weights,
+        response_mask.bool(),
+        "rollout_is_weights",
         "set algorithm.rollout_correction.rollout_is=sequence (token-level weights have no meaning "
         "inside a power mean)",
     )
@@ -287,8 +289,8 @@ def verl_policy_loss(
             "averages the tokens of each response by M_p and the responses arithmetically: set "
             "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean"
         )
-    mask = response_mask.bool()                                      # [N, T]
-    adv = response_advantages(advantages, mask)                      # [N]
+    mask = response_mask.bool()  # [N, T]
+    adv = response_advantages(advantages, mask)  # [N]
     if rollout_is_weights is not None:
         adv = adv * response_weights(rollout_is_weights, mask).to(adv.dtype)  # [N]
     hp = _hyperparameters(name, config)
@@ -392,7 +394,7 @@ def rollout_reward_statistics(
     """
     if token_scores.dim() != 2:
         raise ValueError(f"rm_scores: expected [N, T] token scores, got shape {tuple(token_scores.shape)}")
-    rewards = token_scores.detach().float().sum(-1)                  # [N]
+    rewards = token_scores.detach().float().sum(-1)  # [N]
     if keep is not None:
         rewards = rewards[keep.bool()]
     mean, std = apmpo.reward_statistics(rewards)
@@ -427,7 +429,7 @@ class APMPOTrainerMixin:
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rm_scores"])
-        scores = data.to_padded_tensor()["rm_scores"]               # [N, T]
+        scores = data.to_padded_tensor()["rm_scores"]  # [N, T]
         keep = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
         policy = self.config.actor_rollout_ref.actor.policy_loss
         return rollout_reward_statistics(scores, keep, policy.get("reward_range"))

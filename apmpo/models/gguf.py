@@ -62,9 +62,7 @@ def load_gguf(path: str | os.PathLike):
     try:
         import gguf  # noqa: F401
     except ImportError:
-        raise ImportError(
-            "loading a GGUF file needs the 'gguf' package: pip install gguf"
-        ) from None
+        raise ImportError("loading a GGUF file needs the 'gguf' package: pip install gguf") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         quantised = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)

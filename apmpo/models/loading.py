@@ -139,16 +139,26 @@ def _enable_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _from_directory(directory: Path | str, dtype: torch.dtype, trust_remote_code: bool, local_only: bool = False,
-                    processor_kwargs: Mapping[str, Any] | None = None):
+def _from_directory(
+    directory: Path | str,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+    local_only: bool = False,
+    processor_kwargs: Mapping[str, Any] | None = None,
+):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from apmpo.multimodal.processor import is_vision_language_config, load_vision_model
 
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
     if is_vision_language_config(AutoConfig.from_pretrained(directory, **kwargs)):
-        return load_vision_model(directory, dtype=dtype, trust_remote_code=trust_remote_code, local_only=local_only,
-                                 processor_kwargs=dict(processor_kwargs or {}))
+        return load_vision_model(
+            directory,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            local_only=local_only,
+            processor_kwargs=dict(processor_kwargs or {}),
+        )
     tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **kwargs)
     return model, tokenizer
@@ -235,8 +245,9 @@ def load_model_and_tokenizer(
     settings = _lora_settings(lora)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a string or path, got {type(model).__name__}")
-    loaded, processor = _resolve(os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed,
-                                 processor_kwargs)
+    loaded, processor = _resolve(
+        os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed, processor_kwargs
+    )
     from apmpo.multimodal.encoder import is_processor
 
     tokenizer = processor.tokenizer if is_processor(processor) else processor

@@ -104,8 +104,7 @@ def tiny_config(tokenizer=None, **overrides: Any):
     fields.setdefault("vocab_size", len(tokenizer))
     if fields["vocab_size"] < len(tokenizer):
         raise ValueError(
-            f"tiny model: vocab_size={fields['vocab_size']} is smaller than the tokenizer's "
-            f"{len(tokenizer)} tokens"
+            f"tiny model: vocab_size={fields['vocab_size']} is smaller than the tokenizer's {len(tokenizer)} tokens"
         )
     if fields["hidden_size"] % fields["num_attention_heads"]:
         raise ValueError(
@@ -178,8 +177,7 @@ def parse_tiny_spec(spec: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(
-                f"tiny model spec {spec!r}: {item!r} is not key=value "
-                "(e.g. tiny:hidden_size=32,num_hidden_layers=1)"
+                f"tiny model spec {spec!r}: {item!r} is not key=value (e.g. tiny:hidden_size=32,num_hidden_layers=1)"
             )
         overrides[key.strip()] = _parse_value(value.strip())
     return overrides

@@ -22,7 +22,14 @@ registered in ``apmpo.data.BUILTIN_TASKS`` (:mod:`apmpo.multimodal.tasks`).
 docs/multimodal.md has the walk-through.
 """
 
-from .encoder import IMAGE_MARKER, PromptEncoder, TextPromptEncoder, VisionPromptEncoder, is_processor, prompt_encoder_for
+from .encoder import (
+    IMAGE_MARKER,
+    PromptEncoder,
+    TextPromptEncoder,
+    VisionPromptEncoder,
+    is_processor,
+    prompt_encoder_for,
+)
 from .geometry3k import Geometry3KError, convert_geometry3k, load_geometry3k, make_geometry3k
 from .images import IMAGE_CANDIDATES, IMAGES_KEY, ImageError, PreparedExamples, attach_images, open_image, resolve_image
 from .processor import image_only_processor, is_vision_language_config, load_vision_model, tiny_vlm, tiny_vlm_processor

@@ -62,16 +62,37 @@ class PromptEncoder(Protocol):
     processor: Any
     """What a checkpoint saves beside the weights (the tokenizer, or the multimodal processor)."""
 
-    def prepare(self, examples: Sequence[Mapping[str, Any]], *, source: str | os.PathLike | None = None,
-                on_bad_row: str = "error", where: str = "example", **options: Any) -> PreparedExamples: ...
+    def prepare(
+        self,
+        examples: Sequence[Mapping[str, Any]],
+        *,
+        source: str | os.PathLike | None = None,
+        on_bad_row: str = "error",
+        where: str = "example",
+        **options: Any,
+    ) -> PreparedExamples: ...
 
-    def render(self, example: Mapping[str, Any], *, template: str = "{prompt}", system_prompt: str | None = None,
-               use_chat_template: bool | str = "auto", where: str = "example") -> str: ...
+    def render(
+        self,
+        example: Mapping[str, Any],
+        *,
+        template: str = "{prompt}",
+        system_prompt: str | None = None,
+        use_chat_template: bool | str = "auto",
+        where: str = "example",
+    ) -> str: ...
 
     def add_special_tokens(self, use_chat_template: bool | str = "auto") -> bool: ...
 
-    def encode(self, prompts: Sequence[str], examples: Sequence[Mapping[str, Any]], *, add_special_tokens: bool = False,
-               max_prompt_tokens: int | None = None, device: torch.device | str = "cpu") -> Any: ...
+    def encode(
+        self,
+        prompts: Sequence[str],
+        examples: Sequence[Mapping[str, Any]],
+        *,
+        add_special_tokens: bool = False,
+        max_prompt_tokens: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Any: ...
 
 
 def is_processor(obj: Any) -> bool:
@@ -99,11 +120,19 @@ class TextPromptEncoder:
             )
         return PreparedExamples(rows, None)
 
-    def render(self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example") -> str:
+    def render(
+        self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example"
+    ) -> str:
         from apmpo.data.prompts import render_prompt
 
-        return render_prompt(example, self.tokenizer, template=template, system_prompt=system_prompt,
-                             use_chat_template=use_chat_template, where=where)
+        return render_prompt(
+            example,
+            self.tokenizer,
+            template=template,
+            system_prompt=system_prompt,
+            use_chat_template=use_chat_template,
+            where=where,
+        )
 
     def add_special_tokens(self, use_chat_template="auto") -> bool:
         from apmpo.data.prompts import uses_chat_template
@@ -113,8 +142,13 @@ class TextPromptEncoder:
     def encode(self, prompts, examples, *, add_special_tokens=False, max_prompt_tokens=None, device="cpu"):
         from apmpo.trainer.rollout import encode_prompts
 
-        return encode_prompts(self.tokenizer, prompts, add_special_tokens=add_special_tokens,
-                              max_prompt_tokens=max_prompt_tokens, device=device)
+        return encode_prompts(
+            self.tokenizer,
+            prompts,
+            add_special_tokens=add_special_tokens,
+            max_prompt_tokens=max_prompt_tokens,
+            device=device,
+        )
 
 
 class VisionPromptEncoder:
@@ -149,11 +183,24 @@ class VisionPromptEncoder:
     def prepare(self, examples, *, source=None, on_bad_row="error", where="example", **options) -> PreparedExamples:
         """Resolve and check every row's images (:func:`apmpo.multimodal.images.attach_images`; ``options``: its
         ``start``, ``skip_hint``, ``check``)."""
-        return attach_images(examples, image_column=self.image_column, image_root=self.image_root, source=source,
-                             on_bad_row=on_bad_row, where=where, **options)
+        return attach_images(
+            examples,
+            image_column=self.image_column,
+            image_root=self.image_root,
+            source=source,
+            on_bad_row=on_bad_row,
+            where=where,
+            **options,
+        )
 
-    def messages(self, example: Mapping[str, Any], *, template: str = "{prompt}", system_prompt: str | None = None,
-                 where: str = "example") -> list[dict[str, Any]]:
+    def messages(
+        self,
+        example: Mapping[str, Any],
+        *,
+        template: str = "{prompt}",
+        system_prompt: str | None = None,
+        where: str = "example",
+    ) -> list[dict[str, Any]]:
         """The chat messages of ``example``: image parts at the ``<image>`` markers, else before the text."""
         from apmpo.data.prompts import format_template
 
@@ -161,8 +208,10 @@ class VisionPromptEncoder:
         text = format_template(template, example, where=where)
         pieces = text.split(IMAGE_MARKER)
         if len(pieces) > 1 and len(pieces) - 1 != len(images):
-            raise ValueError(f"{where}: the text has {len(pieces) - 1} {IMAGE_MARKER} markers but the row has "
-                             f"{len(images)} image(s); give one marker per image, or none (images first)")
+            raise ValueError(
+                f"{where}: the text has {len(pieces) - 1} {IMAGE_MARKER} markers but the row has "
+                f"{len(images)} image(s); give one marker per image, or none (images first)"
+            )
         if not images:
             content: Any = text
         elif len(pieces) > 1:
@@ -179,7 +228,9 @@ class VisionPromptEncoder:
         messages.append({"role": "user", "content": content})
         return messages
 
-    def render(self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example") -> str:
+    def render(
+        self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example"
+    ) -> str:
         """The prompt string; raises ValueError unless it holds one image placeholder per image."""
         from apmpo.data.prompts import uses_chat_template
 
@@ -187,7 +238,8 @@ class VisionPromptEncoder:
         if uses_chat_template(self.processor, use_chat_template):
             rendered = self.processor.apply_chat_template(
                 self.messages(example, template=template, system_prompt=system_prompt, where=where),
-                add_generation_prompt=True, tokenize=False,
+                add_generation_prompt=True,
+                tokenize=False,
             )
         else:
             from apmpo.data.prompts import format_template
@@ -196,12 +248,17 @@ class VisionPromptEncoder:
             rendered = f"{system_prompt}\n\n{text}" if system_prompt else text
         found = rendered.count(self.image_token)
         if found != len(images):
-            how = ("the chat template is off (use_chat_template=false): write the placeholder in the template "
-                   "yourself, or use the processor's chat template" if not uses_chat_template(self.processor, use_chat_template)
-                   else "the chat template must render {'type': 'image'} parts once each, and the text must not hold "
-                        "placeholders of its own")
-            raise ValueError(f"{where}: the prompt holds {found} image placeholder(s) {self.image_token!r} for "
-                             f"{len(images)} image(s); {how}")
+            how = (
+                "the chat template is off (use_chat_template=false): write the placeholder in the template "
+                "yourself, or use the processor's chat template"
+                if not uses_chat_template(self.processor, use_chat_template)
+                else "the chat template must render {'type': 'image'} parts once each, and the text must not hold "
+                "placeholders of its own"
+            )
+            raise ValueError(
+                f"{where}: the prompt holds {found} image placeholder(s) {self.image_token!r} for "
+                f"{len(images)} image(s); {how}"
+            )
         return rendered
 
     def add_special_tokens(self, use_chat_template="auto") -> bool:
@@ -226,46 +283,70 @@ class VisionPromptEncoder:
                 raise ImageError(f"{label}: {exc}") from None
             found = prompt.count(self.image_token)
             if found != len(images):
-                raise ValueError(f"{label}: the prompt holds {found} image placeholder(s) {self.image_token!r} "
-                                 f"for {len(images)} image(s)")
+                raise ValueError(
+                    f"{label}: the prompt holds {found} image placeholder(s) {self.image_token!r} "
+                    f"for {len(images)} image(s)"
+                )
             try:
-                enc = self.processor(text=[prompt], images=images or None, return_tensors="pt",
-                                     add_special_tokens=add_special_tokens)
+                enc = self.processor(
+                    text=[prompt], images=images or None, return_tensors="pt", add_special_tokens=add_special_tokens
+                )
             except (ValueError, TypeError, RuntimeError) as exc:
-                raise ValueError(f"{label}: the processor refused the prompt and its {len(images)} image(s): {exc}") from None
-            row_ids = enc["input_ids"][0]                                                # [P_i]
+                raise ValueError(
+                    f"{label}: the processor refused the prompt and its {len(images)} image(s): {exc}"
+                ) from None
+            row_ids = enc["input_ids"][0]  # [P_i]
             if len(row_ids) == 0:
                 raise ValueError(f"{label}: empty after tokenization")
             if max_prompt_tokens is not None and len(row_ids) > max_prompt_tokens:
-                raise ValueError(f"{label}: {len(row_ids)} tokens (images included), more than "
-                                 f"rollout.max_prompt_tokens={max_prompt_tokens}")
+                raise ValueError(
+                    f"{label}: {len(row_ids)} tokens (images included), more than "
+                    f"rollout.max_prompt_tokens={max_prompt_tokens}"
+                )
             shape = enc["input_ids"].shape
             ids.append(row_ids)
-            per_token.append({k: v[0] for k, v in enc.items()
-                              if k not in ("input_ids", "attention_mask") and torch.is_tensor(v) and v.shape == shape})
-            extras.append({k: v.to(device) for k, v in enc.items()
-                           if k not in ("input_ids", "attention_mask") and torch.is_tensor(v) and k not in per_token[-1]})
+            per_token.append(
+                {
+                    k: v[0]
+                    for k, v in enc.items()
+                    if k not in ("input_ids", "attention_mask") and torch.is_tensor(v) and v.shape == shape
+                }
+            )
+            extras.append(
+                {
+                    k: v.to(device)
+                    for k, v in enc.items()
+                    if k not in ("input_ids", "attention_mask") and torch.is_tensor(v) and k not in per_token[-1]
+                }
+            )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         width = max(len(r) for r in ids)
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)                 # [B, P] left-padded
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)  # [B, P] left-padded
         attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
         for row, r in enumerate(ids):
-            input_ids[row, width - len(r):] = r
-            attention_mask[row, width - len(r):] = 1
+            input_ids[row, width - len(r) :] = r
+            attention_mask[row, width - len(r) :] = 1
         names = sorted({k for t in per_token for k in t})
         token_inputs = {}
         for name in names:
             column = torch.zeros((len(ids), width), dtype=next(t[name] for t in per_token if name in t).dtype)  # [B, P]
             for row, t in enumerate(per_token):
                 if name in t:
-                    column[row, width - len(t[name]):] = t[name]
+                    column[row, width - len(t[name]) :] = t[name]
             token_inputs[name] = column.to(device)
-        return PromptBatch(input_ids.to(device), attention_mask.to(device), list(prompts), extras,
-                           token_inputs=token_inputs or None, suppress_tokens=list(self.placeholder_ids) or None)
+        return PromptBatch(
+            input_ids.to(device),
+            attention_mask.to(device),
+            list(prompts),
+            extras,
+            token_inputs=token_inputs or None,
+            suppress_tokens=list(self.placeholder_ids) or None,
+        )
 
 
-def prompt_encoder_for(tokenizer_or_processor: Any, *, image_column: str | None = None,
-                       image_root: str | os.PathLike | None = None) -> PromptEncoder:
+def prompt_encoder_for(
+    tokenizer_or_processor: Any, *, image_column: str | None = None, image_root: str | os.PathLike | None = None
+) -> PromptEncoder:
     """The encoder for what the model loader returned: a processor -> vision, a tokenizer -> text.
 
     An encoder passes through unchanged. ``image_column`` / ``image_root`` apply to

@@ -62,12 +62,24 @@ def _letter(value: Any) -> str | None:
     return match.group(1).upper() if match else None
 
 
-def _example(text: Any, choices: Any, answer: Any, letter_hint: Any, images: list[Any], row_id: Any,
-             answer_mode: str, instruction: str) -> dict[str, Any]:
+def _example(
+    text: Any,
+    choices: Any,
+    answer: Any,
+    letter_hint: Any,
+    images: list[Any],
+    row_id: Any,
+    answer_mode: str,
+    instruction: str,
+) -> dict[str, Any]:
     """One canonical example; raises _Bad with the reason."""
     if not isinstance(text, str) or not text.strip():
         raise _Bad("no problem text")
-    if not isinstance(choices, (list, tuple)) or len(choices) < 2 or not all(isinstance(c, (str, int, float)) for c in choices):
+    if (
+        not isinstance(choices, (list, tuple))
+        or len(choices) < 2
+        or not all(isinstance(c, (str, int, float)) for c in choices)
+    ):
         raise _Bad(f"choices must be a list of at least two values, got {choices!r:.80}")
     choices = [str(c).strip() for c in choices]
     if len(choices) > len(CHOICE_LETTERS):
@@ -86,8 +98,15 @@ def _example(text: Any, choices: Any, answer: Any, letter_hint: Any, images: lis
     if instruction:
         prompt += "\n" + instruction
     value = choices[position]
-    return {"prompt": prompt, "answer": letter if answer_mode == "letter" else value, "answer_value": value,
-            "choices": choices, "images": images, "id": row_id, "task": "geometry3k"}
+    return {
+        "prompt": prompt,
+        "answer": letter if answer_mode == "letter" else value,
+        "answer_value": value,
+        "choices": choices,
+        "images": images,
+        "id": row_id,
+        "task": "geometry3k",
+    }
 
 
 def _intergps_folder(root: Path, split: str | None) -> Path:
@@ -99,8 +118,10 @@ def _intergps_folder(root: Path, split: str | None) -> Path:
         raise Geometry3KError(f"unknown split {split!r}; known: {', '.join(GEOMETRY3K_SPLITS)}")
     folder = root / GEOMETRY3K_SPLITS[split]
     if not folder.is_dir():
-        raise Geometry3KError(f"{root}: no {GEOMETRY3K_SPLITS[split]}/ folder (expected the Inter-GPS layout "
-                              "<root>/{train,val,test}/<id>/data.json + img_diagram.png)")
+        raise Geometry3KError(
+            f"{root}: no {GEOMETRY3K_SPLITS[split]}/ folder (expected the Inter-GPS layout "
+            "<root>/{train,val,test}/<id>/data.json + img_diagram.png)"
+        )
     return folder
 
 
@@ -124,9 +145,17 @@ def _read_intergps(folder: Path):
             yield where, _Bad("expected a JSON object")
             continue
         image = problem / "img_diagram.png"
-        yield where, {"text": data.get("problem_text") or data.get("compact_text"),
-                      "choices": data.get("choices") or data.get("compact_choices"), "answer": data.get("answer"),
-                      "letter": None, "images": [str(image)], "id": data.get("id", problem.name)}
+        yield (
+            where,
+            {
+                "text": data.get("problem_text") or data.get("compact_text"),
+                "choices": data.get("choices") or data.get("compact_choices"),
+                "answer": data.get("answer"),
+                "letter": None,
+                "images": [str(image)],
+                "id": data.get("id", problem.name),
+            },
+        )
 
 
 def _read_file(path: Path, on_bad_row: str):
@@ -138,13 +167,29 @@ def _read_file(path: Path, on_bad_row: str):
     for index, row in enumerate(load_examples(path, answer_marker=None, on_bad_row=on_bad_row), start=1):
         images = row.get("images", row.get("image"))
         images = list(images) if isinstance(images, (list, tuple)) else ([] if images is None else [images])
-        yield f"row {index}", {"text": row["prompt"], "choices": row.get("choices"), "answer": row["answer"],
-                               "letter": row.get("ground_truth"), "images": images, "id": row.get("id")}
+        yield (
+            f"row {index}",
+            {
+                "text": row["prompt"],
+                "choices": row.get("choices"),
+                "answer": row["answer"],
+                "letter": row.get("ground_truth"),
+                "images": images,
+                "id": row.get("id"),
+            },
+        )
 
 
-def load_geometry3k(path: str | os.PathLike, split: str | None = None, *, answer: str = "letter",
-                    instruction: str = DEFAULT_INSTRUCTION, limit: int | None = None, on_bad_row: str = "error",
-                    check_images: bool = True) -> list[dict[str, Any]]:
+def load_geometry3k(
+    path: str | os.PathLike,
+    split: str | None = None,
+    *,
+    answer: str = "letter",
+    instruction: str = DEFAULT_INSTRUCTION,
+    limit: int | None = None,
+    on_bad_row: str = "error",
+    check_images: bool = True,
+) -> list[dict[str, Any]]:
     """Geometry3K examples from an Inter-GPS folder or a converted file (see the module docstring).
 
     Args:
@@ -177,8 +222,9 @@ def load_geometry3k(path: str | os.PathLike, split: str | None = None, *, answer
         try:
             if isinstance(raw, _Bad):
                 raise raw
-            example = _example(raw["text"], raw["choices"], raw["answer"], raw["letter"], raw["images"], raw["id"],
-                               answer, instruction)
+            example = _example(
+                raw["text"], raw["choices"], raw["answer"], raw["letter"], raw["images"], raw["id"], answer, instruction
+            )
             if not example["images"]:
                 raise _Bad("no image")
             try:
@@ -189,7 +235,9 @@ def load_geometry3k(path: str | os.PathLike, split: str | None = None, *, answer
                 raise _Bad(f"image: {exc}") from None
         except _Bad as exc:
             if on_bad_row == "error":
-                raise Geometry3KError(f"{root}: {where}: {exc.reason} (on_bad_row='skip' skips and counts such rows)") from None
+                raise Geometry3KError(
+                    f"{root}: {where}: {exc.reason} (on_bad_row='skip' skips and counts such rows)"
+                ) from None
             skipped.append(f"{where}: {exc.reason}")
             continue
         examples.append(example)
@@ -201,13 +249,24 @@ def load_geometry3k(path: str | os.PathLike, split: str | None = None, *, answer
     return examples
 
 
-def make_geometry3k(split: str, n: int, seed: int = 0, *, path: str | None = None, eval_path: str | None = None,
-                    eval_split: str = "test", answer: str = "letter", instruction: str = DEFAULT_INSTRUCTION,
-                    on_bad_row: str = "error") -> list[dict[str, Any]]:
+def make_geometry3k(
+    split: str,
+    n: int,
+    seed: int = 0,
+    *,
+    path: str | None = None,
+    eval_path: str | None = None,
+    eval_split: str = "test",
+    answer: str = "letter",
+    instruction: str = DEFAULT_INSTRUCTION,
+    on_bad_row: str = "error",
+) -> list[dict[str, Any]]:
     """The built-in task ``geometry3k``: the first ``n`` problems of the train or eval split (``seed`` is unused)."""
     if path is None:
-        raise ValueError("task 'geometry3k' needs data.task.path: the Inter-GPS Geometry3K folder "
-                         "(<root>/{train,val,test}/<id>/data.json) or a converted train file (then also eval_path)")
+        raise ValueError(
+            "task 'geometry3k' needs data.task.path: the Inter-GPS Geometry3K folder "
+            "(<root>/{train,val,test}/<id>/data.json) or a converted train file (then also eval_path)"
+        )
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     if eval_split not in ("test", "val"):
@@ -215,13 +274,17 @@ def make_geometry3k(split: str, n: int, seed: int = 0, *, path: str | None = Non
     source = Path(path).expanduser()
     if split == "eval" and not source.is_dir():
         if eval_path is None:
-            raise ValueError("task 'geometry3k': with a file as data.task.path, give the held-out file as data.task.eval_path")
+            raise ValueError(
+                "task 'geometry3k': with a file as data.task.path, give the held-out file as data.task.eval_path"
+            )
         source = Path(eval_path).expanduser()
     folder_split = None if not source.is_dir() else ("train" if split == "train" else eval_split)
     return load_geometry3k(source, folder_split, answer=answer, instruction=instruction, limit=n, on_bad_row=on_bad_row)
 
 
-def convert_geometry3k(path: str | os.PathLike, out_file: str | os.PathLike, split: str | None = None, **options: Any) -> int:
+def convert_geometry3k(
+    path: str | os.PathLike, out_file: str | os.PathLike, split: str | None = None, **options: Any
+) -> int:
     """Write a split as JSONL (``prompt``, ``answer``, ``answer_value``, ``choices``, ``images`` as absolute paths,
     ``id``) for ``apmpo eval --data``; images given as bytes are written beside it. Returns the row count."""
     out = Path(out_file)

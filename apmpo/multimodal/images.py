@@ -120,8 +120,10 @@ def resolve_image(value: Any, root: str | os.PathLike | None = None) -> Any:
         return str(path.resolve())
     if value is None:
         raise ImageError("the image is null")
-    raise ImageError(f"cannot read an image from a {type(value).__name__} (expected a path, bytes, "
-                     "a {'bytes', 'path'} mapping or a PIL image)")
+    raise ImageError(
+        f"cannot read an image from a {type(value).__name__} (expected a path, bytes, "
+        "a {'bytes', 'path'} mapping or a PIL image)"
+    )
 
 
 def _describe(ref: Any) -> str:
@@ -254,7 +256,9 @@ def attach_images(
                     if check:
                         check_image(ref)
                 except ImageError as exc:
-                    raise ImageError(f"image {position} of {len(values)}: {exc}" if len(values) > 1 else str(exc)) from None
+                    raise ImageError(
+                        f"image {position} of {len(values)}: {exc}" if len(values) > 1 else str(exc)
+                    ) from None
                 refs.append(ref)
             row[IMAGES_KEY] = refs
         except ImageError as exc:

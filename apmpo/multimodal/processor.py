@@ -43,7 +43,12 @@ __all__ = [
 ]
 
 QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
     "<|video_pad|>",
 )
 _CHARACTERS = string.digits + string.ascii_letters + string.punctuation + " \n\u00b0\u03c0\u221a"
@@ -83,14 +88,16 @@ _ARCHES = ("qwen2_vl", "qwen2_5_vl")
 # --------------------------------------------------------------------------- processors
 
 
-def image_only_processor(processor_class: type, image_processor: Any, tokenizer: Any,
-                         chat_template: str | None = None) -> Any:
+def image_only_processor(
+    processor_class: type, image_processor: Any, tokenizer: Any, chat_template: str | None = None
+) -> Any:
     """``processor_class`` (e.g. ``Qwen2VLProcessor``) built from an image processor and a tokenizer, without video.
 
     A subclass whose ``__init__`` has no ``video_processor`` argument, so transformers
     does not ask for torchvision's video processor; it keeps the class name so that
     ``save_pretrained`` records the standard processor class.
     """
+
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         processor_class.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
@@ -114,7 +121,9 @@ def is_vision_language_config(config: Any) -> bool:
     )
 
     model_type = getattr(config, "model_type", None)
-    return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return (
+        model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    )
 
 
 def _load_processor(directory: str | os.PathLike, model_type: str, processor_kwargs: dict[str, Any], **hub: Any) -> Any:
@@ -145,8 +154,14 @@ def _chat_template(directory: Path) -> str | None:
     return None
 
 
-def load_vision_model(directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
-                      local_only: bool = False, processor_kwargs: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def load_vision_model(
+    directory: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    trust_remote_code: bool = False,
+    local_only: bool = False,
+    processor_kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
     """``(model, processor)`` of a vision-language checkpoint directory (or a cached Hub id with ``local_only``).
 
     ``processor_kwargs`` go to the image processor (Qwen2-VL: ``min_pixels`` and
@@ -175,15 +190,21 @@ def _tiny_tokenizer() -> Any:
     backend.decoder = decoders.Fuse()
     backend.add_special_tokens(list(QWEN_SPECIAL_TOKENS))
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<|endoftext|>", eos_token="<|im_end|>", padding_side="left",
+        tokenizer_object=backend,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        padding_side="left",
         model_max_length=4096,
     )
     tokenizer.chat_template = TINY_VLM_CHAT_TEMPLATE
     return tokenizer
 
 
-def tiny_vlm_processor(min_pixels: int = TINY_VLM_DEFAULTS["min_pixels"],
-                       max_pixels: int = TINY_VLM_DEFAULTS["max_pixels"], arch: str = "qwen2_vl") -> Any:
+def tiny_vlm_processor(
+    min_pixels: int = TINY_VLM_DEFAULTS["min_pixels"],
+    max_pixels: int = TINY_VLM_DEFAULTS["max_pixels"],
+    arch: str = "qwen2_vl",
+) -> Any:
     """The tiny VLM's processor: Qwen2-VL's image processor, a character tokenizer, the ChatML template."""
     import transformers
 
@@ -205,32 +226,54 @@ def _tiny_config(tokenizer: Any, settings: dict[str, Any]) -> Any:
     if hidden % heads or (hidden // heads) % 2:
         raise ValueError(f"tiny-vlm: hidden_size={hidden} / num_attention_heads={heads} must be an even integer")
     if heads % settings["num_key_value_heads"]:
-        raise ValueError(f"tiny-vlm: num_attention_heads={heads} is not divisible by "
-                         f"num_key_value_heads={settings['num_key_value_heads']}")
-    half = hidden // heads // 2                                   # rotary frequencies per head, split over t, h, w
+        raise ValueError(
+            f"tiny-vlm: num_attention_heads={heads} is not divisible by "
+            f"num_key_value_heads={settings['num_key_value_heads']}"
+        )
+    half = hidden // heads // 2  # rotary frequencies per head, split over t, h, w
     mrope = [half - 2 * (half // 3), half // 3, half // 3]
     if settings["vision_hidden_size"] % settings["vision_heads"]:
         raise ValueError("tiny-vlm: vision_hidden_size must be divisible by vision_heads")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     text = {
-        "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": settings["intermediate_size"],
-        "num_hidden_layers": settings["num_hidden_layers"], "num_attention_heads": heads,
-        "num_key_value_heads": settings["num_key_value_heads"], "max_position_embeddings": 4096,
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": settings["intermediate_size"],
+        "num_hidden_layers": settings["num_hidden_layers"],
+        "num_attention_heads": heads,
+        "num_key_value_heads": settings["num_key_value_heads"],
+        "max_position_embeddings": 4096,
         "rope_parameters": {"rope_type": "default", "mrope_section": mrope, "rope_theta": 10000.0},
-        "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+        "bos_token_id": None,
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
     }
-    vision: dict[str, Any] = {"depth": settings["vision_depth"], "num_heads": settings["vision_heads"],
-                              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    vision: dict[str, Any] = {
+        "depth": settings["vision_depth"],
+        "num_heads": settings["vision_heads"],
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
     if arch == "qwen2_vl":
         vision.update(embed_dim=settings["vision_hidden_size"], hidden_size=hidden, mlp_ratio=2)
         config_class = transformers.Qwen2VLConfig
     else:
-        vision.update(hidden_size=settings["vision_hidden_size"], intermediate_size=2 * settings["vision_hidden_size"],
-                      out_hidden_size=hidden, window_size=56, fullatt_block_indexes=[settings["vision_depth"] - 1])
+        vision.update(
+            hidden_size=settings["vision_hidden_size"],
+            intermediate_size=2 * settings["vision_hidden_size"],
+            out_hidden_size=hidden,
+            window_size=56,
+            fullatt_block_indexes=[settings["vision_depth"] - 1],
+        )
         config_class = transformers.Qwen2_5_VLConfig
     return config_class(
-        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
 
@@ -249,8 +292,11 @@ def tiny_vlm(seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     settings = {**TINY_VLM_DEFAULTS, **overrides}
     processor = tiny_vlm_processor(settings["min_pixels"], settings["max_pixels"], settings["arch"])
     config = _tiny_config(processor.tokenizer, settings)
-    model_class = (transformers.Qwen2VLForConditionalGeneration if settings["arch"] == "qwen2_vl"
-                   else transformers.Qwen2_5_VLForConditionalGeneration)
+    model_class = (
+        transformers.Qwen2VLForConditionalGeneration
+        if settings["arch"] == "qwen2_vl"
+        else transformers.Qwen2_5_VLForConditionalGeneration
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config)
@@ -269,7 +315,7 @@ def parse_tiny_vlm_spec(spec: str) -> dict[str, Any]:
     if not spec.startswith("tiny-vlm:"):
         raise ValueError(f"not a tiny-vlm spec: {spec!r} (expected 'tiny-vlm' or 'tiny-vlm:key=value,...')")
     overrides: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in spec[len("tiny-vlm:"):].split(","))):
+    for item in filter(None, (part.strip() for part in spec[len("tiny-vlm:") :].split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"tiny-vlm spec {spec!r}: {item!r} is not key=value (e.g. tiny-vlm:arch=qwen2_5_vl)")

@@ -127,8 +127,12 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
                 m = _toward(p, q, 0.5)
                 d = (q[1] - p[1], -(q[0] - p[0]))
                 n = math.hypot(*d) or 1.0
-                ax.plot([m[0] - d[0] / n * 0.03, m[0] + d[0] / n * 0.03], [m[1] - d[1] / n * 0.03, m[1] + d[1] / n * 0.03],
-                        color="black", linewidth=1.5)
+                ax.plot(
+                    [m[0] - d[0] / n * 0.03, m[0] + d[0] / n * 0.03],
+                    [m[1] - d[1] / n * 0.03, m[1] + d[1] / n * 0.03],
+                    color="black",
+                    linewidth=1.5,
+                )
         polygon(pts)
         centre = (sum(p[0] for p in pts) / 3, sum(p[1] for p in pts) / 3)
         for p, text in zip(pts, angles):
@@ -141,7 +145,11 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
         ax.plot(*zip(*line), color="black", linewidth=1.8)
         ax.plot(*zip(*ray), color="black", linewidth=1.8)
         for mid, text, style in ((a / 2, f"{a}\u00b0", given), ((180 + a) / 2, "x\u00b0", label)):
-            ax.text(*_rotate([(0.35 * math.cos(math.radians(mid)), 0.35 * math.sin(math.radians(mid)))], rot)[0], text, **style)
+            ax.text(
+                *_rotate([(0.35 * math.cos(math.radians(mid)), 0.35 * math.sin(math.radians(mid)))], rot)[0],
+                text,
+                **style,
+            )
     elif kind == "right_triangle":
         p, q = v
         scale = max(p, q)
@@ -222,15 +230,27 @@ def _draw_problem(kind: str, rng: random.Random) -> tuple[tuple[int, ...], str, 
         area, perimeter = w * h, 2 * (w + h)
         if kind == "rectangle_area":
             return (w, h), "Find the area of the rectangle.", area, [perimeter, w + h, area + w, area - h, 2 * area]
-        return (w, h), "Find the perimeter of the rectangle.", perimeter, [area, w + h, perimeter + 2, perimeter - 2, 4 * w]
+        return (
+            (w, h),
+            "Find the perimeter of the rectangle.",
+            perimeter,
+            [area, w + h, perimeter + 2, perimeter - 2, 4 * w],
+        )
     if kind == "circle_diameter":
         r = rng.randint(2, 30)
         return (r,), "Find the diameter of the circle.", 2 * r, [r, 4 * r, r * r, 2 * r + 2, 2 * r - 1]
     raise ValueError(f"unknown geometry kind {kind!r}; known: {', '.join(GEOMETRY_KINDS)}")
 
 
-GEOMETRY_KINDS = ("triangle_angle", "isosceles_angle", "supplementary_angle", "right_triangle",
-                  "rectangle_area", "rectangle_perimeter", "circle_diameter")
+GEOMETRY_KINDS = (
+    "triangle_angle",
+    "isosceles_angle",
+    "supplementary_angle",
+    "right_triangle",
+    "rectangle_area",
+    "rectangle_perimeter",
+    "circle_diameter",
+)
 
 
 def format_choices(choices: list[str]) -> str:
@@ -296,14 +316,23 @@ def make_geometry(
         prompt = f"{question}\n{format_choices(choices)}"
         if instruction:
             prompt += f"\n{instruction}"
-        examples.append({
-            "prompt": prompt, "answer": letter, "answer_value": str(answer), "choices": choices,
-            "images": [GeometryFigure(kind, values, round(rotation, 1), image_size)], "kind": kind, "task": "geometry",
-        })
+        examples.append(
+            {
+                "prompt": prompt,
+                "answer": letter,
+                "answer_value": str(answer),
+                "choices": choices,
+                "images": [GeometryFigure(kind, values, round(rotation, 1), image_size)],
+                "kind": kind,
+                "task": "geometry",
+            }
+        )
         if len(examples) == n:
             return examples
-    raise ValueError(f"geometry: found only {len(examples)} distinct {split} problems after {max_draws} draws "
-                     f"(asked for {n}); ask for fewer, allow more kinds, or pass unique=False")
+    raise ValueError(
+        f"geometry: found only {len(examples)} distinct {split} problems after {max_draws} draws "
+        f"(asked for {n}); ask for fewer, allow more kinds, or pass unique=False"
+    )
 
 
 def write_geometry_dataset(out_dir: str | os.PathLike, split: str, n: int, seed: int = 0, **options: Any) -> Path:
@@ -320,11 +349,19 @@ def write_geometry_dataset(out_dir: str | os.PathLike, split: str, n: int, seed:
     for index, example in enumerate(make_geometry(split, n, seed, **options)):
         name = f"images/{split}-{index:05d}.png"
         _atomic_write(out / name, example["images"][0].png_bytes())
-        lines.append(json.dumps({
-            "id": f"{split}-{index:05d}", "problem": "<image>" + example["prompt"], "choices": example["choices"],
-            "answer": example["answer"], "answer_value": example["answer_value"], "images": [name],
-            "kind": example["kind"],
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"{split}-{index:05d}",
+                    "problem": "<image>" + example["prompt"],
+                    "choices": example["choices"],
+                    "answer": example["answer"],
+                    "answer_value": example["answer_value"],
+                    "images": [name],
+                    "kind": example["kind"],
+                }
+            )
+        )
     path = out / f"{split}.jsonl"
     _atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path

@@ -24,7 +24,7 @@ def geometry_task_specs() -> list[Any]:
             name="geometry",
             make=make_geometry,
             description="synthetic multiple-choice geometry with matplotlib diagrams (angles, lengths, areas), "
-                        "answer a letter",
+            "answer a letter",
             options=_keyword_defaults(make_geometry),
             default_reward="exact",
         ),
@@ -32,7 +32,7 @@ def geometry_task_specs() -> list[Any]:
             name="geometry3k",
             make=make_geometry3k,
             description="Geometry3K from a local copy (task option path: the Inter-GPS folder or a converted file), "
-                        "answer a letter",
+            "answer a letter",
             options=_keyword_defaults(make_geometry3k),
             default_reward="exact",
         ),

@@ -71,7 +71,13 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -213,10 +219,14 @@ def save_checkpoint(
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, Exception):
-            kept = (f"The previous checkpoint {previous} is intact: free some space and resume from it with --resume"
-                    if previous is not None else "There is no earlier checkpoint")
-            failure = storage_failure(exc, final, checkpoint_bytes(previous, model, optimizer),
-                                      what="writing the checkpoint", after=kept)
+            kept = (
+                f"The previous checkpoint {previous} is intact: free some space and resume from it with --resume"
+                if previous is not None
+                else "There is no earlier checkpoint"
+            )
+            failure = storage_failure(
+                exc, final, checkpoint_bytes(previous, model, optimizer), what="writing the checkpoint", after=kept
+            )
             if failure is not None:
                 raise failure from exc
         raise
@@ -281,7 +291,9 @@ def load_checkpoint(
     blob_path = path / "trainer_state.pt"
     if optimizer is not None or restore_rng:
         if not blob_path.is_file():
-            raise ValueError(f"{path}: saved without optimizer/RNG state (checkpoint.save_optimizer was false); cannot resume from it")
+            raise ValueError(
+                f"{path}: saved without optimizer/RNG state (checkpoint.save_optimizer was false); cannot resume from it"
+            )
         blob = torch.load(blob_path, map_location="cpu", weights_only=True)
         if optimizer is not None:
             optimizer.load_state_dict(blob["optimizer"])

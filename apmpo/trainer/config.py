@@ -380,9 +380,14 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
 
 def _type_name(tp: Any) -> str:
     optional, inner = _is_optional(tp)
-    base = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a mapping", list: "a list"}.get(
-        inner, str(inner)
-    )
+    base = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        dict: "a mapping",
+        list: "a list",
+    }.get(inner, str(inner))
     return f"{base} or null" if optional else base
 
 
@@ -572,7 +577,9 @@ def _check_data_source(name: str, value: str | None, problems: list[str], tasks:
         problems.append(f"{name}: {value!r} is neither a built-in task (known: {known}) nor an existing file")
 
 
-def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewards: tuple[str, ...] = ()) -> TrainConfig:
+def validate_config(
+    config: TrainConfig, *, check_files: bool = True, extra_rewards: tuple[str, ...] = ()
+) -> TrainConfig:
     """Raise ``ConfigError`` listing every problem found; return ``config`` when it is valid.
 
     ``check_files=False`` skips checks that look at the file system or the registries of
@@ -590,27 +597,38 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     need(config.steps >= 1, f"steps: must be >= 1, got {config.steps}")
 
     # model
-    need(config.model.dtype.lower() in ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
-         f"model.dtype: unknown dtype {config.model.dtype!r}; known: float32, bfloat16, float16")
+    need(
+        config.model.dtype.lower() in ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),
+        f"model.dtype: unknown dtype {config.model.dtype!r}; known: float32, bfloat16, float16",
+    )
     need(config.model.num_threads >= 0, f"model.num_threads: must be >= 0, got {config.model.num_threads}")
-    need(isinstance(config.model.processor_kwargs, dict),
-         f"model.processor_kwargs: expected a mapping, got {config.model.processor_kwargs!r}")
+    need(
+        isinstance(config.model.processor_kwargs, dict),
+        f"model.processor_kwargs: expected a mapping, got {config.model.processor_kwargs!r}",
+    )
     if config.model.lora is not None:
         known_lora = {"r", "alpha", "dropout", "target_modules", "bias"}
         unknown = sorted(set(config.model.lora) - known_lora)
-        need(not unknown, f"model.lora: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known_lora))}")
+        need(
+            not unknown, f"model.lora: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known_lora))}"
+        )
 
     # rollout
     ro = config.rollout
-    need(ro.group_size >= 2, f"rollout.group_size: must be >= 2 (advantages compare responses within a group), got {ro.group_size}")
+    need(
+        ro.group_size >= 2,
+        f"rollout.group_size: must be >= 2 (advantages compare responses within a group), got {ro.group_size}",
+    )
     need(ro.prompts_per_step >= 1, f"rollout.prompts_per_step: must be >= 1, got {ro.prompts_per_step}")
     need(ro.max_new_tokens >= 1, f"rollout.max_new_tokens: must be >= 1, got {ro.max_new_tokens}")
     need(ro.temperature > 0, f"rollout.temperature: must be > 0 (RL needs sampling), got {ro.temperature}")
     need(0 < ro.top_p <= 1, f"rollout.top_p: must be in (0, 1], got {ro.top_p}")
     need(ro.top_k >= 0, f"rollout.top_k: must be >= 0, got {ro.top_k}")
     need(ro.generation_batch_size >= 0, f"rollout.generation_batch_size: must be >= 0, got {ro.generation_batch_size}")
-    need(ro.max_prompt_tokens is None or ro.max_prompt_tokens >= 1,
-         f"rollout.max_prompt_tokens: must be >= 1 or null, got {ro.max_prompt_tokens}")
+    need(
+        ro.max_prompt_tokens is None or ro.max_prompt_tokens >= 1,
+        f"rollout.max_prompt_tokens: must be >= 1 or null, got {ro.max_prompt_tokens}",
+    )
 
     # algorithm
     al = config.algorithm
@@ -620,50 +638,77 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     else:
         provided = set(TRAINER_PROVIDED_PARAMS) & set(spec.defaults) if spec.needs_reward_stats else set()
         reserved = sorted(set(al.params) & provided)
-        need(not reserved, f"algorithm.params: {', '.join(reserved)} are set by the trainer from the rollout batch "
-             + "(declare the reward range with algorithm.reward_range)")
+        need(
+            not reserved,
+            f"algorithm.params: {', '.join(reserved)} are set by the trainer from the rollout batch "
+            + "(declare the reward range with algorithm.reward_range)",
+        )
         unknown = sorted(set(al.params) - set(spec.defaults))
         accepted = sorted(set(spec.defaults) - provided)
-        need(not unknown, f"algorithm.params: unknown hyperparameter(s) {', '.join(unknown)} for {al.name!r}; "
-             f"accepted: {', '.join(accepted) or '(none)'}")
-        missing = sorted(k for k, v in spec.defaults.items() if v is REQUIRED and k not in al.params and k not in provided)
+        need(
+            not unknown,
+            f"algorithm.params: unknown hyperparameter(s) {', '.join(unknown)} for {al.name!r}; "
+            f"accepted: {', '.join(accepted) or '(none)'}",
+        )
+        missing = sorted(
+            k for k, v in spec.defaults.items() if v is REQUIRED and k not in al.params and k not in provided
+        )
         need(not missing, f"algorithm.params: {al.name!r} needs {', '.join(missing)}")
         if not unknown and not reserved and not missing:
             error = _try_loss(al, spec)
             need(error is None, f"algorithm.params: {error}")
     need(al.beta >= 0, f"algorithm.beta: must be >= 0, got {al.beta}")
-    need(al.kl_estimator in KL_ESTIMATORS, f"algorithm.kl_estimator: unknown estimator {al.kl_estimator!r}; known: {', '.join(KL_ESTIMATORS)}")
-    need(al.advantage_normalization in ADVANTAGE_NORMALIZATIONS,
-         f"algorithm.advantage_normalization: unknown mode {al.advantage_normalization!r}; known: {', '.join(ADVANTAGE_NORMALIZATIONS)}")
+    need(
+        al.kl_estimator in KL_ESTIMATORS,
+        f"algorithm.kl_estimator: unknown estimator {al.kl_estimator!r}; known: {', '.join(KL_ESTIMATORS)}",
+    )
+    need(
+        al.advantage_normalization in ADVANTAGE_NORMALIZATIONS,
+        f"algorithm.advantage_normalization: unknown mode {al.advantage_normalization!r}; known: {', '.join(ADVANTAGE_NORMALIZATIONS)}",
+    )
     need(al.advantage_delta > 0, f"algorithm.advantage_delta: must be > 0, got {al.advantage_delta}")
-    need(al.reward_stats_scope in STAT_SCOPES,
-         f"algorithm.reward_stats_scope: unknown scope {al.reward_stats_scope!r}; known: {', '.join(STAT_SCOPES)}")
+    need(
+        al.reward_stats_scope in STAT_SCOPES,
+        f"algorithm.reward_stats_scope: unknown scope {al.reward_stats_scope!r}; known: {', '.join(STAT_SCOPES)}",
+    )
     rr = al.reward_range
-    if not (len(rr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rr)
-            and rr[0] < rr[1]):
+    if not (
+        len(rr) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rr)
+        and rr[0] < rr[1]
+    ):
         problems.append(f"algorithm.reward_range: expected [lo, hi] with lo < hi, got {rr!r}")
     need(al.epochs >= 1, f"algorithm.epochs: must be >= 1, got {al.epochs}")
     need(al.mini_batches >= 1, f"algorithm.mini_batches: must be >= 1, got {al.mini_batches}")
     total = ro.prompts_per_step * ro.group_size
-    need(al.mini_batches < 1 or total % al.mini_batches == 0,
-         f"algorithm.mini_batches: the rollout batch of rollout.prompts_per_step x rollout.group_size = "
-         f"{ro.prompts_per_step} x {ro.group_size} = {total} responses is not divisible into {al.mini_batches} mini-batches")
+    need(
+        al.mini_batches < 1 or total % al.mini_batches == 0,
+        f"algorithm.mini_batches: the rollout batch of rollout.prompts_per_step x rollout.group_size = "
+        f"{ro.prompts_per_step} x {ro.group_size} = {total} responses is not divisible into {al.mini_batches} mini-batches",
+    )
     need(al.max_sampling_rounds >= 1, f"algorithm.max_sampling_rounds: must be >= 1, got {al.max_sampling_rounds}")
     need(al.overlong_buffer >= 0, f"algorithm.overlong_buffer: must be >= 0, got {al.overlong_buffer}")
-    need(al.overlong_buffer < ro.max_new_tokens or al.overlong_buffer == 0,
-         f"algorithm.overlong_buffer: must be < rollout.max_new_tokens ({ro.max_new_tokens}), got {al.overlong_buffer}")
+    need(
+        al.overlong_buffer < ro.max_new_tokens or al.overlong_buffer == 0,
+        f"algorithm.overlong_buffer: must be < rollout.max_new_tokens ({ro.max_new_tokens}), got {al.overlong_buffer}",
+    )
     need(al.overlong_penalty >= 0, f"algorithm.overlong_penalty: must be >= 0, got {al.overlong_penalty}")
 
     # optim
     op = config.optim
     need(op.lr > 0, f"optim.lr: must be > 0, got {op.lr}")
     need(op.weight_decay >= 0, f"optim.weight_decay: must be >= 0, got {op.weight_decay}")
-    need(len(op.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in op.betas),
-         f"optim.betas: expected [beta1, beta2] in [0, 1), got {op.betas!r}")
+    need(
+        len(op.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in op.betas),
+        f"optim.betas: expected [beta1, beta2] in [0, 1), got {op.betas!r}",
+    )
     need(op.adam_eps > 0, f"optim.adam_eps: must be > 0, got {op.adam_eps}")
     need(op.max_grad_norm >= 0, f"optim.max_grad_norm: must be >= 0, got {op.max_grad_norm}")
     need(op.max_nonfinite_steps >= 1, f"optim.max_nonfinite_steps: must be >= 1, got {op.max_nonfinite_steps}")
-    need(op.lr_schedule in LR_SCHEDULES, f"optim.lr_schedule: unknown schedule {op.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+    need(
+        op.lr_schedule in LR_SCHEDULES,
+        f"optim.lr_schedule: unknown schedule {op.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}",
+    )
     need(op.warmup_steps >= 0, f"optim.warmup_steps: must be >= 0, got {op.warmup_steps}")
     need(0 <= op.min_lr_ratio <= 1, f"optim.min_lr_ratio: must be in [0, 1], got {op.min_lr_ratio}")
     need(op.micro_batch_size >= 1, f"optim.micro_batch_size: must be >= 1, got {op.micro_batch_size}")
@@ -672,15 +717,20 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     # data
     da = config.data
     need(da.on_bad_row in ("error", "skip"), f"data.on_bad_row: must be 'error' or 'skip', got {da.on_bad_row!r}")
-    need(da.use_chat_template in (True, False, "auto"),
-         f"data.use_chat_template: must be true, false or 'auto', got {da.use_chat_template!r}")
+    need(
+        da.use_chat_template in (True, False, "auto"),
+        f"data.use_chat_template: must be true, false or 'auto', got {da.use_chat_template!r}",
+    )
     for name in ("train_size", "eval_size"):
         v = getattr(da, name)
         need(v is None or v >= 1, f"data.{name}: must be >= 1 or null, got {v}")
     allowed_loader = {"columns", "answer_from_solution", "answer_marker"}
     unknown_opts = sorted(set(da.loader_options) - allowed_loader)
-    need(not unknown_opts, f"data.loader_options: unknown option(s) {', '.join(unknown_opts)}; known: {', '.join(sorted(allowed_loader))} "
-         "(prompt_column, answer_column, on_bad_row and train_size have their own keys)")
+    need(
+        not unknown_opts,
+        f"data.loader_options: unknown option(s) {', '.join(unknown_opts)}; known: {', '.join(sorted(allowed_loader))} "
+        "(prompt_column, answer_column, on_bad_row and train_size have their own keys)",
+    )
     try:
         from apmpo.data.prompts import template_fields
 
@@ -693,8 +743,10 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
     # reward
     rw = config.reward
     for name, weight in rw.functions.items():
-        need(isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight),
-             f"reward.functions.{name}: the weight must be a number, got {weight!r}")
+        need(
+            isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight),
+            f"reward.functions.{name}: the weight must be a number, got {weight!r}",
+        )
     extra = sorted(set(rw.kwargs) - set(rw.functions))
     need(not extra, f"reward.kwargs: {', '.join(extra)} not among reward.functions ({', '.join(rw.functions)})")
     for name, kw in rw.kwargs.items():
@@ -702,35 +754,52 @@ def validate_config(config: TrainConfig, *, check_files: bool = True, extra_rewa
 
     # logging / checkpoint / eval
     lg = config.logging
-    need(lg.progress in PROGRESS_STYLES, f"logging.progress: unknown style {lg.progress!r}; known: {', '.join(PROGRESS_STYLES)}")
+    need(
+        lg.progress in PROGRESS_STYLES,
+        f"logging.progress: unknown style {lg.progress!r}; known: {', '.join(PROGRESS_STYLES)}",
+    )
     need(lg.sample_every >= 0, f"logging.sample_every: must be >= 0, got {lg.sample_every}")
     need(lg.num_samples >= 0, f"logging.num_samples: must be >= 0, got {lg.num_samples}")
-    need(lg.run_name is None or (lg.run_name and "/" not in lg.run_name and lg.run_name not in (".", "..")),
-         f"logging.run_name: must be a plain directory name, got {lg.run_name!r}")
+    need(
+        lg.run_name is None or (lg.run_name and "/" not in lg.run_name and lg.run_name not in (".", "..")),
+        f"logging.run_name: must be a plain directory name, got {lg.run_name!r}",
+    )
     ck = config.checkpoint
     need(ck.every >= 0, f"checkpoint.every: must be >= 0, got {ck.every}")
     need(ck.keep_last >= 1, f"checkpoint.keep_last: must be >= 1, got {ck.keep_last}")
     ev = config.eval
     need(ev.every >= 0, f"eval.every: must be >= 0, got {ev.every}")
-    need(ev.max_examples is None or ev.max_examples >= 1, f"eval.max_examples: must be >= 1 or null, got {ev.max_examples}")
+    need(
+        ev.max_examples is None or ev.max_examples >= 1,
+        f"eval.max_examples: must be >= 1 or null, got {ev.max_examples}",
+    )
     need(ev.batch_size >= 1, f"eval.batch_size: must be >= 1, got {ev.batch_size}")
-    need(ev.max_new_tokens is None or ev.max_new_tokens >= 1, f"eval.max_new_tokens: must be >= 1 or null, got {ev.max_new_tokens}")
+    need(
+        ev.max_new_tokens is None or ev.max_new_tokens >= 1,
+        f"eval.max_new_tokens: must be >= 1 or null, got {ev.max_new_tokens}",
+    )
     need(ev.temperature >= 0, f"eval.temperature: must be >= 0, got {ev.temperature}")
     need(ev.num_samples >= 1, f"eval.num_samples: must be >= 1, got {ev.num_samples}")
 
     if check_files:
         tasks = _builtin_tasks()
-        need(bool(rw.functions) or bool(extra_rewards) or da.train in tasks,
-             f"reward.functions: name at least one reward function (e.g. {{math: 1.0}}) for the data file {da.train}")
+        need(
+            bool(rw.functions) or bool(extra_rewards) or da.train in tasks,
+            f"reward.functions: name at least one reward function (e.g. {{math: 1.0}}) for the data file {da.train}",
+        )
         _check_data_source("data.train", da.train, problems, tasks)
         _check_data_source("data.eval", da.eval, problems, tasks)
         known_rewards = _reward_names()
         if known_rewards is not None:
             for name in rw.functions:
-                need(name in known_rewards or name in extra_rewards,
-                     f"reward.functions: unknown reward {name!r}; known: {', '.join(sorted(known_rewards))}")
-        need(da.image_root is None or Path(da.image_root).expanduser().is_dir(),
-             f"data.image_root: {da.image_root}: no such directory")
+                need(
+                    name in known_rewards or name in extra_rewards,
+                    f"reward.functions: unknown reward {name!r}; known: {', '.join(sorted(known_rewards))}",
+                )
+        need(
+            da.image_root is None or Path(da.image_root).expanduser().is_dir(),
+            f"data.image_root: {da.image_root}: no such directory",
+        )
         model_path = Path(config.model.name).expanduser()
         looks_like_path = config.model.name.startswith((".", "/", "~")) or config.model.name.endswith(".gguf")
         need(not looks_like_path or model_path.exists(), f"model.name: {config.model.name}: no such file or directory")

@@ -88,8 +88,16 @@ class UpdateGuard:
         hint: the likely causes to name when the run stops (see :meth:`for_config`).
     """
 
-    def __init__(self, named_parameters: list[tuple[str, torch.nn.Parameter]], optimizer: torch.optim.Optimizer,
-                 scheduler: Any, *, max_grad_norm: float, max_bad_steps: int, hint: str = ""):
+    def __init__(
+        self,
+        named_parameters: list[tuple[str, torch.nn.Parameter]],
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        *,
+        max_grad_norm: float,
+        max_bad_steps: int,
+        hint: str = "",
+    ):
         self.named_parameters = named_parameters
         self.parameters = [p for _, p in named_parameters]
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -100,30 +108,43 @@ class UpdateGuard:
         self._last_reason: str | None = None
 
     @classmethod
-    def for_config(cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, config: Any) -> UpdateGuard:
+    def for_config(
+        cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, config: Any
+    ) -> UpdateGuard:
         """The guard of a training run configured by ``config`` (a TrainConfig)."""
         op = config.optim
-        precision = (f"low precision overflowing (model.dtype = {config.model.dtype}: try float32 or a lower lr)"
-                     if config.model.dtype.lower() not in ("float32", "fp32")
-                     else "an overflow in the model itself (model.dtype = float32)")
-        hint = (f"a learning rate too high for this model (optim.lr = {op.lr:g}, optim.max_grad_norm = "
-                f"{op.max_grad_norm:g}); extreme rewards or advantages (reward.functions, "
-                f"algorithm.advantage_normalization = {config.algorithm.advantage_normalization}); or {precision}")
+        precision = (
+            f"low precision overflowing (model.dtype = {config.model.dtype}: try float32 or a lower lr)"
+            if config.model.dtype.lower() not in ("float32", "fp32")
+            else "an overflow in the model itself (model.dtype = float32)"
+        )
+        hint = (
+            f"a learning rate too high for this model (optim.lr = {op.lr:g}, optim.max_grad_norm = "
+            f"{op.max_grad_norm:g}); extreme rewards or advantages (reward.functions, "
+            f"algorithm.advantage_normalization = {config.algorithm.advantage_normalization}); or {precision}"
+        )
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        return cls(named, optimizer, scheduler, max_grad_norm=op.max_grad_norm,
-                   max_bad_steps=op.max_nonfinite_steps, hint=hint)
+        return cls(
+            named, optimizer, scheduler, max_grad_norm=op.max_grad_norm, max_bad_steps=op.max_nonfinite_steps, hint=hint
+        )
 
     def _norm(self) -> torch.Tensor:
         if not _SPLIT_CLIP:
-            return torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm or math.inf, error_if_nonfinite=False)
-        return torch.nn.utils.get_total_norm([p.grad for p in self.parameters if p.grad is not None],
-                                             error_if_nonfinite=False)
+            return torch.nn.utils.clip_grad_norm_(
+                self.parameters, self.max_grad_norm or math.inf, error_if_nonfinite=False
+            )
+        return torch.nn.utils.get_total_norm(
+            [p.grad for p in self.parameters if p.grad is not None], error_if_nonfinite=False
+        )
 
     def _reason(self, loss: float) -> str:
         if not math.isfinite(loss):
             return f"the loss is {'NaN' if math.isnan(loss) else 'infinite'}"
-        bad = [(name, p.grad) for name, p in self.named_parameters
-               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        bad = [
+            (name, p.grad)
+            for name, p in self.named_parameters
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
         if not bad:  # finite gradients whose norm overflows
             return "the gradient norm overflows"
         name, grad = bad[0]
@@ -156,9 +177,14 @@ class UpdateGuard:
 
     def _error(self, what: str, run_dir: str | Path) -> NonFiniteError:
         checkpoint = latest_checkpoint(run_dir)
-        where = (f"The last good checkpoint is {checkpoint}: resume from it with --resume after changing the "
-                 "setting at fault") if checkpoint else \
-            "No checkpoint was written yet (checkpoint.every = 0 saves only at the end)"
+        where = (
+            (
+                f"The last good checkpoint is {checkpoint}: resume from it with --resume after changing the "
+                "setting at fault"
+            )
+            if checkpoint
+            else "No checkpoint was written yet (checkpoint.every = 0 saves only at the end)"
+        )
         return NonFiniteError(f"{what}. Likely causes: {self.hint}. {where}.")
 
     def check(self, step: int, run_dir: str | Path) -> None:
@@ -167,7 +193,9 @@ class UpdateGuard:
             raise self._error(
                 f"step {step}: stopped after {self.streak} consecutive steps whose updates were skipped because a "
                 f"value was not finite (last: {self._last_reason}; optim.max_nonfinite_steps = {self.max_bad_steps}; "
-                "the weights are those of the last finite update)", run_dir)
+                "the weights are those of the last finite update)",
+                run_dir,
+            )
 
     @contextlib.contextmanager
     def sampling(self, step: int, run_dir: str | Path) -> Iterator[None]:
@@ -177,8 +205,11 @@ class UpdateGuard:
         except RuntimeError as exc:
             if "probability tensor contains" not in str(exc):  # torch.multinomial on NaN / inf probabilities
                 raise
-            raise self._error(f"step {step}: sampling failed because the model's next-token probabilities are not "
-                              "finite: its weights have diverged or its forward pass overflows", run_dir) from exc
+            raise self._error(
+                f"step {step}: sampling failed because the model's next-token probabilities are not "
+                "finite: its weights have diverged or its forward pass overflows",
+                run_dir,
+            ) from exc
 
     def state(self) -> dict[str, int]:
         """What a checkpoint keeps of the guard."""

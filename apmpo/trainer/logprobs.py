@@ -47,8 +47,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["TokenLogProbs", "cache_argument", "completion_log_probs", "position_ids_from_mask", "prompt_groups",
-           "unwrap_model"]
+__all__ = [
+    "TokenLogProbs",
+    "cache_argument",
+    "completion_log_probs",
+    "position_ids_from_mask",
+    "prompt_groups",
+    "unwrap_model",
+]
 
 
 class TokenLogProbs(NamedTuple):
@@ -70,7 +76,7 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """[B, L] positions counting only attended tokens, as ``generate`` computes them (pads at 0)."""
-    positions = attention_mask.long().cumsum(-1) - 1                  # [B, L]
+    positions = attention_mask.long().cumsum(-1) - 1  # [B, L]
     return positions.masked_fill(attention_mask == 0, 0)
 
 
@@ -88,33 +94,46 @@ def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[
     ``first`` [U] is a row holding each distinct prompt, ``inverse`` [B] the distinct
     prompt of each row, so ``prompt_ids[first][inverse] == prompt_ids``.
     """
-    key = prompt_ids.masked_fill(prompt_mask == 0, -1)                               # [B, P]
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)                       # [B] in 0..U-1
+    key = prompt_ids.masked_fill(prompt_mask == 0, -1)  # [B, P]
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)  # [B] in 0..U-1
     B = inverse.shape[0]
     first = torch.full((int(inverse.max()) + 1 if B else 0,), B, dtype=torch.long, device=inverse.device)
     first = first.scatter_reduce(0, inverse, torch.arange(B, device=inverse.device), reduce="amin")  # [U]
     return first, inverse
 
 
-def _shared_prompt_hidden(body: torch.nn.Module, model: torch.nn.Module, prompt_ids: torch.Tensor,
-                          prompt_mask: torch.Tensor, completion_ids: torch.Tensor, comp_mask: torch.Tensor,
-                          first: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+def _shared_prompt_hidden(
+    body: torch.nn.Module,
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    comp_mask: torch.Tensor,
+    first: torch.Tensor,
+    inverse: torch.Tensor,
+) -> torch.Tensor:
     """[B, T, H] hidden states predicting each completion token, with one body pass per distinct prompt."""
     P = prompt_ids.shape[1]
-    u_mask = prompt_mask[first].long()                                               # [U, P]
+    u_mask = prompt_mask[first].long()  # [U, P]
     cache_name = cache_argument(model)
-    out = body(input_ids=prompt_ids[first], attention_mask=u_mask, position_ids=position_ids_from_mask(u_mask),
-               use_cache=True)
-    hidden_p = out.last_hidden_state                                                 # [U, P, H]
+    out = body(
+        input_ids=prompt_ids[first], attention_mask=u_mask, position_ids=position_ids_from_mask(u_mask), use_cache=True
+    )
+    hidden_p = out.last_hidden_state  # [U, P, H]
     cache = getattr(out, cache_name)
-    cache.batch_select_indices(inverse)                                              # [U, ...] -> [B, ...] keys/values
-    attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)        # [B, P+T]
-    positions = position_ids_from_mask(attention_mask)[:, P:]                        # [B, T]
-    out = body(input_ids=completion_ids, attention_mask=attention_mask, position_ids=positions,
-               use_cache=True, **{cache_name: cache})
-    hidden_c = out.last_hidden_state                                                 # [B, T, H]
+    cache.batch_select_indices(inverse)  # [U, ...] -> [B, ...] keys/values
+    attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)  # [B, P+T]
+    positions = position_ids_from_mask(attention_mask)[:, P:]  # [B, T]
+    out = body(
+        input_ids=completion_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        **{cache_name: cache},
+    )
+    hidden_c = out.last_hidden_state  # [B, T, H]
     # token t is predicted at position P-1+t: the prompt's last position for t = 0, else completion position t-1
-    return torch.cat([hidden_p[inverse, P - 1 :], hidden_c[:, :-1]], dim=1)          # [B, T, H]
+    return torch.cat([hidden_p[inverse, P - 1 :], hidden_c[:, :-1]], dim=1)  # [B, T, H]
 
 
 class _ChunkedLMHead(torch.autograd.Function):
@@ -127,19 +146,19 @@ class _ChunkedLMHead(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, targets, chunk_size, inv_temperature, with_entropy, recompute):
         n = hidden.shape[0]
         dtype = _compute_dtype(weight)
-        log_probs = torch.empty(n, dtype=dtype, device=hidden.device)               # [n]
+        log_probs = torch.empty(n, dtype=dtype, device=hidden.device)  # [n]
         entropy = torch.empty(n, dtype=dtype, device=hidden.device) if with_entropy else None
         keep_probs = not recompute and any(ctx.needs_input_grad[:3])
         saved_probs = []
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
-            logits = F.linear(hidden[start:stop], weight, bias).to(dtype)            # [c, V]
+            logits = F.linear(hidden[start:stop], weight, bias).to(dtype)  # [c, V]
             if inv_temperature != 1.0:
                 logits.mul_(inv_temperature)
-            lse = torch.logsumexp(logits, dim=-1)                                    # [c]
+            lse = torch.logsumexp(logits, dim=-1)  # [c]
             log_probs[start:stop] = logits.gather(1, targets[start:stop, None])[:, 0] - lse
             if with_entropy or keep_probs:
-                probs = torch.softmax(logits, dim=-1)                                # [c, V]
+                probs = torch.softmax(logits, dim=-1)  # [c, V]
                 if with_entropy:
                     entropy[start:stop] = lse - (probs * logits).sum(-1)
                 if keep_probs:
@@ -160,19 +179,21 @@ class _ChunkedLMHead(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden) if need_h else None
         dtype = _compute_dtype(weight)
         grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if need_w else None
-        grad_bias = torch.zeros(weight.shape[0], dtype=dtype, device=weight.device) if (need_b and bias is not None) else None
+        grad_bias = (
+            torch.zeros(weight.shape[0], dtype=dtype, device=weight.device) if (need_b and bias is not None) else None
+        )
         n, c = hidden.shape[0], ctx.chunk_size
         for index, start in enumerate(range(0, n, c)):
             stop = min(start + c, n)
             if ctx.saved_probs:
                 probs = ctx.saved_probs[index]
             else:
-                logits = F.linear(hidden[start:stop], weight, bias).to(dtype)        # [c, V]
+                logits = F.linear(hidden[start:stop], weight, bias).to(dtype)  # [c, V]
                 if ctx.inv_temperature != 1.0:
                     logits.mul_(ctx.inv_temperature)
-                probs = torch.softmax(logits, dim=-1)                                # [c, V]
-            g = grad_log_probs[start:stop].to(dtype)                                 # [c]
-            grad_logits = probs * (-g[:, None])                                      # [c, V]
+                probs = torch.softmax(logits, dim=-1)  # [c, V]
+            g = grad_log_probs[start:stop].to(dtype)  # [c]
+            grad_logits = probs * (-g[:, None])  # [c, V]
             grad_logits.scatter_add_(1, targets[start:stop, None], g[:, None])
             if ctx.inv_temperature != 1.0:
                 grad_logits.mul_(ctx.inv_temperature)
@@ -193,9 +214,10 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _head_chunk_general(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                        inv_temperature: float, softcap: float | None) -> torch.Tensor:
-    logits = head(hidden)                                                            # [c, V]
+def _head_chunk_general(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, inv_temperature: float, softcap: float | None
+) -> torch.Tensor:
+    logits = head(hidden)  # [c, V]
     logits = logits.to(_compute_dtype(logits))
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
@@ -250,7 +272,9 @@ def completion_log_probs(
         masked positions.
     """
     if prompt_ids.dim() != 2 or completion_ids.dim() != 2:
-        raise ValueError(f"prompt_ids and completion_ids must be [B, L]; got {tuple(prompt_ids.shape)} and {tuple(completion_ids.shape)}")
+        raise ValueError(
+            f"prompt_ids and completion_ids must be [B, L]; got {tuple(prompt_ids.shape)} and {tuple(completion_ids.shape)}"
+        )
     if prompt_ids.shape != prompt_mask.shape or completion_ids.shape != completion_mask.shape:
         raise ValueError("prompt_mask / completion_mask must have the shapes of prompt_ids / completion_ids")
     if prompt_ids.shape[0] != completion_ids.shape[0]:
@@ -283,16 +307,16 @@ def completion_log_probs(
         body_tokens = first.shape[0] * P + completion_ids.numel()
     else:
         body_tokens = prompt_ids.numel() + completion_ids.numel()
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)                   # [B, P+T]
-        attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)    # [B, P+T]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [B, P+T]
+        attention_mask = torch.cat([prompt_mask.long(), comp_mask.long()], dim=1)  # [B, P+T]
         if "position_ids" not in model_inputs and "pixel_values" not in model_inputs:
             model_inputs["position_ids"] = position_ids_from_mask(attention_mask)
         outputs = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **model_inputs)
         hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]  # [B, P+T, H]
-        hidden = hidden[:, P - 1 : P - 1 + T]                                        # [B, T, H] predicts completion
-    rows, cols = comp_mask.nonzero(as_tuple=True)                                    # n completion tokens
-    h = hidden[rows, cols]                                                           # [n, H]
-    targets = completion_ids[rows, cols]                                             # [n]
+        hidden = hidden[:, P - 1 : P - 1 + T]  # [B, T, H] predicts completion
+    rows, cols = comp_mask.nonzero(as_tuple=True)  # n completion tokens
+    h = hidden[rows, cols]  # [n, H]
+    targets = completion_ids[rows, cols]  # [n]
     inv_t = 1.0 / float(temperature)
 
     plain_head = type(head) is torch.nn.Linear and not softcap

@@ -122,41 +122,83 @@ class StepBatch:
 
     def select(self, index: list[int]) -> StepBatch:
         """The rows ``index``, in that order."""
-        return StepBatch(self.rollout.select(index), self.rewards[index], [self.rows[i] for i in index],
-                         {k: [v[i] for i in index] for k, v in self.scores.items()})
+        return StepBatch(
+            self.rollout.select(index),
+            self.rewards[index],
+            [self.rows[i] for i in index],
+            {k: [v[i] for i in index] for k, v in self.scores.items()},
+        )
 
     @staticmethod
     def concat(parts: list[StepBatch], pad_id: int) -> StepBatch:
         """Row-wise concatenation (re-padding prompts and completions)."""
-        return StepBatch(Rollout.concat([p.rollout for p in parts], pad_id), torch.cat([p.rewards for p in parts]),
-                         [r for p in parts for r in p.rows],
-                         {k: [v for p in parts for v in p.scores[k]] for k in parts[0].scores})
+        return StepBatch(
+            Rollout.concat([p.rollout for p in parts], pad_id),
+            torch.cat([p.rewards for p in parts]),
+            [r for p in parts for r in p.rows],
+            {k: [v for p in parts for v in p.scores[k]] for k in parts[0].scores},
+        )
 
 
 # --------------------------------------------------------------------------- rollout + reward
 
 
-def sample_round(model, encoder: PromptEncoder, data: TrainData, indices: list[int], rewards: RewardFunctions,
-                 config: TrainConfig, device: torch.device) -> StepBatch:
+def sample_round(
+    model,
+    encoder: PromptEncoder,
+    data: TrainData,
+    indices: list[int],
+    rewards: RewardFunctions,
+    config: TrainConfig,
+    device: torch.device,
+) -> StepBatch:
     """G samples for each of the prompts ``indices``, scored (TRL's reward contract)."""
     ro = config.rollout
     prompts = [data.train_prompts[i] for i in indices]
-    batch = encoder.encode(prompts, [data.train[i] for i in indices], add_special_tokens=data.add_special_tokens,
-                           max_prompt_tokens=ro.max_prompt_tokens, device=device)
-    rollout = generate_rollouts(model, encoder.tokenizer, batch, num_samples=ro.group_size, max_new_tokens=ro.max_new_tokens,
-                                temperature=ro.temperature, top_p=ro.top_p, top_k=ro.top_k,
-                                batch_size=ro.generation_batch_size, share_prefill=ro.share_prefill)
-    which = rollout.prompt_index.tolist()                                               # [N] prompt of each row
+    batch = encoder.encode(
+        prompts,
+        [data.train[i] for i in indices],
+        add_special_tokens=data.add_special_tokens,
+        max_prompt_tokens=ro.max_prompt_tokens,
+        device=device,
+    )
+    rollout = generate_rollouts(
+        model,
+        encoder.tokenizer,
+        batch,
+        num_samples=ro.group_size,
+        max_new_tokens=ro.max_new_tokens,
+        temperature=ro.temperature,
+        top_p=ro.top_p,
+        top_k=ro.top_k,
+        batch_size=ro.generation_batch_size,
+        share_prefill=ro.share_prefill,
+    )
+    which = rollout.prompt_index.tolist()  # [N] prompt of each row
     completion_ids = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)]
-    labels = [f"data.train example {indices[k] + 1}: {prompts[k][:60]!r}, sample {j % ro.group_size + 1} of {ro.group_size}"
-              for j, k in enumerate(which)]
-    total, scores = rewards.score(rollout.completions, [data.train[indices[k]] for k in which],
-                                  prompts=[prompts[k] for k in which], completion_ids=completion_ids, labels=labels)
+    labels = [
+        f"data.train example {indices[k] + 1}: {prompts[k][:60]!r}, sample {j % ro.group_size + 1} of {ro.group_size}"
+        for j, k in enumerate(which)
+    ]
+    total, scores = rewards.score(
+        rollout.completions,
+        [data.train[indices[k]] for k in which],
+        prompts=[prompts[k] for k in which],
+        completion_ids=completion_ids,
+        labels=labels,
+    )
     return StepBatch(rollout, total, [data.train[indices[k]] for k in which], scores)
 
 
-def sample_batch(model, encoder: PromptEncoder, data: TrainData, sampler: PromptSampler, rewards: RewardFunctions,
-                 config: TrainConfig, device: torch.device) -> tuple[StepBatch | None, dict[str, float]]:
+def sample_batch(
+    model,
+    encoder: PromptEncoder,
+    data: TrainData,
+    sampler: PromptSampler,
+    rewards: RewardFunctions,
+    config: TrainConfig,
+    device: torch.device,
+) -> tuple[StepBatch | None, dict[str, float]]:
     """Steps 1-2: B prompts x G samples, scored; DAPO's dynamic sampling keeps only groups whose
     rewards differ and samples more prompts (up to max_sampling_rounds) until B groups are kept.
 
@@ -170,7 +212,7 @@ def sample_batch(model, encoder: PromptEncoder, data: TrainData, sampler: Prompt
         batch = sample_round(model, encoder, data, sampler.take(B), rewards, config, device)
         seen.append(batch)
         if al.dynamic_sampling:
-            grouped = batch.rewards.view(-1, G)                                        # [B, G]
+            grouped = batch.rewards.view(-1, G)  # [B, G]
             informative = (grouped.amax(1) > grouped.amin(1)).nonzero()[:, 0].tolist()
             missing = B - sum(len(k.rows) for k in kept) // G
             batch = batch.select([g * G + j for g in informative[:missing] for j in range(G)])
@@ -195,8 +237,9 @@ def sample_batch(model, encoder: PromptEncoder, data: TrainData, sampler: Prompt
 # --------------------------------------------------------------------------- passes
 
 
-def plan_micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
-                       share_prompts: bool = False) -> list[torch.Tensor]:
+def plan_micro_batches(
+    rollout: Rollout, rows: torch.Tensor, size: int, share_prompts: bool = False
+) -> list[torch.Tensor]:
     """Split ``rows`` into micro-batches of at most ``size`` rows, ordered to keep padding low.
 
     Without ``share_prompts``: longest sequences first (each micro-batch is trimmed to its
@@ -210,14 +253,14 @@ def plan_micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
     if len(rows) == 0:
         return []
     r = rows.to(rollout.completion_ids.device)
-    p_len = rollout.prompt_mask[r].sum(-1).cpu()                                       # [n]
-    c_len = rollout.completion_mask[r].sum(-1).cpu()                                   # [n]
+    p_len = rollout.prompt_mask[r].sum(-1).cpu()  # [n]
+    c_len = rollout.completion_mask[r].sum(-1).cpu()  # [n]
     orders = [torch.argsort(p_len + c_len, descending=True, stable=True)]
     if share_prompts:
-        group = torch.unique(rollout.prompt_index[r].cpu(), return_inverse=True)[1]    # [n] in 0..U-1
-        n, g = len(rows), group[orders[0]]                                             # groups in length order
+        group = torch.unique(rollout.prompt_index[r].cpu(), return_inverse=True)[1]  # [n] in 0..U-1
+        n, g = len(rows), group[orders[0]]  # groups in length order
         first = torch.full((int(group.max()) + 1,), n).scatter_reduce(0, g, torch.arange(n), reduce="amin")  # [U]
-        by_group = orders[0][torch.argsort(first[g], stable=True)]                     # groups by their longest row
+        by_group = orders[0][torch.argsort(first[g], stable=True)]  # groups by their longest row
         orders += [torch.argsort(c_len, descending=True, stable=True), by_group]
 
         def cost(order: torch.Tensor) -> int:
@@ -234,12 +277,17 @@ def plan_micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
 
 def shares_prompts(config: TrainConfig, rollout: Rollout) -> bool:
     """Whether the log-prob passes run each prompt once per micro-batch (text-only, no activation checkpointing)."""
-    return (config.optim.share_prompt_forward and not config.model.gradient_checkpointing
-            and rollout.extras is None and rollout.token_inputs is None)
+    return (
+        config.optim.share_prompt_forward
+        and not config.model.gradient_checkpointing
+        and rollout.extras is None
+        and rollout.token_inputs is None
+    )
 
 
-def micro_batches(rollout: Rollout, rows: torch.Tensor, size: int,
-                  share_prompts: bool = False) -> Iterator[tuple[torch.Tensor, Rollout]]:
+def micro_batches(
+    rollout: Rollout, rows: torch.Tensor, size: int, share_prompts: bool = False
+) -> Iterator[tuple[torch.Tensor, Rollout]]:
     """(row indices, trimmed sub-rollout) for each micro-batch of :func:`plan_micro_batches`."""
     for idx in plan_micro_batches(rollout, rows, size, share_prompts):
         yield idx, rollout.select(idx).trimmed()
@@ -254,9 +302,17 @@ def batch_log_probs(model, rollout: Rollout, rows: torch.Tensor, config: TrainCo
     try:
         op, share = config.optim, shares_prompts(config, rollout)
         for idx, mb in micro_batches(rollout, rows, op.micro_batch_size, share_prompts=share):
-            lp = completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
-                                      temperature=config.rollout.temperature, chunk_size=op.logprob_chunk_size,
-                                      share_prompt=share, **mb.model_inputs()).log_probs  # [n, T']
+            lp = completion_log_probs(
+                model,
+                mb.prompt_ids,
+                mb.prompt_mask,
+                mb.completion_ids,
+                mb.completion_mask,
+                temperature=config.rollout.temperature,
+                chunk_size=op.logprob_chunk_size,
+                share_prompt=share,
+                **mb.model_inputs(),
+            ).log_probs  # [n, T']
             out[idx.to(out.device), : lp.shape[1]] = lp.to(out.dtype)
     finally:
         model.train(was_training)
@@ -271,8 +327,9 @@ def _weighted_mean(pairs: list[tuple[float, float]]) -> float | None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(model, encoder: PromptEncoder, data: TrainData, rewards: RewardFunctions, config: TrainConfig,
-                   out_dir: Path | None) -> float:
+def evaluate_model(
+    model, encoder: PromptEncoder, data: TrainData, rewards: RewardFunctions, config: TrainConfig, out_dir: Path | None
+) -> float:
     """Held-out accuracy: mean verifier score (Pass@1) on the eval split, via ``apmpo.eval``."""
     from apmpo.eval.harness import EvalSettings, evaluate_examples
 
@@ -281,17 +338,28 @@ def evaluate_model(model, encoder: PromptEncoder, data: TrainData, rewards: Rewa
     if rewards.kwargs[0]:
         verifier = functools.wraps(verifier)(functools.partial(verifier, **rewards.kwargs[0]))
     settings = EvalSettings(
-        n=ev.num_samples, temperature=ev.temperature, top_p=config.rollout.top_p if ev.temperature > 0 else 1.0,
+        n=ev.num_samples,
+        temperature=ev.temperature,
+        top_p=config.rollout.top_p if ev.temperature > 0 else 1.0,
         max_new_tokens=ev.max_new_tokens or config.rollout.max_new_tokens,
-        max_prompt_tokens=config.rollout.max_prompt_tokens, batch_size=ev.batch_size, seed=config.seed,
+        max_prompt_tokens=config.rollout.max_prompt_tokens,
+        batch_size=ev.batch_size,
+        seed=config.seed,
         limit=ev.max_examples,
     )
     was_training = model.training
     try:
         result = evaluate_examples(
-            model, encoder, data.eval, settings, name="heldout", template=data.template,
-            system_prompt=config.data.system_prompt, use_chat_template=config.data.use_chat_template,
-            reward=verifier, out_dir=out_dir,
+            model,
+            encoder,
+            data.eval,
+            settings,
+            name="heldout",
+            template=data.template,
+            system_prompt=config.data.system_prompt,
+            use_chat_template=config.data.use_chat_template,
+            reward=verifier,
+            out_dir=out_dir,
         )
     finally:
         model.train(was_training)
@@ -314,7 +382,9 @@ def run_directory(config: TrainConfig, resume: bool | str) -> Path:
         name = f"{config.algorithm.name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path = Path(config.logging.output_dir) / name
     if path.exists() and any(path.iterdir()):
-        raise ValueError(f"{path}: the run directory already exists; use --resume to continue it or choose another logging.run_name")
+        raise ValueError(
+            f"{path}: the run directory already exists; use --resume to continue it or choose another logging.run_name"
+        )
     return path
 
 
@@ -325,8 +395,13 @@ def _peak_rss_gb() -> float:
 # --------------------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig, *, resume: bool | str = False,
-          reward_functions: dict[str, Callable[..., Any]] | None = None, stop: StopRequest | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool | str = False,
+    reward_functions: dict[str, Callable[..., Any]] | None = None,
+    stop: StopRequest | None = None,
+) -> TrainResult:
     """Train as configured.
 
     Args:
@@ -357,9 +432,15 @@ def train(config: TrainConfig, *, resume: bool | str = False,
 
     # ---- model, reference policy, data, reward, objective, optimiser
     model, tokenizer = load_model_and_tokenizer(
-        config.model.name, gguf_file=config.model.gguf_file, dtype=config.model.dtype, device=device,
-        trust_remote_code=config.model.trust_remote_code, gradient_checkpointing=config.model.gradient_checkpointing,
-        lora=config.model.lora, cache_dir=config.model.cache_dir, seed=config.seed,
+        config.model.name,
+        gguf_file=config.model.gguf_file,
+        dtype=config.model.dtype,
+        device=device,
+        trust_remote_code=config.model.trust_remote_code,
+        gradient_checkpointing=config.model.gradient_checkpointing,
+        lora=config.model.lora,
+        cache_dir=config.model.cache_dir,
+        seed=config.seed,
         processor_kwargs=config.model.processor_kwargs,
     )
     encoder = prompt_encoder_for(tokenizer, image_column=config.data.image_column, image_root=config.data.image_root)
@@ -397,9 +478,15 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             if int(stale.name.split("-")[1]) > start_step:
                 shutil.rmtree(stale, ignore_errors=True)
     atomic_write_text(run_dir / "config.yaml", dump_config_yaml(config, comments=False))
-    writer = MetricsWriter(run_dir, tensorboard=config.logging.tensorboard, wandb=config.logging.wandb,
-                           wandb_project=config.logging.wandb_project, config=config_to_dict(config),
-                           run_name=run_dir.name, resume_step=start_step if resume else None)
+    writer = MetricsWriter(
+        run_dir,
+        tensorboard=config.logging.tensorboard,
+        wandb=config.logging.wandb,
+        wandb_project=config.logging.wandb_project,
+        config=config_to_dict(config),
+        run_name=run_dir.name,
+        resume_step=start_step if resume else None,
+    )
     progress = ProgressBar(config.logging.progress, config.steps, start_step, description=al.name)
     for line in data.description:
         progress.write(line)
@@ -420,10 +507,18 @@ def train(config: TrainConfig, *, resume: bool | str = False,
 
     def save(step: int, with_optimizer: bool = True) -> Path:
         return save_checkpoint(
-            run_dir, step, model=model, tokenizer=encoder.processor,
-            optimizer=optimizer if with_optimizer else None, scheduler=scheduler,
-            state={"prompts_consumed": sampler.position, "controller_history": controller_history,
-                   "config": config_to_dict(config), **guard.state()},
+            run_dir,
+            step,
+            model=model,
+            tokenizer=encoder.processor,
+            optimizer=optimizer if with_optimizer else None,
+            scheduler=scheduler,
+            state={
+                "prompts_consumed": sampler.position,
+                "controller_history": controller_history,
+                "config": config_to_dict(config),
+                **guard.state(),
+            },
             keep_last=config.checkpoint.keep_last,
         )
 
@@ -434,8 +529,9 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             # 1-2. prompts -> G samples each -> rewards (DAPO: keep groups whose rewards differ); a stop signal here
             # abandons the step (nothing changed yet)
             with guard.sampling(step, run_dir):  # non-finite next-token probabilities: a clear NonFiniteError
-                drawn = sample_unless_stopped(stop, sampler, lambda: sample_batch(model, encoder, data, sampler, rewards,
-                                                                                 config, device))
+                drawn = sample_unless_stopped(
+                    stop, sampler, lambda: sample_batch(model, encoder, data, sampler, rewards, config, device)
+                )
             if drawn is None:
                 step -= 1
                 break
@@ -445,12 +541,13 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             updates: list[dict[str, float]] = []
             N = len(batch.rows) if batch is not None else 0
             if N:
-                rollout, rewards_t = batch.rollout, batch.rewards.to(device)                 # [N]
+                rollout, rewards_t = batch.rollout, batch.rewards.to(device)  # [N]
                 for name, values in batch.scores.items():
                     metrics[f"reward/{name}"] = sum(values) / len(values)
                 # 3. advantages A_i, one per response, shared by its tokens
-                advantages = group_advantages(rewards_t, G, normalize=al.advantage_normalization,
-                                              delta=al.advantage_delta)                     # [N]
+                advantages = group_advantages(
+                    rewards_t, G, normalize=al.advantage_normalization, delta=al.advantage_delta
+                )  # [N]
 
                 # 4. batch reward statistics mu_R, sigma_R (constants for the step)
                 mu_r, sigma_r = reward_statistics(rewards_t, G, scope=al.reward_stats_scope)  # 0-d or [N]
@@ -461,17 +558,18 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                         raise ValueError(
                             f"step {step}: rewards span [{float(rewards_t.min()):.4g}, {float(rewards_t.max()):.4g}], outside "
                             f"algorithm.reward_range [{lo}, {hi}]; {al.name!r} derives its controllers from the reward "
-                            "statistics and needs the true range declared (e.g. algorithm.reward_range=[-1,1])")
+                            "statistics and needs the true range declared (e.g. algorithm.reward_range=[-1,1])"
+                        )
                     if al.reward_stats_scope == "batch":
                         hp.update(reward_mean=float(mu_r), reward_std=float(sigma_r))
                     else:
                         row_hp = {"reward_mean": mu_r, "reward_std": sigma_r}
 
                 # which tokens train: completion tokens (minus truncated completions, if masked)
-                loss_mask = rollout.completion_mask.clone()                                 # [N, T]
+                loss_mask = rollout.completion_mask.clone()  # [N, T]
                 if al.mask_truncated:
                     loss_mask &= ~rollout.truncated[:, None]
-                has_tokens = loss_mask.any(-1)                                              # [N]
+                has_tokens = loss_mask.any(-1)  # [N]
                 active = has_tokens & (advantages != 0) if skip_zero_adv else has_tokens
                 active_rows = active.nonzero()[:, 0].cpu()
                 train_rollout = dataclasses.replace(rollout, completion_mask=loss_mask, meta={})
@@ -491,27 +589,49 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 forward_tokens = 0
                 for epoch in range(al.epochs):
                     order = torch.randperm(N) if al.mini_batches > 1 else torch.arange(N)
-                    for mini in torch.tensor_split(order, al.mini_batches):   # equal parts (N may be short with dynamic sampling)
+                    for mini in torch.tensor_split(
+                        order, al.mini_batches
+                    ):  # equal parts (N may be short with dynamic sampling)
                         normalizer = default_normalizer(loss_mask[mini.to(loss_mask.device)], spec.aggregation)
                         rows = mini[active[mini.to(active.device)].cpu()]
                         parts: dict[str, list[tuple[float, float]]] = {}
                         ran, mini_loss = False, 0.0
                         for idx, mb in micro_batches(train_rollout, rows, op.micro_batch_size, share_prompts=share):
-                            out = completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                                       mb.completion_mask, temperature=ro.temperature,
-                                                       chunk_size=op.logprob_chunk_size, with_entropy=epoch == 0,
-                                                       share_prompt=share, **mb.model_inputs())
-                            log_probs, T_mb = out.log_probs, mb.completion_ids.shape[1]        # [n, T']
+                            out = completion_log_probs(
+                                model,
+                                mb.prompt_ids,
+                                mb.prompt_mask,
+                                mb.completion_ids,
+                                mb.completion_mask,
+                                temperature=ro.temperature,
+                                chunk_size=op.logprob_chunk_size,
+                                with_entropy=epoch == 0,
+                                share_prompt=share,
+                                **mb.model_inputs(),
+                            )
+                            log_probs, T_mb = out.log_probs, mb.completion_ids.shape[1]  # [n, T']
                             forward_tokens += out.body_tokens
                             i = idx.to(device)
                             old = old_log_probs[i, :T_mb] if old_log_probs is not None else log_probs.detach()
-                            loss, m_metrics = policy_loss(al.name, log_probs, old, advantages[i], mb.completion_mask,
-                                                          normalizer=normalizer, **hp,
-                                                          **{k: v[i] for k, v in row_hp.items()})
+                            loss, m_metrics = policy_loss(
+                                al.name,
+                                log_probs,
+                                old,
+                                advantages[i],
+                                mb.completion_mask,
+                                normalizer=normalizer,
+                                **hp,
+                                **{k: v[i] for k, v in row_hp.items()},
+                            )
                             if ref_log_probs is not None:
-                                kl, kl_metrics = kl_penalty(log_probs, ref_log_probs[i, :T_mb], mb.completion_mask,
-                                                            estimator=al.kl_estimator, aggregation=spec.aggregation,
-                                                            normalizer=normalizer)
+                                kl, kl_metrics = kl_penalty(
+                                    log_probs,
+                                    ref_log_probs[i, :T_mb],
+                                    mb.completion_mask,
+                                    estimator=al.kl_estimator,
+                                    aggregation=spec.aggregation,
+                                    normalizer=normalizer,
+                                )
                                 loss = loss + al.beta * kl
                                 m_metrics.update(kl_metrics)
                             loss.backward()
@@ -531,14 +651,25 @@ def train(config: TrainConfig, *, resume: bool | str = False,
                 model.eval()
 
                 if not any("p" in u for u in updates):  # no row trained: read the controllers off the objective
-                    _, probe = policy_loss(al.name, torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1),
-                                           **hp, **{k: v[:1].cpu() for k, v in row_hp.items()})
+                    _, probe = policy_loss(
+                        al.name,
+                        torch.zeros(1, 1),
+                        torch.zeros(1, 1),
+                        torch.ones(1),
+                        torch.ones(1, 1),
+                        **hp,
+                        **{k: v[:1].cpu() for k, v in row_hp.items()},
+                    )
                     updates.append({k: probe[k] for k in ("p", "eps_high", "fss") if k in probe})
                 metrics.update(
-                    reward_mean=float(rewards_t.mean()), reward_std=float(rewards_t.std()) if N > 1 else 0.0,
-                    mu_r=float(mu_r.float().mean()), sigma_r=float(sigma_r.float().mean()),
-                    adv_zero_frac=float((advantages == 0).float().mean()), trained_rows=int(active.sum()),
-                    train_tokens=int(loss_mask.sum()), forward_tokens=forward_tokens,
+                    reward_mean=float(rewards_t.mean()),
+                    reward_std=float(rewards_t.std()) if N > 1 else 0.0,
+                    mu_r=float(mu_r.float().mean()),
+                    sigma_r=float(sigma_r.float().mean()),
+                    adv_zero_frac=float((advantages == 0).float().mean()),
+                    trained_rows=int(active.sum()),
+                    train_tokens=int(loss_mask.sum()),
+                    forward_tokens=forward_tokens,
                 )
             else:  # dynamic sampling kept no group: no update, but the LR schedule keeps pace with the steps
                 advance_schedule(scheduler, al.epochs * al.mini_batches)
@@ -551,11 +682,15 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             step_seconds = time.perf_counter() - t_step
             seq_tokens = int(rollout.prompt_mask.sum() + rollout.completion_mask.sum()) if N else 0
             metrics.update(
-                lr=scheduler.get_last_lr()[0], step_seconds=step_seconds, rollout_seconds=t_gen,
-                train_seconds=step_seconds - t_gen, tokens_per_s=seq_tokens / step_seconds,
+                lr=scheduler.get_last_lr()[0],
+                step_seconds=step_seconds,
+                rollout_seconds=t_gen,
+                train_seconds=step_seconds - t_gen,
+                tokens_per_s=seq_tokens / step_seconds,
                 train_tokens_per_s=metrics.get("forward_tokens", 0) / max(step_seconds - t_gen, 1e-9),
                 gen_tokens_per_s=sampled["generated_tokens"] / max(sampled["generation_seconds"], 1e-9),
-                prompts_consumed=sampler.position, peak_rss_gb=_peak_rss_gb(),
+                prompts_consumed=sampler.position,
+                peak_rss_gb=_peak_rss_gb(),
             )
             if device.type == "cuda":
                 metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 1024**3
@@ -563,24 +698,45 @@ def train(config: TrainConfig, *, resume: bool | str = False,
             writer.log(step, metrics)
             guard.check(step, run_dir)
             history.append(metrics)
-            controller_history.append({k: metrics.get(k) for k in ("p", "eps_high", "fss", "mu_r", "sigma_r")} | {"step": step})
+            controller_history.append(
+                {k: metrics.get(k) for k in ("p", "eps_high", "fss", "mu_r", "sigma_r")} | {"step": step}
+            )
             if config.logging.sample_every and step % config.logging.sample_every == 0 and N:
                 for i in torch.linspace(0, N - 1, min(config.logging.num_samples, N)).round().long().unique().tolist():
-                    append_jsonl(run_dir / "samples.jsonl", {
-                        "step": step, "prompt": batch.rows[i].get("prompt"),
-                        "answer": batch.rows[i].get("answer"), "completion": rollout.completions[i],
-                        "reward": float(batch.rewards[i]), "advantage": float(advantages[i]),
-                        "scores": {k: v[i] for k, v in batch.scores.items()}, "truncated": bool(rollout.truncated[i]),
-                    })
-            progress.update({"acc": metrics["accuracy"], "R": metrics.get("reward_mean"), "p": metrics.get("p"),
-                             "eps": metrics.get("eps_high"), "len": metrics["response_length"],
-                             "s/step": step_seconds})
+                    append_jsonl(
+                        run_dir / "samples.jsonl",
+                        {
+                            "step": step,
+                            "prompt": batch.rows[i].get("prompt"),
+                            "answer": batch.rows[i].get("answer"),
+                            "completion": rollout.completions[i],
+                            "reward": float(batch.rewards[i]),
+                            "advantage": float(advantages[i]),
+                            "scores": {k: v[i] for k, v in batch.scores.items()},
+                            "truncated": bool(rollout.truncated[i]),
+                        },
+                    )
+            progress.update(
+                {
+                    "acc": metrics["accuracy"],
+                    "R": metrics.get("reward_mean"),
+                    "p": metrics.get("p"),
+                    "eps": metrics.get("eps_high"),
+                    "len": metrics["response_length"],
+                    "s/step": step_seconds,
+                }
+            )
 
             # 9. periodic evaluation and checkpoint
-            if config.eval.every and step % config.eval.every == 0 and not (step == config.steps and config.eval.at_end):
+            if (
+                config.eval.every
+                and step % config.eval.every == 0
+                and not (step == config.steps and config.eval.at_end)
+            ):
                 run_eval(step)
             if (config.checkpoint.every and step % config.checkpoint.every == 0) or (
-                    step == config.steps and config.checkpoint.save_final):
+                step == config.steps and config.checkpoint.save_final
+            ):
                 last_checkpoint = save(step, config.checkpoint.save_optimizer)
             if stop.requested:
                 break
@@ -594,7 +750,9 @@ def train(config: TrainConfig, *, resume: bool | str = False,
 
     if config.logging.plot:
         plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", title=f"{al.name} on {config.data.train}")
-    result = TrainResult(run_dir, step, eval_before, eval_after, last_checkpoint, time.perf_counter() - t_start, history)
+    result = TrainResult(
+        run_dir, step, eval_before, eval_after, last_checkpoint, time.perf_counter() - t_start, history
+    )
     _write_summary(result, config)
     return result
 

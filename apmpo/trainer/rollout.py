@@ -88,8 +88,9 @@ def encode_prompts(
     """
     if not texts:
         raise ValueError("encode_prompts: no prompts given")
-    enc = tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="left",
-                    add_special_tokens=add_special_tokens)
+    enc = tokenizer(
+        list(texts), return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special_tokens
+    )
     ids, mask = enc["input_ids"], enc["attention_mask"]
     lengths = mask.sum(-1)
     if int(lengths.min()) == 0:
@@ -161,9 +162,15 @@ class Rollout:
         dev = self.completion_ids.device
         i = idx.to(dev)
         return Rollout(
-            self.prompt_ids[i], self.prompt_mask[i], self.completion_ids[i], self.completion_mask[i],
-            self.truncated[i], [self.completions[k] for k in idx.tolist()], self.prompt_index[i],
-            [self.extras[k] for k in idx.tolist()] if self.extras is not None else None, dict(self.meta),
+            self.prompt_ids[i],
+            self.prompt_mask[i],
+            self.completion_ids[i],
+            self.completion_mask[i],
+            self.truncated[i],
+            [self.completions[k] for k in idx.tolist()],
+            self.prompt_index[i],
+            [self.extras[k] for k in idx.tolist()] if self.extras is not None else None,
+            dict(self.meta),
             {k: v[i] for k, v in self.token_inputs.items()} if self.token_inputs is not None else None,
         )
 
@@ -174,8 +181,15 @@ class Rollout:
         p0 = int(keep_p[0]) if len(keep_p) else self.prompt_mask.shape[1] - 1
         c1 = int(keep_c[-1]) + 1 if len(keep_c) else 1
         return Rollout(
-            self.prompt_ids[:, p0:], self.prompt_mask[:, p0:], self.completion_ids[:, :c1], self.completion_mask[:, :c1],
-            self.truncated, self.completions, self.prompt_index, self.extras, dict(self.meta),
+            self.prompt_ids[:, p0:],
+            self.prompt_mask[:, p0:],
+            self.completion_ids[:, :c1],
+            self.completion_mask[:, :c1],
+            self.truncated,
+            self.completions,
+            self.prompt_index,
+            self.extras,
+            dict(self.meta),
             {k: v[:, p0:] for k, v in self.token_inputs.items()} if self.token_inputs is not None else None,
         )
 
@@ -185,7 +199,7 @@ class Rollout:
         inputs = collate_extras(self.extras)
         for name, values in (self.token_inputs or {}).items():
             tail = values.new_zeros((values.shape[0], self.completion_ids.shape[1]))  # [N, T]
-            inputs[name] = torch.cat([values, tail], dim=1)                            # [N, P + T]
+            inputs[name] = torch.cat([values, tail], dim=1)  # [N, P + T]
         return inputs
 
     @staticmethod
@@ -210,7 +224,8 @@ class Rollout:
             [e for r in parts for e in r.extras] if all(r.extras is not None for r in parts) else None,
             _merge_meta([r.meta for r in parts]),
             {k: torch.cat([_pad_left(r.token_inputs[k], P, 0) for r in parts]) for k in parts[0].token_inputs}
-            if all(r.token_inputs is not None for r in parts) else None,
+            if all(r.token_inputs is not None for r in parts)
+            else None,
         )
 
 
@@ -253,7 +268,7 @@ def _clean_generation_config(model: Any, **settings: Any) -> Iterator[Any]:
 def completion_mask_from_eos(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """([N, T] mask up to and including the first EOS, [N] truncated = no EOS in the row)."""
     is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))  # [N, T]
-    eos_seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0                                 # [N, T]
+    eos_seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # [N, T]
     mask = ~eos_seen_before
     truncated = ~is_eos.any(-1)
     return mask, truncated
@@ -289,8 +304,12 @@ def generate_rollouts(
     eos_ids = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     settings: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens, "do_sample": do_sample, "eos_token_id": eos_ids, "pad_token_id": pad_id,
-        "num_beams": 1, "use_cache": True,
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "eos_token_id": eos_ids,
+        "pad_token_id": pad_id,
+        "num_beams": 1,
+        "use_cache": True,
     }
     if do_sample:
         settings.update(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
@@ -298,7 +317,7 @@ def generate_rollouts(
         settings["suppress_tokens"] = list(prompts.suppress_tokens)
     device = next(unwrap_model(model).parameters()).device
     n_prompts, G = len(prompts), num_samples
-    order = torch.arange(n_prompts).repeat_interleave(G)                              # [N] prompt of each row
+    order = torch.arange(n_prompts).repeat_interleave(G)  # [N] prompt of each row
     per_call = max(1, batch_size // G) if batch_size and batch_size > 0 else n_prompts  # prompts per generate call
     share = share_prefill and G > 1 and prompts.extras is None and prompts.token_inputs is None
 
@@ -310,33 +329,39 @@ def generate_rollouts(
     try:
         with _clean_generation_config(model, **settings) as gen_config:
             for start in range(0, n_prompts, per_call):
-                ids = prompts.input_ids[start : start + per_call].to(device)           # [b, P]
+                ids = prompts.input_ids[start : start + per_call].to(device)  # [b, P]
                 mask = prompts.attention_mask[start : start + per_call].to(device)
-                first = int(mask.any(0).nonzero()[0])                                # drop shared left padding
+                first = int(mask.any(0).nonzero()[0])  # drop shared left padding
                 ids, mask = ids[:, first:], mask[:, first:]
                 extra: dict[str, Any] = {}
                 if prompts.extras is not None:
-                    extra = collate_extras([prompts.extras[k] for k in range(start, start + len(ids)) for _ in range(G)])
+                    extra = collate_extras(
+                        [prompts.extras[k] for k in range(start, start + len(ids)) for _ in range(G)]
+                    )
                 rows_ids, rows_mask = ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # [b*G, P]
-                rows_tokens = {k: v[start : start + per_call].to(device)[:, first:].repeat_interleave(G, 0)
-                               for k, v in (prompts.token_inputs or {}).items()}                # [b*G, P]
+                rows_tokens = {
+                    k: v[start : start + per_call].to(device)[:, first:].repeat_interleave(G, 0)
+                    for k, v in (prompts.token_inputs or {}).items()
+                }  # [b*G, P]
                 extra.update(rows_tokens)
                 if share and ids.shape[1] > 1:
                     extra[cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
-                out = model.generate(input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra)
+                out = model.generate(
+                    input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra
+                )
                 parts_ids.append(rows_ids)
                 parts_mask.append(rows_mask)
                 parts_tokens.append(rows_tokens)
-                parts_comp.append(out[:, rows_ids.shape[1]:])                        # [b*G, T_k]
+                parts_comp.append(out[:, rows_ids.shape[1] :])  # [b*G, T_k]
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start_time
 
     P = max(t.shape[1] for t in parts_ids)
     T = max(max(t.shape[1] for t in parts_comp), 1)
-    prompt_ids = torch.cat([_pad_left(t, P, pad_id) for t in parts_ids])              # [N, P]
+    prompt_ids = torch.cat([_pad_left(t, P, pad_id) for t in parts_ids])  # [N, P]
     prompt_mask = torch.cat([_pad_left(t, P, 0) for t in parts_mask])
-    completion_ids = torch.cat([_pad_right(t, T, pad_id) for t in parts_comp])        # [N, T]
+    completion_ids = torch.cat([_pad_right(t, T, pad_id) for t in parts_comp])  # [N, T]
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
     texts = tokenizer.batch_decode(
         [row[m].tolist() for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
@@ -345,10 +370,20 @@ def generate_rollouts(
     extras_rows = [prompts.extras[k] for k in order.tolist()] if prompts.extras is not None else None
     token_rows = None
     if prompts.token_inputs is not None:
-        token_rows = {k: torch.cat([_pad_left(t[k], P, 0) for t in parts_tokens]) for k in prompts.token_inputs}  # [N, P]
+        token_rows = {
+            k: torch.cat([_pad_left(t[k], P, 0) for t in parts_tokens]) for k in prompts.token_inputs
+        }  # [N, P]
     return Rollout(
-        prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts, order.to(device),
-        extras_rows, {"generated_tokens": generated, "generation_seconds": seconds}, token_rows,
+        prompt_ids,
+        prompt_mask,
+        completion_ids,
+        completion_mask,
+        truncated,
+        texts,
+        order.to(device),
+        extras_rows,
+        {"generated_tokens": generated, "generation_seconds": seconds},
+        token_rows,
     )
 
 
@@ -359,9 +394,12 @@ def _shared_prefix_cache(model: Any, ids: torch.Tensor, mask: torch.Tensor, copi
     the attention mask, as here) before sampling.
     """
     prefix_mask = mask[:, :-1]
-    out = model(input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids_from_mask(prefix_mask),
-                use_cache=True)
+    out = model(
+        input_ids=ids[:, :-1],
+        attention_mask=prefix_mask,
+        position_ids=position_ids_from_mask(prefix_mask),
+        use_cache=True,
+    )
     cache = out[cache_argument(model)]
     cache.batch_repeat_interleave(copies)
     return cache
-

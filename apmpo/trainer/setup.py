@@ -46,7 +46,7 @@ so that runs with different seeds are compared on the same problems."""
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda if available, else cpu; anything else as given."""
+    """ "auto" -> cuda if available, else cpu; anything else as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -82,8 +82,9 @@ class TrainData:
     """Human-readable lines on what was loaded (and skipped)."""
 
 
-def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed: int,
-                encoder: Any) -> tuple[list[dict], str | None, str, str]:
+def _load_split(
+    cfg: DataConfig, source: str, split: str, size: int | None, seed: int, encoder: Any
+) -> tuple[list[dict], str | None, str, str]:
     """(examples, task default reward, template, description) of one source, images attached by ``encoder``."""
     from apmpo.data.loaders import load_examples
     from apmpo.data.tasks import BUILTIN_TASKS, make_task_examples
@@ -96,8 +97,12 @@ def _load_split(cfg: DataConfig, source: str, split: str, size: int | None, seed
         text = f"{split}: built-in task {source!r}, {len(prepared.examples)} examples"
         return prepared.examples, spec.default_reward, spec.template, _with_images(text, prepared)
     loaded = load_examples(
-        source, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
-        on_bad_row=cfg.on_bad_row, limit=size, **cfg.loader_options,
+        source,
+        prompt_column=cfg.prompt_column,
+        answer_column=cfg.answer_column,
+        on_bad_row=cfg.on_bad_row,
+        limit=size,
+        **cfg.loader_options,
     )
     prepared = encoder.prepare(list(loaded), source=source, on_bad_row=cfg.on_bad_row, where=f"data.{split} example")
     return prepared.examples, None, "{prompt}", _with_images(f"{split}: {loaded.summary()}", prepared)
@@ -137,12 +142,24 @@ def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
             except ValueError as exc:
                 raise ValueError(f"data.template: {exc} ({name})") from None
     prompts = [
-        encoder.render(ex, template=template, system_prompt=cfg.system_prompt,
-                       use_chat_template=cfg.use_chat_template, where=f"data.train example {i + 1}")
+        encoder.render(
+            ex,
+            template=template,
+            system_prompt=cfg.system_prompt,
+            use_chat_template=cfg.use_chat_template,
+            where=f"data.train example {i + 1}",
+        )
         for i, ex in enumerate(train)
     ]
-    return TrainData(train, prompts, eval_examples, template, encoder.add_special_tokens(cfg.use_chat_template),
-                     default_reward, lines)
+    return TrainData(
+        train,
+        prompts,
+        eval_examples,
+        template,
+        encoder.add_special_tokens(cfg.use_chat_template),
+        default_reward,
+        lines,
+    )
 
 
 class PromptSampler:
@@ -162,8 +179,11 @@ class PromptSampler:
     def _order_of(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             self._epoch = epoch
-            self._order = (np.random.default_rng([self.seed, epoch]).permutation(self.size)
-                           if self.shuffle else np.arange(self.size))
+            self._order = (
+                np.random.default_rng([self.seed, epoch]).permutation(self.size)
+                if self.shuffle
+                else np.arange(self.size)
+            )
         return self._order
 
     def take(self, count: int) -> list[int]:
@@ -192,9 +212,15 @@ class RewardFunctions:
     kwargs: list[dict[str, Any]]
     """Extra keyword arguments of each function."""
 
-    def score(self, completions: Sequence[str], rows: Sequence[dict[str, Any]], *, prompts: Sequence[str] | None = None,
-              completion_ids: Sequence[Sequence[int]] | None = None,
-              labels: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:
+    def score(
+        self,
+        completions: Sequence[str],
+        rows: Sequence[dict[str, Any]],
+        *,
+        prompts: Sequence[str] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, list[float]]]:
         """(total reward [N] float32, per-function scores) for completions and their example rows.
 
         As TRL calls reward functions: the dataset columns (all but "prompt") as keyword
@@ -230,9 +256,13 @@ class RewardFunctions:
         return total, per_fn
 
 
-def build_rewards(cfg: RewardConfig, default_reward: str | None,
-                  custom: dict[str, Callable[..., Any]] | None = None, *,
-                  overlong: tuple[int, int, float] | None = None) -> RewardFunctions:
+def build_rewards(
+    cfg: RewardConfig,
+    default_reward: str | None,
+    custom: dict[str, Callable[..., Any]] | None = None,
+    *,
+    overlong: tuple[int, int, float] | None = None,
+) -> RewardFunctions:
     """Resolve reward names: ``custom`` callables first, then ``apmpo.rewards``.
 
     An empty ``reward.functions`` means the custom functions (weight 1 each) if any, else
@@ -257,7 +287,9 @@ def build_rewards(cfg: RewardConfig, default_reward: str | None,
             fns.append(rewards.get_reward(name))
         except (KeyError, ValueError) as exc:
             raise ValueError(f"reward.functions: {exc}") from None
-    result = RewardFunctions(list(spec), [float(w) for w in spec.values()], fns, [dict(cfg.kwargs.get(n, {})) for n in spec])
+    result = RewardFunctions(
+        list(spec), [float(w) for w in spec.values()], fns, [dict(cfg.kwargs.get(n, {})) for n in spec]
+    )
     if overlong is not None:
         from apmpo.rewards import overlong_penalty
 

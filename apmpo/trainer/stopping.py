@@ -48,8 +48,7 @@ def sample_unless_stopped(stop: StopRequest, sampler: Any, sample: Callable[[], 
         return None
 
 
-def preempted(stop: StopRequest, run_dir: str | Path, step: int, total: int,
-              save: Callable[[int], Path]) -> Preempted:
+def preempted(stop: StopRequest, run_dir: str | Path, step: int, total: int, save: Callable[[int], Path]) -> Preempted:
     """Checkpoint step ``step`` (the last completed one) unless a full checkpoint of it exists; the error to raise.
 
     ``save(step)`` writes a checkpoint with optimizer, scheduler and RNG states.

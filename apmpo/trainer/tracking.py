@@ -65,8 +65,17 @@ def truncate_jsonl_after(path: str | os.PathLike, step: int) -> None:
 class MetricsWriter:
     """Per-step scalars to metrics.jsonl, TensorBoard and (optionally) wandb."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool, wandb: bool, wandb_project: str,
-                 config: dict[str, Any], run_name: str, resume_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool,
+        wandb: bool,
+        wandb_project: str,
+        config: dict[str, Any],
+        run_name: str,
+        resume_step: int | None = None,
+    ):
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None:
             truncate_jsonl_after(self.path, resume_step)
@@ -75,15 +84,20 @@ class MetricsWriter:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=(resume_step + 1) if resume_step else None)
+            self._tb = SummaryWriter(
+                log_dir=str(run_dir / "tensorboard"), purge_step=(resume_step + 1) if resume_step else None
+            )
         self._wandb = None
         if wandb:
             try:
                 import wandb as wandb_module
             except ImportError:
-                raise ImportError("logging.wandb is true but the wandb package is not installed: pip install 'apmpo[wandb]'") from None
-            self._wandb = wandb_module.init(project=wandb_project, name=run_name, config=config,
-                                            dir=str(run_dir), resume="allow", id=run_name)
+                raise ImportError(
+                    "logging.wandb is true but the wandb package is not installed: pip install 'apmpo[wandb]'"
+                ) from None
+            self._wandb = wandb_module.init(
+                project=wandb_project, name=run_name, config=config, dir=str(run_dir), resume="allow", id=run_name
+            )
 
     def log(self, step: int, metrics: dict[str, Any], kind: str = "train") -> None:
         append_jsonl(self.path, {"kind": kind, "step": step, **metrics})
@@ -124,10 +138,24 @@ class ProgressBar:
 
             self._bar = tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True)
         elif style == "rich":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
             self._bar.start()
             self._task = self._bar.add_task(description, total=total, completed=initial, info="")
 
@@ -139,8 +167,11 @@ class ProgressBar:
                 elapsed = time.perf_counter() - self._t0
                 eta = elapsed / max(self._done - self._start, 1) * (self._total - self._done)
                 text = " ".join(f"{k}={v}" for k, v in info.items())
-                print(f"{self._desc} step {self._done}/{self._total} [{elapsed:.0f}s, eta {eta:.0f}s] {text}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{self._desc} step {self._done}/{self._total} [{elapsed:.0f}s, eta {eta:.0f}s] {text}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         elif self.style == "tqdm":
             self._bar.set_postfix(info, refresh=False)
             self._bar.update(1)
@@ -187,7 +218,10 @@ def plot_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLike, ti
     ax.plot(x, y, "o-", label="held-out (eval)", color="tab:red")
     ax.set(xlabel="step", ylabel="accuracy", title="accuracy", ylim=(-0.02, 1.02))
     ax.legend(fontsize=8)
-    for ax, key, label in ((axes[1], "p", "power-mean exponent p"), (axes[2], "eps_high", "upper clip eps_high (eps_ada)")):
+    for ax, key, label in (
+        (axes[1], "p", "power-mean exponent p"),
+        (axes[2], "eps_high", "upper clip eps_high (eps_ada)"),
+    ):
         x, y = _series(records, "train", key)
         ax.plot(x, y, color="tab:green" if key == "p" else "tab:purple")
         ax.set(xlabel="step", title=label)

@@ -166,14 +166,64 @@ def num(value: Any) -> str:
 # ---------------------------------------------------------------------------- databases
 
 FIRST_NAMES = (
-    "Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas",
-    "Kaito", "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quentin", "Rosa", "Samir", "Tove",
-    "Umar", "Vera", "Wilhelm", "Ximena", "Yusuf", "Zofia", "Amara", "Bilal", "Carmen", "Diego",
+    "Ada",
+    "Bruno",
+    "Chiara",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kaito",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Oskar",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Samir",
+    "Tove",
+    "Umar",
+    "Vera",
+    "Wilhelm",
+    "Ximena",
+    "Yusuf",
+    "Zofia",
+    "Amara",
+    "Bilal",
+    "Carmen",
+    "Diego",
 )
 LAST_NAMES = (
-    "Almeida", "Berg", "Costa", "Dahl", "Eriksen", "Ferreira", "Gallo", "Haas", "Ivanova", "Jensen",
-    "Kowalski", "Lund", "Moreau", "Novak", "Okafor", "Petrov", "Quinn", "Rossi", "Silva", "Tanaka",
-    "Urban", "Varga", "Weber", "Xu", "Yilmaz", "Zeller",
+    "Almeida",
+    "Berg",
+    "Costa",
+    "Dahl",
+    "Eriksen",
+    "Ferreira",
+    "Gallo",
+    "Haas",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lund",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Petrov",
+    "Quinn",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+    "Urban",
+    "Varga",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zeller",
 )
 
 
@@ -307,9 +357,7 @@ def _rows_shop(rng: random.Random) -> dict[str, list[tuple]]:
             products.append((len(products) + 1, name, category, price, rng.randint(0, 60)))
     buyers = rng.sample(range(1, len(customers) + 1), 25)  # five customers never order
     statuses = ("delivered", "delivered", "delivered", "shipped", "shipped", "pending", "cancelled")
-    orders = [
-        (i, rng.choice(buyers), _date(rng, 2023), rng.choice(statuses)) for i in range(1, 91)
-    ]
+    orders = [(i, rng.choice(buyers), _date(rng, 2023), rng.choice(statuses)) for i in range(1, 91)]
     orders.sort(key=lambda row: (row[2], row[0]))
     orders = [(i, c, d, s) for i, (_, c, d, s) in enumerate(orders, start=1)]
     items = []
@@ -482,7 +530,9 @@ def _thresholds(values: Sequence[Any]) -> list[Any]:
 def entity_candidates(db_id: str, e: Entity, connection: sqlite3.Connection, rng: random.Random) -> Iterator[Candidate]:
     """The generic single-table templates for one entity."""
 
-    def make(template: str, category: str, difficulty: str, question: str, query: Query, evidence: str = "") -> Candidate:
+    def make(
+        template: str, category: str, difficulty: str, question: str, query: Query, evidence: str = ""
+    ) -> Candidate:
         return Candidate(db_id, template, category, difficulty, question, query, evidence)
 
     t, label, lw = e.table, e.label, e.label_word
@@ -492,81 +542,176 @@ def entity_candidates(db_id: str, e: Entity, connection: sqlite3.Connection, rng
     yield make("count_all", "aggregate", "easy", f"How many {e.plural} are there?", Query("COUNT(*)", t))
     for column, noun, predicate, singular in e.categories:
         values = _values(connection, t, column)
-        yield make("distinct", "select", "easy", f"List the different {plural(noun)} of the {e.plural}.",
-                   Query(column, t, distinct=True))
-        yield make("count_distinct", "aggregate", "easy", f"How many different {plural(noun)} do the {e.plural} have?",
-                   Query(f"COUNT(DISTINCT {column})", t))
-        yield make("group_count", "group", "medium",
-                   f"For each {noun}, give the {noun} and the number of {e.plural} with it.",
-                   Query(f"{column}, COUNT(*)", t, group_by=column))
+        yield make(
+            "distinct",
+            "select",
+            "easy",
+            f"List the different {plural(noun)} of the {e.plural}.",
+            Query(column, t, distinct=True),
+        )
+        yield make(
+            "count_distinct",
+            "aggregate",
+            "easy",
+            f"How many different {plural(noun)} do the {e.plural} have?",
+            Query(f"COUNT(DISTINCT {column})", t),
+        )
+        yield make(
+            "group_count",
+            "group",
+            "medium",
+            f"For each {noun}, give the {noun} and the number of {e.plural} with it.",
+            Query(f"{column}, COUNT(*)", t, group_by=column),
+        )
         for v in _pick(rng, values, 3):
             condition = f"{column} = {lit(v)}"
             said = predicate.format(v=v)
-            yield make("filter_eq", "filter", "easy", f"What are the {lw}s of the {e.plural} that {said}?",
-                       Query(label, t, where=condition))
-            yield make("count_filter", "aggregate", "easy", f"How many {e.plural} {said}?",
-                       Query("COUNT(*)", t, where=condition))
+            yield make(
+                "filter_eq",
+                "filter",
+                "easy",
+                f"What are the {lw}s of the {e.plural} that {said}?",
+                Query(label, t, where=condition),
+            )
+            yield make(
+                "count_filter",
+                "aggregate",
+                "easy",
+                f"How many {e.plural} {said}?",
+                Query("COUNT(*)", t, where=condition),
+            )
         for k in (2, 4, 6):
-            yield make("having", "group", "medium", f"Which {plural(noun)} have more than {k} {e.plural}?",
-                       Query(column, t, group_by=column, having=f"COUNT(*) > {k}"))
-        yield make("group_argmax", "order", "medium", f"Which {noun} has the most {e.plural}?",
-                   Query(column, t, group_by=column, order_by=(("COUNT(*)", "DESC"),), limit=1))
+            yield make(
+                "having",
+                "group",
+                "medium",
+                f"Which {plural(noun)} have more than {k} {e.plural}?",
+                Query(column, t, group_by=column, having=f"COUNT(*) > {k}"),
+            )
+        yield make(
+            "group_argmax",
+            "order",
+            "medium",
+            f"Which {noun} has the most {e.plural}?",
+            Query(column, t, group_by=column, order_by=(("COUNT(*)", "DESC"),), limit=1),
+        )
         for number, number_noun, aggregates in e.numbers:
-            yield make("group_agg", "group", "medium",
-                       f"For each {noun}, give the {noun} and the highest {number_noun} of its {e.plural}.",
-                       Query(f"{column}, MAX({number})", t, group_by=column))
+            yield make(
+                "group_agg",
+                "group",
+                "medium",
+                f"For each {noun}, give the {noun} and the highest {number_noun} of its {e.plural}.",
+                Query(f"{column}, MAX({number})", t, group_by=column),
+            )
             for v in _pick(rng, values, 2):
                 said = predicate.format(v=v)
-                yield make("sorted_filter", "order", "medium",
-                           f"List the {lw}s of the {e.plural} that {said}, from the highest {number_noun} to the lowest.",
-                           Query(label, t, where=f"{column} = {lit(v)}", order_by=((number, "DESC"),)))
-                yield make("two_columns", "filter", "easy",
-                           f"Give the {lw} and the {number_noun} of every {e.singular} that {singular.format(v=v)}.",
-                           Query(f"{label}, {number}", t, where=f"{column} = {lit(v)}"))
+                yield make(
+                    "sorted_filter",
+                    "order",
+                    "medium",
+                    f"List the {lw}s of the {e.plural} that {said}, from the highest {number_noun} to the lowest.",
+                    Query(label, t, where=f"{column} = {lit(v)}", order_by=((number, "DESC"),)),
+                )
+                yield make(
+                    "two_columns",
+                    "filter",
+                    "easy",
+                    f"Give the {lw} and the {number_noun} of every {e.singular} that {singular.format(v=v)}.",
+                    Query(f"{label}, {number}", t, where=f"{column} = {lit(v)}"),
+                )
                 for agg in aggregates.split()[:2]:
-                    yield make("agg_filter", "aggregate", "medium",
-                               f"What is the {_AGG_WORD[agg]} {number_noun} of the {e.plural} that {said}?",
-                               Query(f"{agg.upper()}({number})", t, where=f"{column} = {lit(v)}"))
+                    yield make(
+                        "agg_filter",
+                        "aggregate",
+                        "medium",
+                        f"What is the {_AGG_WORD[agg]} {number_noun} of the {e.plural} that {said}?",
+                        Query(f"{agg.upper()}({number})", t, where=f"{column} = {lit(v)}"),
+                    )
     for number, number_noun, aggregates in e.numbers:
         values = _values(connection, t, number)
         for agg in aggregates.split():
-            yield make("agg", "aggregate", "easy", f"What is the {_AGG_WORD[agg]} {number_noun} of all {e.plural}?",
-                       Query(f"{agg.upper()}({number})", t))
+            yield make(
+                "agg",
+                "aggregate",
+                "easy",
+                f"What is the {_AGG_WORD[agg]} {number_noun} of all {e.plural}?",
+                Query(f"{agg.upper()}({number})", t),
+            )
         for v in _thresholds(values):
-            yield make("filter_gt", "filter", "easy",
-                       f"What are the {lw}s of the {e.plural} with a {number_noun} greater than {num(v)}?",
-                       Query(label, t, where=f"{number} > {lit(v)}"))
-            yield make("filter_lt", "filter", "easy",
-                       f"What are the {lw}s of the {e.plural} with a {number_noun} less than {num(v)}?",
-                       Query(label, t, where=f"{number} < {lit(v)}"))
-            yield make("count_gt", "aggregate", "easy",
-                       f"How many {e.plural} have a {number_noun} of at least {num(v)}?",
-                       Query("COUNT(*)", t, where=f"{number} >= {lit(v)}"))
+            yield make(
+                "filter_gt",
+                "filter",
+                "easy",
+                f"What are the {lw}s of the {e.plural} with a {number_noun} greater than {num(v)}?",
+                Query(label, t, where=f"{number} > {lit(v)}"),
+            )
+            yield make(
+                "filter_lt",
+                "filter",
+                "easy",
+                f"What are the {lw}s of the {e.plural} with a {number_noun} less than {num(v)}?",
+                Query(label, t, where=f"{number} < {lit(v)}"),
+            )
+            yield make(
+                "count_gt",
+                "aggregate",
+                "easy",
+                f"How many {e.plural} have a {number_noun} of at least {num(v)}?",
+                Query("COUNT(*)", t, where=f"{number} >= {lit(v)}"),
+            )
         for column, noun, predicate, singular in e.categories:
             for v in _pick(rng, _values(connection, t, column), 2):
                 for x in _thresholds(values)[1:2]:
-                    yield make("filter_and", "filter", "medium",
-                               f"What are the {lw}s of the {e.plural} that {predicate.format(v=v)} "
-                               f"and have a {number_noun} greater than {num(x)}?",
-                               Query(label, t, where=f"{column} = {lit(v)} AND {number} > {lit(x)}"))
-        yield make("argmax", "order", "easy", f"What is the {lw} of the {e.singular} with the highest {number_noun}?",
-                   Query(label, t, order_by=((number, "DESC"),), limit=1))
-        yield make("argmin", "order", "easy", f"What is the {lw} of the {e.singular} with the lowest {number_noun}?",
-                   Query(label, t, order_by=((number, "ASC"),), limit=1))
+                    yield make(
+                        "filter_and",
+                        "filter",
+                        "medium",
+                        f"What are the {lw}s of the {e.plural} that {predicate.format(v=v)} "
+                        f"and have a {number_noun} greater than {num(x)}?",
+                        Query(label, t, where=f"{column} = {lit(v)} AND {number} > {lit(x)}"),
+                    )
+        yield make(
+            "argmax",
+            "order",
+            "easy",
+            f"What is the {lw} of the {e.singular} with the highest {number_noun}?",
+            Query(label, t, order_by=((number, "DESC"),), limit=1),
+        )
+        yield make(
+            "argmin",
+            "order",
+            "easy",
+            f"What is the {lw} of the {e.singular} with the lowest {number_noun}?",
+            Query(label, t, order_by=((number, "ASC"),), limit=1),
+        )
         for k in (3, 5):
-            yield make("top_k", "order", "medium",
-                       f"List the {lw}s of the {k} {e.plural} with the highest {number_noun}, highest first.",
-                       Query(label, t, order_by=((number, "DESC"),), limit=k))
-        yield make("above_average", "nested", "hard",
-                   f"What are the {lw}s of the {e.plural} whose {number_noun} is above the average {number_noun} "
-                   f"of all {e.plural}?",
-                   Query(label, t, where=f"{number} > (SELECT AVG({number}) FROM {t})"))
-        yield make("range", "aggregate", "easy",
-                   f"What are the highest and the lowest {number_noun} of the {e.plural}? Give the highest first.",
-                   Query(f"MAX({number}), MIN({number})", t))
+            yield make(
+                "top_k",
+                "order",
+                "medium",
+                f"List the {lw}s of the {k} {e.plural} with the highest {number_noun}, highest first.",
+                Query(label, t, order_by=((number, "DESC"),), limit=k),
+            )
+        yield make(
+            "above_average",
+            "nested",
+            "hard",
+            f"What are the {lw}s of the {e.plural} whose {number_noun} is above the average {number_noun} "
+            f"of all {e.plural}?",
+            Query(label, t, where=f"{number} > (SELECT AVG({number}) FROM {t})"),
+        )
+        yield make(
+            "range",
+            "aggregate",
+            "easy",
+            f"What are the highest and the lowest {number_noun} of the {e.plural}? Give the highest first.",
+            Query(f"MAX({number}), MIN({number})", t),
+        )
 
 
-def relation_candidates(db_id: str, r: Relation, connection: sqlite3.Connection, rng: random.Random) -> Iterator[Candidate]:
+def relation_candidates(
+    db_id: str, r: Relation, connection: sqlite3.Connection, rng: random.Random
+) -> Iterator[Candidate]:
     """The generic join templates for one foreign key."""
     c, p = r.child, r.parent
     ca, pa = c.table[0], p.table[0]  # aliases: o(rders) / c(ustomers), b(ooks) / a(uthors), ...
@@ -581,66 +726,166 @@ def relation_candidates(db_id: str, r: Relation, connection: sqlite3.Connection,
 
     for v in _pick(rng, parents, 4):
         condition = f"{pa}.{p.label} = {lit(v)}"
-        yield make("join_filter", "join", "medium",
-                   f"What are the {c.label_word}s of the {c.plural} that {r.predicate.format(v=v)}?",
-                   Query(f"{ca}.{c.label}", join, where=condition))
-        yield make("join_count", "join", "medium", f"How many {c.plural} {r.predicate.format(v=v)}?",
-                   Query("COUNT(*)", join, where=condition))
+        yield make(
+            "join_filter",
+            "join",
+            "medium",
+            f"What are the {c.label_word}s of the {c.plural} that {r.predicate.format(v=v)}?",
+            Query(f"{ca}.{c.label}", join, where=condition),
+        )
+        yield make(
+            "join_count",
+            "join",
+            "medium",
+            f"How many {c.plural} {r.predicate.format(v=v)}?",
+            Query("COUNT(*)", join, where=condition),
+        )
         for number, number_noun, aggregates in c.numbers[:1]:
             agg = aggregates.split()[0]
-            yield make("join_agg", "join", "medium",
-                       f"What is the {_AGG_WORD[agg]} {number_noun} of the {c.plural} that {r.predicate.format(v=v)}?",
-                       Query(f"{agg.upper()}({ca}.{number})", join, where=condition))
+            yield make(
+                "join_agg",
+                "join",
+                "medium",
+                f"What is the {_AGG_WORD[agg]} {number_noun} of the {c.plural} that {r.predicate.format(v=v)}?",
+                Query(f"{agg.upper()}({ca}.{number})", join, where=condition),
+            )
     for v in _pick(rng, children, 4):
-        yield make("join_parent", "join", "medium", r.parent_question.format(v=v),
-                   Query(f"{pa}.{p.label}", join, where=f"{ca}.{c.label} = {lit(v)}"))
-    yield make("join_group", "join", "hard",
-               f"For each {p.singular}, give the {p.label_word} and the number of {c.plural} that "
-               f"{r.predicate.format(v='them')}, counting 0 for {p.plural} with none.",
-               Query(f"{pa}.{p.label}, COUNT({ca}.{c.key})",
-                     f"{p.table} AS {pa} LEFT JOIN {c.table} AS {ca} ON {ca}.{r.fk} = {pa}.{p.key}",
-                     group_by=f"{pa}.{p.key}"))
-    yield make("join_argmax", "join", "hard",
-               f"Which {p.singular} has the most {c.plural}? Give the {p.label_word}.",
-               Query(f"{pa}.{p.label}", join, group_by=f"{pa}.{p.key}", order_by=(("COUNT(*)", "DESC"),), limit=1))
-    yield make("not_in", "nested", "hard", r.none_question,
-               Query(p.label, p.table, where=f"{p.key} NOT IN (SELECT {r.fk} FROM {c.table})"))
+        yield make(
+            "join_parent",
+            "join",
+            "medium",
+            r.parent_question.format(v=v),
+            Query(f"{pa}.{p.label}", join, where=f"{ca}.{c.label} = {lit(v)}"),
+        )
+    yield make(
+        "join_group",
+        "join",
+        "hard",
+        f"For each {p.singular}, give the {p.label_word} and the number of {c.plural} that "
+        f"{r.predicate.format(v='them')}, counting 0 for {p.plural} with none.",
+        Query(
+            f"{pa}.{p.label}, COUNT({ca}.{c.key})",
+            f"{p.table} AS {pa} LEFT JOIN {c.table} AS {ca} ON {ca}.{r.fk} = {pa}.{p.key}",
+            group_by=f"{pa}.{p.key}",
+        ),
+    )
+    yield make(
+        "join_argmax",
+        "join",
+        "hard",
+        f"Which {p.singular} has the most {c.plural}? Give the {p.label_word}.",
+        Query(f"{pa}.{p.label}", join, group_by=f"{pa}.{p.key}", order_by=(("COUNT(*)", "DESC"),), limit=1),
+    )
+    yield make(
+        "not_in",
+        "nested",
+        "hard",
+        r.none_question,
+        Query(p.label, p.table, where=f"{p.key} NOT IN (SELECT {r.fk} FROM {c.table})"),
+    )
     for column, noun, predicate, _ in p.categories[:1]:
         for v in _pick(rng, _values(connection, p.table, column), 3):
-            yield make("join_parent_attr", "join", "medium",
-                       f"What are the {c.label_word}s of the {c.plural} that "
-                       f"{r.predicate.format(v=p.plural)} that {predicate.format(v=v)}?",
-                       Query(f"{ca}.{c.label}", join, where=f"{pa}.{column} = {lit(v)}"))
+            yield make(
+                "join_parent_attr",
+                "join",
+                "medium",
+                f"What are the {c.label_word}s of the {c.plural} that "
+                f"{r.predicate.format(v=p.plural)} that {predicate.format(v=v)}?",
+                Query(f"{ca}.{c.label}", join, where=f"{pa}.{column} = {lit(v)}"),
+            )
 
 
 # --- the three databases: entities, relations and their own templates (many-to-many links, evidence)
 
-CUSTOMERS = Entity("customers", "customer_id", "customer", "customers", "name", "name",
-                   categories=(("city", "city", "live in {v}", "lives in {v}"),),
-                   numbers=(("signup_year", "sign-up year", "min max"),))
-PRODUCTS = Entity("products", "product_id", "product", "products", "name", "name",
-                  categories=(("category", "category", "are in the {v} category", "is in the {v} category"),),
-                  numbers=(("price", "price", "avg max min"), ("stock", "stock", "sum avg max min")))
-ORDERS = Entity("orders", "order_id", "order", "orders", "order_id", "ID",
-                categories=(("status", "status", "have the status '{v}'", "has the status '{v}'"),))
-TEACHERS = Entity("teachers", "teacher_id", "teacher", "teachers", "name", "name",
-                  categories=(("department", "department", "work in the {v} department", "works in the {v} department"),),
-                  numbers=(("hire_year", "hire year", "min max"),))
-COURSES = Entity("courses", "course_id", "course", "courses", "title", "title",
-                 categories=(("department", "department", "are offered by the {v} department", "is offered by the {v} department"),),
-                 numbers=(("credits", "number of credits", "sum avg max"),))
-STUDENTS = Entity("students", "student_id", "student", "students", "name", "name",
-                  categories=(("major", "major", "major in {v}", "majors in {v}"),),
-                  numbers=(("study_year", "year of study", "avg max"),))
-AUTHORS = Entity("authors", "author_id", "author", "authors", "name", "name",
-                 categories=(("country", "country", "come from {v}", "comes from {v}"),),
-                 numbers=(("birth_year", "birth year", "min max"),))
-BOOKS = Entity("books", "book_id", "book", "books", "title", "title",
-               categories=(("genre", "genre", "belong to the {v} genre", "belongs to the {v} genre"),),
-               numbers=(("pages", "number of pages", "avg max min sum"), ("published_year", "publication year", "min max")))
-MEMBERS = Entity("members", "member_id", "member", "members", "name", "name",
-                 categories=(("city", "city", "live in {v}", "lives in {v}"),),
-                 numbers=(("joined_year", "year of joining", "min max"),))
+CUSTOMERS = Entity(
+    "customers",
+    "customer_id",
+    "customer",
+    "customers",
+    "name",
+    "name",
+    categories=(("city", "city", "live in {v}", "lives in {v}"),),
+    numbers=(("signup_year", "sign-up year", "min max"),),
+)
+PRODUCTS = Entity(
+    "products",
+    "product_id",
+    "product",
+    "products",
+    "name",
+    "name",
+    categories=(("category", "category", "are in the {v} category", "is in the {v} category"),),
+    numbers=(("price", "price", "avg max min"), ("stock", "stock", "sum avg max min")),
+)
+ORDERS = Entity(
+    "orders",
+    "order_id",
+    "order",
+    "orders",
+    "order_id",
+    "ID",
+    categories=(("status", "status", "have the status '{v}'", "has the status '{v}'"),),
+)
+TEACHERS = Entity(
+    "teachers",
+    "teacher_id",
+    "teacher",
+    "teachers",
+    "name",
+    "name",
+    categories=(("department", "department", "work in the {v} department", "works in the {v} department"),),
+    numbers=(("hire_year", "hire year", "min max"),),
+)
+COURSES = Entity(
+    "courses",
+    "course_id",
+    "course",
+    "courses",
+    "title",
+    "title",
+    categories=(("department", "department", "are offered by the {v} department", "is offered by the {v} department"),),
+    numbers=(("credits", "number of credits", "sum avg max"),),
+)
+STUDENTS = Entity(
+    "students",
+    "student_id",
+    "student",
+    "students",
+    "name",
+    "name",
+    categories=(("major", "major", "major in {v}", "majors in {v}"),),
+    numbers=(("study_year", "year of study", "avg max"),),
+)
+AUTHORS = Entity(
+    "authors",
+    "author_id",
+    "author",
+    "authors",
+    "name",
+    "name",
+    categories=(("country", "country", "come from {v}", "comes from {v}"),),
+    numbers=(("birth_year", "birth year", "min max"),),
+)
+BOOKS = Entity(
+    "books",
+    "book_id",
+    "book",
+    "books",
+    "title",
+    "title",
+    categories=(("genre", "genre", "belong to the {v} genre", "belongs to the {v} genre"),),
+    numbers=(("pages", "number of pages", "avg max min sum"), ("published_year", "publication year", "min max")),
+)
+MEMBERS = Entity(
+    "members",
+    "member_id",
+    "member",
+    "members",
+    "name",
+    "name",
+    categories=(("city", "city", "live in {v}", "lives in {v}"),),
+    numbers=(("joined_year", "year of joining", "min max"),),
+)
 
 ENTITIES: dict[str, tuple[Entity, ...]] = {
     "shop": (CUSTOMERS, PRODUCTS, ORDERS),
@@ -649,19 +894,34 @@ ENTITIES: dict[str, tuple[Entity, ...]] = {
 }
 RELATIONS: dict[str, tuple[Relation, ...]] = {
     "shop": (
-        Relation(ORDERS, CUSTOMERS, "customer_id", "were placed by {v}",
-                 "What is the name of the customer who placed the order with ID {v}?",
-                 "What are the names of the customers who have never placed an order?"),
+        Relation(
+            ORDERS,
+            CUSTOMERS,
+            "customer_id",
+            "were placed by {v}",
+            "What is the name of the customer who placed the order with ID {v}?",
+            "What are the names of the customers who have never placed an order?",
+        ),
     ),
     "school": (
-        Relation(COURSES, TEACHERS, "teacher_id", "are taught by {v}",
-                 "What is the name of the teacher who teaches the course {v}?",
-                 "What are the names of the teachers who do not teach any course?"),
+        Relation(
+            COURSES,
+            TEACHERS,
+            "teacher_id",
+            "are taught by {v}",
+            "What is the name of the teacher who teaches the course {v}?",
+            "What are the names of the teachers who do not teach any course?",
+        ),
     ),
     "library": (
-        Relation(BOOKS, AUTHORS, "author_id", "were written by {v}",
-                 "What is the name of the author who wrote the book '{v}'?",
-                 "What are the names of the authors who have not written any book?"),
+        Relation(
+            BOOKS,
+            AUTHORS,
+            "author_id",
+            "were written by {v}",
+            "What is the name of the author who wrote the book '{v}'?",
+            "What are the names of the authors who have not written any book?",
+        ),
     ),
 }
 
@@ -671,118 +931,321 @@ def shop_links(connection: sqlite3.Connection, rng: random.Random) -> Iterator[C
     db = "shop"
     items = "order_items AS i JOIN orders AS o ON i.order_id = o.order_id"
     for name in _pick(rng, _values(connection, "customers", "name"), 4):
-        yield Candidate(db, "link_filter", "join", "hard", f"What are the names of the products ordered by {name}?",
-                        Query("DISTINCT p.name", f"{items} JOIN products AS p ON i.product_id = p.product_id "
-                              "JOIN customers AS c ON o.customer_id = c.customer_id", where=f"c.name = {lit(name)}"))
+        yield Candidate(
+            db,
+            "link_filter",
+            "join",
+            "hard",
+            f"What are the names of the products ordered by {name}?",
+            Query(
+                "DISTINCT p.name",
+                f"{items} JOIN products AS p ON i.product_id = p.product_id "
+                "JOIN customers AS c ON o.customer_id = c.customer_id",
+                where=f"c.name = {lit(name)}",
+            ),
+        )
     for product in _pick(rng, _values(connection, "products", "name"), 4):
-        yield Candidate(db, "link_sum", "join", "medium", f"How many units of the product {product} were ordered in total?",
-                        Query("SUM(i.quantity)", "order_items AS i JOIN products AS p ON i.product_id = p.product_id",
-                              where=f"p.name = {lit(product)}"))
-        yield Candidate(db, "link_reverse", "join", "hard",
-                        f"What are the names of the customers who ordered the product {product}?",
-                        Query("DISTINCT c.name", f"{items} JOIN products AS p ON i.product_id = p.product_id "
-                              "JOIN customers AS c ON o.customer_id = c.customer_id", where=f"p.name = {lit(product)}"))
+        yield Candidate(
+            db,
+            "link_sum",
+            "join",
+            "medium",
+            f"How many units of the product {product} were ordered in total?",
+            Query(
+                "SUM(i.quantity)",
+                "order_items AS i JOIN products AS p ON i.product_id = p.product_id",
+                where=f"p.name = {lit(product)}",
+            ),
+        )
+        yield Candidate(
+            db,
+            "link_reverse",
+            "join",
+            "hard",
+            f"What are the names of the customers who ordered the product {product}?",
+            Query(
+                "DISTINCT c.name",
+                f"{items} JOIN products AS p ON i.product_id = p.product_id "
+                "JOIN customers AS c ON o.customer_id = c.customer_id",
+                where=f"p.name = {lit(product)}",
+            ),
+        )
     for order_id in _pick(rng, _values(connection, "orders", "order_id"), 4):
-        yield Candidate(db, "link_value", "join", "medium",
-                        f"What is the total value (price times quantity) of the order with ID {order_id}?",
-                        Query("SUM(p.price * i.quantity)",
-                              "order_items AS i JOIN products AS p ON i.product_id = p.product_id",
-                              where=f"i.order_id = {order_id}"))
+        yield Candidate(
+            db,
+            "link_value",
+            "join",
+            "medium",
+            f"What is the total value (price times quantity) of the order with ID {order_id}?",
+            Query(
+                "SUM(p.price * i.quantity)",
+                "order_items AS i JOIN products AS p ON i.product_id = p.product_id",
+                where=f"i.order_id = {order_id}",
+            ),
+        )
     for month in ("03", "07", "11"):
-        yield Candidate(db, "date_filter", "filter", "medium",
-                        f"How many orders were placed in month {int(month)} of 2023?",
-                        Query("COUNT(*)", "orders", where=f"order_date LIKE '2023-{month}-%'"),
-                        evidence=f"order_date is written YYYY-MM-DD; month {int(month)} of 2023 means "
-                                 f"order_date between '2023-{month}-01' and '2023-{month}-31'")
-    yield Candidate(db, "evidence_filter", "filter", "medium", "Which products are running low on stock? List their names.",
-                    Query("name", "products", where="stock < 5"), evidence="running low on stock refers to stock < 5")
-    yield Candidate(db, "evidence_filter", "filter", "medium", "How many products are well stocked?",
-                    Query("COUNT(*)", "products", where="stock >= 50"), evidence="well stocked refers to stock >= 50")
-    yield Candidate(db, "evidence_join", "join", "hard",
-                    "What are the IDs of the open orders of customers who live in Oslo?",
-                    Query("o.order_id", "orders AS o JOIN customers AS c ON o.customer_id = c.customer_id",
-                          where="c.city = 'Oslo' AND o.status IN ('pending', 'shipped')"),
-                    evidence="open orders are those whose status is 'pending' or 'shipped'")
-    yield Candidate(db, "link_argmax", "join", "hard",
-                    "Which product was ordered in the largest total quantity? Give its name.",
-                    Query("p.name", "order_items AS i JOIN products AS p ON i.product_id = p.product_id",
-                          group_by="p.product_id", order_by=(("SUM(i.quantity)", "DESC"),), limit=1))
-    yield Candidate(db, "link_argmax", "join", "hard",
-                    "Which customer spent the most in total over all their orders (price times quantity)? Give the name.",
-                    Query("c.name", f"{items} JOIN products AS p ON i.product_id = p.product_id "
-                          "JOIN customers AS c ON o.customer_id = c.customer_id",
-                          group_by="c.customer_id", order_by=(("SUM(p.price * i.quantity)", "DESC"),), limit=1))
+        yield Candidate(
+            db,
+            "date_filter",
+            "filter",
+            "medium",
+            f"How many orders were placed in month {int(month)} of 2023?",
+            Query("COUNT(*)", "orders", where=f"order_date LIKE '2023-{month}-%'"),
+            evidence=f"order_date is written YYYY-MM-DD; month {int(month)} of 2023 means "
+            f"order_date between '2023-{month}-01' and '2023-{month}-31'",
+        )
+    yield Candidate(
+        db,
+        "evidence_filter",
+        "filter",
+        "medium",
+        "Which products are running low on stock? List their names.",
+        Query("name", "products", where="stock < 5"),
+        evidence="running low on stock refers to stock < 5",
+    )
+    yield Candidate(
+        db,
+        "evidence_filter",
+        "filter",
+        "medium",
+        "How many products are well stocked?",
+        Query("COUNT(*)", "products", where="stock >= 50"),
+        evidence="well stocked refers to stock >= 50",
+    )
+    yield Candidate(
+        db,
+        "evidence_join",
+        "join",
+        "hard",
+        "What are the IDs of the open orders of customers who live in Oslo?",
+        Query(
+            "o.order_id",
+            "orders AS o JOIN customers AS c ON o.customer_id = c.customer_id",
+            where="c.city = 'Oslo' AND o.status IN ('pending', 'shipped')",
+        ),
+        evidence="open orders are those whose status is 'pending' or 'shipped'",
+    )
+    yield Candidate(
+        db,
+        "link_argmax",
+        "join",
+        "hard",
+        "Which product was ordered in the largest total quantity? Give its name.",
+        Query(
+            "p.name",
+            "order_items AS i JOIN products AS p ON i.product_id = p.product_id",
+            group_by="p.product_id",
+            order_by=(("SUM(i.quantity)", "DESC"),),
+            limit=1,
+        ),
+    )
+    yield Candidate(
+        db,
+        "link_argmax",
+        "join",
+        "hard",
+        "Which customer spent the most in total over all their orders (price times quantity)? Give the name.",
+        Query(
+            "c.name",
+            f"{items} JOIN products AS p ON i.product_id = p.product_id "
+            "JOIN customers AS c ON o.customer_id = c.customer_id",
+            group_by="c.customer_id",
+            order_by=(("SUM(p.price * i.quantity)", "DESC"),),
+            limit=1,
+        ),
+    )
 
 
 def school_links(connection: sqlite3.Connection, rng: random.Random) -> Iterator[Candidate]:
     """Students and courses through enrollments; BIRD-style evidence."""
     db = "school"
-    enrolled = ("enrollments AS e JOIN students AS s ON e.student_id = s.student_id "
-                "JOIN courses AS c ON e.course_id = c.course_id")
+    enrolled = (
+        "enrollments AS e JOIN students AS s ON e.student_id = s.student_id "
+        "JOIN courses AS c ON e.course_id = c.course_id"
+    )
     for name in _pick(rng, _values(connection, "students", "name"), 5):
-        yield Candidate(db, "link_filter", "join", "medium", f"Which courses is {name} enrolled in? Give the titles.",
-                        Query("c.title", enrolled, where=f"s.name = {lit(name)}"))
-        yield Candidate(db, "link_agg", "join", "medium", f"What is the highest grade of {name}?",
-                        Query("MAX(e.grade)", enrolled, where=f"s.name = {lit(name)}"))
+        yield Candidate(
+            db,
+            "link_filter",
+            "join",
+            "medium",
+            f"Which courses is {name} enrolled in? Give the titles.",
+            Query("c.title", enrolled, where=f"s.name = {lit(name)}"),
+        )
+        yield Candidate(
+            db,
+            "link_agg",
+            "join",
+            "medium",
+            f"What is the highest grade of {name}?",
+            Query("MAX(e.grade)", enrolled, where=f"s.name = {lit(name)}"),
+        )
     for title in _pick(rng, _values(connection, "courses", "title"), 5):
-        yield Candidate(db, "link_reverse", "join", "medium", f"What is the average grade in the course {title}?",
-                        Query("AVG(e.grade)", enrolled, where=f"c.title = {lit(title)}"))
-        yield Candidate(db, "evidence_filter", "join", "hard", f"Which students passed the course {title}? List their names.",
-                        Query("s.name", enrolled, where=f"c.title = {lit(title)} AND e.grade >= 60"),
-                        evidence="passing a course means a grade of at least 60")
-        yield Candidate(db, "link_sorted", "join", "hard",
-                        f"List the names of the students enrolled in {title}, from the highest grade to the lowest.",
-                        Query("s.name", enrolled, where=f"c.title = {lit(title)}", order_by=(("e.grade", "DESC"),)))
+        yield Candidate(
+            db,
+            "link_reverse",
+            "join",
+            "medium",
+            f"What is the average grade in the course {title}?",
+            Query("AVG(e.grade)", enrolled, where=f"c.title = {lit(title)}"),
+        )
+        yield Candidate(
+            db,
+            "evidence_filter",
+            "join",
+            "hard",
+            f"Which students passed the course {title}? List their names.",
+            Query("s.name", enrolled, where=f"c.title = {lit(title)} AND e.grade >= 60"),
+            evidence="passing a course means a grade of at least 60",
+        )
+        yield Candidate(
+            db,
+            "link_sorted",
+            "join",
+            "hard",
+            f"List the names of the students enrolled in {title}, from the highest grade to the lowest.",
+            Query("s.name", enrolled, where=f"c.title = {lit(title)}", order_by=(("e.grade", "DESC"),)),
+        )
     for department in _pick(rng, _values(connection, "courses", "department"), 3):
-        yield Candidate(db, "link_three", "join", "hard",
-                        f"How many enrollments are there in courses taught by teachers of the {department} department?",
-                        Query("COUNT(*)", "enrollments AS e JOIN courses AS c ON e.course_id = c.course_id "
-                              "JOIN teachers AS t ON c.teacher_id = t.teacher_id", where=f"t.department = {lit(department)}"))
-    yield Candidate(db, "evidence_filter", "filter", "medium", "How many students are seniors?",
-                    Query("COUNT(*)", "students", where="study_year = 4"), evidence="seniors are students in study_year 4")
-    yield Candidate(db, "link_argmax", "join", "hard", "Which course has the highest average grade? Give its title.",
-                    Query("c.title", enrolled, group_by="c.course_id", order_by=(("AVG(e.grade)", "DESC"),), limit=1))
-    yield Candidate(db, "link_having", "join", "hard",
-                    "What are the names of the students enrolled in at least 4 courses?",
-                    Query("s.name", enrolled, group_by="s.student_id", having="COUNT(*) >= 4"))
+        yield Candidate(
+            db,
+            "link_three",
+            "join",
+            "hard",
+            f"How many enrollments are there in courses taught by teachers of the {department} department?",
+            Query(
+                "COUNT(*)",
+                "enrollments AS e JOIN courses AS c ON e.course_id = c.course_id "
+                "JOIN teachers AS t ON c.teacher_id = t.teacher_id",
+                where=f"t.department = {lit(department)}",
+            ),
+        )
+    yield Candidate(
+        db,
+        "evidence_filter",
+        "filter",
+        "medium",
+        "How many students are seniors?",
+        Query("COUNT(*)", "students", where="study_year = 4"),
+        evidence="seniors are students in study_year 4",
+    )
+    yield Candidate(
+        db,
+        "link_argmax",
+        "join",
+        "hard",
+        "Which course has the highest average grade? Give its title.",
+        Query("c.title", enrolled, group_by="c.course_id", order_by=(("AVG(e.grade)", "DESC"),), limit=1),
+    )
+    yield Candidate(
+        db,
+        "link_having",
+        "join",
+        "hard",
+        "What are the names of the students enrolled in at least 4 courses?",
+        Query("s.name", enrolled, group_by="s.student_id", having="COUNT(*) >= 4"),
+    )
 
 
 def library_links(connection: sqlite3.Connection, rng: random.Random) -> Iterator[Candidate]:
     """Members and books through loans; BIRD-style evidence."""
     db = "library"
-    lent = ("loans AS l JOIN books AS b ON l.book_id = b.book_id "
-            "JOIN members AS m ON l.member_id = m.member_id")
+    lent = "loans AS l JOIN books AS b ON l.book_id = b.book_id JOIN members AS m ON l.member_id = m.member_id"
     for name in _pick(rng, _values(connection, "members", "name"), 5):
-        yield Candidate(db, "link_filter", "join", "medium", f"Which books has {name} borrowed? Give the titles.",
-                        Query("DISTINCT b.title", lent, where=f"m.name = {lit(name)}"))
-        yield Candidate(db, "link_count", "join", "medium", f"How many loans has {name} made?",
-                        Query("COUNT(*)", "loans AS l JOIN members AS m ON l.member_id = m.member_id",
-                              where=f"m.name = {lit(name)}"))
+        yield Candidate(
+            db,
+            "link_filter",
+            "join",
+            "medium",
+            f"Which books has {name} borrowed? Give the titles.",
+            Query("DISTINCT b.title", lent, where=f"m.name = {lit(name)}"),
+        )
+        yield Candidate(
+            db,
+            "link_count",
+            "join",
+            "medium",
+            f"How many loans has {name} made?",
+            Query(
+                "COUNT(*)", "loans AS l JOIN members AS m ON l.member_id = m.member_id", where=f"m.name = {lit(name)}"
+            ),
+        )
     for title in _pick(rng, _values(connection, "books", "title"), 5):
-        yield Candidate(db, "link_count", "join", "medium", f"How many times was the book '{title}' borrowed?",
-                        Query("COUNT(*)", "loans AS l JOIN books AS b ON l.book_id = b.book_id",
-                              where=f"b.title = {lit(title)}"))
-        yield Candidate(db, "link_reverse", "join", "medium", f"Which members borrowed the book '{title}'? Give their names.",
-                        Query("DISTINCT m.name", lent, where=f"b.title = {lit(title)}"))
+        yield Candidate(
+            db,
+            "link_count",
+            "join",
+            "medium",
+            f"How many times was the book '{title}' borrowed?",
+            Query("COUNT(*)", "loans AS l JOIN books AS b ON l.book_id = b.book_id", where=f"b.title = {lit(title)}"),
+        )
+        yield Candidate(
+            db,
+            "link_reverse",
+            "join",
+            "medium",
+            f"Which members borrowed the book '{title}'? Give their names.",
+            Query("DISTINCT m.name", lent, where=f"b.title = {lit(title)}"),
+        )
     for author in _pick(rng, _values(connection, "authors", "name"), 4):
-        yield Candidate(db, "link_three", "join", "hard",
-                        f"What are the names of the members who borrowed a book written by {author}?",
-                        Query("DISTINCT m.name", f"{lent} JOIN authors AS a ON b.author_id = a.author_id",
-                              where=f"a.name = {lit(author)}"))
+        yield Candidate(
+            db,
+            "link_three",
+            "join",
+            "hard",
+            f"What are the names of the members who borrowed a book written by {author}?",
+            Query(
+                "DISTINCT m.name",
+                f"{lent} JOIN authors AS a ON b.author_id = a.author_id",
+                where=f"a.name = {lit(author)}",
+            ),
+        )
     for city in _pick(rng, _values(connection, "members", "city"), 3):
-        yield Candidate(db, "evidence_filter", "join", "hard",
-                        f"How many books borrowed by members who live in {city} are still on loan?",
-                        Query("COUNT(*)", "loans AS l JOIN members AS m ON l.member_id = m.member_id",
-                              where=f"m.city = {lit(city)} AND l.returned = 0"),
-                        evidence="a loan is still on loan when returned = 0")
-    yield Candidate(db, "evidence_filter", "filter", "medium", "How many loans are still open?",
-                    Query("COUNT(*)", "loans", where="returned = 0"), evidence="a loan is open when returned = 0")
-    yield Candidate(db, "link_argmax", "join", "hard", "Which book was borrowed the most times? Give its title.",
-                    Query("b.title", "loans AS l JOIN books AS b ON l.book_id = b.book_id",
-                          group_by="b.book_id", order_by=(("COUNT(*)", "DESC"),), limit=1))
-    yield Candidate(db, "date_filter", "filter", "medium", "How many loans were made in the first quarter of 2024?",
-                    Query("COUNT(*)", "loans", where="loan_date BETWEEN '2024-01-01' AND '2024-03-31'"),
-                    evidence="the first quarter is January to March; loan_date is written YYYY-MM-DD")
+        yield Candidate(
+            db,
+            "evidence_filter",
+            "join",
+            "hard",
+            f"How many books borrowed by members who live in {city} are still on loan?",
+            Query(
+                "COUNT(*)",
+                "loans AS l JOIN members AS m ON l.member_id = m.member_id",
+                where=f"m.city = {lit(city)} AND l.returned = 0",
+            ),
+            evidence="a loan is still on loan when returned = 0",
+        )
+    yield Candidate(
+        db,
+        "evidence_filter",
+        "filter",
+        "medium",
+        "How many loans are still open?",
+        Query("COUNT(*)", "loans", where="returned = 0"),
+        evidence="a loan is open when returned = 0",
+    )
+    yield Candidate(
+        db,
+        "link_argmax",
+        "join",
+        "hard",
+        "Which book was borrowed the most times? Give its title.",
+        Query(
+            "b.title",
+            "loans AS l JOIN books AS b ON l.book_id = b.book_id",
+            group_by="b.book_id",
+            order_by=(("COUNT(*)", "DESC"),),
+            limit=1,
+        ),
+    )
+    yield Candidate(
+        db,
+        "date_filter",
+        "filter",
+        "medium",
+        "How many loans were made in the first quarter of 2024?",
+        Query("COUNT(*)", "loans", where="loan_date BETWEEN '2024-01-01' AND '2024-03-31'"),
+        evidence="the first quarter is January to March; loan_date is written YYYY-MM-DD",
+    )
 
 
 _LINKS: dict[str, Callable[[sqlite3.Connection, random.Random], Iterator[Candidate]]] = {
@@ -866,7 +1329,9 @@ class GenerationReport:
         return f"kept {kept}; train {self.train}, dev {self.dev}; rejected: {rejected}"
 
 
-def _select(verified: list[tuple[Candidate, list[tuple]]], rng: random.Random) -> list[list[tuple[Candidate, list[tuple]]]]:
+def _select(
+    verified: list[tuple[Candidate, list[tuple]]], rng: random.Random
+) -> list[list[tuple[Candidate, list[tuple]]]]:
     """Round-robin over templates (shuffled within each) up to QUESTIONS_PER_DATABASE; groups by template."""
     groups: dict[str, list[tuple[Candidate, list[tuple]]]] = {}
     for item in verified:
@@ -905,8 +1370,12 @@ def _json_lines_array(rows: list[dict[str, Any]]) -> str:
 
 def _tables_entry(db_id: str, connection: sqlite3.Connection) -> dict[str, Any]:
     """Spider's tables.json entry for one database."""
-    tables = [row[0] for row in connection.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        )
+    ]
     columns: list[list[Any]] = [[-1, "*"]]
     types = ["text"]
     primary: list[int] = []
@@ -1013,10 +1482,14 @@ def compare_outputs(expected_dir: Path, actual_dir: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: generate (default) or --check the shipped files."""
-    parser = argparse.ArgumentParser(prog="python -m apmpo.data.sqlbench.generate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m apmpo.data.sqlbench.generate", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=HERE, help="output folder (default: the package's sqlbench folder)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0, the shipped benchmark)")
-    parser.add_argument("--check", action="store_true", help="regenerate into a temporary folder and compare with --out")
+    parser.add_argument(
+        "--check", action="store_true", help="regenerate into a temporary folder and compare with --out"
+    )
     args = parser.parse_args(argv)
     if args.check:
         with tempfile.TemporaryDirectory() as scratch:
