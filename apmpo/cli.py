@@ -23,12 +23,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from apmpo import __version__
+
 __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "apmpo.trainer.commands",  # train, demo, config show / validate
     "apmpo.eval.cli",  # eval
-    "apmpo.eval.study_cli",  # study
+    "apmpo.study.cli",  # study
 )
 
 
@@ -45,8 +47,6 @@ def _import_optional(name: str):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand registered."""
-    from apmpo import __version__
-
     parser = argparse.ArgumentParser(
         prog="apmpo",
         description="APMPO (Adaptive Power-Mean Policy Optimization, arXiv 2605.04066): RLVR training and evaluation.",

@@ -1,4 +1,4 @@
-"""Safe file writes: atomic replacement, all-or-nothing appends, and a clear error on a full disk.
+"""Safe file writes: atomic files and directories, all-or-nothing appends, and a clear error on a full disk.
 
 - :func:`atomic_write` and friends: every file the package writes whole goes through a
   temporary file and ``os.replace``. A crash or kill leaves either the old file or the
@@ -6,6 +6,10 @@
   (``.<name>.<random><suffix>``, so a glob for the real names never matches it), is
   flushed and fsynced before the rename, and gets the mode a plain ``open(path, "w")``
   would (0666 minus the umask) instead of ``mkstemp``'s private 0600.
+- :func:`atomic_directory`: directories (checkpoints, converted models) are assembled
+  under a temporary name beside their destination, every file in them fsynced, and
+  renamed into place; a failure anywhere, the swap with an existing directory included,
+  leaves the previous directory as it was.
 - :func:`append_text`: the append-only logs (metrics.jsonl, samples.jsonl, evaluation
   records) grow by whole lines: an append that fails part-way (a full disk, an I/O
   error, an exception raised by a signal handler mid-write) is cut back to the file's
@@ -20,13 +24,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +40,17 @@ __all__ = [
     "STORAGE_ERRNOS",
     "StorageError",
     "append_text",
+    "atomic_directory",
     "atomic_savefig",
     "atomic_write",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "human_bytes",
+    "pyplot",
     "storage_failure",
 ]
+
 
 STORAGE_ERRNOS = {
     errno.ENOSPC: "the disk is full",
@@ -106,18 +115,19 @@ def storage_failure(
     A storage failure is an error whose code (``OSError.errno``, or an "os error N" in the
     text of a library's error) is in :data:`STORAGE_ERRNOS`, or any write error while the
     file system has less than ``needed`` bytes free. ``after`` is appended to the
-    message (e.g. what was kept and how to resume).
+    message (e.g. what was kept and how to resume). A :class:`StorageError` is passed on as it is (None).
     """
-    if not isinstance(exc, Exception):
+    if not isinstance(exc, Exception) or isinstance(exc, StorageError):  # a StorageError already says it all
         return None
     path = Path(path)
     code = _error_code(exc)
     free = _free_bytes(path)
-    said = f"{errno.errorcode.get(code, code)}: {exc}"
-    if code not in STORAGE_ERRNOS:
-        if needed is None or free is None or free >= needed:
-            return None
-        code, said = errno.ENOSPC, f"{type(exc).__name__}: {exc}"  # the library did not say why; the free space does
+    if code is not None and code in STORAGE_ERRNOS:
+        said = f"{errno.errorcode.get(code, code)}: {exc}"
+    elif needed is None or free is None or free >= needed:
+        return None
+    else:  # the library did not say why; the free space does
+        code, said = errno.ENOSPC, f"{type(exc).__name__}: {exc}"
     space = (f"it needs about {human_bytes(needed)}" if needed is not None else "") + (
         f"{'; ' if needed is not None else ''}{human_bytes(free)} free on that file system" if free is not None else ""
     )
@@ -127,10 +137,15 @@ def storage_failure(
     return StorageError(code, message + (f". {after}" if after else ""))
 
 
-def _default_mode() -> int:
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _default_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file."""
+    return 0o666 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, suffix: str = ".tmp") -> Path:
@@ -157,6 +172,79 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, suffi
             raise failure from exc
         raise
     return path
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to the disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):  # platforms that cannot open a directory: nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike,
+    *,
+    tmp_prefix: str | None = None,
+    what: str = "writing",
+    needed: Callable[[], int | None] | None = None,
+    after: str = "",
+) -> Iterator[Path]:
+    """Fill the yielded temporary directory; when the block ends without an error it becomes ``path``.
+
+    The temporary directory is created beside ``path`` (name ``tmp_prefix`` + random,
+    default ``.<name>.tmp-``) and removed if the block raises. Every file in it is
+    fsynced before it is renamed into place, and the parent folder after. An existing
+    ``path`` is first renamed to ``<tmp_prefix>old-<pid>`` and deleted after the swap
+    (put back if the swap fails), so ``path`` always holds a complete directory, the old
+    one or the new one. The directory and its files get the modes a plain ``mkdir`` and
+    ``open`` would give.
+
+    A failure that is a full disk or a failing device (:func:`storage_failure`) is raised
+    as :class:`StorageError`: "``what`` ``path`` failed", the space ``needed()`` returns,
+    and ``after`` (what was kept, how to recover).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = tmp_prefix if tmp_prefix is not None else f".{path.name}.tmp-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700
+        for item in tmp.iterdir():
+            if item.is_file():
+                os.chmod(item, _default_mode())
+        for item in sorted(tmp.rglob("*")):
+            if item.is_file():
+                _fsync(item)
+        _fsync(tmp)
+        _swap_into_place(tmp, path, path.parent / f"{prefix}old-{os.getpid()}")
+        _fsync(path.parent)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        failure = storage_failure(exc, path, needed() if needed is not None else None, what=what, after=after)
+        if failure is not None:
+            raise failure from exc
+        raise
+
+
+def _swap_into_place(tmp: Path, path: Path, trash: Path) -> None:
+    """Rename ``tmp`` to ``path``; an existing ``path`` goes to ``trash`` first and comes back if the rename fails."""
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    os.rename(path, trash)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(trash, path)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def append_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> int:
@@ -206,6 +294,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, write)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    return atomic_write(path, write)
+
+
 def atomic_write_json(
     path: str | os.PathLike, data: Any, *, indent: int = 2, default: Callable[[Any], Any] | None = None
 ) -> Path:
@@ -219,3 +317,15 @@ def atomic_savefig(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     return atomic_write(
         path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None), suffix=path.suffix
     )
+
+
+def pyplot() -> Any:
+    """matplotlib's ``pyplot`` on the non-interactive Agg backend (figures are only ever written to files)."""
+    # heavy (matplotlib): imported only to draw
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # heavy (matplotlib): imported only to draw
+    import matplotlib.pyplot as plt
+
+    return plt

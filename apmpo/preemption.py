@@ -39,6 +39,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["EXIT_PREEMPTED", "HardStop", "Preempted", "StepAbandoned", "StopRequest", "signal_name"]
 
@@ -59,6 +61,11 @@ class Preempted(Exception):
     """A command stopped cleanly on a signal; the message says what was saved and how to resume."""
 
     exit_code = EXIT_PREEMPTED
+
+    def __init__(self, message: str, run_dir: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        """The run directory to resume (a training run), or None."""
 
 
 class HardStop(BaseException):
@@ -100,7 +107,7 @@ class StopRequest:
         """The first stop signal received (None: no stop requested)."""
         self._abandonable = 0
         self._callbacks: list[Callable[[], None]] = []
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # the handlers before install(), as signal.signal returned them
 
     @property
     def requested(self) -> bool:

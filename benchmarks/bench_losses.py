@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import platform
 import statistics
 import time
 
 import torch
 
 import apmpo
+from apmpo.provenance import machine_info
 
 HYPERPARAMETERS = {
     "apmpo": dict(reward_mean=0.4, reward_std=0.45),
@@ -101,7 +101,8 @@ def main() -> None:
     base_t = statistics.median(times["grpo"])
     base_m = statistics.median(mems["grpo"])
     print(f"# policy_loss forward+backward, N={args.n} x T={args.t} (float32, CPU)")
-    print(f"# machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats}")
+    machine = machine_info()
+    print(f"# machine: {machine['cpu']}, torch {machine['torch']}, threads {torch.get_num_threads()}, repeats {args.repeats}")
     print("| loss | time s, median (min-max) | time / GRPO | peak extra MiB, median | memory / GRPO |")
     print("|---|---|---|---|---|")
     for name in names:

@@ -23,16 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from apmpo.io import atomic_write_json  # noqa: E402
+from apmpo.provenance import machine_info  # noqa: E402
 from apmpo.rewards import exact_match, gold_answer_text, math_accuracy, shutdown_pools  # noqa: E402
 from tests.rewards.realdata import DATA_DIR, load_jsonl, perturb_answer  # noqa: E402
 
@@ -123,10 +123,7 @@ def main() -> int:
     shutdown_pools()
 
     machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": os.getloadavg()[0],
+        **machine_info(()),
         "workers": args.workers or min(2, os.cpu_count() or 1),
         "repeat": args.repeat,
     }
@@ -138,10 +135,7 @@ def main() -> int:
         expected = f"{row['as_expected']}/{row['items']}" if "as_expected" in row else "-"
         print(f"| {row['measure']} | {row['items']} | {row['seconds']:.3f} | {rate} | {expected} |")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as handle:
-            json.dump({"machine": machine, "rows": rows}, handle, indent=2)
-        os.replace(handle.name, args.out)
+        atomic_write_json(args.out, {"machine": machine, "rows": rows})
     return 0
 
 

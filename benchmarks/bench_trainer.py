@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from apmpo.io import atomic_write_json
+from apmpo.provenance import machine_info
 
 WORKLOADS = {
     "tiny": ("tiny_test.yaml", ["rollout.prompts_per_step=8", "rollout.group_size=8", "rollout.max_new_tokens=16",
@@ -86,15 +88,6 @@ def run_workload(name: str, steps: int, warmup: int, extra: list[str]) -> dict:
     }
 
 
-def _machine() -> dict:
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "load_avg_1min": os.getloadavg()[0]}
-
-
 def _table(results: list[dict]) -> str:
     lines = ["| workload | steps/s | s/step (min-max) | tokens/s | gen tok/s | train tok/s | rollout s | train s | peak RSS GB |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -125,12 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or {"tiny": 20, "demo": 5}[name]
         print(f"[bench] {name}: {steps} steps ...", file=sys.stderr, flush=True)
         results.append(run_workload(name, steps, args.warmup, args.overrides))
-    report = {"machine": _machine(), "command": " ".join([os.path.basename(sys.executable), *sys.argv]), "results": results}
+    report = {"machine": machine_info(), "command": " ".join([os.path.basename(sys.executable), *sys.argv]), "results": results}
     print(_table(results))
     print(json.dumps(report["machine"]))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+        atomic_write_json(args.out, report, indent=1)
     return 0
 
 

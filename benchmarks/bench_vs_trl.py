@@ -2,11 +2,11 @@
 
 One command runs everything and writes the results file:
 
-    APMPO_CACHE=/tmp/apmcache .venv/bin/python benchmarks/bench_vs_trl.py \\
+    APMPO_CACHE=runs/apmcache .venv/bin/python benchmarks/bench_vs_trl.py \\
         --out benchmarks/results/cpu_$(date +%F).md
 
     .venv/bin/python benchmarks/bench_vs_trl.py --workload tiny --reps 1 --no-levers --no-micro \\
-        --no-profile --out /tmp/quick.md                                   # a one-minute smoke run
+        --no-profile --out runs/quick.md                                   # a one-minute smoke run
 
 What runs (nothing here changes the trainers; the harness only times and counts):
 
@@ -65,7 +65,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -73,6 +72,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from apmpo.io import atomic_write_json, atomic_write_text
+from apmpo.provenance import machine_info
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -187,21 +189,6 @@ class RssSampler:
             rec["rss_peak_train_gb"] = self.window_max(t1, t2)
 
 
-def _write_json(path: str | Path, data: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def _write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _setup_child(spec: dict) -> None:
     """Thread count, offline mode and quiet logs for a child process."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -301,11 +288,11 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
     """Train ``spec["steps"]`` steps with our trainer; per-step timings and token/FLOP counts."""
     import torch
 
-    from apmpo.trainer import loop
+    from apmpo.trainer import loop, step
 
     steps: list[dict[str, Any]] = []
     state: dict[str, Any] = {"rss_before_first_step": None, "shape": None, "profiler": None, "profile": None}
-    original_clp, original_sample = loop.completion_log_probs, loop.sample_batch
+    original_clp, original_sample = step.completion_log_probs, loop.sample
 
     def counting_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, **kwargs):
         out = original_clp(model, prompt_ids, prompt_mask, completion_ids, completion_mask, **kwargs)
@@ -318,7 +305,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         rec["passes"] += 1
         return out
 
-    def timed_sample_batch(model, *args, **kwargs):
+    def timed_sample_batch(*args, **kwargs):
         if state["rss_before_first_step"] is None:
             state["rss_before_first_step"] = _rss_gb()
         if state["profiler"] is not None:  # the profiled step ended
@@ -333,7 +320,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         if profile_step is not None and len(steps) == profile_step:
             state["profiler"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
             state["profiler"].__enter__()
-        batch, sampled = original_sample(model, *args, **kwargs)
+        batch, sampled = original_sample(*args, **kwargs)
         steps[-1]["_t_rollout_end"] = time.perf_counter()
         if batch is not None:
             ro = batch.rollout
@@ -343,7 +330,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
                              truncated=int(ro.truncated.sum()))
         return batch, sampled
 
-    loop.completion_log_probs, loop.sample_batch = counting_log_probs, timed_sample_batch
+    step.completion_log_probs, loop.sample = counting_log_probs, timed_sample_batch
     rewards = {"parity": parity_reward} if spec["reward"] == "parity" else None
     rss = RssSampler()
     try:
@@ -352,7 +339,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         if steps:
             steps[-1]["_t_end"] = time.perf_counter()
     finally:
-        loop.completion_log_probs, loop.sample_batch = original_clp, original_sample
+        step.completion_log_probs, loop.sample = original_clp, original_sample
         rss.stop()
         rss.annotate(steps)
         if state["profiler"] is not None:
@@ -539,7 +526,7 @@ def _micro_batch_file(spec: dict, path: str) -> dict:
     import torch
 
     from apmpo.models import load_model_and_tokenizer
-    from apmpo.trainer.rollout import encode_prompts, generate_rollouts
+    from apmpo.sampling.rollout import encode_prompts, generate_rollouts
 
     torch.manual_seed(spec["seed"])
     model, tokenizer = load_model_and_tokenizer(_model_reference(spec), dtype=spec["dtype"], device=spec["device"])
@@ -560,9 +547,10 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
 
     from apmpo import policy_loss
     from apmpo.models import load_model_and_tokenizer
-    from apmpo.trainer.logprobs import completion_log_probs, position_ids_from_mask
-    from apmpo.trainer.loop import micro_batches
-    from apmpo.trainer.rollout import Rollout, encode_prompts, generate_rollouts
+    from apmpo.models.forward import position_ids_from_mask
+    from apmpo.sampling.rollout import Rollout, encode_prompts, generate_rollouts
+    from apmpo.trainer.logprobs import completion_log_probs
+    from apmpo.trainer.step import micro_batches
 
     model, tokenizer = load_model_and_tokenizer(_model_reference(spec), dtype=spec["dtype"], device=spec["device"])
     stored = torch.load(batch_path)
@@ -602,7 +590,7 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
 
     def old_logprob_pass():
         with torch.no_grad():
-            for idx, mb in micro_batches(ro, rows, micro, share_prompts=True):
+            for _, mb in micro_batches(ro, rows, micro, share_prompts=True):
                 completion_log_probs(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
                                      chunk_size=1024, share_prompt=True)
 
@@ -616,7 +604,7 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
     def gen_static():
         from transformers import GenerationConfig
 
-        from apmpo.trainer.rollout import eos_token_ids
+        from apmpo.sampling.rollout import eos_token_ids
 
         torch.manual_seed(1)
         eos = eos_token_ids(model, tokenizer)
@@ -724,7 +712,7 @@ def child_main(spec_path: str, out_path: str) -> None:
     import torch
 
     result.update(wall_s=time.perf_counter() - t0, child_maxrss_gb=_maxrss_gb(), threads=torch.get_num_threads())
-    _write_json(out_path, result)
+    atomic_write_json(out_path, result, indent=1, default=str)
 
 
 # --------------------------------------------------------------------------- parent: running children
@@ -734,7 +722,7 @@ def run_child(job: dict, workdir: Path, label: str, timeout: float = 3600.0, spy
     """Run one job in a fresh subprocess; returns its result plus ``peak_rss_gb`` (ru_maxrss via wait4)."""
     spec_path, out_path = workdir / f"{label}.job.json", workdir / f"{label}.out.json"
     log_path, spy_path = workdir / f"{label}.log", workdir / f"{label}.spy.txt"
-    _write_json(spec_path, job)
+    atomic_write_json(spec_path, job, indent=1, default=str)
     cmd = [sys.executable, str(Path(__file__).resolve()), "_child", str(spec_path), str(out_path)]
     if spy:
         spy_bin = Path(sys.executable).with_name("py-spy")
@@ -852,30 +840,6 @@ def summarise_arm(runs: list[dict], warmup: int) -> dict:
 
 
 # --------------------------------------------------------------------------- parent: report
-
-
-def machine_description() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "logical_cpus": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        info["cpu"] = names[0] if names else platform.processor()
-        with open("/proc/cpuinfo") as f:
-            flags = f.read().split("flags", 1)[1].split("\n", 1)[0]
-        info["simd"] = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f" {f}" in flags)
-        with open("/proc/meminfo") as f:
-            info["memory_gb"] = round(int(f.readline().split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    for pkg in ("torch", "transformers", "trl", "accelerate", "datasets"):
-        try:
-            info[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            info[pkg] = None
-    return info
 
 
 def _fmt(stat: dict | None, digits: int = 1, scale: float = 1.0) -> str:
@@ -1080,7 +1044,7 @@ def render_report(report: dict) -> str:
            "Generated by `benchmarks/bench_vs_trl.py` (issue 6); see the script's docstring for the definitions.", "",
            "## Command", "", "```", report["command"], "```", "",
            "## Machine", "",
-           (f"- CPU: {m.get('cpu')} ({m.get('simd')}), {m.get('logical_cpus')} logical CPUs, "
+           (f"- CPU: {m.get('cpu')} ({m.get('simd')}), {m.get('cores')} logical CPUs, "
            f"{m.get('memory_gb')} GB RAM; {m.get('platform')}"),
            (f"- Python {m.get('python')}, torch {m.get('torch')}, transformers {m.get('transformers')}, "
            f"TRL {m.get('trl')}, accelerate {m.get('accelerate')}, datasets {m.get('datasets')}"),
@@ -1144,7 +1108,7 @@ def benchmark(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench_vs_trl_"))
     report: dict[str, Any] = {
         "date": _dt.date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
-        "machine": machine_description(), "threads": args.threads,
+        "machine": machine_info(("torch", "transformers", "trl", "accelerate", "datasets")), "threads": args.threads,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()), "workloads": {}, "peak_runs": [], "spy": {},
     }
     print(f"[bench] work directory {workdir}", file=sys.stderr, flush=True)
@@ -1248,14 +1212,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--arms: unknown arm(s) {unknown}; known: {', '.join(CORE_ARMS)}")
     if args.render:
         text = render_report(json.loads(Path(args.render).read_text()))
-        _write_text(args.out, text)
+        atomic_write_text(args.out, text)
         print(text)
         return 0
     args.workload = args.workload or ["smollm2", "tiny"]
     report = benchmark(args)
     text = render_report(report)
-    _write_text(args.out, text)
-    _write_text(Path(args.out).with_suffix(".json"), json.dumps(report, indent=1, default=str))
+    atomic_write_text(args.out, text)
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(report, indent=1, default=str))
     print(text)
     return 0
 

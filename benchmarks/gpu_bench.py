@@ -7,7 +7,7 @@ The whole run fits in ~8 minutes: one rep of each arm, 3 steps each (the first l
     python3 benchmarks/gpu_bench.py --out $OUT/gpu_$(date +%F).md
 
     # CPU check of the whole path with a shrunken model (a minute or two):
-    .venv/bin/python benchmarks/gpu_bench.py --device cpu --shrink --out /tmp/gpu_check.md
+    .venv/bin/python benchmarks/gpu_bench.py --device cpu --shrink --out runs/gpu_check.md
 
 The model is Qwen2.5-0.5B's shape (``QWEN25_05B``: 24 layers, hidden 896, 14 query /
 2 key-value heads, MLP 4864, vocabulary 151936, tied embeddings, q/k/v biases),

@@ -10,7 +10,15 @@ import stat
 import pytest
 
 import apmpo.io as io_module
-from apmpo.io import StorageError, append_text, atomic_savefig, atomic_write, atomic_write_json, atomic_write_text, storage_failure
+from apmpo.io import (
+    StorageError,
+    append_text,
+    atomic_savefig,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    storage_failure,
+)
 from tests.faults import FailingOs
 
 

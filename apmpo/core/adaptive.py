@@ -26,29 +26,73 @@ element-wise, e.g. one value per response for the per-group statistics scope).
 from __future__ import annotations
 
 import math
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 
 from ._checks import check_range, to_float
 
 __all__ = [
-    "P_SCHEDULES",
     "FSS_VARIANTS",
+    "P_SCHEDULES",
+    "FssVariant",
+    "PSchedule",
     "adaptive_p",
-    "feedback_stability_score",
+    "check_reward_range",
+    "fac_bound",
     "fac_clip_high",
+    "feedback_stability_score",
     "normalize_reward_stats",
 ]
 
-Num = TypeVar("Num", float, torch.Tensor)
+Num = float | torch.Tensor
+"""A statistic: a python float (batch scope) or a tensor, element-wise (e.g. [N], per-group scope)."""
 
-P_SCHEDULES = ("exp", "linear", "fixed")
-FSS_VARIANTS = ("ratio", "mean", "inverse_std")
+PSchedule = Literal["exp", "linear", "fixed"]
+"""How p follows mu_R: "exp" (the paper), "linear" (ablation), "fixed" (PMPO with a fixed p)."""
+FssVariant = Literal["ratio", "mean", "inverse_std"]
+"""The feedback stability score: "ratio" (the paper), "mean" or "inverse_std" (ablations)."""
+P_SCHEDULES: tuple[str, ...] = get_args(PSchedule)
+FSS_VARIANTS: tuple[str, ...] = get_args(FssVariant)
+
+_RANGE_TOLERANCE = 1e-6
+"""Relative slack of the reward-range check (rewards are float32 sums of weighted scores)."""
 
 
-def _is_tensor(x: object) -> bool:
-    return isinstance(x, torch.Tensor)
+def check_reward_range(
+    values: float | torch.Tensor, reward_range: Sequence[float] | None = None, name: str = "rewards"
+) -> None:
+    """Raise ValueError unless every value lies in the declared reward range (default the paper's [0, 1]).
+
+    The one check behind both the per-reward check of a training step and the mean check
+    of :func:`normalize_reward_stats`: the adaptive exponent p = exp(-gamma * mu_R) only
+    means what the paper says for rewards in [0, 1] (or rescaled from a declared range).
+    """
+    lo, hi = _range(reward_range)
+    tol = _RANGE_TOLERANCE * (hi - lo)
+    t = values if isinstance(values, torch.Tensor) else torch.tensor(float(values), dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: must be finite, got {values}")
+    low, high = float(t.min()), float(t.max())
+    if low < lo - tol or high > hi + tol:
+        span = f"{low:.6g}" if t.numel() == 1 else f"values in [{low:.4g}, {high:.4g}]"
+        hint = "" if reward_range is not None else "; declare reward_range=(lo, hi) to rescale"
+        raise ValueError(
+            f"{name}: {span} outside the reward range [{lo:g}, {hi:g}] (the adaptive exponent "
+            f"needs rewards in [0, 1]{hint})"
+        )
+
+
+def _range(reward_range: Sequence[float] | None) -> tuple[float, float]:
+    if reward_range is None:
+        return 0.0, 1.0
+    if len(reward_range) != 2:
+        raise ValueError(f"reward_range: expected (lo, hi), got {reward_range!r}")
+    lo, hi = to_float("reward_range[0]", reward_range[0]), to_float("reward_range[1]", reward_range[1])
+    if not hi > lo:
+        raise ValueError(f"reward_range: expected lo < hi, got ({lo}, {hi})")
+    return lo, hi
 
 
 def normalize_reward_stats(
@@ -62,27 +106,12 @@ def normalize_reward_stats(
     the mean lies outside the range -- rewards outside [0, 1] with no declared range make
     p = exp(-gamma * mu_R) meaningless -- or when the std is negative.
     """
-    if reward_range is None:
-        lo, hi = 0.0, 1.0
-    else:
-        if len(reward_range) != 2:
-            raise ValueError(f"reward_range: expected (lo, hi), got {reward_range!r}")
-        lo, hi = to_float("reward_range[0]", reward_range[0]), to_float("reward_range[1]", reward_range[1])
-        if not hi > lo:
-            raise ValueError(f"reward_range: expected lo < hi, got ({lo}, {hi})")
-    tol = 1e-6 * (hi - lo)
-    try:
-        check_range("reward_mean", reward_mean, lo - tol, hi + tol)
-    except ValueError as e:
-        hint = (
-            ""
-            if reward_range is not None
-            else (" (the adaptive exponent needs rewards in [0, 1]; declare reward_range=(lo, hi) to rescale)")
-        )
-        raise ValueError(f"{e}{hint}") from None
+    lo, hi = _range(reward_range)
+    check_reward_range(reward_mean, reward_range, "reward_mean")
     check_range("reward_std", reward_std, 0.0)
     scale = hi - lo
-    if _is_tensor(reward_mean):
+    mean: Num
+    if isinstance(reward_mean, torch.Tensor):
         mean = ((reward_mean - lo) / scale).clamp(0.0, 1.0)
     else:
         mean = min(max((float(reward_mean) - lo) / scale, 0.0), 1.0)
@@ -92,7 +121,7 @@ def normalize_reward_stats(
 def adaptive_p(
     reward_mean: Num,
     gamma: float = 0.8,
-    schedule: str = "exp",
+    schedule: PSchedule = "exp",
     p_fixed: float | None = None,
 ) -> Num:
     """PMPO's power-mean exponent from the batch mean reward mu_R in [0, 1].
@@ -114,9 +143,13 @@ def adaptive_p(
         if p_fixed is None:
             raise ValueError("p: schedule 'fixed' needs a fixed exponent p > 0")
         check_range("p", p_fixed, 0.0, low_inclusive=False)
-        return torch.full_like(reward_mean, float(p_fixed)) if _is_tensor(reward_mean) else float(p_fixed)
+        return torch.full_like(reward_mean, float(p_fixed)) if isinstance(reward_mean, torch.Tensor) else float(p_fixed)
     if schedule == "exp":
-        return torch.exp(-gamma * reward_mean) if _is_tensor(reward_mean) else math.exp(-gamma * float(reward_mean))
+        return (
+            torch.exp(-gamma * reward_mean)
+            if isinstance(reward_mean, torch.Tensor)
+            else math.exp(-gamma * float(reward_mean))
+        )
     return 1.0 - (1.0 - math.exp(-gamma)) * reward_mean
 
 
@@ -154,6 +187,10 @@ def fac_clip_high(
     if eps_max < eps_min:
         raise ValueError(f"eps_max: must be >= eps_min ({eps_min}), got {eps_max}")
     check_range("reward_mean", reward_mean, 0.0)
-    score = feedback_stability_score(reward_mean, reward_std, delta, fss)
-    squash = torch.tanh(score) if _is_tensor(score) else math.tanh(score)
+    return fac_bound(feedback_stability_score(reward_mean, reward_std, delta, fss), eps_min, eps_max)
+
+
+def fac_bound(score: Num, eps_min: float = 0.2, eps_max: float = 0.4) -> Num:
+    """eps_ada = eps_min + (eps_max - eps_min) * tanh(FSS), from an already computed score."""
+    squash = torch.tanh(score) if isinstance(score, torch.Tensor) else math.tanh(score)
     return eps_min + (eps_max - eps_min) * squash

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_finite_where, check_mask, check_rank, check_same_shape, compute_dtype
+from ._checks import (
+    check_finite_where,
+    check_mask,
+    check_rank,
+    check_same_shape,
+    compute_dtype,
+)
 from .aggregation import AGGREGATIONS, aggregate_tokens
 
 __all__ = ["KL_ESTIMATORS", "KL_CLAMP", "kl_per_token", "kl_penalty"]

@@ -6,7 +6,7 @@ Every objective is a pure function
 
 on prepared tensors (see ``policy_loss``, the public entry point, which validates the
 inputs and computes in float32, or float64 for float64 inputs). The loss is -J, to be
-minimised. Symbols follow ``spec/apmpo.md``:
+minimised. Symbols follow docs/spec.md:
 
     r_it   = exp(log_probs - old_log_probs)                       token importance ratio
     rho_it = clip(r_it, 1 - eps_low, 1 + eps_high)
@@ -27,17 +27,25 @@ tokens), with ``normalizer`` as the batch-wide divisor for micro-batch invarianc
 Clipped tokens carry no gradient, exactly as in PPO. The KL penalty is separate
 (``apmpo.core.kl.kl_penalty``), as in verl.
 
-Adding a variant is one function and one ``LOSSES`` entry.
+Each objective is registered next to its definition with :func:`register_loss` (a
+decorator). Its registry entry, a :class:`LossSpec`, is what callers know about it
+without running it: its typed hyperparameters (read from the signature: annotations
+with their constraints, and defaults), how it aggregates, whether it needs the batch
+reward statistics, and its ``controllers``, the p / eps_high / FSS it uses for given
+hyperparameters and statistics. Adding a variant is one decorated function (see
+CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge, Gt, Interval
 
 from ._checks import (
     check_finite_where,
@@ -49,20 +57,43 @@ from ._checks import (
     to_float,
 )
 from .adaptive import (
-    FSS_VARIANTS,
-    P_SCHEDULES,
+    FssVariant,
+    PSchedule,
     adaptive_p,
-    fac_clip_high,
+    fac_bound,
     feedback_stability_score,
     normalize_reward_stats,
 )
-from .aggregation import aggregate_rows, aggregate_tokens, masked_row_mean
+from .aggregation import AGGREGATIONS, aggregate_rows, aggregate_tokens, masked_row_mean
 from .power_mean import log_power_mean
 
-__all__ = ["REQUIRED", "LossSpec", "LOSSES", "policy_loss", "pessimistic_log_ratio", "register_loss"]
+__all__ = [
+    "LOSSES",
+    "REQUIRED",
+    "REWARD_STATISTICS",
+    "Hyperparameter",
+    "LossSpec",
+    "pessimistic_log_ratio",
+    "policy_loss",
+    "register_loss",
+    "resolve_hyperparameters",
+]
 
 Metrics = dict[str, float]
 LossFn = Callable[..., tuple[torch.Tensor, Metrics]]
+Controllers = dict[str, Any]
+"""What an objective uses besides the tensors: p, eps_low, eps_high (and for APMPO fss, the rescaled
+reward_mean and reward_std), floats or [N] tensors."""
+
+# Hyperparameter types: the annotation states the allowed values (checked when a configuration
+# is validated; the functions check them again for direct callers).
+NonNegative = Annotated[float, Ge(0)]
+Positive = Annotated[float, Gt(0)]
+LowerClip = Annotated[float, Interval(ge=0, lt=1)]
+"""eps_low: the lower clip bound 1 - eps_low must stay positive."""
+Statistic = float | torch.Tensor
+"""A batch reward statistic: a float (batch scope) or an [N] tensor (per-group scope)."""
+ClipSchedule = Literal["fac", "fixed"]
 
 
 class _Required:
@@ -71,12 +102,27 @@ class _Required:
 
 
 REQUIRED: Any = _Required()
-"""Marks a hyperparameter without a default (e.g. APMPO's reward_mean)."""
+"""Marks a hyperparameter without a default (e.g. PMPO's p)."""
+
+REWARD_STATISTICS = ("reward_mean", "reward_std", "reward_range")
+"""Hyperparameters that describe the rollout batch's rewards; a trainer fills them in."""
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One keyword argument of an objective, read from its signature."""
+
+    name: str
+    """Argument name."""
+    annotation: Any
+    """Its type, with the allowed range as ``annotated_types`` constraints (e.g. ``Annotated[float, Ge(0)]``)."""
+    default: Any
+    """Its default, or ``REQUIRED``."""
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered objective."""
+    """A registered objective: what a caller can know about it without running it."""
 
     name: str
     """Registry key."""
@@ -84,12 +130,69 @@ class LossSpec:
     """The pure loss function (prepared tensors, hyperparameters) -> (loss, metrics)."""
     aggregation: str
     """"response" or "token": what ``normalizer`` counts."""
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    """Accepted hyperparameters and their defaults (``REQUIRED`` where there is none)."""
+    hyperparameters: Mapping[str, Hyperparameter] = field(default_factory=dict)
+    """Accepted hyperparameters (``normalizer`` excluded), in signature order."""
     needs_reward_stats: bool = False
     """True when the caller must pass the rollout batch's reward_mean and reward_std."""
+    controllers: Callable[..., Controllers] | None = None
+    """``controllers(**hyperparameters) -> {"p", "eps_low", "eps_high", ...}``: the values the objective uses,
+    from its hyperparameters (with the reward statistics for APMPO), without tensors."""
     summary: str = ""
     """One line for listings."""
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Hyperparameter -> default (``REQUIRED`` where there is none)."""
+        return {name: hp.default for name, hp in self.hyperparameters.items()}
+
+
+LOSSES: dict[str, LossSpec] = {}
+"""The registry: objective name -> :class:`LossSpec`."""
+
+
+def _hyperparameters(fn: LossFn) -> dict[str, Hyperparameter]:
+    """The keyword-only arguments of ``fn`` but ``normalizer``, with their (evaluated) annotations."""
+    hints = inspect.get_annotations(fn, eval_str=True)
+    return {
+        name: Hyperparameter(name, hints.get(name, Any), parameter.default)
+        for name, parameter in inspect.signature(fn).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "normalizer"
+    }
+
+
+def register_loss(
+    spec_or_name: LossSpec | str,
+    *,
+    aggregation: str = "response",
+    needs_reward_stats: bool = False,
+    controllers: Callable[..., Controllers] | None = None,
+    summary: str = "",
+) -> Any:
+    """Add an objective to ``LOSSES`` (the one place names map to functions).
+
+    As a decorator, next to the function::
+
+        @register_loss("grpo", controllers=ppo_controllers, summary="clipped surrogate")
+        def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low: LowerClip = 0.2, ...): ...
+
+    The hyperparameters are read from the function's keyword-only arguments. A ready
+    :class:`LossSpec` may be passed instead of a name.
+    """
+    if isinstance(spec_or_name, LossSpec):
+        return _add(spec_or_name)
+
+    def decorate(fn: LossFn) -> LossFn:
+        _add(LossSpec(spec_or_name, fn, aggregation, _hyperparameters(fn), needs_reward_stats, controllers, summary))
+        return fn
+
+    return decorate
+
+
+def _add(spec: LossSpec) -> LossSpec:
+    if spec.aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation: must be 'response' or 'token', got {spec.aggregation!r}")
+    LOSSES[spec.name] = spec
+    return spec
 
 
 # --------------------------------------------------------------------------- pieces
@@ -115,7 +218,7 @@ def pessimistic_log_ratio(
     low, high = _as_column(log_low, log_ratio), _as_column(log_high, log_ratio)
     if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor):  # clamp takes two numbers or two tensors
         low, high = (torch.as_tensor(b, dtype=log_ratio.dtype, device=log_ratio.device) for b in (low, high))
-    clipped = torch.clamp(log_ratio, low, high)  # [N, T] log rho
+    clipped = torch.clamp(log_ratio, low, high)  # type: ignore[arg-type]  # two floats or two tensors  # [N, T] log rho
     positive = (advantages > 0)[:, None]  # [N, 1]
     negative = (advantages < 0)[:, None]
     log_x = torch.where(positive, torch.minimum(log_ratio, clipped), torch.maximum(log_ratio, clipped))
@@ -132,9 +235,14 @@ def _as_column(bound: float | torch.Tensor, like: torch.Tensor) -> float | torch
     return bound[:, None] if bound.dim() == 1 else bound
 
 
-def _ppo_log_bounds(eps_low: float | torch.Tensor, eps_high: float | torch.Tensor) -> tuple[Any, Any]:
+def _check_clip(eps_low: float | torch.Tensor, eps_high: float | torch.Tensor) -> None:
+    """The PPO clip range [1 - eps_low, 1 + eps_high]: 0 <= eps_low < 1, eps_high >= 0."""
     check_range("eps_low", eps_low, 0.0, 1.0, high_inclusive=False)
     check_range("eps_high", eps_high, 0.0)
+
+
+def _ppo_log_bounds(eps_low: float | torch.Tensor, eps_high: float | torch.Tensor) -> tuple[Any, Any]:
+    """log(1 - eps_low), log(1 + eps_high) of bounds checked by the objective's controllers."""
     log_low = torch.log1p(-eps_low) if isinstance(eps_low, torch.Tensor) else math.log1p(-eps_low)
     log_high = torch.log1p(eps_high) if isinstance(eps_high, torch.Tensor) else math.log1p(eps_high)
     return log_low, log_high
@@ -170,91 +278,156 @@ def _scalar_metric(value: float | torch.Tensor) -> float:
     return float(value.float().mean()) if isinstance(value, torch.Tensor) else float(value)
 
 
+def _controller_metrics(controllers: Controllers) -> Metrics:
+    """The controllers as logged metrics (a per-row tensor is reported by its mean)."""
+    return {key: _scalar_metric(value) for key, value in controllers.items()}
+
+
+# --------------------------------------------------------------------------- controllers
+
+
+def ppo_controllers(*, eps_low: float, eps_high: float, **_: Any) -> Controllers:
+    """A token clipped surrogate with fixed bounds [1 - eps_low, 1 + eps_high] (p = 1: token mean)."""
+    _check_clip(eps_low, eps_high)
+    return {"p": 1.0, "eps_low": eps_low, "eps_high": eps_high}
+
+
+def pmpo_controllers(*, p: float, eps_low: float, eps_high: float, **_: Any) -> Controllers:
+    """PMPO: a fixed exponent p > 0 and fixed clip bounds."""
+    check_range("p", p, 0.0, low_inclusive=False)
+    return {**ppo_controllers(eps_low=eps_low, eps_high=eps_high), "p": p}
+
+
+def gmpo_controllers(*, clip_log_low: float, clip_log_high: float, **_: Any) -> Controllers:
+    """GMPO: the geometric mean (p = 0); the log-space bounds as ratio-space eps for comparison."""
+    check_range("clip_log_low", clip_log_low, 0.0)
+    check_range("clip_log_high", clip_log_high, 0.0)
+    return {"p": 0.0, "eps_low": -math.expm1(-clip_log_low), "eps_high": math.expm1(clip_log_high)}
+
+
+def apmpo_controllers(
+    *,
+    reward_mean: Statistic,
+    reward_std: Statistic,
+    gamma: float,
+    eps_low: float,
+    eps_min: float,
+    eps_max: float,
+    delta: float,
+    p_schedule: PSchedule,
+    p: float | None,
+    clip_schedule: str,
+    eps_high: float | None,
+    fss: FssVariant,
+    reward_range: tuple[float, float] | None,
+    **_: Any,
+) -> Controllers:
+    """APMPO: p = exp(-gamma * mu_R) and eps_high = FAC's eps_ada from (mu_R, sigma_R), and the FSS they come from.
+
+    Every hyperparameter is given (the defaults are the loss's, merged by
+    :func:`resolve_hyperparameters`; controllers declare none of their own).
+    The statistics are rescaled from ``reward_range`` first; the returned ``reward_mean``
+    and ``reward_std`` are the rescaled ones. Floats give floats, [N] tensors give [N] tensors.
+    """
+    if clip_schedule not in ("fac", "fixed"):
+        raise ValueError(f"clip_schedule: unknown schedule {clip_schedule!r}; known: fac, fixed")
+    mean, std = normalize_reward_stats(reward_mean, reward_std, reward_range)
+    p_value = adaptive_p(mean, gamma, p_schedule, p)
+    score = feedback_stability_score(mean, std, delta, fss)
+    if clip_schedule == "fac":
+        check_range("eps_min", eps_min, 0.0)
+        check_range("eps_max", eps_max, 0.0)
+        if eps_max < eps_min:
+            raise ValueError(f"eps_max: must be >= eps_min ({eps_min}), got {eps_max}")
+        eps_high_value: Statistic = fac_bound(score, eps_min, eps_max)
+    elif eps_high is None:
+        raise ValueError("eps_high: clip_schedule 'fixed' needs eps_high")
+    else:
+        eps_high_value = eps_high
+    _check_clip(eps_low, eps_high_value)
+    return {
+        "p": p_value,
+        "eps_low": eps_low,
+        "eps_high": eps_high_value,
+        "fss": score,
+        "reward_mean": mean,
+        "reward_std": std,
+    }
+
+
 # --------------------------------------------------------------------------- objectives
 
 
-def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_high=0.2):
-    """GRPO: token clipped surrogate, token mean per response, mean over responses."""
-    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+def _power_mean_objective(
+    log_ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, normalizer: float | None, c: Controllers
+) -> tuple[torch.Tensor, Metrics]:
+    """J_i = A_i * M_p(x_i) with the controllers ``c`` (p, eps_low, eps_high: floats or [N] tensors); PMPO and APMPO."""
+    check_range("p", c["p"], 0.0, low_inclusive=False)
+    log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)  # [N]
+    j_rows = advantages * torch.exp(log_power_mean(log_x, mask, c["p"]))  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
-    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
-    metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
-    return loss, metrics
+    return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-def _power_mean_objective(log_ratio, advantages, mask, normalizer, p, eps_low, eps_high):
-    """J_i = A_i * M_p(x_i): shared by PMPO and APMPO (p, eps_high floats or [N] tensors)."""
-    check_range("p", p, 0.0, low_inclusive=False)
-    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
-    log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
-    j_rows = advantages * torch.exp(log_power_mean(log_x, mask, p))  # [N]
-    loss = -aggregate_rows(j_rows, mask, normalizer)
-    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
-    metrics.update(p=_scalar_metric(p), eps_low=_scalar_metric(eps_low), eps_high=_scalar_metric(eps_high))
-    return loss, metrics
-
-
-def pmpo_loss(log_ratio, advantages, mask, *, normalizer=None, p=REQUIRED, eps_low=0.2, eps_high=0.2):
-    """PMPO with a fixed exponent p and fixed clip bounds."""
-    return _power_mean_objective(log_ratio, advantages, mask, normalizer, p, eps_low, eps_high)
-
-
+@register_loss(
+    "apmpo",
+    needs_reward_stats=True,
+    controllers=apmpo_controllers,
+    summary="adaptive power mean (p from mu_R) + FAC clip",
+)
 def apmpo_loss(
-    log_ratio,
-    advantages,
-    mask,
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
     *,
-    normalizer=None,
-    reward_mean=REQUIRED,
-    reward_std=REQUIRED,
-    gamma=0.8,
-    eps_low=0.2,
-    eps_min=0.2,
-    eps_max=0.4,
-    delta=1e-6,
-    p_schedule="exp",
-    p=None,
-    clip_schedule="fac",
-    eps_high=None,
-    fss="ratio",
-    reward_range=None,
-):
-    """APMPO = PMPO with p = exp(-gamma * mu_R) + FAC's eps_ada as the upper clip bound.
+    normalizer: float | None = None,
+    reward_mean: Statistic = REQUIRED,
+    reward_std: Statistic = REQUIRED,
+    gamma: NonNegative = 0.8,
+    eps_low: LowerClip = 0.2,
+    eps_min: NonNegative = 0.2,
+    eps_max: NonNegative = 0.4,
+    delta: Positive = 1e-6,
+    p_schedule: PSchedule = "exp",
+    p: Positive | None = None,
+    clip_schedule: ClipSchedule = "fac",
+    eps_high: NonNegative | None = None,
+    fss: FssVariant = "ratio",
+    reward_range: tuple[float, float] | None = None,
+) -> tuple[torch.Tensor, Metrics]:
+    """APMPO (Huang et al., https://arxiv.org/abs/2605.04066; docs/spec.md): PMPO with p = exp(-gamma * mu_R)
+    and FAC's eps_ada = eps_min + (eps_max - eps_min) tanh(FSS) as the upper clip bound.
 
     Ablations are settings: ``p_schedule`` "linear" or "fixed" (with ``p``; p = 1 is
     "FAC only"), ``clip_schedule="fixed"`` (with ``eps_high``; "PMPO only"), ``fss``
     "mean" or "inverse_std". reward_mean/reward_std are floats/0-d tensors (batch scope)
     or [N] tensors (per-group scope); ``reward_range`` declares rewards outside [0, 1].
     """
-    if clip_schedule not in ("fac", "fixed"):
-        raise ValueError(f"clip_schedule: unknown schedule {clip_schedule!r}; known: fac, fixed")
-    if p_schedule not in P_SCHEDULES:
-        raise ValueError(f"p_schedule: unknown schedule {p_schedule!r}; known: {', '.join(P_SCHEDULES)}")
-    if fss not in FSS_VARIANTS:
-        raise ValueError(f"fss: unknown variant {fss!r}; known: {', '.join(FSS_VARIANTS)}")
     mean, std = _stats_for_rows(reward_mean, reward_std, log_ratio)
-    mean, std = normalize_reward_stats(mean, std, reward_range)
-    p_value = adaptive_p(mean, gamma, p_schedule, p)
-    if clip_schedule == "fac":
-        eps_high_value = fac_clip_high(mean, std, eps_min, eps_max, delta, fss)
-    else:
-        if eps_high is None:
-            raise ValueError("eps_high: clip_schedule 'fixed' needs eps_high")
-        eps_high_value = eps_high
-    loss, metrics = _power_mean_objective(log_ratio, advantages, mask, normalizer, p_value, eps_low, eps_high_value)
-    metrics.update(
-        fss=_scalar_metric(feedback_stability_score(mean, std, delta, fss)),
-        reward_mean=_scalar_metric(mean),
-        reward_std=_scalar_metric(std),
+    c = apmpo_controllers(
+        reward_mean=mean,
+        reward_std=std,
+        gamma=gamma,
+        eps_low=eps_low,
+        eps_min=eps_min,
+        eps_max=eps_max,
+        delta=delta,
+        p_schedule=p_schedule,
+        p=p,
+        clip_schedule=clip_schedule,
+        eps_high=eps_high,
+        fss=fss,
+        reward_range=reward_range,
     )
-    return loss, metrics
+    return _power_mean_objective(log_ratio, advantages, mask, normalizer, c)
 
 
-def _stats_for_rows(reward_mean, reward_std, log_ratio):
+def _stats_for_rows(
+    reward_mean: Statistic, reward_std: Statistic, log_ratio: torch.Tensor
+) -> tuple[Statistic, Statistic]:
     """Batch-scope statistics as python floats; per-group [N] tensors checked and cast."""
-    out = []
+    out: list[Statistic] = []
     for name, value in (("reward_mean", reward_mean), ("reward_std", reward_std)):
         if isinstance(value, torch.Tensor) and value.numel() > 1:
             if value.shape != (log_ratio.shape[0],):
@@ -268,32 +441,97 @@ def _stats_for_rows(reward_mean, reward_std, log_ratio):
     return out[0], out[1]
 
 
-def dapo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=0.2, eps_high=0.28):
-    """DAPO: clip-higher token surrogate, summed over all tokens / number of tokens."""
-    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+@register_loss("pmpo", controllers=pmpo_controllers, summary="power mean with a fixed p")
+def pmpo_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    normalizer: float | None = None,
+    p: Positive = REQUIRED,
+    eps_low: LowerClip = 0.2,
+    eps_high: NonNegative = 0.2,
+) -> tuple[torch.Tensor, Metrics]:
+    """PMPO (APMPO's power-mean objective, https://arxiv.org/abs/2605.04066; docs/spec.md, "PMPO") with a fixed p."""
+    c = pmpo_controllers(p=p, eps_low=eps_low, eps_high=eps_high)
+    return _power_mean_objective(log_ratio, advantages, mask, normalizer, c)
+
+
+@register_loss("grpo", controllers=ppo_controllers, summary="clipped surrogate, token mean per response")
+def grpo_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    normalizer: float | None = None,
+    eps_low: LowerClip = 0.2,
+    eps_high: NonNegative = 0.2,
+) -> tuple[torch.Tensor, Metrics]:
+    """GRPO (Shao et al., DeepSeekMath, https://arxiv.org/abs/2402.03300; docs/spec.md, "Baselines").
+
+    Token clipped surrogate, token mean per response, mean over responses: PMPO at p = 1.
+    """
+    c = ppo_controllers(eps_low=eps_low, eps_high=eps_high)
+    log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
+    log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
+    j_rows = advantages * masked_row_mean(torch.exp(log_x), mask)  # [N]
+    loss = -aggregate_rows(j_rows, mask, normalizer)
+    return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
+
+
+@register_loss("dapo", aggregation="token", controllers=ppo_controllers, summary="clip-higher, token-level aggregation")
+def dapo_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    normalizer: float | None = None,
+    eps_low: LowerClip = 0.2,
+    eps_high: NonNegative = 0.28,
+) -> tuple[torch.Tensor, Metrics]:
+    """DAPO (Yu et al., https://arxiv.org/abs/2503.14476; docs/spec.md, "Baselines"): clip-higher token
+    surrogate, summed over all tokens / number of tokens."""
+    c = ppo_controllers(eps_low=eps_low, eps_high=eps_high)
+    log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
     token_j = advantages[:, None] * torch.exp(log_x)  # [N, T]
     loss = -aggregate_tokens(token_j, mask, "token", normalizer)
-    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
-    metrics.update(p=1.0, eps_low=float(eps_low), eps_high=float(eps_high))
-    return loss, metrics
+    return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-def gmpo_loss(log_ratio, advantages, mask, *, normalizer=None, clip_log_low=0.4, clip_log_high=0.4):
-    """GMPO: sign-aware log-space clip to [-clip_log_low, clip_log_high], geometric mean."""
-    check_range("clip_log_low", clip_log_low, 0.0)
-    check_range("clip_log_high", clip_log_high, 0.0)
+@register_loss("gmpo", controllers=gmpo_controllers, summary="geometric mean, log-space clip")
+def gmpo_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    normalizer: float | None = None,
+    clip_log_low: NonNegative = 0.4,
+    clip_log_high: NonNegative = 0.4,
+) -> tuple[torch.Tensor, Metrics]:
+    """GMPO (Zhao et al., https://arxiv.org/abs/2507.20673; docs/spec.md, "Baselines"): sign-aware log-space
+    clip to [-clip_log_low, clip_log_high], geometric mean over tokens (PMPO at p -> 0)."""
+    c = gmpo_controllers(clip_log_low=clip_log_low, clip_log_high=clip_log_high)
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, -clip_log_low, clip_log_high)
     j_rows = advantages * torch.exp(log_power_mean(log_x, mask, 0.0))  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
-    metrics = _token_metrics(log_ratio, mask, hit_high, hit_low)
-    metrics.update(p=0.0, eps_low=-math.expm1(-clip_log_low), eps_high=math.expm1(clip_log_high))
-    return loss, metrics
+    return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-def gspo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=3e-4, eps_high=4e-4):
-    """GSPO: sequence ratio exp(token-mean log r), PPO surrogate with a very narrow clip."""
-    log_low, log_high = _ppo_log_bounds(eps_low, eps_high)
+@register_loss("gspo", controllers=ppo_controllers, summary="sequence-level ratio, narrow clip")
+def gspo_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    normalizer: float | None = None,
+    eps_low: LowerClip = 3e-4,
+    eps_high: NonNegative = 4e-4,
+) -> tuple[torch.Tensor, Metrics]:
+    """GSPO (Zheng et al., https://arxiv.org/abs/2507.18071; docs/spec.md, "Baselines"): sequence ratio
+    exp(token-mean log r), PPO surrogate with a very narrow clip."""
+    c = ppo_controllers(eps_low=eps_low, eps_high=eps_high)
+    log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
     seq_log_ratio = masked_row_mean(log_ratio, mask)[:, None]  # [N, 1]
     log_s, hit_high, hit_low = pessimistic_log_ratio(seq_log_ratio, advantages, log_low, log_high)
     j_rows = advantages * torch.exp(log_s[:, 0])  # [N]
@@ -303,45 +541,12 @@ def gspo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low=3e-4, eps
     metrics.update(
         clip_frac_high=float(_masked_mean(hit_high.to(log_ratio.dtype), has_tokens)),
         clip_frac_low=float(_masked_mean(hit_low.to(log_ratio.dtype), has_tokens)),
-        p=1.0,
-        eps_low=float(eps_low),
-        eps_high=float(eps_high),
+        **_controller_metrics(c),
     )
     return loss, metrics
 
 
-# --------------------------------------------------------------------------- registry
-
-LOSSES: dict[str, LossSpec] = {}
-
-
-def register_loss(spec: LossSpec) -> LossSpec:
-    """Add an objective to ``LOSSES`` (the one place names map to functions)."""
-    if spec.aggregation not in ("response", "token"):
-        raise ValueError(f"aggregation: must be 'response' or 'token', got {spec.aggregation!r}")
-    LOSSES[spec.name] = spec
-    return spec
-
-
-def _defaults(fn: LossFn) -> dict[str, Any]:
-    return {
-        k: v.default
-        for k, v in inspect.signature(fn).parameters.items()
-        if v.kind is inspect.Parameter.KEYWORD_ONLY and k != "normalizer"
-    }
-
-
-for _spec in (
-    LossSpec(
-        "apmpo", apmpo_loss, "response", _defaults(apmpo_loss), True, "adaptive power mean (p from mu_R) + FAC clip"
-    ),
-    LossSpec("pmpo", pmpo_loss, "response", _defaults(pmpo_loss), False, "power mean with a fixed p"),
-    LossSpec("grpo", grpo_loss, "response", _defaults(grpo_loss), False, "clipped surrogate, token mean per response"),
-    LossSpec("dapo", dapo_loss, "token", _defaults(dapo_loss), False, "clip-higher, token-level aggregation"),
-    LossSpec("gmpo", gmpo_loss, "response", _defaults(gmpo_loss), False, "geometric mean, log-space clip"),
-    LossSpec("gspo", gspo_loss, "response", _defaults(gspo_loss), False, "sequence-level ratio, narrow clip"),
-):
-    register_loss(_spec)
+# --------------------------------------------------------------------------- entry points
 
 
 def resolve_hyperparameters(name: str, hyperparameters: Mapping[str, Any]) -> tuple[LossSpec, dict[str, Any]]:
@@ -349,7 +554,7 @@ def resolve_hyperparameters(name: str, hyperparameters: Mapping[str, Any]) -> tu
     if name not in LOSSES:
         raise ValueError(f"name: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
     spec = LOSSES[name]
-    allowed = set(spec.defaults) | {"normalizer"}
+    allowed = set(spec.hyperparameters) | {"normalizer"}
     unknown = sorted(set(hyperparameters) - allowed)
     if unknown:
         raise ValueError(

@@ -1,14 +1,20 @@
-"""Data: example loaders for local files, prompt rendering, built-in synthetic tasks.
+"""Data: example loaders for local files, prompt rendering, synthetic task generators.
 
 - :func:`load_examples`: JSONL / JSON / Parquet / CSV -> :class:`ExampleSet` of dicts
   with "prompt", "answer" and the file's other columns (reward keyword arguments).
 - :func:`render_prompt` / :func:`build_messages`: template + optional system prompt,
-  chat-template aware; messages with image parts for vision-language processors.
-- :data:`BUILTIN_TASKS` / :func:`make_task_examples`: seeded arithmetic tasks with
-  disjoint train/eval splits, verified by exact match.
+  chat-template aware.
+- :mod:`apmpo.data.tasks`: seeded arithmetic generators with disjoint train/eval splits
+  (registered, with the other built-in tasks, in :data:`apmpo.tasks.BUILTIN_TASKS`);
+  :mod:`apmpo.data.sql`: text-to-SQL examples on SQLite.
 """
 
-from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from apmpo.data.answers import (
+    AnswerError,
+    answer_after_marker,
+    last_boxed,
+    normalize_answer,
+)
 from apmpo.data.loaders import ExampleSet, SkippedRow, load_examples
 from apmpo.data.prompts import (
     PromptFormat,
@@ -20,32 +26,21 @@ from apmpo.data.prompts import (
     uses_chat_template,
     validate_template,
 )
-from apmpo.data.tasks import BUILTIN_TASKS, TaskSpec, get_task, make_task_examples, problem_split
-from apmpo.data.sql import SQL_TASK, load_sql_examples
-
-# The SQL task lives in sql.py (it imports TaskSpec from tasks.py); registered here to avoid a cycle.
-BUILTIN_TASKS[SQL_TASK.name] = SQL_TASK
-# The geometry tasks (synthetic diagrams, a local Geometry3K) live in apmpo.multimodal, likewise.
-from apmpo.multimodal.tasks import geometry_task_specs
-
-BUILTIN_TASKS.update((spec.name, spec) for spec in geometry_task_specs())
+from apmpo.data.sql import load_sql_examples
+from apmpo.data.tasks import TaskSpec, problem_split
 
 __all__ = [
     "AnswerError",
-    "BUILTIN_TASKS",
     "ExampleSet",
-    "SQL_TASK",
     "PromptFormat",
     "SkippedRow",
     "TaskSpec",
     "answer_after_marker",
     "build_messages",
     "format_template",
-    "get_task",
     "last_boxed",
     "load_examples",
     "load_sql_examples",
-    "make_task_examples",
     "normalize_answer",
     "problem_split",
     "render_prompt",

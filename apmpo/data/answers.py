@@ -15,9 +15,10 @@ package's own ``\\boxed{}`` extractor, so gold answers and model answers are rea
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
+
+from apmpo.rewards.extract import extract_boxed, value_text
 
 __all__ = [
     "AnswerError",
@@ -42,8 +43,6 @@ def last_boxed(text: str) -> str | None:
     :func:`apmpo.rewards.extract.extract_boxed` (the extractor applied to completions)
     over the whole text; an empty box counts as no answer. Returns None when there is none.
     """
-    from apmpo.rewards.extract import extract_boxed
-
     if not isinstance(text, str):
         raise TypeError(f"last_boxed expects a string, got {type(text).__name__}")
     content = extract_boxed(text, window=len(text) + 1)
@@ -71,22 +70,13 @@ def answer_after_marker(text: str, marker: str = "####") -> str | None:
 
 
 def _scalar_to_str(value: object) -> str:
-    if isinstance(value, bool):
-        raise AnswerError(f"a boolean ({value!r}) is not an answer")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise AnswerError(f"the number {value!r} is not finite")
-        if value.is_integer():
-            return str(int(value))  # 70.0 -> "70"
-        return repr(value)  # shortest round-tripping form: 0.1 -> "0.1"
-    if isinstance(value, str):
-        stripped = value.strip()
-        if not stripped:
-            raise AnswerError("the answer is an empty string")
-        return stripped
-    raise AnswerError(f"a value of type {type(value).__name__} ({value!r:.60}) is not an answer")
+    try:
+        text = value_text(value)
+    except (TypeError, ValueError) as exc:
+        raise AnswerError(str(exc)) from None
+    if not text:
+        raise AnswerError("the answer is an empty string")
+    return text
 
 
 def normalize_answer(value: object) -> str:

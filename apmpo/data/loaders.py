@@ -38,7 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from apmpo.data.answers import (
+    AnswerError,
+    answer_after_marker,
+    last_boxed,
+    normalize_answer,
+)
 
 __all__ = [
     "ExampleSet",
@@ -47,6 +52,9 @@ __all__ = [
     "PROMPT_CANDIDATES",
     "ANSWER_CANDIDATES",
     "SUPPORTED_SUFFIXES",
+    "RowError",
+    "read_json_rows",
+    "read_jsonl_rows",
 ]
 
 PROMPT_CANDIDATES: tuple[str, ...] = ("prompt", "problem", "question", "instruction", "input")
@@ -86,7 +94,7 @@ class ExampleSet(Sequence):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self.examples[index]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -120,13 +128,14 @@ class ExampleSet(Sequence):
 
     def to_dataset(self):
         """A ``datasets.Dataset`` of the examples (a key missing from a row becomes None)."""
+        # heavy (datasets): Hub-format folders only
         import datasets
 
         columns = self.columns
         return datasets.Dataset.from_dict({name: [example.get(name) for example in self.examples] for name in columns})
 
 
-class _RowError(Exception):
+class RowError(Exception):
     """A bad row: carries the field (or None) and the reason; the loader adds file and row."""
 
     def __init__(self, field: str | None, reason: str):
@@ -137,17 +146,18 @@ class _RowError(Exception):
 
 # ---------------------------------------------------------------------------- readers
 # Each reader yields (where, row_or_error): ``where`` is the human row position,
-# ``row_or_error`` a dict or a _RowError for a row that could not even be parsed.
+# ``row_or_error`` a dict or a RowError for a row that could not even be parsed.
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+def read_jsonl_rows(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    """Rows of a JSON lines file: one object per line; blank lines skipped, a bad line is a RowError."""
     with open(path, "rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             where = f"line {lineno}"
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield where, _RowError(None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                yield where, RowError(None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
                 continue
             if lineno == 1:
                 text = text.lstrip("\ufeff")
@@ -156,10 +166,10 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield where, _RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
+                yield where, RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
                 continue
             if not isinstance(row, dict):
-                yield where, _RowError(None, f"expected a JSON object, got {type(row).__name__}")
+                yield where, RowError(None, f"expected a JSON object, got {type(row).__name__}")
                 continue
             yield where, row
 
@@ -180,13 +190,18 @@ def _json_records(data: Any, path: Path) -> list:
     )
 
 
-def _read_json(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
-    text = path.read_text(encoding="utf-8-sig")
+def read_json_rows(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    """Rows of a JSON file: an array of objects, an object holding one such array, or equal-length columns
+    (JSON lines saved with a .json suffix are read as such)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # JSON lines saved with a .json suffix
-            yield from _read_jsonl(path)
+            yield from read_jsonl_rows(path)
             return
         raise ValueError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     for index, row in enumerate(_json_records(data, path), start=1):
@@ -194,13 +209,13 @@ def _read_json(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
         if isinstance(row, dict):
             yield where, row
         else:
-            yield where, _RowError(None, f"expected a JSON object, got {type(row).__name__}")
+            yield where, RowError(None, f"expected a JSON object, got {type(row).__name__}")
 
 
 _CSV_EXTRA = "\0extra"  # DictReader's key for fields beyond the header
 
 
-def _read_csv(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+def _read_csv(path: Path) -> Iterator[tuple[str, dict | RowError]]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, restkey=_CSV_EXTRA, restval=None)
         try:
@@ -217,21 +232,22 @@ def _read_csv(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
                 return
             except csv.Error as exc:
                 index += 1
-                yield f"row {index} (line {reader.line_num})", _RowError(None, f"malformed CSV ({exc})")
+                yield f"row {index} (line {reader.line_num})", RowError(None, f"malformed CSV ({exc})")
                 continue
             index += 1
             where = f"row {index} (line {reader.line_num})"
             if _CSV_EXTRA in row:
                 count = len(header) + len(row[_CSV_EXTRA])
-                yield where, _RowError(None, f"{count} fields but the header has {len(header)}")
+                yield where, RowError(None, f"{count} fields but the header has {len(header)}")
             elif any(value is None for value in row.values()):
                 count = sum(value is not None for value in row.values())
-                yield where, _RowError(None, f"{count} fields but the header has {len(header)}")
+                yield where, RowError(None, f"{count} fields but the header has {len(header)}")
             else:
                 yield where, row
 
 
-def _read_parquet(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
+def _read_parquet(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    # optional (pyarrow): Parquet files only
     import pyarrow.parquet as pq
 
     try:
@@ -245,7 +261,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
             yield f"row {index}", row
 
 
-_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+_READERS = {".jsonl": read_jsonl_rows, ".json": read_json_rows, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
 # ---------------------------------------------------------------------------- mapping
@@ -274,7 +290,7 @@ def _resolve_mapping(
 
     def require(name: str, what: str) -> str:
         if name not in available:
-            raise _RowError(name, f"no column {name!r} ({what}); available columns: {listing}")
+            raise RowError(name, f"no column {name!r} ({what}); available columns: {listing}")
         return name
 
     if prompt_column is not None:
@@ -282,7 +298,7 @@ def _resolve_mapping(
     else:
         found = [c for c in PROMPT_CANDIDATES if c in available]
         if not found:
-            raise _RowError(
+            raise RowError(
                 "prompt",
                 f"no prompt column found (looked for {', '.join(PROMPT_CANDIDATES)}); "
                 f"available columns: {listing}; pass prompt_column=",
@@ -308,7 +324,7 @@ def _resolve_mapping(
             answer, boxed = SOLUTION_COLUMN, True
         else:
             also = "" if answer_from_solution is False else f", or a {SOLUTION_COLUMN!r} column with \\boxed{{}}"
-            raise _RowError(
+            raise RowError(
                 "answer",
                 f"no answer column found (looked for {', '.join(ANSWER_CANDIDATES)}{also}); "
                 f"available columns: {listing}; pass answer_column=",
@@ -332,36 +348,36 @@ def _resolve_mapping(
 
 
 def _convert_row(row: dict, mapping: _Mapping, answer_marker: str | None) -> dict[str, Any]:
-    """One example from one raw row; raises _RowError naming the bad field."""
+    """One example from one raw row; raises RowError naming the bad field."""
     for name in (mapping.prompt, mapping.answer):
         if name not in row:
             available = ", ".join(row) or "(none)"
-            raise _RowError(name, f"missing in this row; available columns: {available}")
+            raise RowError(name, f"missing in this row; available columns: {available}")
 
     prompt = row[mapping.prompt]
     if not isinstance(prompt, str):
-        raise _RowError(mapping.prompt, f"the prompt must be a string, got {type(prompt).__name__}")
+        raise RowError(mapping.prompt, f"the prompt must be a string, got {type(prompt).__name__}")
     if not prompt.strip():
-        raise _RowError(mapping.prompt, "empty prompt")
+        raise RowError(mapping.prompt, "empty prompt")
 
     raw_answer = row[mapping.answer]
     extra: dict[str, Any] = {}
     if mapping.boxed:
         if not isinstance(raw_answer, str):
-            raise _RowError(mapping.answer, f"expected a solution string, got {type(raw_answer).__name__}")
+            raise RowError(mapping.answer, f"expected a solution string, got {type(raw_answer).__name__}")
         boxed = last_boxed(raw_answer)
         if boxed is None:
-            raise _RowError(mapping.answer, "no \\boxed{...} answer found in the solution")
+            raise RowError(mapping.answer, "no \\boxed{...} answer found in the solution")
         answer = boxed
     else:
         try:
             answer = normalize_answer(raw_answer)
         except AnswerError as exc:
-            raise _RowError(mapping.answer, str(exc)) from None
+            raise RowError(mapping.answer, str(exc)) from None
         if answer_marker and isinstance(raw_answer, str) and answer_marker in raw_answer:
             marked = answer_after_marker(raw_answer, answer_marker)
             if marked is None:
-                raise _RowError(mapping.answer, f"nothing after the {answer_marker!r} marker")
+                raise RowError(mapping.answer, f"nothing after the {answer_marker!r} marker")
             answer = marked
             if SOLUTION_COLUMN not in row:
                 extra[SOLUTION_COLUMN] = raw_answer
@@ -374,7 +390,7 @@ def _convert_row(row: dict, mapping: _Mapping, answer_marker: str | None) -> dic
     else:
         for out, source in mapping.keep.items():
             if source not in row:
-                raise _RowError(source, f"missing in this row; available columns: {', '.join(row)}")
+                raise RowError(source, f"missing in this row; available columns: {', '.join(row)}")
             example[out] = row[source]
     if mapping.keep is None or SOLUTION_COLUMN in mapping.keep:
         example.update(extra)
@@ -442,7 +458,7 @@ def load_examples(
     skipped: list[SkippedRow] = []
     mapping: _Mapping | None = None
 
-    def fail(where: str, error: _RowError, skippable: bool = True) -> None:
+    def fail(where: str, error: RowError, skippable: bool = True) -> None:
         field_part = f", field {error.field!r}" if error.field else ""
         hint = " (on_bad_row='skip' skips and counts such rows)" if skippable else ""
         raise ValueError(f"{path}: {where}{field_part}: {error.reason}{hint}")
@@ -451,20 +467,21 @@ def load_examples(
         header = _header(path, suffix)
         try:
             mapping = _resolve_mapping(header, prompt_column, answer_column, answer_from_solution, columns)
-        except _RowError as exc:
+        except RowError as exc:
             fail("header", exc, skippable=False)
 
     for where, row in _READERS[suffix](path):
         try:
-            if isinstance(row, _RowError):
+            if isinstance(row, RowError):
                 raise row
             if mapping is None:
                 try:
                     mapping = _resolve_mapping(list(row), prompt_column, answer_column, answer_from_solution, columns)
-                except _RowError as exc:
+                except RowError as exc:
                     fail(where, exc, skippable=False)  # a mapping that does not fit is never skipped
+            assert mapping is not None  # resolved from the first row above
             examples.append(_convert_row(row, mapping, answer_marker))
-        except _RowError as exc:
+        except RowError as exc:
             if on_bad_row == "error":
                 fail(where, exc)
             skipped.append(SkippedRow(where=where, field=exc.field, reason=exc.reason))
@@ -486,6 +503,7 @@ def load_examples(
 
 def _header(path: Path, suffix: str) -> list[str]:
     if suffix == ".parquet":
+        # optional (pyarrow): Parquet files only
         import pyarrow.parquet as pq
 
         try:

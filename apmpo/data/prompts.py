@@ -200,6 +200,6 @@ def render_prompts(
             **options,
         }
     return [
-        render_prompt(example, tokenizer, where=f"example {index}", **options)
+        str(render_prompt(example, tokenizer, where=f"example {index}", **options))
         for index, example in enumerate(examples, start=1)
     ]

@@ -39,8 +39,9 @@ examples for the trainer and the evaluator:
   files. Both are on the command line: ``python -m apmpo.data.sql {eval,export}``.
 - :func:`make_sql_task` has the built-in task signature (``make(split, n, seed,
   **options)``), reading the shipped benchmark (``apmpo/data/sqlbench``) by default or
-  a BIRD/Spider folder given as ``root``; :data:`SQL_TASK` is its ``TaskSpec`` (name
-  ``"sql"``, verifier: the reward registered as ``"sql"``, :data:`apmpo.rewards.sql_execution`).
+  a BIRD/Spider folder given as ``root``; it is registered as the task ``"sql"`` in
+  :data:`apmpo.tasks.BUILTIN_TASKS` (verifier: the reward registered as ``"sql"``,
+  :data:`apmpo.rewards.sql_execution`).
 
 Every problem in the input is a ``ValueError`` naming the file, the row (1-based) and
 the field: a missing database (with the expected path), a file that is not SQLite
@@ -56,6 +57,7 @@ test-suite evaluator (no column-permutation matching, no value-variant databases
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -67,7 +69,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apmpo.data.loaders import ExampleSet, SkippedRow, no_usable_examples
+from apmpo import rewards
+from apmpo.data.loaders import (
+    ExampleSet,
+    RowError,
+    SkippedRow,
+    no_usable_examples,
+    read_json_rows,
+    read_jsonl_rows,
+)
+from apmpo.io import atomic_write_text
+from apmpo.rewards import score_value
 
 __all__ = [
     "SQL_LAYOUTS",
@@ -82,7 +94,6 @@ __all__ = [
     "find_sql_split",
     "load_sql_examples",
     "make_sql_task",
-    "SQL_TASK",
     "read_predictions",
     "evaluate_sql",
     "evaluate_sql_predictions",
@@ -122,15 +133,6 @@ _SPLIT_ALIASES = {"train": "train", "dev": "dev", "eval": "dev", "validation": "
 _BAD_ROW_MODES = ("error", "skip")
 _SCHEMA_TIME_LIMIT_S = 10.0
 _MAX_SAMPLE_ROWS = 20
-
-
-class _RowError(Exception):
-    """A bad row: the field at fault (or None for the row as a whole) and the reason."""
-
-    def __init__(self, field: str | None, reason: str):
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------- databases
@@ -356,44 +358,9 @@ def _default_db_root(questions: Path) -> Path:
     )
 
 
-def _read_rows(path: Path) -> Iterator[tuple[str, dict | _RowError]]:
-    """(row position, row or _RowError) for a JSON array file or a JSON lines file."""
-    if path.suffix.lower() == ".jsonl":
-        with open(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                where = f"line {lineno}"
-                try:
-                    text = raw.decode("utf-8").lstrip("\ufeff") if lineno == 1 else raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield where, _RowError(None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
-                    continue
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield where, _RowError(None, f"malformed JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                yield (
-                    where,
-                    row
-                    if isinstance(row, dict)
-                    else _RowError(None, f"expected a JSON object, got {type(row).__name__}"),
-                )
-        return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON array of question objects, got a JSON {type(data).__name__}")
-    for index, row in enumerate(data, start=1):
-        yield (
-            f"row {index}",
-            row if isinstance(row, dict) else _RowError(None, f"expected a JSON object, got {type(row).__name__}"),
-        )
+def _read_rows(path: Path) -> Iterator[tuple[str, dict | RowError]]:
+    """(row position, row or RowError) for a JSON array file or a JSON lines file."""
+    return read_jsonl_rows(path) if path.suffix.lower() == ".jsonl" else read_json_rows(path)
 
 
 def _detect_layout(row: Mapping[str, Any], layout: str) -> str:
@@ -402,7 +369,7 @@ def _detect_layout(row: Mapping[str, Any], layout: str) -> str:
     found = [name for name in SQL_LAYOUTS if _GOLD_FIELD[name] in row]
     if len(found) != 1:
         fields = ", ".join(map(str, row)) or "(none)"
-        raise _RowError(
+        raise RowError(
             None,
             "cannot tell the layout: a Spider row has a 'query' field, a BIRD row an 'SQL' field; "
             f"this row has {fields}; pass layout='spider' or layout='bird'",
@@ -415,18 +382,18 @@ def _text_field(row: Mapping[str, Any], name: str, *, required: bool = True) -> 
         if not required:
             return ""
         fields = ", ".join(map(str, row)) or "(none)"
-        raise _RowError(name, f"missing (this row has {fields})")
+        raise RowError(name, f"missing (this row has {fields})")
     value = row[name]
     if not isinstance(value, str):
-        raise _RowError(name, f"expected a string, got {type(value).__name__}")
+        raise RowError(name, f"expected a string, got {type(value).__name__}")
     if required and not value.strip():
-        raise _RowError(name, "empty")
+        raise RowError(name, "empty")
     return value
 
 
 def _check_db_id(db_id: str) -> None:
     if db_id in (".", "..") or any(ch in db_id for ch in "/\\\0") or db_id != db_id.strip():
-        raise _RowError("db_id", f"{db_id!r} is not a plain folder name")
+        raise RowError("db_id", f"{db_id!r} is not a plain folder name")
 
 
 @dataclass
@@ -523,12 +490,12 @@ def load_sql_examples(
 
     for where, row in _read_rows(questions):
         try:
-            if isinstance(row, _RowError):
+            if isinstance(row, RowError):
                 raise row
             if resolved_layout is None:
                 try:
                     resolved_layout = _detect_layout(row, layout)
-                except _RowError as exc:  # a layout that does not fit the file is never skipped
+                except RowError as exc:  # a layout that does not fit the file is never skipped
                     raise ValueError(f"{questions}: {where}: {exc.reason}") from None
             question = _text_field(row, "question")
             gold_field = _GOLD_FIELD[resolved_layout]
@@ -541,9 +508,9 @@ def load_sql_examples(
                 database = cache[db_id] = _resolve_database(
                     databases, db_id, sample_rows, max_value_chars, schema_style
                 )
-            if database.error is not None:
-                raise _RowError("db_id", database.error)
-        except _RowError as exc:
+            if database.error is not None or database.schema is None:
+                raise RowError("db_id", database.error or f"no schema for {db_id!r}")
+        except RowError as exc:
             if on_bad_row == "error":
                 field_part = f", field {exc.field!r}" if exc.field else ""
                 raise ValueError(f"{questions}: {where}{field_part}: {exc.reason}") from None
@@ -647,24 +614,6 @@ def make_sql_task(
     return [examples[i] for i in chosen]
 
 
-def _sql_task() -> Any:
-    from apmpo.data.tasks import TaskSpec
-
-    return TaskSpec(
-        name="sql",
-        make=make_sql_task,
-        description="text-to-SQL on SQLite (default: the shipped sqlbench; option root: a Spider or BIRD folder)",
-        options=SQL_TASK_OPTIONS,
-        default_reward="sql",
-        template="{prompt}",
-        instruction=SQL_INSTRUCTION,
-    )
-
-
-SQL_TASK = _sql_task()
-"""The ``sql`` built-in task (register it: ``BUILTIN_TASKS[SQL_TASK.name] = SQL_TASK``)."""
-
-
 # ---------------------------------------------------------------------------- evaluation
 
 
@@ -711,7 +660,7 @@ def read_predictions(path: str | os.PathLike) -> list[str]:
     if suffix == ".jsonl":
         predictions = []
         for where, row in _read_rows(path):
-            if isinstance(row, _RowError):
+            if isinstance(row, RowError):
                 raise ValueError(f"{path}: {where}: {row.reason}")
             for name in ("prediction", "completion", "sql"):
                 if name in row:
@@ -824,11 +773,9 @@ def _score_with_reward(
     completions: list[Any], gold_sql: list[str], db_path: list[str], comparison: str, reward_kwargs: dict
 ) -> tuple[list[float], list[str]]:
     """Scores and reasons from :data:`apmpo.rewards.sql_execution` (unknown options raise)."""
-    from apmpo import rewards
-
     reward = rewards.sql_execution.configure(comparison=comparison, **reward_kwargs)
     results = reward.score_items(completions, gold_sql=gold_sql, db_path=db_path)
-    return [0.0 if r.score is None else float(r.score) for r in results], [str(r.reason) for r in results]
+    return [score_value(r.score) for r in results], [str(r.reason) for r in results]
 
 
 def evaluate_sql_predictions(
@@ -884,8 +831,6 @@ def export_sql_examples(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m apmpo.data.sql {eval,export}``: execution accuracy, or examples as JSON lines."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m apmpo.data.sql",
         description="Text-to-SQL data on a Spider or BIRD folder (default: the shipped sqlbench).",
@@ -958,8 +903,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    from apmpo.io import atomic_write_text
-
     atomic_write_text(path, text)
 
 

@@ -1,9 +1,11 @@
 """Built-in synthetic verifiable tasks: seeded generators with disjoint train/eval splits.
 
-Each task is a :class:`TaskSpec` in ``BUILTIN_TASKS``; ``make_task_examples(name, split,
-n, seed, **options)`` returns ``n`` examples, dicts with ``"prompt"`` (the question,
-instruction included), ``"answer"`` (an integer as a string, checked by exact match),
-``"expression"`` and ``"task"``.
+Each generator has the task signature ``make(split, n, seed, **options)`` and returns
+``n`` examples, dicts with ``"prompt"`` (the question, instruction included),
+``"answer"`` (an integer as a string, checked by exact match), ``"expression"`` and
+``"task"``. They are registered as tasks, with their :class:`TaskSpec`, in
+:data:`apmpo.tasks.BUILTIN_TASKS`; :func:`draw_problems` is the seeded, split-aware
+sampler every synthetic generator uses.
 
 Split disjointness does not depend on seeds: whether a problem belongs to "train" or
 "eval" is decided by a hash of its expression (``blake2b``; eval if the hash falls
@@ -40,13 +42,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "TaskSpec",
-    "BUILTIN_TASKS",
     "SPLITS",
-    "get_task",
-    "make_task_examples",
-    "problem_split",
+    "TaskSpec",
+    "check_task_arguments",
+    "draw_problems",
     "evaluate_expression",
+    "keyword_defaults",
+    "make_arithmetic",
+    "make_multistep",
+    "problem_split",
 ]
 
 SPLITS = ("train", "eval")
@@ -142,7 +146,8 @@ def evaluate_expression(numbers: list[int], operators: list[str]) -> int:
     return total
 
 
-def _check_common(split: str, n: int, seed: int, eval_fraction: float) -> None:
+def check_task_arguments(split: str, n: int, seed: int, eval_fraction: float) -> None:
+    """The arguments every task generator shares: a known split, n >= 1, an integer seed, a fraction in (0, 1)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -151,6 +156,46 @@ def _check_common(split: str, n: int, seed: int, eval_fraction: float) -> None:
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
+
+
+def draw_problems(
+    task: str,
+    split: str,
+    n: int,
+    seed: int,
+    draw: Callable[[random.Random], tuple[str, Any]],
+    build: Callable[[Any, random.Random], dict[str, Any]],
+    *,
+    eval_fraction: float,
+    unique: bool | None,
+    advice: str,
+) -> list[dict[str, Any]]:
+    """``n`` examples of ``split``: draw problems until enough belong to it (distinct ones if ``unique``).
+
+    ``draw(rng) -> (key, problem)`` draws one problem; its ``key`` decides the split
+    (:func:`problem_split`) and what counts as the same problem. ``build(problem, rng)``
+    turns a kept problem into an example. The generator is ``random.Random`` seeded with
+    ``"apmpo|<task>|<split>|<seed>"``. ``unique`` defaults to True for eval, False for
+    train. Too small a problem space is an error ending with ``advice``.
+    """
+    check_task_arguments(split, n, seed, eval_fraction)
+    unique = split == "eval" if unique is None else unique
+    rng = random.Random(f"apmpo|{task}|{split}|{seed}")
+    examples: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    max_draws = 200 * n + 20_000
+    for _ in range(max_draws):
+        key, problem = draw(rng)
+        if problem_split(key, eval_fraction) != split or (unique and key in seen):
+            continue
+        seen.add(key)
+        examples.append(build(problem, rng))
+        if len(examples) == n:
+            return examples
+    raise ValueError(
+        f"task {task!r}: found only {len(examples)} distinct {split} problems after {max_draws} draws "
+        f"(asked for {n}); {advice}"
+    )
 
 
 def _sample(
@@ -164,29 +209,34 @@ def _sample(
     eval_fraction: float,
     unique: bool | None,
 ) -> list[dict[str, Any]]:
-    """Draw problems until ``n`` of this split are found (distinct if ``unique``)."""
-    _check_common(split, n, seed, eval_fraction)
+    """Integer problems ``(expression, value)`` as examples with the question ``template``."""
     if "{expression}" not in template:
         raise ValueError(f"template must contain {{expression}}, got {template!r}")
-    unique = split == "eval" if unique is None else unique
-    rng = random.Random(f"apmpo|{task}|{split}|{seed}")
-    examples: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    max_draws = 200 * n + 20_000
-    for _ in range(max_draws):
+
+    def draw_keyed(rng: random.Random) -> tuple[str, tuple[str, int]]:
         expression, value = draw(rng)
-        if problem_split(expression, eval_fraction) != split or (unique and expression in seen):
-            continue
-        seen.add(expression)
-        prompt = template.format(expression=expression)
-        examples.append({"prompt": prompt, "answer": str(value), "expression": expression, "task": task})
-        if len(examples) == n:
-            return examples
-    raise ValueError(
-        f"task {task!r}: found only {len(examples)} distinct {split} problems after {max_draws} draws "
-        f"(asked for {n}); the problem space is too small for these options: ask for fewer, "
-        f"make the problems harder (more digits/operands), change eval_fraction, "
-        f"or pass unique=False to allow repeats"
+        return expression, (expression, value)
+
+    def build(problem: tuple[str, int], rng: random.Random) -> dict[str, Any]:
+        expression, value = problem
+        return {
+            "prompt": template.format(expression=expression),
+            "answer": str(value),
+            "expression": expression,
+            "task": task,
+        }
+
+    return draw_problems(
+        task,
+        split,
+        n,
+        seed,
+        draw_keyed,
+        build,
+        eval_fraction=eval_fraction,
+        unique=unique,
+        advice="the problem space is too small for these options: ask for fewer, make the problems harder "
+        "(more digits/operands), change eval_fraction, or pass unique=False to allow repeats",
     )
 
 
@@ -326,43 +376,10 @@ def make_multistep(
     )
 
 
-def _keyword_defaults(make: Callable[..., Any]) -> dict[str, Any]:
+def keyword_defaults(make: Callable[..., Any]) -> dict[str, Any]:
     """The keyword-only options of a generator with their defaults (one source of truth)."""
     return {
         name: parameter.default
         for name, parameter in inspect.signature(make).parameters.items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
     }
-
-
-BUILTIN_TASKS: dict[str, TaskSpec] = {
-    "arithmetic": TaskSpec(
-        name="arithmetic",
-        make=make_arithmetic,
-        description="integer a <op> b (default: addition of one- or two-digit numbers), answer an integer",
-        options=_keyword_defaults(make_arithmetic),
-    ),
-    "multistep": TaskSpec(
-        name="multistep",
-        make=make_multistep,
-        description="multi-operand integer expressions with precedence (default: three one-digit operands, + - *)",
-        options=_keyword_defaults(make_multistep),
-    ),
-}
-
-
-def get_task(name: str) -> TaskSpec:
-    """The registered task ``name`` (ValueError listing the known ones otherwise)."""
-    try:
-        return BUILTIN_TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}") from None
-
-
-def make_task_examples(name: str, split: str, n: int, seed: int = 0, **options: Any) -> list[dict[str, Any]]:
-    """``n`` examples of task ``name`` for ``split``; unknown options are an error."""
-    spec = get_task(name)
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise ValueError(f"task {name!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(spec.options)}")
-    return spec.make(split, n, seed, **options)

@@ -17,12 +17,24 @@ from the records. A second signal during that exit stops at once (128 + the sign
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from pathlib import Path
 
+import torch
+
+from apmpo.eval.harness import (
+    EvalSettings,
+    evaluate,
+    format_table,
+    load_benchmark,
+    resolve_reward,
+)
+from apmpo.eval.suites import load_suite, parse_data_spec
+from apmpo.models import load_model_and_tokenizer
 from apmpo.preemption import EXIT_PREEMPTED, HardStop, StepAbandoned, StopRequest
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.settings import ConfigError, build_settings
 
 __all__ = ["build_parser", "main", "register", "run"]
 
@@ -173,38 +185,42 @@ class _UsageError(Exception):
     """A bad input: printed as ``apmpo eval: error: ...`` with exit status 2."""
 
 
-def _settings(args, suite_defaults: dict):
-    from apmpo.eval.harness import EvalSettings
+_SETTING_FLAGS = (
+    "n",
+    "k",
+    "maj_k",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "max_prompt_tokens",
+    "batch_size",
+    "seed",
+    "limit",
+    "correct_threshold",
+)
+"""The evaluation settings that have a flag of the same name (``--top-p`` for top_p)."""
 
-    flags = {
-        "n": args.n,
-        "k": args.k,
-        "maj_k": args.maj_k,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": args.top_k,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-    }
-    values = {name: value for name, value in suite_defaults.items()}
-    values.update({name: value for name, value in flags.items() if value is not None})
-    if args.limit is not None:
-        values["limit"] = args.limit
-    if args.max_prompt_tokens is not None:
-        values["max_prompt_tokens"] = args.max_prompt_tokens
-    if args.correct_threshold is not None:
-        values["correct_threshold"] = args.correct_threshold
+
+def _settings(args, suite) -> EvalSettings:
+    """Flags over the suite's ``generation:`` section over the defaults; problems name the flag or the suite file."""
+    values = dict(suite.generation) if suite else {}
+    origins = {}
+    for name in _SETTING_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+            origins[name] = f"--{name.replace('_', '-')} {value}"
     try:
-        return EvalSettings(**values)
-    except (TypeError, ValueError) as exc:
+        return build_settings(
+            EvalSettings, values, source=f"{suite.source}: generation" if suite else None, origins=origins
+        )
+    except ConfigError as exc:
         raise _UsageError(str(exc)) from None
 
 
 def _benchmarks(args):
     """(benchmark specs, suite or None) from --suite and --data."""
-    from apmpo.eval.suites import load_suite, parse_data_spec
-
     suite = None
     specs = []
     if args.suite:
@@ -230,8 +246,6 @@ def _benchmarks(args):
 
 
 def _load(args, specs, suite, settings):
-    from apmpo.eval.harness import load_benchmark
-
     chat = {"on": True, "off": False, "auto": "auto", None: None}[args.chat_template]
     defaults = {
         "template": args.template or (suite.template if suite else "{prompt}"),
@@ -244,19 +258,17 @@ def _load(args, specs, suite, settings):
     loaded = []
     for spec in specs:
         if args.template:  # an explicit flag wins over a suite entry's own template
-            spec = dataclasses.replace(spec, template=None)
+            spec = spec.model_copy(update={"template": None})
         if args.system_prompt is not None:
-            spec = dataclasses.replace(spec, system_prompt=None)
+            spec = spec.model_copy(update={"system_prompt": None})
         if args.reward:
-            spec = dataclasses.replace(spec, reward=None)
+            spec = spec.model_copy(update={"reward": None})
         loaded.append(load_benchmark(spec, limit=settings.limit, **defaults))
     return loaded
 
 
 def run(args) -> int:
     """Run ``apmpo eval`` for parsed arguments; returns the exit status."""
-    from apmpo.eval.harness import evaluate, format_table
-
     try:
         if args.threads is not None and args.threads < 1:
             raise _UsageError(f"--threads must be >= 1, got {args.threads}")
@@ -266,21 +278,16 @@ def run(args) -> int:
             k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v is not None
         }
         specs, suite = _benchmarks(args)
-        settings = _settings(args, suite.generation if suite else {})
+        settings = _settings(args, suite)
         benchmarks = _load(args, specs, suite, settings)
         _check_reward_names(benchmarks)
     except (_UsageError, ValueError, FileNotFoundError, TypeError) as exc:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2
 
-    import torch
-
-    from apmpo.models import load_model_and_tokenizer
-
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from apmpo.multimodal.encoder import prompt_encoder_for
 
     try:
         model, tokenizer = load_model_and_tokenizer(
@@ -349,8 +356,6 @@ def _command(args) -> str | None:
 
 
 def _check_reward_names(benchmarks) -> None:
-    from apmpo.eval.harness import resolve_reward
-
     for b in benchmarks:
         try:
             resolve_reward(b.reward)

@@ -2,7 +2,7 @@
 
 For every example of every benchmark the harness renders the prompt
 (:func:`apmpo.data.render_prompt`), draws ``n`` completions with the trainer's
-batched generation (:func:`apmpo.trainer.rollout.generate_rollouts`; greedy when the
+batched generation (:func:`apmpo.sampling.rollout.generate_rollouts`; greedy when the
 temperature is 0, else sampling with temperature / top_p / top_k), scores each with a
 reward from :mod:`apmpo.rewards` (score, reason and extracted answer), and summarises
 with the estimators of :mod:`apmpo.eval.metrics`.
@@ -30,13 +30,13 @@ on ``.lock`` there, so a second run into the same directory is refused instead o
 interleaving its records.
 
 Vision-language models: ``tokenizer`` may be the model's processor (or a prompt encoder
-from :func:`apmpo.multimodal.prompt_encoder_for`); each benchmark's rows then get their
+from :func:`apmpo.sampling.prompt_encoder_for`); each benchmark's rows then get their
 images attached and checked (relative paths against the data file's folder), and the
 prompts are rendered and encoded with their images.
 
 Departures worth knowing: correctness is ``score >= correct_threshold`` (default 1.0,
-exact for the binary math rewards); a reward of None (not applicable) counts as
-incorrect with score 0. Greedy decoding with ``n > 1`` is refused: it would produce n
+exact for the binary math rewards); a reward of None (no score) counts as score 0, i.e.
+not correct (:func:`apmpo.rewards.score_value`; records keep the None). Greedy decoding with ``n > 1`` is refused: it would produce n
 identical samples.
 """
 
@@ -52,14 +52,25 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+from apmpo import rewards
+from apmpo.data.loaders import load_examples
+from apmpo.data.prompts import template_fields, validate_template
 from apmpo.eval.metrics import ExampleStats, answer_key, metric_names, summarize
-from apmpo.io import atomic_write_json
 from apmpo.eval.records import RecordsFile
+from apmpo.eval.settings import EvalSettings
 from apmpo.eval.suites import BenchmarkSpec
+from apmpo.io import atomic_write_json
+from apmpo.rewards import score_value
+from apmpo.rewards.extract import extract_answer
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.sampling.rollout import generate_rollouts
 
 __all__ = [
     "RECORDS_FILE",
@@ -81,115 +92,6 @@ RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
 _ID_COLUMNS = ("id", "unique_id", "idx", "problem_id")
-
-
-def _int_list(value: Any, name: str) -> list[int]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        parts = [value]
-    else:
-        parts = list(value)
-    out = []
-    for part in parts:
-        try:
-            number = int(part)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {part!r} is not an integer") from None
-        if isinstance(part, bool) or (isinstance(part, float) and not float(part).is_integer()):
-            raise ValueError(f"{name}: {part!r} is not an integer")
-        if number < 1:
-            raise ValueError(f"{name}: every k must be >= 1, got {number}")
-        if number not in out:
-            out.append(number)
-    return sorted(out)
-
-
-@dataclass
-class EvalSettings:
-    """How to sample and what to report."""
-
-    n: int = 1
-    """Samples per example (Pass@1 is their mean correctness)."""
-    k: list[int] = field(default_factory=lambda: [1])
-    """pass@k is reported for each k (each <= n); a comma-separated string is accepted."""
-    maj_k: list[int] | None = None
-    """maj@k is reported for each (each <= n); None: the k values above 1."""
-    temperature: float = 0.0
-    """0: greedy decoding (needs n = 1); > 0: sampling at this temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold in (0, 1] (sampling only)."""
-    top_k: int = 0
-    """Top-k sampling; 0 disables it (sampling only)."""
-    max_new_tokens: int = 1024
-    """Longest completion; one that reaches it without EOS is marked truncated."""
-    max_prompt_tokens: int | None = None
-    """Refuse prompts longer than this many tokens (None: no limit)."""
-    batch_size: int = 16
-    """Samples (prompt rows) per generate call."""
-    seed: int = 0
-    """Base seed; each batch is sampled under a seed derived from (seed, benchmark, batch)."""
-    limit: int | None = None
-    """Evaluate only the first N examples of each benchmark (None: all)."""
-    correct_threshold: float = 1.0
-    """A sample is correct when its reward score is >= this."""
-
-    def __post_init__(self):
-        self.k = _int_list(self.k, "k")
-        self.maj_k = [k for k in self.k if k > 1] if self.maj_k is None else _int_list(self.maj_k, "maj_k")
-        problems = []
-        for name in ("n", "max_new_tokens", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.limit is not None and (
-            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
-        ):
-            problems.append(f"limit must be a positive integer or None, got {self.limit!r}")
-        if self.max_prompt_tokens is not None and (
-            not isinstance(self.max_prompt_tokens, int) or self.max_prompt_tokens < 1
-        ):
-            problems.append(f"max_prompt_tokens must be a positive integer or None, got {self.max_prompt_tokens!r}")
-        if not self.k:
-            problems.append("k: give at least one k")
-        if isinstance(self.n, int):
-            too_big = [k for k in [*self.k, *self.maj_k] if k > self.n]
-            if too_big:
-                problems.append(f"k = {max(too_big)} needs at least that many samples per example, but n = {self.n}")
-        if not (
-            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0
-        ):
-            problems.append(f"temperature must be >= 0, got {self.temperature!r}")
-        elif self.temperature == 0 and isinstance(self.n, int) and self.n > 1:
-            problems.append(
-                f"temperature 0 is greedy decoding, which gives {self.n} identical samples; "
-                "use n = 1 or a temperature > 0"
-            )
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            problems.append(f"top_k must be an integer >= 0, got {self.top_k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.correct_threshold, (int, float)) or not math.isfinite(self.correct_threshold):
-            problems.append(f"correct_threshold must be a finite number, got {self.correct_threshold!r}")
-        if problems:
-            raise ValueError("invalid eval settings: " + "; ".join(problems))
-
-    @property
-    def greedy(self) -> bool:
-        """True for greedy decoding (temperature 0)."""
-        return self.temperature == 0
-
-    def generation_fingerprint(self) -> dict[str, Any]:
-        """The settings that determine the samples (compared on resume)."""
-        return {
-            "temperature": float(self.temperature),
-            "top_p": float(self.top_p) if not self.greedy else None,
-            "top_k": int(self.top_k) if not self.greedy else None,
-            "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed,
-        }
 
 
 @dataclass
@@ -238,9 +140,6 @@ def load_benchmark(
     Errors from the loader (missing file, unknown column, bad row) propagate with the
     file, row and field named.
     """
-    from apmpo.data.loaders import load_examples
-    from apmpo.data.prompts import template_fields, validate_template
-
     examples = load_examples(spec.path, limit=limit, **spec.loader_kwargs())
     chosen = spec.template or template
     template_fields(chosen)
@@ -303,7 +202,6 @@ def resolve_reward(reward: str | Callable[..., Any]) -> Callable[..., Any]:
     """
     if callable(reward):
         return reward
-    from apmpo import rewards
 
     if reward in rewards.REWARDS:
         return rewards.get_reward(reward)
@@ -347,8 +245,6 @@ def _extraction_options(fn: Callable[..., Any], bound: Mapping[str, Any]) -> dic
 
 
 def _extract(text: str, options: Mapping[str, Any]) -> str | None:
-    from apmpo.rewards.extract import extract_answer
-
     return extract_answer(text, **options)
 
 
@@ -409,8 +305,6 @@ def _batch_seed(seed: int, benchmark: str, batch_index: int) -> int:
 @contextlib.contextmanager
 def _seeded(seed: int, device):
     """Run under ``torch.manual_seed(seed)`` and restore the caller's RNG states afterwards."""
-    import torch
-
     devices = []
     if device is not None and device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -428,8 +322,6 @@ def _generate(
     settings: EvalSettings,
 ):
     """Texts, token counts and truncation flags for one batch of prompt rows (one sample each)."""
-    from apmpo.trainer.rollout import generate_rollouts
-
     device = next(model.parameters()).device
     batch = encoder.encode(
         prompts,
@@ -439,16 +331,7 @@ def _generate(
         device=device,
     )
     rollout = generate_rollouts(
-        model,
-        encoder.tokenizer,
-        batch,
-        num_samples=1,
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature or 1.0,
-        top_p=settings.top_p,
-        top_k=settings.top_k,
-        do_sample=not settings.greedy,
-        batch_size=0,
+        model, encoder.tokenizer, batch, num_samples=1, batch_size=0, **settings.generation_kwargs()
     )
     lengths = rollout.completion_lengths.tolist()  # [N]
     truncated = rollout.truncated.tolist()  # [N]
@@ -533,6 +416,7 @@ def _check_run_identity(path: Path, identity: dict) -> dict:
 def _exclusive(directory: Path):
     """Hold an exclusive lock on ``directory/.lock``; a second writer is refused, not interleaved."""
     try:
+        # POSIX only (fcntl): skipped where missing
         import fcntl
     except ImportError:  # no flock (Windows): concurrent runs are the user's responsibility
         yield
@@ -553,7 +437,6 @@ def _exclusive(directory: Path):
 def _make_progress(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="sample", desc="eval", dynamic_ncols=True, file=sys.stderr)
 
@@ -575,7 +458,7 @@ def evaluate(
         model: a causal LM or vision-language model (e.g. from
             :func:`apmpo.models.load_model_and_tokenizer`).
         tokenizer: its tokenizer (left padding, with a pad token), its processor, or a
-            prompt encoder (:func:`apmpo.multimodal.prompt_encoder_for`; e.g. to name
+            prompt encoder (:func:`apmpo.sampling.prompt_encoder_for`; e.g. to name
             the image column).
         benchmarks: loaded benchmarks (:func:`load_benchmark`), distinct names.
         settings: sampling and reporting settings (default: greedy, n = 1).
@@ -624,8 +507,6 @@ def _evaluate(
     extra_summary: Mapping[str, Any] | None,
 ) -> EvalResult:
     """:func:`evaluate` after the arguments are checked (and the output directory locked)."""
-    from apmpo.multimodal.encoder import prompt_encoder_for
-
     encoder = prompt_encoder_for(tokenizer)
     limited = [
         dataclasses.replace(
@@ -643,11 +524,11 @@ def _evaluate(
     existing = store.load() if store is not None else {}
 
     rendered = {b.name: _render_all(b, encoder) for b in limited}
-    for (bench, example, _), record in existing.items():
-        prompts = rendered[bench][0] if bench in rendered else []
-        if example < len(prompts) and record.get("prompt") != prompts[example]:
+    for (bench_name, example, _), record in existing.items():
+        prompts = rendered[bench_name][0] if bench_name in rendered else []
+        if store is not None and example < len(prompts) and record.get("prompt") != prompts[example]:
             raise ValueError(
-                f"{store.path}: benchmark {bench!r} example {example}: the recorded prompt differs from the "
+                f"{store.path}: benchmark {bench_name!r} example {example}: the recorded prompt differs from the "
                 "prompt rendered now (the data file, template, system prompt or tokenizer changed); "
                 "use another output directory"
             )
@@ -694,16 +575,16 @@ def _evaluate(
             )
             new_records = []
             for (i, j), row, (score, reason, extracted) in zip(missing, wanted, scored):
-                example = bench.examples[i]
+                row_example = bench.examples[i]
                 new_records.append(
                     {
                         "benchmark": bench.name,
                         "example_index": i,
                         "sample_index": j,
-                        "example_id": _example_id(example),
+                        "example_id": _example_id(row_example),
                         "prompt": prompts[i],
                         "completion": texts[row],
-                        "reference": example["answer"],
+                        "reference": row_example["answer"],
                         "extracted": extracted,
                         "score": score,
                         "reason": reason,
@@ -730,7 +611,7 @@ def _evaluate(
         "model": model_name,
         **(dict(extra_summary) if extra_summary else {}),
         "decoding": "greedy" if settings.greedy else "sampled",
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.model_dump(mode="json"),
         "paths": {b.name: b.path for b in limited},
         "prompts": {
             b.name: {"template": b.template, "system_prompt": b.system_prompt, "use_chat_template": b.use_chat_template}
@@ -771,7 +652,7 @@ def summarize_records(
         examples = []
         for index in sorted(grouped.get(name, {})):
             samples = sorted(grouped[name][index], key=lambda r: r["sample_index"])
-            scores = [0.0 if r.get("score") is None else float(r["score"]) for r in samples]
+            scores = [score_value(r.get("score")) for r in samples]
             examples.append(
                 ExampleStats(
                     correct=[s >= settings.correct_threshold for s in scores],
@@ -782,8 +663,9 @@ def summarize_records(
                 )
             )
         stats[name] = examples
-    result = summarize(stats, settings.k, settings.maj_k)
-    return {"metrics": metric_names(settings.k, settings.maj_k), **result}
+    maj_k = settings.maj_k or []
+    result = summarize(stats, settings.k, maj_k)
+    return {"metrics": metric_names(settings.k, maj_k), **result}
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

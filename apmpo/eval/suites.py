@@ -22,26 +22,30 @@ mapping for :func:`apmpo.data.load_examples`, prompt template, reward). A suite 
         path: minerva_math/test.jsonl
         answer_from_solution: solution   # the last \\boxed{} of this column
 
-Every key is checked: an unknown key is an error naming the key, where it is and the
-known keys. Paths are never assumed: relative ones need a data root (``--data-root``
+Every key is checked (:mod:`apmpo.settings`): an unknown key is an error naming the key,
+the file and the known keys. Paths are never assumed: relative ones need a data root (``--data-root``
 or the suite's ``data_root:``), so the package works with the user's own copies of the
 benchmark files wherever they are.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from pydantic import Field, field_validator
+
+from apmpo.eval.settings import EvalSettings
+from apmpo.settings import Settings, build_settings, read_yaml
 
 __all__ = [
-    "GENERATION_KEYS",
+    "PromptSettings",
+    "SuiteFile",
     "PACKAGED_SUITES",
     "BenchmarkSpec",
     "Suite",
@@ -53,14 +57,11 @@ __all__ = [
 _CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PACKAGED_SUITES: dict[str, str] = {"math": "eval_math_suite.yaml"}
 """Short names accepted by ``--suite`` for packaged suite files."""
-GENERATION_KEYS = ("n", "k", "maj_k", "temperature", "top_p", "top_k", "max_new_tokens", "batch_size", "seed")
-"""Keys a suite's ``generation:`` section may set (the eval settings of the same names)."""
 _GENERIC_STEMS = {"test", "train", "dev", "val", "valid", "validation", "data", "eval", "all"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
-@dataclass
-class BenchmarkSpec:
+class BenchmarkSpec(Settings):
     """One benchmark file and how to read and score it."""
 
     name: str
@@ -80,12 +81,14 @@ class BenchmarkSpec:
     reward: str | None = None
     """Reward name from apmpo.rewards (default: the suite's, else math_accuracy)."""
 
-    def __post_init__(self):
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
             raise ValueError(
-                f"benchmark name {self.name!r} must start with a letter or digit and hold only "
-                "letters, digits and _ . + -"
+                f"benchmark name {name!r} must start with a letter or digit and hold only letters, digits and _ . + -"
             )
+        return name
 
     def loader_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`apmpo.data.load_examples`."""
@@ -113,7 +116,7 @@ class Suite:
     reward: str = "math_accuracy"
     """Default reward name."""
     generation: dict[str, Any] = field(default_factory=dict)
-    """Defaults for the eval settings (keys of GENERATION_KEYS)."""
+    """Defaults for the evaluation settings (field names of EvalSettings)."""
     source: str | None = None
     """The file the suite was read from."""
 
@@ -164,18 +167,43 @@ def resolve_suite_path(suite: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"suite {text!r}: no such file; packaged suites: {known}")
 
 
-_SUITE_KEYS = ("name", "data_root", "prompt", "reward", "generation", "benchmarks")
-_PROMPT_KEYS = ("template", "system_prompt", "use_chat_template")
-_BENCHMARK_KEYS = tuple(f.name for f in dataclasses.fields(BenchmarkSpec))
+class PromptSettings(Settings):
+    """The suite's prompt: apmpo.data.PromptFormat's fields."""
+
+    template: str = "{prompt}"
+    """Default prompt template."""
+    system_prompt: str | None = None
+    """Default system prompt."""
+    use_chat_template: Literal[True, False, "auto"] = "auto"
+    """Apply the tokenizer's chat template: "auto", True or False."""
 
 
-def _check_keys(mapping: Any, known: Sequence[str], where: str) -> dict:
-    if not isinstance(mapping, Mapping):
-        raise TypeError(f"{where}: expected a mapping, got {type(mapping).__name__}")
-    unknown = [str(k) for k in mapping if k not in known]
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
-    return dict(mapping)
+class SuiteFile(Settings):
+    """A suite YAML file as written (relative benchmark paths not yet resolved)."""
+
+    name: str | None = None
+    """Suite name (default: the file's stem)."""
+    data_root: str | None = None
+    """Folder relative benchmark paths resolve against (``--data-root`` wins)."""
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    """Shared prompt settings."""
+    reward: str = "math_accuracy"
+    """Default reward name."""
+    generation: dict[str, Any] = {}
+    """Defaults for the evaluation settings (their names: n, k, temperature, ...; the flags win)."""
+    benchmarks: list[BenchmarkSpec] = Field(min_length=1)
+    """The benchmarks, in order."""
+
+    @field_validator("generation")
+    @classmethod
+    def _setting_names(cls, generation: dict[str, Any]) -> dict[str, Any]:
+        known = list(EvalSettings.model_fields)
+        unknown = [str(k) for k in generation if k not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}{hint}; known keys: {', '.join(known)}")
+        return generation
 
 
 def load_suite(
@@ -194,31 +222,13 @@ def load_suite(
             suite's names).
     """
     path = resolve_suite_path(suite)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: malformed YAML ({exc})") from None
     where = str(path)
-    raw = _check_keys(raw, _SUITE_KEYS, where)
-    prompt = _check_keys(raw.get("prompt") or {}, _PROMPT_KEYS, f"{where}: prompt")
-    generation = _check_keys(raw.get("generation") or {}, GENERATION_KEYS, f"{where}: generation")
-    items = raw.get("benchmarks")
-    if not isinstance(items, list) or not items:
-        raise ValueError(f"{where}: 'benchmarks' must be a non-empty list of benchmark entries")
-
-    root = data_root if data_root is not None else raw.get("data_root")
+    raw = build_settings(SuiteFile, read_yaml(path, what="suite"), source=where)
+    root = data_root if data_root is not None else raw.data_root
     root_path = Path(root).expanduser() if root is not None else None
     benchmarks: list[BenchmarkSpec] = []
-    for index, item in enumerate(items, start=1):
+    for index, spec in enumerate(raw.benchmarks):
         entry_where = f"{where}: benchmarks[{index}]"
-        entry = _check_keys(item, _BENCHMARK_KEYS, entry_where)
-        for required in ("name", "path"):
-            if not entry.get(required):
-                raise ValueError(f"{entry_where}: missing {required!r}")
-        try:
-            spec = BenchmarkSpec(**entry)
-        except ValueError as exc:
-            raise ValueError(f"{entry_where}: {exc}") from None
         file = Path(str(spec.path)).expanduser()
         if not file.is_absolute():
             if root_path is None:
@@ -228,8 +238,7 @@ def load_suite(
                     "or set data_root: in the suite"
                 )
             file = root_path / file
-        spec.path = str(file)
-        benchmarks.append(spec)
+        benchmarks.append(spec.model_copy(update={"path": str(file)}))
 
     names = [b.name for b in benchmarks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -242,12 +251,12 @@ def load_suite(
         benchmarks = [b for b in benchmarks if b.name in set(only)]
 
     return Suite(
-        name=str(raw.get("name") or path.stem),
+        name=raw.name or path.stem,
         benchmarks=benchmarks,
-        template=prompt.get("template", "{prompt}"),
-        system_prompt=prompt.get("system_prompt"),
-        use_chat_template=prompt.get("use_chat_template", "auto"),
-        reward=str(raw.get("reward") or "math_accuracy"),
-        generation=generation,
-        source=str(path),
+        template=raw.prompt.template,
+        system_prompt=raw.prompt.system_prompt,
+        use_chat_template=raw.prompt.use_chat_template,
+        reward=raw.reward,
+        generation=raw.generation,
+        source=where,
     )

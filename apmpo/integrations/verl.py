@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from verl.trainer.ppo.core_algos import register_policy_loss
@@ -145,7 +145,7 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """FAC: largest upper clip bound (paper: 0.4)."""
     delta: float = 1e-6
     """Stabiliser in FSS = mu_R / (sigma_R + delta) (our choice: 1e-6)."""
-    p: Optional[float] = None
+    p: float | None = None
     """Fixed exponent: required by "pmpo"; with "apmpo" only for p_schedule "fixed"."""
     p_schedule: str = "exp"
     """APMPO exponent schedule: "exp" (paper), "linear" or "fixed" (ablations)."""
@@ -153,11 +153,11 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """APMPO upper clip: "fac" (paper) or "fixed" (uses actor.clip_ratio_high; PMPO-only ablation)."""
     fss: str = "ratio"
     """FSS variant: "ratio" (paper), "mean" or "inverse_std" (ablations)."""
-    reward_range: Optional[list[float]] = None
+    reward_range: list[float] | None = None
     """[lo, hi] of the rewards when not [0, 1]; mu_R and sigma_R are rescaled to [0, 1]."""
-    reward_mean: Optional[float] = None
+    reward_mean: float | None = None
     """Runtime only: mu_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
-    reward_std: Optional[float] = None
+    reward_std: float | None = None
     """Runtime only: sigma_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
 
 
@@ -207,7 +207,7 @@ def response_weights(rollout_is_weights: torch.Tensor, response_mask: torch.Tens
     return weights
 
 
-def _normalizer(config: Any) -> Optional[float]:
+def _normalizer(config: Any) -> float | None:
     """Divisor of the summed objective on this rank: global mini-batch responses / dp_size."""
     info = getattr(config, "global_batch_info", None) or {}
     dp_size = info.get("dp_size") or 1
@@ -264,7 +264,7 @@ def verl_policy_loss(
     response_mask: torch.Tensor,
     loss_agg_mode: str,
     config: Any,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """verl's policy-loss call mapped onto ``apmpo.policy_loss(name, ...)``.
 
@@ -310,7 +310,7 @@ def compute_policy_loss_apmpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """APMPO (adaptive p + FAC) as verl's ``loss_mode=apmpo``; see ``verl_policy_loss``."""
     return verl_policy_loss(
@@ -326,7 +326,7 @@ def compute_policy_loss_pmpo(
     response_mask: torch.Tensor,
     loss_agg_mode: str = "seq-mean-token-mean",
     config: Any = None,
-    rollout_is_weights: Optional[torch.Tensor] = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PMPO (fixed ``policy_loss.p``, fixed clip bounds) as verl's ``loss_mode=pmpo``."""
     return verl_policy_loss(
@@ -345,6 +345,7 @@ def apmpo_ppo_loss(config: Any, model_output: Any, data: Any, dp_group: Any = No
     afterwards (a later batch without statistics fails loudly instead of reusing these).
     With another ``loss_mode`` it is exactly verl's ``ppo_loss``.
     """
+    # optional (verl): the integration's own dependency
     from verl.utils import tensordict_utils as tu
     from verl.workers.utils.losses import ppo_loss
 
@@ -368,6 +369,7 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
     ``config`` is the full trainer config; the actor config is built from
     ``actor_rollout_ref.actor`` exactly as the worker builds its own.
     """
+    # optional (verl): the integration's own dependency
     from verl.trainer.distillation import is_distillation_enabled
     from verl.utils.config import omega_conf_to_dataclass
 
@@ -381,7 +383,7 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
 
 
 def rollout_reward_statistics(
-    token_scores: torch.Tensor, keep: Optional[torch.Tensor] = None, reward_range: Optional[list[float]] = None
+    token_scores: torch.Tensor, keep: torch.Tensor | None = None, reward_range: list[float] | None = None
 ) -> tuple[float, float]:
     """(mu_R, sigma_R) of a rollout batch from verl's token-level reward scores.
 
@@ -413,19 +415,23 @@ class APMPOTrainerMixin:
     """
 
     _apmpo_base_mode: str = ""
+    config: Any
+    actor_rollout_wg: Any
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any):
+        # optional (verl's omegaconf): the integration's own dependency
         from omegaconf import open_dict
 
         with open_dict(config):
             config.trainer.v1.trainer_mode = self._apmpo_base_mode
-        super().__init__(config, *args, **kwargs)
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]  # the verl trainer it is mixed into
 
     def _setup(self):
         super()._setup()
         install_loss(self.actor_rollout_wg, self.config)
 
     def _apmpo_reward_statistics(self, batch: Any) -> tuple[float, float]:
+        # optional (verl's TransferQueue): trainer mode only
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["rm_scores"])
@@ -440,13 +446,18 @@ class APMPOTrainerMixin:
         batch.extra_info[REWARD_STD_KEY] = std
         metrics["apmpo/reward_mean"] = mean
         metrics["apmpo/reward_std"] = std
-        return super()._update_actor(batch, metrics)
+        return super()._update_actor(batch, metrics)  # type: ignore[misc]  # the verl trainer it is mixed into
 
 
-def _register_trainers() -> Optional[str]:
+def _register_trainers() -> str | None:
     """Register ``apmpo_<mode>`` for each verl v1 trainer mode; returns the import error, if any."""
     try:
-        from verl.trainer.ppo.v1 import trainer_colocate_async, trainer_separate_async, trainer_sync  # noqa: F401
+        # optional (verl's v1 trainers): registered only where they import
+        from verl.trainer.ppo.v1 import (  # noqa: F401
+            trainer_colocate_async,
+            trainer_separate_async,
+            trainer_sync,
+        )
         from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
     except ImportError as exc:  # e.g. a CPU-only install without transfer_queue / vLLM-side deps
         return f"verl's v1 trainer cannot be imported here ({exc})"
@@ -459,5 +470,5 @@ def _register_trainers() -> Optional[str]:
     return None
 
 
-TRAINER_IMPORT_ERROR: Optional[str] = _register_trainers()
+TRAINER_IMPORT_ERROR: str | None = _register_trainers()
 """None when the ``apmpo_*`` trainer modes are registered, else why they are not."""

@@ -11,22 +11,22 @@ an empty gold answer) gets 0.0 here; the reason stays available through
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
+
+from apmpo.rewards import math_accuracy, score_value
 
 __all__ = ["compute_score"]
 
 
 def compute_score(
-    data_source: str, solution_str: str, ground_truth: str, extra_info: Optional[dict] = None, **_: Any
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **_: Any
 ) -> float:
     """1.0 when ``solution_str``'s final answer is equivalent to ``ground_truth``, else 0.0.
 
     ``data_source`` and ``extra_info`` are accepted for verl's signature; every math
     benchmark is scored the same way, so validation reports Pass@1 per data source.
     """
-    from apmpo.rewards import math_accuracy
-
     if not isinstance(solution_str, str):
         raise TypeError(f"solution_str: expected the decoded response text, got {type(solution_str).__name__}")
     score = math_accuracy([solution_str], answer=[str(ground_truth)])[0]
-    return 0.0 if score is None else float(score)
+    return score_value(score)

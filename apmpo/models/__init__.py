@@ -3,9 +3,19 @@
 See :func:`load_model_and_tokenizer` for the accepted model references.
 """
 
-from apmpo.models.embedded import EMBEDDED_MODELS, cache_root, embedded_model_dir, ensure_embedded_model
+from apmpo.models.embedded import (
+    EMBEDDED_MODELS,
+    cache_root,
+    embedded_model_dir,
+    ensure_embedded_model,
+)
 from apmpo.models.gguf import convert_gguf, load_gguf
-from apmpo.models.loading import DTYPES, LoraSettings, load_model_and_tokenizer, parse_dtype
+from apmpo.models.loading import (
+    DTYPES,
+    LoraSettings,
+    load_model_and_tokenizer,
+    parse_dtype,
+)
 from apmpo.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 
 __all__ = [

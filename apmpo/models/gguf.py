@@ -12,11 +12,11 @@ as safetensors plus the tokenizer, atomically, so later loads skip dequantisatio
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from apmpo.io import atomic_directory
 
 __all__ = ["load_gguf", "convert_gguf", "plain_copy", "check_tokenizer_roundtrip"]
 
@@ -29,6 +29,7 @@ _TOKENIZER_PROBES = (
 
 def plain_copy(model):
     """A non-quantised model of the same class sharing ``model``'s tensors (no copy)."""
+    # heavy (transformers): imported on first use
     from transformers import AutoModelForCausalLM
 
     config = model.config
@@ -54,6 +55,7 @@ def plain_copy(model):
 
 def load_gguf(path: str | os.PathLike):
     """``(model, tokenizer)`` from a ``.gguf`` file: plain float32 model, tokenizer from the file."""
+    # heavy (transformers): imported on first use
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
@@ -89,16 +91,6 @@ def check_tokenizer_roundtrip(original, reloaded, where: str) -> None:
             raise ValueError(f"{where}: {name} changed when the tokenizer was saved")
 
 
-def _apply_umask(directory: Path) -> None:
-    """Give ``directory`` (made 0700 by mkdtemp) and its files the usual umask-based modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
-    for item in directory.iterdir():
-        if item.is_file():
-            os.chmod(item, 0o666 & ~umask)
-
-
 def convert_gguf(
     path: str | os.PathLike, out_dir: str | os.PathLike, *, extra_files: dict[str, str] | None = None
 ) -> Path:
@@ -109,23 +101,17 @@ def convert_gguf(
     ``extra_files`` (name -> text) are written last (e.g. a marker). Raises
     FileExistsError if ``out_dir`` already exists.
     """
+    # heavy (transformers): imported on first use
     from transformers import AutoTokenizer
 
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: already exists")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_gguf(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         check_tokenizer_roundtrip(tokenizer, AutoTokenizer.from_pretrained(tmp), str(path))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        _apply_umask(tmp)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

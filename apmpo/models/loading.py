@@ -27,14 +27,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 
 from apmpo.models.embedded import EMBEDDED_MODELS, ensure_embedded_model
+from apmpo.models.gguf import load_gguf
 from apmpo.models.tiny import parse_tiny_spec, tiny_model
+from apmpo.multimodal.processor import (
+    is_processor,
+    is_vision_language_config,
+    load_vision_model,
+    parse_tiny_vlm_spec,
+    tiny_vlm,
+)
+from apmpo.settings import Settings, build_settings
 
 __all__ = ["LoraSettings", "load_model_and_tokenizer", "parse_dtype", "DTYPES"]
 
@@ -48,28 +57,19 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
-@dataclass
-class LoraSettings:
+class LoraSettings(Settings):
     """LoRA adapter settings (passed to ``peft.LoraConfig``)."""
 
-    r: int = 16
+    r: int = Field(16, ge=1)
     """Rank of the low-rank update."""
-    alpha: int = 32
+    alpha: int = Field(32, ge=1)
     """Scaling numerator: the update is scaled by alpha / r."""
-    dropout: float = 0.05
+    dropout: float = Field(0.05, ge=0, lt=1)
     """Dropout on the adapter input."""
     target_modules: str | list[str] = "all-linear"
     """Modules to adapt: "all-linear" or a list of module names (e.g. ["q_proj", "v_proj"])."""
-    bias: str = "none"
+    bias: Literal["none", "all", "lora_only"] = "none"
     """Which biases to train: "none", "all" or "lora_only"."""
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError(f"lora.r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if self.bias not in ("none", "all", "lora_only"):
-            raise ValueError(f"lora.bias must be 'none', 'all' or 'lora_only', got {self.bias!r}")
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -104,16 +104,13 @@ def _lora_settings(lora: Any) -> LoraSettings | None:
     if isinstance(lora, LoraSettings):
         return lora
     if isinstance(lora, Mapping):
-        known = {f.name for f in fields(LoraSettings)}
-        unknown = sorted(set(lora) - known)
-        if unknown:
-            raise ValueError(f"lora: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return LoraSettings(**lora)
+        return build_settings(LoraSettings, lora, source="lora")
     raise TypeError(f"lora must be None, True, a dict or LoraSettings, got {type(lora).__name__}")
 
 
 def _apply_lora(model, settings: LoraSettings, seed: int):
     try:
+        # optional (peft): LoRA only
         import peft
     except ImportError:
         raise ImportError("LoRA needs the 'peft' package: pip install 'apmpo[peft]' (or pip install peft)") from None
@@ -146,9 +143,8 @@ def _from_directory(
     local_only: bool = False,
     processor_kwargs: Mapping[str, Any] | None = None,
 ):
+    # heavy (transformers): imported on first use
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from apmpo.multimodal.processor import is_vision_language_config, load_vision_model
 
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
     if is_vision_language_config(AutoConfig.from_pretrained(directory, **kwargs)):
@@ -166,11 +162,7 @@ def _from_directory(
 
 def _resolve(model: str, gguf_file, dtype, trust_remote_code, cache_dir, seed, processor_kwargs=None):
     """Build or load the model named by ``model``; returns (model, tokenizer or processor) in any dtype."""
-    from apmpo.models.gguf import load_gguf
-
     if model == "tiny-vlm" or model.startswith("tiny-vlm:"):
-        from apmpo.multimodal.processor import parse_tiny_vlm_spec, tiny_vlm
-
         return tiny_vlm(seed=seed, **{**dict(processor_kwargs or {}), **parse_tiny_vlm_spec(model)})
     if model == "tiny" or model.startswith("tiny:"):
         return tiny_model(seed=seed, **parse_tiny_spec(model))
@@ -248,8 +240,6 @@ def load_model_and_tokenizer(
     loaded, processor = _resolve(
         os.fspath(model), gguf_file, torch_dtype, trust_remote_code, cache_dir, seed, processor_kwargs
     )
-    from apmpo.multimodal.encoder import is_processor
-
     tokenizer = processor.tokenizer if is_processor(processor) else processor
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

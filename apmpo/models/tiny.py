@@ -59,6 +59,7 @@ def tiny_tokenizer():
     Unknown characters map to ``<unk>``; ``decode`` concatenates characters (no spaces
     inserted). Padding side is left (for generation); pad, bos and eos are distinct.
     """
+    # heavy (transformers' tokenizers): imported on first use
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
@@ -90,6 +91,7 @@ def tiny_config(tokenizer=None, **overrides: Any):
     Unknown field names raise ValueError listing the valid ones (LlamaConfig itself
     would silently accept a misspelt name).
     """
+    # heavy (transformers): imported on first use
     from transformers import LlamaConfig
 
     valid = set(LlamaConfig().to_dict())
@@ -130,6 +132,7 @@ def tiny_model(seed: int = 0, **overrides: Any):
     The weights depend only on ``seed`` and ``overrides``; the global torch RNG is left
     untouched.
     """
+    # heavy (transformers): imported on first use
     from transformers import LlamaForCausalLM
 
     tokenizer = tiny_tokenizer()

@@ -36,7 +36,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .images import ImageError
+from apmpo.data.loaders import load_examples
+from apmpo.io import atomic_write_text
+
+from .images import ImageError, check_image, resolve_image
 from .synthetic import CHOICE_LETTERS, DEFAULT_INSTRUCTION, format_choices
 
 __all__ = ["GEOMETRY3K_SPLITS", "Geometry3KError", "convert_geometry3k", "load_geometry3k", "make_geometry3k"]
@@ -160,8 +163,6 @@ def _read_intergps(folder: Path):
 
 def _read_file(path: Path, on_bad_row: str):
     """(where, raw row) of a converted file, read by :func:`apmpo.data.load_examples` (rows in file order)."""
-    from apmpo.data.loaders import load_examples
-
     if path.suffix.lower() not in (".parquet", ".jsonl", ".json"):
         raise Geometry3KError(f"{path}: unsupported file type {path.suffix!r}; use .parquet, .jsonl or .json")
     for index, row in enumerate(load_examples(path, answer_marker=None, on_bad_row=on_bad_row), start=1):
@@ -204,8 +205,6 @@ def load_geometry3k(
         check_images: open every image now (relative file paths resolve against the
             file's folder).
     """
-    from .images import check_image, resolve_image
-
     if answer not in _ANSWER_MODES:
         raise ValueError(f"answer must be one of {_ANSWER_MODES}, got {answer!r}")
     if on_bad_row not in ("error", "skip"):
@@ -301,7 +300,5 @@ def convert_geometry3k(
                 ref = str(target.resolve())
             refs.append(ref)
         lines.append(json.dumps({**example, "images": refs}, ensure_ascii=False))
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, "\n".join(lines) + "\n")
     return len(lines)

@@ -73,6 +73,7 @@ def _is_drawable(value: Any) -> bool:
 
 def _is_pil(value: Any) -> bool:
     try:
+        # optional (Pillow): images only
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow comes with matplotlib and transformers' vision extra
         return False
@@ -140,6 +141,7 @@ def open_image(ref: Any) -> Any:
     Raises :class:`ImageError` naming the file (or the bytes) for a missing or
     undecodable image.
     """
+    # optional (Pillow): images only
     from PIL import Image, UnidentifiedImageError
 
     if _is_drawable(ref):

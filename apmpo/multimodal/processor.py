@@ -35,6 +35,7 @@ __all__ = [
     "TINY_VLM_CHAT_TEMPLATE",
     "TINY_VLM_DEFAULTS",
     "image_only_processor",
+    "is_processor",
     "is_vision_language_config",
     "load_vision_model",
     "parse_tiny_vlm_spec",
@@ -105,7 +106,13 @@ def image_only_processor(
     return variant(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
 
 
+def is_processor(obj: Any) -> bool:
+    """True for a multimodal processor (it has an image processor and a text tokenizer)."""
+    return getattr(obj, "image_processor", None) is not None and getattr(obj, "tokenizer", None) is not None
+
+
 def _processor_class_for(model_type: str) -> type | None:
+    # heavy (transformers): imported on first use
     import transformers
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
@@ -115,6 +122,7 @@ def _processor_class_for(model_type: str) -> type | None:
 
 def is_vision_language_config(config: Any) -> bool:
     """True for a config whose model takes images (registered for image-text-to-text, not causal LM)."""
+    # heavy (transformers): imported on first use
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
@@ -128,6 +136,7 @@ def is_vision_language_config(config: Any) -> bool:
 
 def _load_processor(directory: str | os.PathLike, model_type: str, processor_kwargs: dict[str, Any], **hub: Any) -> Any:
     """AutoProcessor, or (without torchvision) the image-only variant assembled from the directory."""
+    # heavy (transformers): imported on first use
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
     from transformers.utils import is_torchvision_available
 
@@ -167,6 +176,7 @@ def load_vision_model(
     ``processor_kwargs`` go to the image processor (Qwen2-VL: ``min_pixels`` and
     ``max_pixels``, the image resolution budget).
     """
+    # heavy (transformers): imported on first use
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     hub = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
@@ -180,6 +190,7 @@ def load_vision_model(
 
 
 def _tiny_tokenizer() -> Any:
+    # heavy (transformers' tokenizers): imported on first use
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
@@ -206,6 +217,7 @@ def tiny_vlm_processor(
     arch: str = "qwen2_vl",
 ) -> Any:
     """The tiny VLM's processor: Qwen2-VL's image processor, a character tokenizer, the ChatML template."""
+    # heavy (transformers): imported on first use
     import transformers
 
     if arch not in _ARCHES:
@@ -219,6 +231,7 @@ def tiny_vlm_processor(
 
 
 def _tiny_config(tokenizer: Any, settings: dict[str, Any]) -> Any:
+    # heavy (transformers): imported on first use
     import transformers
 
     arch = settings["arch"]
@@ -257,7 +270,7 @@ def _tiny_config(tokenizer: Any, settings: dict[str, Any]) -> Any:
     }
     if arch == "qwen2_vl":
         vision.update(embed_dim=settings["vision_hidden_size"], hidden_size=hidden, mlp_ratio=2)
-        config_class = transformers.Qwen2VLConfig
+        config_class: Any = transformers.Qwen2VLConfig
     else:
         vision.update(
             hidden_size=settings["vision_hidden_size"],
@@ -284,6 +297,7 @@ def tiny_vlm(seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     ``overrides`` replace :data:`TINY_VLM_DEFAULTS` (unknown names are an error). Same
     seed and overrides, same weights; the global torch RNG is left untouched.
     """
+    # heavy (transformers): imported on first use
     import transformers
 
     unknown = sorted(set(overrides) - set(TINY_VLM_DEFAULTS))

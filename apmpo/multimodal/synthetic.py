@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apmpo.data.tasks import draw_problems
+from apmpo.io import atomic_write_bytes
+
 __all__ = [
     "CHOICE_LETTERS",
     "DEFAULT_INSTRUCTION",
@@ -70,6 +73,7 @@ class GeometryFigure:
 
     def load_image(self) -> Any:
         """The diagram as an RGB PIL image (what :func:`apmpo.multimodal.images.open_image` calls)."""
+        # optional (Pillow): images only
         from PIL import Image
 
         with Image.open(io.BytesIO(self.png_bytes())) as image:
@@ -123,9 +127,9 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
             base = (180 - apex) / 2
             pts = _rotate(_triangle(base, base), rot)
             angles = ("x\u00b0", "", f"{apex}\u00b0")
-            for p, q in ((pts[0], pts[2]), (pts[1], pts[2])):  # tick marks on the equal sides
-                m = _toward(p, q, 0.5)
-                d = (q[1] - p[1], -(q[0] - p[0]))
+            for start, stop in ((pts[0], pts[2]), (pts[1], pts[2])):  # tick marks on the equal sides
+                m = _toward(start, stop, 0.5)
+                d = (stop[1] - start[1], -(stop[0] - start[0]))
                 n = math.hypot(*d) or 1.0
                 ax.plot(
                     [m[0] - d[0] / n * 0.03, m[0] + d[0] / n * 0.03],
@@ -134,10 +138,10 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
                     linewidth=1.5,
                 )
         polygon(pts)
-        centre = (sum(p[0] for p in pts) / 3, sum(p[1] for p in pts) / 3)
-        for p, text in zip(pts, angles):
+        centre = (sum(pt[0] for pt in pts) / 3, sum(pt[1] for pt in pts) / 3)
+        for corner, text in zip(pts, angles):
             if text:
-                ax.text(*_toward(p, centre, 0.32), text, **(label if text.startswith("x") else given))
+                ax.text(*_toward(corner, centre, 0.32), text, **(label if text.startswith("x") else given))
     elif kind == "supplementary_angle":
         (a,) = v
         line = _rotate([(-1.0, 0.0), (1.0, 0.0)], rot)
@@ -171,6 +175,7 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
         ax.text(*_outside(pts[3], pts[0], centre, 0.1), str(h), **given)
     elif kind == "circle_diameter":
         (r,) = v
+        # heavy (matplotlib): imported only to draw
         from matplotlib.patches import Circle
 
         ax.add_patch(Circle((0.0, 0.0), 1.0, fill=False, color="black", linewidth=1.8))
@@ -184,6 +189,7 @@ def _draw(figure: GeometryFigure, ax: Any) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _render_png(figure: GeometryFigure) -> bytes:
+    # heavy (matplotlib): imported only to draw
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -284,28 +290,21 @@ def make_geometry(
         unique: distinct problems (default: True for eval, False for train).
         instruction: the answer-format sentence after the choices.
     """
-    from apmpo.data.tasks import _check_common, problem_split
-
-    _check_common(split, n, seed, eval_fraction)
     chosen = tuple(k.strip() for k in kinds.split(",")) if isinstance(kinds, str) else tuple(kinds)
     bad = [k for k in chosen if k not in GEOMETRY_KINDS]
     if not chosen or bad:
         raise ValueError(f"kinds: unknown {', '.join(bad) or '(none given)'}; known: {', '.join(GEOMETRY_KINDS)}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 56:
         raise ValueError(f"image_size must be an integer >= 56 (pixels), got {image_size!r}")
-    unique = split == "eval" if unique is None else unique
-    rng = random.Random(f"apmpo|geometry|{split}|{seed}")
-    examples: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    max_draws = 200 * n + 20_000
-    for _ in range(max_draws):
+
+    def draw(rng: random.Random) -> tuple[str, tuple]:
         kind = rng.choice(chosen)
         values, question, answer, wrong = _draw_problem(kind, rng)
-        key = f"{kind}|{','.join(map(str, values))}"
         rotation = rng.uniform(0.0, 360.0) if rotate else 0.0
-        if problem_split(key, eval_fraction) != split or (unique and key in seen):
-            continue
-        seen.add(key)
+        return f"{kind}|{','.join(map(str, values))}", (kind, values, question, answer, wrong, rotation)
+
+    def build(problem: tuple, rng: random.Random) -> dict[str, Any]:
+        kind, values, question, answer, wrong, rotation = problem
         distractors = list(dict.fromkeys(w for w in wrong if w > 0 and w != answer))
         while len(distractors) < 3:
             distractors.append(answer + 3 * (len(distractors) + 1))
@@ -316,22 +315,26 @@ def make_geometry(
         prompt = f"{question}\n{format_choices(choices)}"
         if instruction:
             prompt += f"\n{instruction}"
-        examples.append(
-            {
-                "prompt": prompt,
-                "answer": letter,
-                "answer_value": str(answer),
-                "choices": choices,
-                "images": [GeometryFigure(kind, values, round(rotation, 1), image_size)],
-                "kind": kind,
-                "task": "geometry",
-            }
-        )
-        if len(examples) == n:
-            return examples
-    raise ValueError(
-        f"geometry: found only {len(examples)} distinct {split} problems after {max_draws} draws "
-        f"(asked for {n}); ask for fewer, allow more kinds, or pass unique=False"
+        return {
+            "prompt": prompt,
+            "answer": letter,
+            "answer_value": str(answer),
+            "choices": choices,
+            "images": [GeometryFigure(kind, values, round(rotation, 1), image_size)],
+            "kind": kind,
+            "task": "geometry",
+        }
+
+    return draw_problems(
+        "geometry",
+        split,
+        n,
+        seed,
+        draw,
+        build,
+        eval_fraction=eval_fraction,
+        unique=unique,
+        advice="ask for fewer, allow more kinds, or pass unique=False",
     )
 
 
@@ -348,7 +351,7 @@ def write_geometry_dataset(out_dir: str | os.PathLike, split: str, n: int, seed:
     lines = []
     for index, example in enumerate(make_geometry(split, n, seed, **options)):
         name = f"images/{split}-{index:05d}.png"
-        _atomic_write(out / name, example["images"][0].png_bytes())
+        atomic_write_bytes(out / name, example["images"][0].png_bytes())
         lines.append(
             json.dumps(
                 {
@@ -363,15 +366,5 @@ def write_geometry_dataset(out_dir: str | os.PathLike, split: str, n: int, seed:
             )
         )
     path = out / f"{split}.jsonl"
-    _atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -22,9 +22,7 @@ the calling process.
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import RewardFunction, RewardResult, completion_text, completion_texts
+from .base import NO_SCORE, RewardFunction, RewardResult, completion_text, completion_texts, score_value
 from .compose import combine
 from .exact import ExactOptions, exact_match, parse_choice, parse_number
 from .extract import (
@@ -36,12 +34,21 @@ from .extract import (
     extract_gsm8k,
     extract_last_number,
 )
-from .formatting import FORMATS, FormatOptions, OverlongOptions, format_reward, overlong_penalty, soft_overlong
+from .formatting import (
+    FORMATS,
+    FormatOptions,
+    OverlongOptions,
+    format_reward,
+    overlong_penalty,
+    soft_overlong,
+)
 from .math_reward import MathOptions, gold_answer_text, math_accuracy
 from .pool import WorkerStartError, default_workers, shutdown_pools
+from .registry import REWARDS, get_reward
 from .sql import SqlOptions, extract_sql, sql_execution
 
 __all__ = [
+    "NO_SCORE",
     "EXTRACTORS",
     "FORMATS",
     "REWARDS",
@@ -72,27 +79,8 @@ __all__ = [
     "overlong_penalty",
     "parse_choice",
     "parse_number",
+    "score_value",
     "shutdown_pools",
     "soft_overlong",
     "sql_execution",
 ]
-
-REWARDS: dict[str, RewardFunction] = {
-    "math": math_accuracy,
-    "exact": exact_match,
-    "format": format_reward,
-    "sql": sql_execution,
-    "overlong": overlong_penalty,
-}
-"""Rewards by the names configs use."""
-
-
-def get_reward(name: str, **options: Any) -> RewardFunction:
-    """The reward registered as ``name`` in :data:`REWARDS`, configured with ``options``.
-
-    >>> get_reward("math", timeout_s=2.0).options.timeout_s
-    2.0
-    """
-    if name not in REWARDS:
-        raise KeyError(f"unknown reward {name!r}; known rewards: {sorted(REWARDS)}")
-    return REWARDS[name].configure(**options) if options else REWARDS[name]

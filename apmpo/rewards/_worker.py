@@ -33,6 +33,8 @@ HANDLERS = {
 def _load(filename: str):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
     spec = importlib.util.spec_from_file_location(f"apmpo_reward_worker_{filename[:-3]}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the reward worker module {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -40,6 +42,7 @@ def _load(filename: str):
 
 
 def _limit_resources(memory_mb: int) -> None:
+    # POSIX only (resource): in the worker process
     import resource
 
     if memory_mb > 0:

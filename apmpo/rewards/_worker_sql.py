@@ -32,7 +32,7 @@ _STRINGS_AND_COMMENTS = re.compile(
     r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL
 )
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
-_GOLD_CACHE: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_GOLD_CACHE: collections.OrderedDict[tuple, list[tuple]] = collections.OrderedDict()
 _GOLD_CACHE_ENTRIES = 256
 _GOLD_CACHE_MAX_BYTES = 1 << 20  # only small gold results are cached
 
@@ -63,8 +63,8 @@ def _connect(db_path: str, timeout_s: float, max_bytes: int, immutable: bool) ->
     connection.execute("PRAGMA trusted_schema = OFF")
     connection.execute("PRAGMA temp_store = MEMORY")
     if hasattr(connection, "setlimit"):
-        connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1000, max_bytes))
+        connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # type: ignore[attr-defined]  # Python >= 3.11
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1000, max_bytes))  # type: ignore[attr-defined]
     connection.set_authorizer(_authorizer)
     return connection
 

@@ -18,24 +18,41 @@ Every reward in :mod:`apmpo.rewards` is a :class:`RewardFunction`:
   there an unknown name is taken for a dataset column and ignored, as TRL requires.
 * ``fn.__name__`` -- the name TRL logs the reward under.
 
-A score of ``None`` means "this reward does not apply to this item" (e.g. its gold
-answer is missing); TRL turns it into NaN and ignores it when summing rewards.
+A score of ``None`` means "this reward has no score for this item" (e.g. its gold
+answer is missing). It has one meaning everywhere in apmpo, TRL's: wherever a number is
+needed it stands for 0 (:func:`score_value`, the one place the conversion happens). A
+weighted sum adds nothing for it (TRL's ``nansum``), so an item no reward applies to has
+total reward 0 and takes part in the advantages and the batch reward statistics like
+any other; a mean over items (a logged per-function reward, the accuracy, Pass@k)
+counts it as 0, i.e. not correct. Only :func:`combine` keeps the distinction: its score
+is None when none of its parts applies, so that a sum over it adds nothing either.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
+    "NO_SCORE",
     "RewardFunction",
     "RewardResult",
     "column",
     "completion_text",
     "completion_texts",
+    "score_value",
     "short",
 ]
+
+NO_SCORE = 0.0
+"""The number a ``None`` score stands for (see the module docstring)."""
+
+
+def score_value(score: float | None) -> float:
+    """The number a reward score stands for in any arithmetic: ``None`` (no score) is :data:`NO_SCORE`."""
+    return NO_SCORE if score is None else float(score)
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ class RewardResult:
     score: float | None
     reason: str
     answer: str | None = None
-    components: Mapping[str, "RewardResult"] = field(default_factory=dict)
+    components: Mapping[str, RewardResult] = field(default_factory=dict)
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -170,7 +187,7 @@ class RewardFunction:
         return kwargs
 
     def _options_for_call(self, kwargs: Mapping[str, Any]) -> Any:
-        if not dataclasses.is_dataclass(self.options):
+        if not dataclasses.is_dataclass(self.options) or isinstance(self.options, type):
             return self.options
         names = {f.name for f in dataclasses.fields(self.options)}
         overrides = {k: v for k, v in kwargs.items() if k in names}
@@ -189,7 +206,7 @@ class RewardFunction:
     def __call__(self, completions: Any, *columns: Any, **kwargs: Any) -> list[float | None]:
         return [r.score for r in self.score_items(completions, *columns, **kwargs)]
 
-    def configure(self, name: str | None = None, **options: Any) -> "RewardFunction":
+    def configure(self, name: str | None = None, **options: Any) -> RewardFunction:
         """A copy with ``options`` changed (and ``__name__`` set to ``name`` if given)."""
         if options:
             if not dataclasses.is_dataclass(self.options):
@@ -198,7 +215,7 @@ class RewardFunction:
             unknown = sorted(set(options) - set(names))
             if unknown:
                 raise TypeError(f"{self.__name__}: unknown option(s) {unknown}; known options: {names}")
-            new_options = dataclasses.replace(self.options, **options)
+            new_options = dataclasses.replace(self.options, **options)  # type: ignore[type-var]  # a dataclass instance
         else:
             new_options = self.options
         return type(self)(name or self.__name__, self._scorer, new_options, self.columns, self.__doc__)

@@ -13,9 +13,11 @@ a trainer can log every part. A part may be a :class:`RewardFunction`, a name fr
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult
+from .registry import REWARDS
 
 __all__ = ["combine"]
 
@@ -74,7 +76,7 @@ def combine(
     ``registry`` resolves string names; it defaults to :data:`apmpo.rewards.REWARDS`.
     """
     if registry is None:
-        from . import REWARDS as registry  # the registry includes this module's users
+        registry = REWARDS
     if not terms:
         raise ValueError("combine: needs at least one reward")
     parts = [_parse_term(term, registry, f"combine: term {k}") for k, term in enumerate(terms)]

@@ -25,12 +25,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult, column, short
-from .extract import DEFAULT_WINDOW, _check_extractors, extract_answer_with_source, extract_last_number
+from .extract import (
+    DEFAULT_WINDOW,
+    _check_extractors,
+    extract_answer_with_source,
+    extract_last_number,
+)
 
 __all__ = ["ExactOptions", "exact_match", "parse_choice", "parse_number"]
 
@@ -239,7 +245,8 @@ def _score_one(text: str, gold: Any, options: ExactOptions, where: str) -> Rewar
                 value = parse_number(pred, options.strip_commas)
         if value is None:
             return RewardResult(0.0, f"answer {short(pred)} is not a number ({source})", answer=pred)
-        ok = _numbers_match(value, _is_integral(pred, value), *gold_value, options)
+        gold_number, gold_integral = gold_value
+        ok = _numbers_match(value, _is_integral(pred, value), gold_number, gold_integral, options)
         return RewardResult(
             float(ok), f"{'correct' if ok else 'wrong'}: {short(pred)} vs gold {short(gold)} ({source})", answer=pred
         )

@@ -19,10 +19,12 @@ are written. Extractors, in the default order of :func:`extract_answer`:
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = [
+    "value_text",
     "DEFAULT_WINDOW",
     "EXTRACTORS",
     "extract_answer",
@@ -88,6 +90,27 @@ def extract_boxed(text: str, window: int = DEFAULT_WINDOW) -> str | None:
             if stop > start:
                 return text[start:stop]
     return None
+
+
+def value_text(value: object) -> str:
+    """A stored answer value as text, the one conversion for reference answers everywhere.
+
+    Strings are stripped; integers are written as they are; floats without a spurious
+    fraction (``70.0`` -> ``"70"``), else in their shortest round-tripping form
+    (``0.1`` -> ``"0.1"``). Raises TypeError for a boolean or anything that is neither a
+    number nor a string, ValueError for a non-finite number.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"a boolean ({value!r}) is not an answer")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"the number {value!r} is not finite")
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise TypeError(f"a value of type {type(value).__name__} ({value!r:.60}) is not an answer")
 
 
 def strip_answer(answer: str) -> str:

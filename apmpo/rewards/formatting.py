@@ -33,8 +33,9 @@ which the APMPO statistics must be told about -- see the spec's reward-range rul
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult, column
 from .extract import DEFAULT_WINDOW, extract_boxed

@@ -28,13 +28,20 @@ string holding a worked solution is reduced to its last ``\boxed{}`` or its
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult, column, short
-from .extract import DEFAULT_WINDOW, _check_extractors, extract_answer_with_source, extract_boxed, extract_gsm8k
+from .extract import (
+    DEFAULT_WINDOW,
+    _check_extractors,
+    extract_answer_with_source,
+    extract_boxed,
+    extract_gsm8k,
+    value_text,
+)
 from .pool import default_workers, get_pool
 
 __all__ = ["MathOptions", "gold_answer_text", "math_accuracy"]
@@ -96,30 +103,26 @@ class MathOptions:
 def gold_answer_text(value: Any, where: str = "answer") -> str | None:
     r"""The gold answer as a string: numbers formatted, worked solutions reduced to their answer.
 
-    None stays None (no gold). ``70.0`` -> ``"70"``. A string containing ``\boxed{}``
-    gives the last box's content; one containing ``####`` gives what follows it.
+    None stays None (no gold). ``70.0`` -> ``"70"`` (:func:`apmpo.rewards.extract.value_text`).
+    A string containing ``\boxed{}`` gives the last box's content; one containing ``####``
+    gives what follows it.
     """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise TypeError(f"{where}: expected a string or a number, got a bool ({value!r})")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: gold answer must be finite, got {value!r}")
-        return str(int(value)) if value.is_integer() else repr(value)
-    if not isinstance(value, str):
-        raise TypeError(f"{where}: expected a string or a number, got {type(value).__name__}")
-    if "\\boxed" in value or "\\fbox" in value:
+    if isinstance(value, str) and ("\\boxed" in value or "\\fbox" in value):
         boxed = extract_boxed(value, window=len(value))
         if boxed is not None:
             return boxed
-    if "####" in value:
+    if isinstance(value, str) and "####" in value:
         marked = extract_gsm8k(value, window=len(value))
         if marked:
             return marked
-    return value.strip()
+    try:
+        return value_text(value)
+    except TypeError:
+        raise TypeError(f"{where}: expected a string or a number, got {type(value).__name__}") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _fast_verdict(gold: str, pred: str) -> RewardResult | None:

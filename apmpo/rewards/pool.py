@@ -42,8 +42,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import IO, Any
 
 __all__ = [
     "Outcome",
@@ -66,6 +67,13 @@ _MAX_START_FAILURES = 3
 def default_workers() -> int:
     """Default worker count: ``min(2, os.cpu_count())``."""
     return max(1, min(2, os.cpu_count() or 1))
+
+
+def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
+    """A pipe of a worker started with ``subprocess.PIPE`` (always there)."""
+    if stream is None:
+        raise WorkerStartError("the reward worker was started without a pipe")
+    return stream
 
 
 class WorkerStartError(RuntimeError):
@@ -107,9 +115,10 @@ class _Worker:
             )
         except OSError as exc:
             raise WorkerStartError(f"cannot start reward worker {cmd}: {exc}") from exc
-        self.fd = self.proc.stdout.fileno()
+        self.stdin, self.stdout, self.stderr = _pipe(self.proc.stdin), _pipe(self.proc.stdout), _pipe(self.proc.stderr)
+        self.fd = self.stdout.fileno()
         os.set_blocking(self.fd, False)
-        os.set_blocking(self.proc.stderr.fileno(), False)
+        os.set_blocking(self.stderr.fileno(), False)
         self.buffer = bytearray()
         self.ready = False
         self.start_deadline = time.monotonic() + startup_timeout_s
@@ -120,8 +129,8 @@ class _Worker:
         line = json.dumps({"id": task_id, "args": list(args)}).encode() + b"\n"
         self.task = task_id
         self.deadline = time.monotonic() + timeout_s
-        self.proc.stdin.write(line)
-        self.proc.stdin.flush()
+        self.stdin.write(line)
+        self.stdin.flush()
 
     def read_lines(self) -> tuple[list[bytes], bool]:
         """Lines available now, and whether the worker closed its output (died)."""
@@ -151,7 +160,7 @@ class _Worker:
 
     def startup_stderr(self) -> str:
         try:
-            data = os.read(self.proc.stderr.fileno(), 65536)
+            data = os.read(self.stderr.fileno(), 65536)
         except OSError:
             data = b""
         return data.decode(errors="replace").strip()[-2000:]
@@ -174,7 +183,7 @@ class _Worker:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not delivered
             pass
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for stream in (self.stdin, self.stdout, self.stderr):
             try:
                 stream.close()
             except OSError:
@@ -183,7 +192,7 @@ class _Worker:
     def close(self) -> None:
         """Ask the worker to exit (EOF on its stdin), then make sure it is gone."""
         try:
-            self.proc.stdin.close()
+            self.stdin.close()
         except OSError:
             pass
         try:
@@ -327,7 +336,7 @@ class WorkerPool:
             return
         if message.get("ready"):
             worker.ready = True
-            worker.proc.stderr.close()
+            worker.stderr.close()
             return
         task = message.get("id")
         if task is None or task != worker.task:

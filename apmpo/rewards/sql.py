@@ -29,8 +29,9 @@ graded) or ``"raise"``. A missing or non-SQLite database file always raises.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .base import RewardFunction, RewardResult, column, short
 from .pool import default_workers, get_pool

@@ -1,7 +1,7 @@
 """A single-machine RLVR trainer for Hugging Face causal LMs, with every objective of ``apmpo.LOSSES``.
 
 - :mod:`~apmpo.trainer.config`: the configuration tree (YAML + overrides + validation);
-- :mod:`~apmpo.trainer.rollout`: batched sampling with ``generate``;
+- :mod:`~apmpo.sampling.rollout`: batched sampling with ``generate``;
 - :mod:`~apmpo.trainer.logprobs`: chunked completion log-probs (no full-vocabulary logits);
 - :mod:`~apmpo.trainer.loop`: the training loop, readable top to bottom;
 - :mod:`~apmpo.trainer.checkpoint`: atomic, resumable checkpoints;
@@ -37,7 +37,6 @@ from .config import (
 )
 from .logprobs import TokenLogProbs, completion_log_probs
 from .loop import TrainResult, train
-from .rollout import PromptBatch, Rollout, encode_prompts, generate_rollouts
 
 __all__ = [
     "AlgorithmConfig",
@@ -48,9 +47,7 @@ __all__ = [
     "LoggingConfig",
     "ModelConfig",
     "OptimConfig",
-    "PromptBatch",
     "RewardConfig",
-    "Rollout",
     "RolloutConfig",
     "TokenLogProbs",
     "TrainConfig",
@@ -58,8 +55,6 @@ __all__ = [
     "apply_overrides",
     "completion_log_probs",
     "dump_config_yaml",
-    "encode_prompts",
-    "generate_rollouts",
     "latest_checkpoint",
     "load_checkpoint",
     "load_config",

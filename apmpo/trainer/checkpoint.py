@@ -13,10 +13,10 @@ A checkpoint is a directory ``<run>/checkpoints/step-NNNNNN`` holding
 
 The directory is assembled under a temporary name (``.step-NNNNNN.tmp-<pid>``), every
 file in it is fsynced, and it is renamed into place (then the parent directory is
-fsynced), so a crash mid-write leaves only a temporary directory that
-``latest_checkpoint`` never considers (it also requires the ``COMPLETE`` marker) and
-the next save removes. After a successful save only the newest ``keep_last``
-checkpoints are kept.
+fsynced) by :func:`apmpo.io.atomic_directory`, so a crash mid-write leaves only a
+temporary directory that ``latest_checkpoint`` never considers (it also requires the
+``COMPLETE`` marker) and the next save removes. After a successful save only the newest
+``keep_last`` checkpoints are kept.
 
 A save that fails -- a full disk or an I/O error in any file, the fsyncs or the rename
 (there is no separate "latest" pointer: the newest complete directory is the latest) --
@@ -35,16 +35,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from apmpo.io import storage_failure
-
-from .logprobs import unwrap_model
+from apmpo.io import atomic_directory
+from apmpo.models.forward import unwrap_model
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -68,7 +66,7 @@ _TMP = re.compile(r"^\.step-\d{6,}\.tmp-")
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop draws from, in a form ``torch.load(weights_only=True)`` accepts."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=True)
+    np_state: Any = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [
@@ -122,6 +120,7 @@ def _is_peft(model: Any) -> bool:
 @contextlib.contextmanager
 def _quiet_transformers():
     """No "Writing model shards" progress bar in the middle of the training bar."""
+    # heavy (transformers): imported on first use
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
@@ -131,25 +130,6 @@ def _quiet_transformers():
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (IsADirectoryError, PermissionError):  # platforms that cannot open a directory: nothing to flush
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file under ``directory``, then the directory entries themselves, to the disk."""
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            _fsync(path)
-    _fsync(directory)
 
 
 def checkpoint_bytes(previous: Path | None, model: Any, optimizer: torch.optim.Optimizer | None) -> int:
@@ -187,8 +167,18 @@ def save_checkpoint(
             shutil.rmtree(child, ignore_errors=True)
     final = root / f"step-{step:06d}"
     previous = latest_checkpoint(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.tmp-", dir=root))
-    try:
+    kept = (
+        f"The previous checkpoint {previous} is intact: free some space and resume from it with --resume"
+        if previous is not None
+        else "There is no earlier checkpoint"
+    )
+    with atomic_directory(
+        final,
+        tmp_prefix=f".step-{step:06d}.tmp-",
+        what="writing the checkpoint",
+        needed=lambda: checkpoint_bytes(previous, model, optimizer),
+        after=kept,
+    ) as tmp:
         with _quiet_transformers():
             if _is_peft(model):
                 model.save_pretrained(tmp, safe_serialization=True)
@@ -203,39 +193,13 @@ def save_checkpoint(
             torch.save(blob, tmp / "trainer_state.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=1), encoding="utf-8")
         (tmp / COMPLETE_MARKER).write_text(f"step {step}\n", encoding="utf-8")
-        _fsync_tree(tmp)
-        if final.exists():  # re-saving a step (after a resume): swap atomically-enough
-            trash = root / f".step-{step:06d}.tmp-old-{os.getpid()}"
-            os.rename(final, trash)
-            try:
-                os.rename(tmp, final)
-            except BaseException:
-                os.rename(trash, final)
-                raise
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
-        _fsync(root)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, Exception):
-            kept = (
-                f"The previous checkpoint {previous} is intact: free some space and resume from it with --resume"
-                if previous is not None
-                else "There is no earlier checkpoint"
-            )
-            failure = storage_failure(
-                exc, final, checkpoint_bytes(previous, model, optimizer), what="writing the checkpoint", after=kept
-            )
-            if failure is not None:
-                raise failure from exc
-        raise
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def _read_safetensors(directory: Path, prefix: str) -> dict[str, torch.Tensor]:
+    # heavy (safetensors, with transformers): imported on first use
     from safetensors.torch import load_file
 
     files = sorted(directory.glob(f"{prefix}*.safetensors"))
@@ -254,6 +218,7 @@ def load_model_weights(model: Any, directory: str | os.PathLike) -> None:
     """
     directory = Path(directory)
     if _is_peft(model):
+        # optional (peft): LoRA only
         from peft import set_peft_model_state_dict
 
         result = set_peft_model_state_dict(model, _read_safetensors(directory, "adapter_model"))

@@ -25,6 +25,8 @@ from .config import (
     packaged_config_names,
     validate_config,
 )
+from .demo import run_demo
+from .loop import train
 
 __all__ = ["register", "resolve_config_path"]
 
@@ -47,14 +49,14 @@ def _load(config: str | None, overrides: list[str]) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .loop import train
-
     config = _load(args.config, args.overrides)
     try:
         with StopRequest().installed() as stop:
             result = train(config, resume=args.resume if args.resume is not None else False, stop=stop)
     except Preempted as exc:
-        again = shlex.join(["apmpo", "train", args.config, *args.overrides, "--resume", str(exc.run_dir)])
+        again = shlex.join(
+            ["apmpo", "train", *([args.config] if args.config else []), *args.overrides, "--resume", str(exc.run_dir)]
+        )
         print(f"apmpo: {exc}; resume with: {again}", file=sys.stderr)
         return EXIT_PREEMPTED
     print(_result_text(result))
@@ -73,8 +75,6 @@ def _result_text(result) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     run_demo(args.overrides, output_dir=args.output_dir, steps=args.steps, run_name=args.run_name)
     return 0
 

@@ -15,6 +15,7 @@ import sys
 import time
 
 from .config import load_config, packaged_config
+from .loop import train
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
@@ -29,8 +30,6 @@ def run_demo(
     run_name: str | None = None,
 ):
     """Run the demo; returns the ``TrainResult``. Prints progress and the before/after accuracy."""
-    from .loop import train
-
     extra = list(overrides or [])
     if output_dir is not None:
         extra.append(f"logging.output_dir={output_dir}")

@@ -1,14 +1,15 @@
 """The non-finite guard: a NaN or infinite loss or gradient never reaches the weights.
 
-The trainer hands every optimizer update to :meth:`UpdateGuard.step` with the update's
-loss (the sum over its micro-batches). The guard computes the global gradient norm --
-the number clipping needs anyway, so the check adds one host read of a scalar the loop
-already logged: ``torch.nn.utils.get_total_norm`` and ``clip_grads_with_norm_`` are the
-two halves of ``clip_grad_norm_``, split so that the gradients are still unscaled when
-the check fails (then it can name the parameter at fault) -- and then
+:func:`apmpo.trainer.step.optimizer_step`, the one place where a gradient is applied,
+measures the global gradient norm with :func:`gradient_norm` -- the number clipping
+needs anyway, so the check adds one host read of a scalar the loop already logged:
+``torch.nn.utils.get_total_norm`` and ``clip_grads_with_norm_`` are the two halves of
+``clip_grad_norm_``, split so that the gradients are still unscaled when the check fails
+(then it can name the parameter at fault) -- and asks :meth:`UpdateGuard.admits`:
 
-- loss and norm finite: clip (``optim.max_grad_norm``), ``optimizer.step()``,
-  ``scheduler.step()``, zero the gradients: exactly the update of the plain loop;
+- loss and norm finite: clip (``optim.max_grad_norm``, :func:`clip_to_norm`),
+  ``optimizer.step()``, ``scheduler.step()``, zero the gradients: exactly the update of
+  the plain loop;
 - otherwise the update is **skipped**: the gradients are dropped and
   ``optimizer.step()`` is not called, so the parameters and the optimizer state
   (AdamW's moments and its per-parameter ``step`` counter, which sets the bias
@@ -27,8 +28,8 @@ which parameter) to the step's metrics. After ``optim.max_nonfinite_steps`` cons
 steps with a skipped update, :meth:`UpdateGuard.check` stops the run with
 :class:`NonFiniteError`, naming the step, the likely causes (learning rate, rewards,
 precision) and the last good checkpoint. The count of consecutive bad steps is part of
-the checkpoint (:meth:`state` / :meth:`load_state`), so a resumed run stops where the
-uninterrupted one would.
+the checkpoint (:meth:`UpdateGuard.state` / :meth:`UpdateGuard.load_state`), so a
+resumed run stops where the uninterrupted one would.
 
 Finite but enormous updates (a learning rate like 1e30) give finite weights whose
 forward pass overflows: sampling then meets a next-token distribution that is not
@@ -49,8 +50,9 @@ from typing import Any
 import torch
 
 from .checkpoint import latest_checkpoint
+from .config import TrainConfig
 
-__all__ = ["NonFiniteError", "UpdateGuard", "advance_schedule"]
+__all__ = ["NonFiniteError", "UpdateGuard", "advance_schedule", "clip_to_norm", "gradient_norm"]
 
 _SPLIT_CLIP = hasattr(torch.nn.utils, "get_total_norm")
 """torch >= 2.6: measure the norm, then scale; older torch only has clip_grad_norm_ (it scales as it measures,
@@ -72,46 +74,54 @@ def advance_schedule(scheduler: Any, count: int = 1) -> None:
             scheduler.step()
 
 
+def gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """The global L2 norm of the parameters' gradients, NaN or inf included (0-d tensor).
+
+    On torch < 2.6 this is ``clip_grad_norm_``, which also clips (to ``max_norm``; 0: no clipping).
+    """
+    if not _SPLIT_CLIP:
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm or math.inf, error_if_nonfinite=False)
+    return torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None], error_if_nonfinite=False)
+
+
+def clip_to_norm(parameters: list[torch.nn.Parameter], max_norm: float, norm: torch.Tensor) -> None:
+    """Scale the gradients so that their global norm (``norm``, from :func:`gradient_norm`) is at most ``max_norm``."""
+    if max_norm > 0 and _SPLIT_CLIP:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+
+
 def _describe(tensor: torch.Tensor) -> str:
     return "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
 
 
 class UpdateGuard:
-    """Clips, checks and applies (or skips) each optimizer update of a run; see the module docstring.
+    """Decides whether each optimizer update may be applied and keeps count of skipped ones; see the module docstring.
 
     Args:
-        named_parameters: the trainable parameters with their names.
-        optimizer: the run's optimizer.
-        scheduler: its LR scheduler.
-        max_grad_norm: clip the global gradient norm to this; 0 disables clipping.
+        named_parameters: the trainable parameters with their names (to name one whose gradient is not finite).
         max_bad_steps: stop after this many consecutive steps with a skipped update.
+        run_dir: the run directory (its last checkpoint is named when the run stops).
         hint: the likely causes to name when the run stops (see :meth:`for_config`).
     """
 
     def __init__(
         self,
         named_parameters: list[tuple[str, torch.nn.Parameter]],
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
         *,
-        max_grad_norm: float,
         max_bad_steps: int,
+        run_dir: str | Path,
         hint: str = "",
     ):
         self.named_parameters = named_parameters
-        self.parameters = [p for _, p in named_parameters]
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.max_grad_norm, self.max_bad_steps, self.hint = max_grad_norm, max_bad_steps, hint
+        self.max_bad_steps, self.run_dir, self.hint = max_bad_steps, Path(run_dir), hint
         self.streak = 0
         """Consecutive steps (up to the last finished one) with a skipped update."""
         self._skipped: list[str] = []  # reasons of the updates skipped in the current step
         self._last_reason: str | None = None
 
     @classmethod
-    def for_config(
-        cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, config: Any
-    ) -> UpdateGuard:
-        """The guard of a training run configured by ``config`` (a TrainConfig)."""
+    def for_config(cls, model: torch.nn.Module, config: TrainConfig, run_dir: str | Path) -> UpdateGuard:
+        """The guard of a training run configured by ``config``, writing to ``run_dir``."""
         op = config.optim
         precision = (
             f"low precision overflowing (model.dtype = {config.model.dtype}: try float32 or a lower lr)"
@@ -124,18 +134,7 @@ class UpdateGuard:
             f"algorithm.advantage_normalization = {config.algorithm.advantage_normalization}); or {precision}"
         )
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        return cls(
-            named, optimizer, scheduler, max_grad_norm=op.max_grad_norm, max_bad_steps=op.max_nonfinite_steps, hint=hint
-        )
-
-    def _norm(self) -> torch.Tensor:
-        if not _SPLIT_CLIP:
-            return torch.nn.utils.clip_grad_norm_(
-                self.parameters, self.max_grad_norm or math.inf, error_if_nonfinite=False
-            )
-        return torch.nn.utils.get_total_norm(
-            [p.grad for p in self.parameters if p.grad is not None], error_if_nonfinite=False
-        )
+        return cls(named, max_bad_steps=op.max_nonfinite_steps, run_dir=run_dir, hint=hint)
 
     def _reason(self, loss: float) -> str:
         if not math.isfinite(loss):
@@ -151,20 +150,12 @@ class UpdateGuard:
         more = f" (and {len(bad) - 1} more parameter{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
         return f"the gradient of {name} is {_describe(grad)}{more}"
 
-    def step(self, loss: float) -> float:
-        """Apply one optimizer update, or skip it if ``loss`` or the gradient norm is not finite; returns the norm."""
-        norm = self._norm()
-        value = float(norm)
-        if math.isfinite(loss) and math.isfinite(value):
-            if self.max_grad_norm > 0 and _SPLIT_CLIP:
-                torch.nn.utils.clip_grads_with_norm_(self.parameters, self.max_grad_norm, norm)
-            self.optimizer.step()
-            self.scheduler.step()
-        else:
-            self._skipped.append(self._reason(loss))
-            advance_schedule(self.scheduler)
-        self.optimizer.zero_grad(set_to_none=True)
-        return value
+    def admits(self, loss: float, norm: float) -> bool:
+        """Whether an update with this loss and gradient norm may be applied; if not, the skip is recorded."""
+        if math.isfinite(loss) and math.isfinite(norm):
+            return True
+        self._skipped.append(self._reason(loss))
+        return False
 
     def end_step(self, metrics: dict[str, Any]) -> None:
         """Add ``skipped_nonfinite`` (and ``nonfinite_reason``) to the step's metrics; update the streak."""
@@ -175,30 +166,26 @@ class UpdateGuard:
         self._last_reason = self._skipped[0] if self._skipped else None
         self._skipped = []
 
-    def _error(self, what: str, run_dir: str | Path) -> NonFiniteError:
-        checkpoint = latest_checkpoint(run_dir)
+    def _error(self, what: str) -> NonFiniteError:
+        checkpoint = latest_checkpoint(self.run_dir)
         where = (
-            (
-                f"The last good checkpoint is {checkpoint}: resume from it with --resume after changing the "
-                "setting at fault"
-            )
+            f"The last good checkpoint is {checkpoint}: resume from it with --resume after changing the setting at fault"
             if checkpoint
             else "No checkpoint was written yet (checkpoint.every = 0 saves only at the end)"
         )
         return NonFiniteError(f"{what}. Likely causes: {self.hint}. {where}.")
 
-    def check(self, step: int, run_dir: str | Path) -> None:
+    def check(self, step: int) -> None:
         """Raise :class:`NonFiniteError` once ``max_bad_steps`` consecutive steps had a skipped update."""
         if self.streak >= self.max_bad_steps:
             raise self._error(
                 f"step {step}: stopped after {self.streak} consecutive steps whose updates were skipped because a "
                 f"value was not finite (last: {self._last_reason}; optim.max_nonfinite_steps = {self.max_bad_steps}; "
-                "the weights are those of the last finite update)",
-                run_dir,
+                "the weights are those of the last finite update)"
             )
 
     @contextlib.contextmanager
-    def sampling(self, step: int, run_dir: str | Path) -> Iterator[None]:
+    def sampling(self, step: int) -> Iterator[None]:
         """Around a step's sampling: a next-token distribution that is not finite stops the run with a clear error."""
         try:
             yield
@@ -207,8 +194,7 @@ class UpdateGuard:
                 raise
             raise self._error(
                 f"step {step}: sampling failed because the model's next-token probabilities are not "
-                "finite: its weights have diverged or its forward pass overflows",
-                run_dir,
+                "finite: its weights have diverged or its forward pass overflows"
             ) from exc
 
     def state(self) -> dict[str, int]:

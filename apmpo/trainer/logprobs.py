@@ -47,14 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = [
-    "TokenLogProbs",
-    "cache_argument",
-    "completion_log_probs",
-    "position_ids_from_mask",
-    "prompt_groups",
-    "unwrap_model",
-]
+from apmpo.models.forward import cache_argument, position_ids_from_mask, unwrap_model
+
+__all__ = ["TokenLogProbs", "completion_log_probs", "prompt_groups"]
 
 
 class TokenLogProbs(NamedTuple):
@@ -66,26 +61,6 @@ class TokenLogProbs(NamedTuple):
     """[B, T] float32 entropy of the next-token distribution (no gradient), or None."""
     body_tokens: int = 0
     """Positions the model body processed (padding included): B x (P + T), or U x P + B x T with a shared prompt pass."""
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside a PEFT wrapper (LoRA layers stay injected), else ``model``."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, L] positions counting only attended tokens, as ``generate`` computes them (pads at 0)."""
-    positions = attention_mask.long().cumsum(-1) - 1  # [B, L]
-    return positions.masked_fill(attention_mask == 0, 0)
-
-
-def cache_argument(model: torch.nn.Module) -> str:
-    """The name of the KV-cache argument/output: "cache" (transformers 5) or "past_key_values" (4.x)."""
-    import inspect
-
-    params = inspect.signature(unwrap_model(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,7 +277,7 @@ def completion_log_probs(
         first, inverse = prompt_groups(prompt_ids, prompt_mask)
         if first.shape[0] == prompt_ids.shape[0]:  # no prompt repeats: nothing to share
             first = inverse = None
-    if first is not None:
+    if first is not None and inverse is not None:
         hidden = _shared_prompt_hidden(body, model, prompt_ids, prompt_mask, completion_ids, comp_mask, first, inverse)
         body_tokens = first.shape[0] * P + completion_ids.numel()
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from apmpo import rewards
+from apmpo.data.loaders import load_examples
+from apmpo.data.prompts import validate_template
+from apmpo.rewards import overlong_penalty, score_value
+from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.tasks import BUILTIN_TASKS, make_task_examples
 
 from .config import DataConfig, OptimConfig, RewardConfig
 
@@ -86,9 +94,6 @@ def _load_split(
     cfg: DataConfig, source: str, split: str, size: int | None, seed: int, encoder: Any
 ) -> tuple[list[dict], str | None, str, str]:
     """(examples, task default reward, template, description) of one source, images attached by ``encoder``."""
-    from apmpo.data.loaders import load_examples
-    from apmpo.data.tasks import BUILTIN_TASKS, make_task_examples
-
     if source in BUILTIN_TASKS:
         spec = BUILTIN_TASKS[source]
         n = size or (BUILTIN_TRAIN_SIZE if split == "train" else BUILTIN_EVAL_SIZE)
@@ -116,19 +121,14 @@ def load_data(cfg: DataConfig, tokenizer: Any, seed: int) -> TrainData:
     """Load (or generate) both splits and render every training prompt.
 
     ``tokenizer`` is the model's tokenizer or processor, or a prompt encoder
-    (:func:`apmpo.multimodal.prompt_encoder_for`), which attaches and checks the rows'
+    (:func:`apmpo.sampling.prompt_encoder_for`), which attaches and checks the rows'
     images for a vision-language model and renders the prompts.
     """
-    from apmpo.data.prompts import validate_template
-    from apmpo.multimodal.encoder import prompt_encoder_for
-
     encoder = prompt_encoder_for(tokenizer, image_column=cfg.image_column, image_root=cfg.image_root)
     train, default_reward, task_template, line = _load_split(cfg, cfg.train, "train", cfg.train_size, seed, encoder)
     lines = [line]
     eval_source = cfg.eval
     if eval_source is None:
-        from apmpo.data.tasks import BUILTIN_TASKS
-
         eval_source = cfg.train if cfg.train in BUILTIN_TASKS else None
     eval_examples = None
     if eval_source is not None:
@@ -212,6 +212,11 @@ class RewardFunctions:
     kwargs: list[dict[str, Any]]
     """Extra keyword arguments of each function."""
 
+    def verifier(self) -> Callable[..., Any]:
+        """The first function (whose mean score is the accuracy) with its keyword arguments bound."""
+        fn = self.functions[0]
+        return functools.wraps(fn)(functools.partial(fn, **self.kwargs[0])) if self.kwargs[0] else fn
+
     def score(
         self,
         completions: Sequence[str],
@@ -226,9 +231,9 @@ class RewardFunctions:
         As TRL calls reward functions: the dataset columns (all but "prompt") as keyword
         arguments, one entry per completion, plus ``prompts`` (the rendered prompts)
         and ``completion_ids`` (each completion's token ids, up to and including EOS).
-        A None score (not applicable) counts as 0. A NaN or infinite score raises
-        ValueError naming the reward function and the completion (with its ``labels``
-        entry: which example and sample it is), before anything is trained on it.
+        A None score counts as 0 (:func:`apmpo.rewards.score_value`). A NaN or infinite
+        score raises ValueError naming the reward function and the completion (with its
+        ``labels`` entry: which example and sample it is), before anything is trained on it.
         """
         columns: dict[str, list[Any]] = {}
         for name in rows[0]:
@@ -246,7 +251,7 @@ class RewardFunctions:
                 raise ValueError(f"reward {name!r} returned {len(scores)} scores for {len(completions)} completions")
             values = []
             for i, s in enumerate(scores):
-                value = 0.0 if s is None else float(s)
+                value = score_value(s)
                 if not math.isfinite(value):
                     row = f" ({labels[i]})" if labels is not None else ""
                     raise ValueError(f"reward {name!r} returned {s!r} for completion {i}{row}; rewards must be finite")
@@ -281,7 +286,6 @@ def build_rewards(
         if name in custom:
             fns.append(custom[name])
             continue
-        from apmpo import rewards
 
         try:
             fns.append(rewards.get_reward(name))
@@ -291,8 +295,6 @@ def build_rewards(
         list(spec), [float(w) for w in spec.values()], fns, [dict(cfg.kwargs.get(n, {})) for n in spec]
     )
     if overlong is not None:
-        from apmpo.rewards import overlong_penalty
-
         max_len, cache_len, weight = overlong
         result.names.append("overlong_penalty")
         result.weights.append(float(weight))
@@ -306,7 +308,8 @@ def build_rewards(
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters (decay on matrices only, none on norms and biases)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for _, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
@@ -317,10 +320,11 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
     # SmolLM2-135M, 0.08 s per step vs 0.40 s for the multi-tensor (foreach) path, which also
     # allocates a full-size temporary (0.54 GB); foreach where fused is unsupported.
     kept = [g for g in groups if g["params"]]
+    betas = (cfg.betas[0], cfg.betas[1])
     try:
-        return torch.optim.AdamW(kept, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, fused=True)
+        return torch.optim.AdamW(kept, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.AdamW(kept, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, foreach=True)
+        return torch.optim.AdamW(kept, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, foreach=True)
 
 
 def lr_factor(update: int, total: int, cfg: OptimConfig) -> float:
@@ -354,7 +358,7 @@ def disable_dropout(model: torch.nn.Module) -> None:
 class ReferencePolicy:
     """pi_ref: a frozen copy of the initial model, or (LoRA) the policy with its adapter disabled."""
 
-    def __init__(self, model: torch.nn.Module, use_adapter_toggle: bool):
+    def __init__(self, model: Any, use_adapter_toggle: bool):
         self._policy = model
         self._toggle = use_adapter_toggle
         self._frozen = None
@@ -364,7 +368,7 @@ class ReferencePolicy:
             self._frozen.eval()
 
     @contextlib.contextmanager
-    def model(self) -> Iterator[torch.nn.Module]:
+    def model(self) -> Iterator[Any]:
         """The reference model to run a no-grad forward pass with."""
         if self._toggle:
             with self._policy.disable_adapter():

@@ -56,6 +56,4 @@ def preempted(stop: StopRequest, run_dir: str | Path, step: int, total: int, sav
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None or checkpoint.name != f"step-{step:06d}" or not (checkpoint / "trainer_state.pt").is_file():
         checkpoint = save(step)
-    error = Preempted(f"stopped by {stop.signal_name} after step {step} of {total}; checkpoint {checkpoint}")
-    error.run_dir = Path(run_dir)
-    return error
+    return Preempted(f"stopped by {stop.signal_name} after step {step} of {total}; checkpoint {checkpoint}", run_dir)

@@ -25,7 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from apmpo.io import append_text, atomic_savefig, atomic_write_text
+from tqdm.auto import tqdm
+
+from apmpo.io import append_text, atomic_savefig, atomic_write_text, pyplot
 
 __all__ = ["MetricsWriter", "ProgressBar", "append_jsonl", "atomic_write_text", "plot_curves", "read_jsonl"]
 
@@ -82,6 +84,7 @@ class MetricsWriter:
             truncate_jsonl_after(run_dir / "samples.jsonl", resume_step)
         self._tb = None
         if tensorboard:
+            # heavy (tensorboard): only when logging.tensorboard is on
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(
@@ -90,6 +93,7 @@ class MetricsWriter:
         self._wandb = None
         if wandb:
             try:
+                # optional (wandb): only when logging.wandb is on
                 import wandb as wandb_module
             except ImportError:
                 raise ImportError(
@@ -134,10 +138,9 @@ class ProgressBar:
         self._t0 = time.perf_counter()
         self._start = initial
         if style == "tqdm":
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True)
         elif style == "rich":
+            # optional (rich): only for logging.progress=rich
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -204,10 +207,7 @@ def _series(records: Iterable[dict[str, Any]], kind: str, key: str) -> tuple[lis
 
 def plot_curves(metrics_path: str | os.PathLike, out_path: str | os.PathLike, title: str = "") -> Path:
     """PNG with three panels: accuracy (train rollouts, held-out), p, and eps_high, over steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = read_jsonl(metrics_path)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))

@@ -25,8 +25,9 @@ def build_dataset(train: str | None, limit: int | None):
     """(dataset with a chat "prompt" and an "answer" column, reward function)."""
     from datasets import Dataset
 
-    from apmpo.data import load_examples, make_task_examples
+    from apmpo.data import load_examples
     from apmpo.rewards import exact_match, math_accuracy
+    from apmpo.tasks import make_task_examples
 
     if train is None:
         examples, reward = make_task_examples("arithmetic", "train", limit or 64, seed=0), exact_match

@@ -38,7 +38,7 @@ def call(name="grpo", **overrides):
         (dict(name="pmpo", p=0.0), "p: must be > 0"),
         (dict(name="pmpo", p=-1.0), "p: must be > 0"),
         (dict(name="apmpo"), "apmpo: missing required hyperparameter.s. reward_mean, reward_std"),
-        (dict(name="apmpo", reward_mean=1.2, reward_std=0.1), "reward_mean: must be <= .*declare reward_range"),
+        (dict(name="apmpo", reward_mean=1.2, reward_std=0.1), r"reward_mean: 1.2 outside the reward range \[0, 1\].*declare reward_range"),
         (dict(name="apmpo", reward_mean=0.5, reward_std=0.1, eps_min=0.5, eps_max=0.3), "eps_max: must be >= eps_min"),
         (dict(name="apmpo", reward_mean=0.5, reward_std=0.1, clip_schedule="fixed"), "eps_high: clip_schedule 'fixed' needs"),
         (dict(name="apmpo", reward_mean=torch.ones(5), reward_std=0.1), r"reward_mean: per-group statistics must have shape \[N\]"),

@@ -6,9 +6,13 @@ from pathlib import Path
 import pytest
 
 from apmpo.data import load_examples
-from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
-
-SHARED = Path("/work/shared/data")
+from apmpo.data.answers import (
+    AnswerError,
+    answer_after_marker,
+    last_boxed,
+    normalize_answer,
+)
+from tests.helpers import shared_file, write_jsonl
 
 # (file, rows, prompt column, answer source, first answer)
 SHARED_FILES = [
@@ -23,11 +27,7 @@ SHARED_FILES = [
 ]
 
 
-def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"shared benchmark file {path} is not present on this machine")
-    return path
+shared = shared_file
 
 
 # ------------------------------------------------------------------ shared benchmark files
@@ -110,12 +110,6 @@ def test_shared_limit_and_to_dataset():
 
 
 # ------------------------------------------------------------------ files written here
-
-
-def write_jsonl(path: Path, rows, raw_lines=()) -> Path:
-    lines = [json.dumps(r) if not isinstance(r, str) else r for r in rows]
-    path.write_text("\n".join([*lines, *raw_lines]) + "\n", encoding="utf-8")
-    return path
 
 
 def write_parquet(path: Path, rows) -> Path:

@@ -4,12 +4,13 @@ import re
 
 import pytest
 
-from apmpo.data import BUILTIN_TASKS, get_task, make_task_examples, problem_split
+from apmpo.data import problem_split
+from apmpo.data.tasks import evaluate_expression
+from apmpo.tasks import BUILTIN_TASKS, get_task, make_task_examples
 
 # The generated arithmetic tasks; the file-backed SQL task is tested in tests/sql, the geometry
 # (image) tasks in tests/multimodal.
 SYNTHETIC = sorted(name for name in BUILTIN_TASKS if name not in ("sql", "geometry", "geometry3k"))
-from apmpo.data.tasks import evaluate_expression
 
 EXPRESSION = re.compile(r"[0-9+\-* ()]+")
 

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-import torch
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _few_threads():
-    torch.set_num_threads(1)
+from tests.helpers import TINY_MODEL, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +12,7 @@ def tiny():
     """(model, tokenizer): a 1-layer random Llama with a character tokenizer (apmpo.models)."""
     from apmpo.models import load_model_and_tokenizer
 
-    return load_model_and_tokenizer("tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64", seed=0)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+    return load_model_and_tokenizer(TINY_MODEL, seed=0)
 
 
 @pytest.fixture

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from apmpo.eval.cli import main
 from apmpo.eval.harness import load_suite_benchmarks
 from apmpo.eval.suites import BenchmarkSpec, load_suite, parse_data_spec
+from tests.helpers import SHARED_DATA, TINY_MODEL, write_jsonl
 
-from .conftest import write_jsonl
-
-TINY = "tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64"
-SHARED_DATA = Path("/work/shared/data")
+TINY = TINY_MODEL
 
 
 def _run(argv, capsys):
@@ -118,13 +115,14 @@ def test_parse_data_spec():
 def test_suite_errors(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\n    prompt_col: q\n")
-    with pytest.raises(ValueError, match=r"benchmarks\[1\]: unknown key\(s\) prompt_col; known keys: name, path"):
+    with pytest.raises(ValueError, match=r"suite.yaml: unknown key 'benchmarks\[0\].prompt_col' \(did you mean "
+                                         r"'prompt_column'\?\); known keys here: name, path"):
         load_suite(suite, data_root=tmp_path)
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\n")
     with pytest.raises(ValueError, match="needs a data root: pass --data-root"):
         load_suite(suite)
     suite.write_text("benchmarks:\n  - name: a\n    path: a/test.jsonl\ngeneration:\n  temp: 1\n")
-    with pytest.raises(ValueError, match=r"generation: unknown key\(s\) temp"):
+    with pytest.raises(ValueError, match=r"suite.yaml: generation: unknown key\(s\) temp; known keys: .*temperature"):
         load_suite(suite, data_root=tmp_path)
     with pytest.raises(ValueError, match="no benchmark named zzz; the suite has math500"):
         load_suite("math", data_root=tmp_path, only=["zzz"])
@@ -140,7 +138,7 @@ def test_packaged_math_suite_resolves_paths(tmp_path):
     assert "\\boxed{}" in suite.template.format(prompt="x")
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared benchmark copies (/work/shared/data) are not on this machine")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared benchmark copies (../shared/data) are not present")
 def test_packaged_math_suite_reads_the_real_layouts():
     suite = load_suite("math", data_root=SHARED_DATA)
     sizes = {}

@@ -21,6 +21,7 @@ from apmpo.eval.harness import (
 from apmpo.eval.records import RecordsFile
 from apmpo.eval.suites import parse_data_spec
 from apmpo.io import StorageError
+from apmpo.settings import build_settings
 from tests.faults import FailingOs
 
 from .conftest import FirstCharReward
@@ -229,7 +230,10 @@ def test_greedy_is_deterministic_and_in_memory(tiny):
     assert [r["completion"] for r in first.records] == [r["completion"] for r in second.records]
     assert first.summary["decoding"] == "greedy"
     assert first.out_dir is None
-    assert 0.0 <= first.metric("pass@1") <= 1.0
+    # the fake verifier marks a completion correct when its length is even: Pass@1 is that fraction
+    expected = sum(len(r["completion"]) % 2 == 0 for r in first.records) / len(first.records)
+    assert first.metric("pass@1") == expected
+    assert [r["score"] for r in first.records] == [float(len(r["completion"]) % 2 == 0) for r in first.records]
 
 
 def test_plain_trl_reward_callable(tiny):
@@ -249,16 +253,22 @@ def test_plain_trl_reward_callable(tiny):
 @pytest.mark.parametrize(
     "changes, words",
     [
-        ({"n": 2, "k": [4]}, "k = 4 needs at least"),
+        ({"n": 2, "k": [4]}, "k: k = 4 needs at least"),
         ({"n": 2, "temperature": 0.0}, "greedy decoding"),
-        ({"top_p": 0.0}, "top_p must be in"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"k": "1,x"}, "'x' is not an integer"),
-        ({"temperature": -1.0}, "temperature must be >= 0"),
+        ({"top_p": 0.0}, r"top_p: must be a finite number in \(0, 1\], got 0.0"),
+        ({"batch_size": 0}, "batch_size: must be an integer >= 1, got 0"),
+        ({"k": "1,x"}, r"k\[1\]: expected an integer >= 1, got 'x'"),
+        ({"temperature": -1.0}, "temperature: must be a finite number >= 0, got -1.0"),
+        ({"temperature": float("inf")}, "temperature: must be a finite number >= 0, got inf"),
+        ({"correct_threshold": float("nan")}, "correct_threshold: must be a finite number, got nan"),
+        ({"seed": -3}, "seed: must be an integer in"),
+        ({"limit": 0}, "limit: must be an integer >= 1, got 0"),
     ],
 )
 def test_settings_are_checked(changes, words):
     with pytest.raises(ValueError, match=words):
+        build_settings(EvalSettings, {**SETTINGS, **changes})
+    with pytest.raises(ValueError):  # constructed in code: pydantic's own message, same checks
         EvalSettings(**{**SETTINGS, **changes})
 
 

@@ -13,11 +13,11 @@ import torch
 import apmpo
 
 pytest.importorskip("trl", reason="TRL is not installed; to run: pip install 'apmpo[trl]' (trl==1.16.0)")
-at = pytest.importorskip("apmpo.integrations.trl", reason="apmpo.integrations.trl cannot be imported")
 from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 from trl.trainer.utils import split_tensor_dict  # noqa: E402
 
+import apmpo.integrations.trl as at  # noqa: E402  (a plug-in that fails to import is a failure, not a skip)
 from apmpo.models import tiny_model  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,10 @@ from .conftest import VERL_HINT
 
 pytest.importorskip("verl.trainer.ppo.core_algos", reason=VERL_HINT)
 pytest.importorskip("hydra", reason=VERL_HINT)
-av = pytest.importorskip("apmpo.integrations.verl", reason=VERL_HINT)
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+
+import apmpo.integrations.verl as av  # noqa: E402  (a plug-in that fails to import is a failure, not a skip)
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,9 @@ import apmpo
 
 from .conftest import VERL_HINT
 
-av = pytest.importorskip("apmpo.integrations.verl", reason=VERL_HINT)
+pytest.importorskip("verl.trainer.ppo.core_algos", reason=VERL_HINT)
+import apmpo.integrations.verl as av  # noqa: E402  (a plug-in that fails to import is a failure, not a skip)
+
 if av.TRAINER_IMPORT_ERROR is not None:
     pytest.skip(av.TRAINER_IMPORT_ERROR, allow_module_level=True)
 

@@ -15,10 +15,11 @@ import apmpo
 from .conftest import VERL_HINT, random_batch
 
 pytest.importorskip("verl.workers.utils.losses", reason=VERL_HINT)
-av = pytest.importorskip("apmpo.integrations.verl", reason=VERL_HINT)
 from tensordict import TensorDict  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
 from verl.workers.engine.utils import prepare_micro_batches  # noqa: E402
+
+import apmpo.integrations.verl as av  # noqa: E402  (a plug-in that fails to import is a failure, not a skip)
 
 pytestmark = pytest.mark.integration
 

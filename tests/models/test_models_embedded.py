@@ -11,7 +11,12 @@ import zipfile
 import pytest
 import torch
 
-from apmpo.models import EMBEDDED_MODELS, ensure_embedded_model, load_gguf, load_model_and_tokenizer
+from apmpo.models import (
+    EMBEDDED_MODELS,
+    ensure_embedded_model,
+    load_gguf,
+    load_model_and_tokenizer,
+)
 from apmpo.models.embedded import MARKER_FILE
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,12 @@ import pytest
 import torch
 
 import apmpo.models.embedded as embedded
-from apmpo.models import convert_gguf, ensure_embedded_model, load_gguf, load_model_and_tokenizer
+from apmpo.models import (
+    convert_gguf,
+    ensure_embedded_model,
+    load_gguf,
+    load_model_and_tokenizer,
+)
 from apmpo.models.embedded import MARKER_FILE, EmbeddedModel
 
 PROMPTS = ["What is 3 + 4?", "12*3="]
@@ -95,16 +100,16 @@ def fake_wheel(tiny_gguf, tmp_path, monkeypatch):
 
 
 def count_conversions(monkeypatch):
-    import apmpo.models.gguf as gguf_module
+    import apmpo.models.embedded as embedded_module
 
     calls = []
-    real = gguf_module.convert_gguf
+    real = embedded_module.convert_gguf
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gguf_module, "convert_gguf", counting)
+    monkeypatch.setattr(embedded_module, "convert_gguf", counting)
     return calls
 
 

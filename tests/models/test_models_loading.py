@@ -110,11 +110,13 @@ def test_lora_adapters():
 
 
 def test_lora_errors(monkeypatch):
-    expected = "lora: unknown setting\\(s\\) rank; known: alpha, bias, dropout, r, target_modules"
+    expected = "lora: unknown key 'rank'; known keys here: r, alpha, dropout, target_modules, bias"
     with pytest.raises(ValueError, match=expected):
         load_model_and_tokenizer("tiny", lora={"rank": 4})
-    with pytest.raises(ValueError, match="lora.r must be >= 1"):
+    with pytest.raises(ValueError, match="lora: r: must be an integer >= 1, got 0"):
         load_model_and_tokenizer("tiny", lora={"r": 0})
+    with pytest.raises(ValueError, match=r"lora: dropout: must be a finite number in \[0, 1\), got nan"):
+        load_model_and_tokenizer("tiny", lora={"dropout": float("nan")})
     with pytest.raises(TypeError, match="lora must be None, True, a dict or LoraSettings"):
         load_model_and_tokenizer("tiny", lora="yes")
     monkeypatch.setitem(sys.modules, "peft", None)

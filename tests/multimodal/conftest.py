@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.threads import _few_threads  # noqa: F401  (autouse: one torch thread per test)
-
 
 @pytest.fixture(scope="module")
 def vlm():
@@ -26,12 +24,6 @@ def png_bytes(size=(64, 48), color="white") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def write_intergps(root: Path, split: str, problems: list[dict]) -> Path:

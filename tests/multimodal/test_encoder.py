@@ -6,17 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from apmpo.multimodal import (
-    ImageError,
-    TextPromptEncoder,
-    VisionPromptEncoder,
-    load_vision_model,
-    prompt_encoder_for,
-    tiny_vlm,
-)
+from apmpo.multimodal import ImageError, load_vision_model, tiny_vlm
 from apmpo.multimodal.processor import parse_tiny_vlm_spec
+from apmpo.sampling import TextPromptEncoder, VisionPromptEncoder, prompt_encoder_for
+from apmpo.sampling.rollout import generate_rollouts
 from apmpo.trainer.logprobs import completion_log_probs
-from apmpo.trainer.rollout import generate_rollouts
 
 PAD = "<|image_pad|>"
 

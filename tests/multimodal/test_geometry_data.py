@@ -8,7 +8,6 @@ import json
 import pytest
 from PIL import Image
 
-from apmpo.data import BUILTIN_TASKS, make_task_examples
 from apmpo.multimodal import (
     GEOMETRY_KINDS,
     Geometry3KError,
@@ -18,8 +17,10 @@ from apmpo.multimodal import (
     open_image,
     write_geometry_dataset,
 )
+from apmpo.tasks import BUILTIN_TASKS, make_task_examples
+from tests.helpers import write_jsonl
 
-from .conftest import png_bytes, write_intergps, write_jsonl
+from .conftest import png_bytes, write_intergps
 
 
 def _expected(kind, values):

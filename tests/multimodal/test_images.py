@@ -7,7 +7,14 @@ import base64
 import pytest
 from PIL import Image
 
-from apmpo.multimodal.images import IMAGES_KEY, ImageError, attach_images, find_image_column, open_image, resolve_image
+from apmpo.multimodal.images import (
+    IMAGES_KEY,
+    ImageError,
+    attach_images,
+    find_image_column,
+    open_image,
+    resolve_image,
+)
 
 from .conftest import png_bytes
 

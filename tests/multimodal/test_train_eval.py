@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ import torch
 from apmpo.multimodal import ImageError, tiny_vlm, write_geometry_dataset
 from apmpo.trainer.config import config_from_dict, load_config, packaged_config
 from apmpo.trainer.setup import load_data
+from tests.helpers import write_jsonl
 
-from .conftest import png_bytes, write_jsonl
+from .conftest import png_bytes
 
 
 def first_letter_parity(completions, **columns):
@@ -48,7 +50,10 @@ def test_two_apmpo_steps_train_the_vision_tower_and_checkpoint_a_vlm(tmp_path):
     assert max(h["sampling_rounds"] for h in result.history) > 1
     assert result.eval_before is not None and result.eval_after is not None
     assert sum(h["trained_rows"] for h in result.history) > 0
-    assert all(0 < h["p"] <= 1 and 0.2 <= h["eps_high"] <= 0.4 for h in result.history)
+    for h in result.history:  # APMPO's controllers from each step's batch statistics (gamma 0.8, eps 0.2-0.4)
+        assert h["p"] == pytest.approx(math.exp(-0.8 * h["mu_r"]), rel=1e-6)
+        fss = h["mu_r"] / (h["sigma_r"] + 1e-6)
+        assert h["eps_high"] == pytest.approx(0.2 + 0.2 * math.tanh(fss), rel=1e-6)
     assert any("kl" in k for k in result.history[0])  # beta > 0: the reference pass ran with the images too
     samples = [json.loads(line) for line in (result.run_dir / "samples.jsonl").read_text().splitlines()]
     assert samples and "Choices:" in samples[0]["prompt"]
@@ -85,7 +90,7 @@ def test_eval_cli_on_generated_geometry_files_and_bad_images(tmp_path, capsys):
 
 
 def test_trainer_bad_images_error_or_are_skipped_and_counted(tmp_path):
-    from apmpo.multimodal import prompt_encoder_for
+    from apmpo.sampling import prompt_encoder_for
 
     (tmp_path / "ok.png").write_bytes(png_bytes())
     (tmp_path / "bad.png").write_text("not a png")

@@ -8,11 +8,12 @@ repository and can be moved with the ``APMPO_SHARED_DATA`` environment variable.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
-DATA_DIR = Path(os.environ.get("APMPO_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+from tests.helpers import SHARED_DATA
+
+DATA_DIR = SHARED_DATA
 
 _INTEGER = re.compile(r"\d+")
 

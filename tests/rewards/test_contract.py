@@ -166,3 +166,24 @@ def test_combine_is_the_weighted_sum(values, w1, w2):
     fmt = format_reward(completions)
     total = combine((exact_match, w1), (format_reward, w2))(completions, answer=gold)
     assert total == pytest.approx([w1 * e + w2 * f for e, f in zip(exact, fmt)])
+
+
+def test_a_none_score_has_one_meaning_everywhere():
+    """None = no score: 0 in any arithmetic (trainer totals, means, evaluation), left out of combine's sum."""
+    from apmpo.rewards import NO_SCORE, combine, score_value
+    from apmpo.trainer.setup import RewardFunctions
+
+    assert score_value(None) == NO_SCORE == 0.0 and score_value(0.5) == 0.5
+
+    def half(completions, **_):
+        return [0.5] * len(completions)
+
+    def judged(completions, answer, **_):
+        return [None if a is None else float(c == a) for c, a in zip(completions, answer)]
+
+    functions = RewardFunctions(["judged", "half"], [1.0, 2.0], [judged, half], [{}, {}])
+    total, per_fn = functions.score(["1", "2", "3"], [{"answer": "1"}, {"answer": None}, {"answer": "9"}])
+    assert total.tolist() == [2.0, 1.0, 1.0] and per_fn["judged"] == [1.0, 0.0, 0.0]
+    both = combine(judged, (half, 2.0))
+    assert both(["1", "2"], answer=["1", None]) == [2.0, 1.0]
+    assert combine(judged)(["2"], answer=[None]) == [None]  # nothing applies: no score, which a sum adds as 0

@@ -84,8 +84,10 @@ def test_gold_answer_forms():
     assert gold_answer_text(None) is None
     with pytest.raises(TypeError, match=r"answer\[2\]: expected a string or a number, got dict"):
         math_accuracy(["1", "2", "3"], ["1", "2", {"a": 1}])
-    with pytest.raises(ValueError, match="must be finite"):
+    with pytest.raises(ValueError, match="answer: the number inf is not finite"):
         gold_answer_text(float("inf"))
+    with pytest.raises(TypeError, match="answer: expected a string or a number, got bool"):
+        gold_answer_text(True)
     assert VERIFY([boxed("70")], [70.0]) == [1.0]
     assert math_accuracy(["#### 72"], ["Natalia sold ...\n#### 72"]) == [1.0]
 

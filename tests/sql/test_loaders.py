@@ -134,11 +134,14 @@ def test_make_sql_task():
 
 
 def test_sql_task_spec():
-    from apmpo.data.sql import SQL_TASK, SQL_TASK_OPTIONS
-
-    assert SQL_TASK.name == "sql" and SQL_TASK.default_reward == "sql"
-    assert SQL_TASK.make is make_sql_task and dict(SQL_TASK.options) == SQL_TASK_OPTIONS
     import inspect
+
+    from apmpo.data.sql import SQL_TASK_OPTIONS
+    from apmpo.tasks import BUILTIN_TASKS
+
+    spec = BUILTIN_TASKS["sql"]
+    assert spec.name == "sql" and spec.default_reward == "sql"
+    assert spec.make is make_sql_task and dict(spec.options) == SQL_TASK_OPTIONS
 
     parameters = inspect.signature(make_sql_task).parameters
     assert set(SQL_TASK_OPTIONS) == {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
@@ -225,7 +228,7 @@ def test_malformed_files(tmp_path, spider_root):
     with pytest.raises(ValueError, match=r"dev\.json: malformed JSON \(.* at line 1, column \d+\)"):
         load_sql_examples(spider_root)
     bad_json.write_text('{"db_id": "concerts"}')
-    with pytest.raises(ValueError, match="expected a JSON array of question objects, got a JSON dict"):
+    with pytest.raises(ValueError, match="expected a JSON array of objects, an object holding one such array, or an object of equal-length column lists; got dict"):
         load_sql_examples(spider_root)
     write_json(bad_json, ["just a string"])
     with pytest.raises(ValueError, match="row 1: expected a JSON object, got str"):

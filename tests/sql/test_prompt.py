@@ -5,7 +5,12 @@ import sqlite3
 import pytest
 
 from apmpo.data.prompts import render_prompt
-from apmpo.data.sql import SQLBENCH_ROOT, build_sql_prompt, database_schema, load_sql_examples
+from apmpo.data.sql import (
+    SQLBENCH_ROOT,
+    build_sql_prompt,
+    database_schema,
+    load_sql_examples,
+)
 
 from .conftest import make_db
 

@@ -5,19 +5,15 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
-from apmpo.data import tasks
-from apmpo.data.sql import SQL_TASK, load_sql_examples, SQLBENCH_ROOT
+from apmpo import tasks
+from apmpo.data.sql import SQLBENCH_ROOT, load_sql_examples
 from apmpo.trainer.config import load_config, packaged_config, validate_config
 
 
 @pytest.fixture
-def sql_task(monkeypatch):
-    """The "sql" task in the registry (registered by apmpo.data once the lead wires it; added here if not)."""
-    if tasks.BUILTIN_TASKS.get("sql") is None:
-        monkeypatch.setitem(tasks.BUILTIN_TASKS, "sql", SQL_TASK)
-    torch.set_num_threads(1)
+def sql_task():
+    """The "sql" task of the registry."""
     return tasks.BUILTIN_TASKS["sql"]
 
 

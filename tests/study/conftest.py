@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
 import yaml
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _few_threads():
-    """One torch thread: fast on a shared machine, deterministic."""
-    torch.set_num_threads(1)
-
-
-TINY_MODEL = "tiny:num_hidden_layers=1,hidden_size=32,intermediate_size=64"
+from tests.helpers import TINY_MODEL
 
 
 def toy_study(tmp_path: Path, **changes) -> dict:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from apmpo.eval.study import StudyError, load_study_config, plan_runs, study_config_from_dict
+from apmpo.study.config import StudyError, load_study_config, study_config_from_dict
+from apmpo.study.runs import plan_runs
 
 from .conftest import toy_study
 
@@ -33,17 +34,23 @@ def test_packaged_configs_plan(name, runs, quick_runs):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"arms": {"grpo": {"overide": ["x=1"]}}}, "arms.grpo: unknown key"),
+    ({"arms": {"grpo": {"overide": ["x=1"]}}}, r"toy.yaml: unknown key 'arms.grpo.overide' \(did you mean 'overrides'\?\)"),
     ({"arms": {"grpo": ["algorithm.name"]}}, "is not section.field=value"),
     ({"arms": {"grpo": {"group": "extra"}}}, "arms.grpo.group"),
     ({"baseline": "dapo"}, "'dapo' is not an arm"),
-    ({"seeds": []}, "seeds: expected a non-empty list"),
+    ({"seeds": []}, r"seeds: must hold at least 1 item\(s\), got \[\]"),
+    ({"seeds": [-1]}, r"seeds\[0\]: must be an integer in \[0, "),
     ({"seeds": [0, 0]}, "repeated seeds"),
     ({"sedes": [0]}, "unknown key"),
-    ({"warmup": {"lr": -1.0}}, "warmup.lr"),
-    ({"warmup": {"steps": 3}}, "warmup: unknown key"),
-    ({"report": {"smooth": 0}}, "smooth must be"),
-    ({"jobs": 0}, "jobs must be"),
+    ({"warmup": {"lr": -1.0}}, "warmup.lr: must be a finite number > 0, got -1.0"),
+    ({"warmup": {"lr": float("inf")}}, "warmup.lr: must be a finite number > 0, got inf"),
+    ({"warmup": {"target_accuracy": float("nan")}}, r"warmup.target_accuracy: must be a finite number in \(0, 1\]"),
+    ({"warmup": {"max_steps": 0}}, "warmup.max_steps: must be an integer >= 1, got 0"),
+    ({"warmup": {"steps": 3}}, "unknown key 'warmup.steps' \\(did you mean 'max_steps'\\?\\)"),
+    ({"report": {"smooth": 0}}, "report.smooth: must be an integer >= 1, got 0"),
+    ({"report": {"late_fraction": float("inf")}}, r"report.late_fraction: must be a finite number in \(0, 1\], got inf"),
+    ({"jobs": 0}, "jobs: must be an integer >= 1, got 0"),
+    ({"threads_per_run": -1}, "threads_per_run: must be an integer >= 0, got -1"),
 ])
 def test_bad_study_configs(tmp_path, change, message):
     with pytest.raises(StudyError, match=message):
@@ -59,7 +66,7 @@ def test_bad_arm_settings_are_reported_before_any_training(tmp_path):
         plan_runs(study)
     text = str(info.value)
     assert "arms.grpo" in text and "lrr" in text
-    assert "arms.apmpo (seed 0)" in text and "p_schedule" in text
+    assert "arms.apmpo: override 'algorithm.params.p_schedule=cubic': algorithm.params.p_schedule: must be" in text
 
 
 def test_quick_needs_a_quick_section_and_files_must_exist(tmp_path):

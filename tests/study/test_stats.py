@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from apmpo.eval.study_report import verdict
-from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference, t_cdf, t_quantile
+from apmpo.study.report import verdict
+from apmpo.study.stats import MeanCI, mean_ci, paired_difference, t_cdf, t_quantile
 
 # two-sided 95% critical values t_{0.975, df} from a printed table
 T_TABLE = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 9: 2.2622, 10: 2.2281,

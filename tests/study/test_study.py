@@ -8,8 +8,10 @@ import os
 
 import pytest
 
-from apmpo.eval.study import StudyError, load_study_config, plan_runs, restrict, run_study
-from apmpo.eval.study_stats import paired_difference
+from apmpo.study.config import StudyError, load_study_config, restrict
+from apmpo.study.runner import run_study
+from apmpo.study.runs import plan_runs
+from apmpo.study.stats import paired_difference
 
 from .conftest import write_study
 

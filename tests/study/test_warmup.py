@@ -7,17 +7,20 @@ import json
 import pytest
 import torch
 
-from apmpo.eval.warmup import (
+from apmpo.study.warmup import (
     WarmupConfig,
     WarmupError,
+    _accuracy,
     _encode_batch,
     _split_validation,
     ensure_warmup,
     warmup_config_from_dict,
 )
 from apmpo.trainer.config import config_from_dict
+from apmpo.trainer.setup import build_rewards, load_data
+from tests.helpers import TINY_MODEL
 
-from .conftest import TINY_MODEL, toy_study
+from .conftest import toy_study
 
 
 def _train_config(tmp_path):
@@ -59,9 +62,9 @@ def test_warmup_saves_reuses_and_refuses_other_settings(tmp_path):
     logs = []
     result = ensure_warmup(config, train_config, tmp_path / "w", log=logs.append)
     assert not result.reused and result.steps == 3 and len(result.history) == 1
-    assert 0.0 <= result.heldout_accuracy <= 1.0
     record = json.loads((tmp_path / "w" / "warmup.json").read_text())
     assert record["steps"] == 3 and record["settings"]["model"] == TINY_MODEL
+    assert record["heldout_accuracy"] == result.heldout_accuracy
 
     # the saved directory is a model the trainer can load, with the trained (not the initial) weights
     saved, tok = load_model_and_tokenizer(str(result.model_dir))
@@ -70,6 +73,10 @@ def test_warmup_saves_reuses_and_refuses_other_settings(tmp_path):
     assert any(not torch.equal(p, trained[n]) for n, p in initial.named_parameters())
     assert tok("7 + 1=", add_special_tokens=False)["input_ids"] == \
         load_model_and_tokenizer(TINY_MODEL)[1]("7 + 1=", add_special_tokens=False)["input_ids"]
+    # the recorded held-out accuracy is the saved model's, measured as a training run measures its step 0
+    data = load_data(train_config.data, tok, config.seed)
+    verifier = build_rewards(train_config.reward, data.default_reward).verifier()
+    assert _accuracy(saved, tok, data.eval, data, train_config, verifier) == result.heldout_accuracy
 
     again = ensure_warmup(config, train_config, tmp_path / "w", log=logs.append)
     assert again.reused and again.steps == 3 and "reusing" in logs[-1]
@@ -88,9 +95,9 @@ def test_warmup_outside_the_accuracy_range_fails_with_advice(tmp_path):
 
 def test_warmup_settings_are_checked():
     assert warmup_config_from_dict({"lr": 1, "accuracy_range": None}).lr == 1.0
-    with pytest.raises(WarmupError, match="warmup.batch_size: expected int"):
-        warmup_config_from_dict({"batch_size": "64"})
-    with pytest.raises(WarmupError, match="validation_size .* must be smaller"):
+    with pytest.raises(WarmupError, match="warmup: batch_size: expected an integer >= 1, got 'many'"):
+        warmup_config_from_dict({"batch_size": "many"})
+    with pytest.raises(WarmupError, match=r"validation_size: must be smaller than train_size \(50\), got 100"):
         warmup_config_from_dict({"validation_size": 100, "train_size": 50})
     with pytest.raises(WarmupError, match="accuracy_range"):
         warmup_config_from_dict({"accuracy_range": [0.6, 0.2]})

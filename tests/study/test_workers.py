@@ -13,6 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
+from apmpo.preemption import Preempted, StopRequest
+from apmpo.study import warmup as warmup_module
+from apmpo.study.config import load_study_config
+from apmpo.study.runner import run_study
+from apmpo.study.runs import plan_runs
+from apmpo.trainer.checkpoint import latest_checkpoint
+from apmpo.trainer.config import apply_overrides
+from apmpo.trainer.loop import train
+from apmpo.trainer.tracking import read_jsonl
 
 from .conftest import toy_study, write_study
 
@@ -20,7 +31,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 
 PARENT = textwrap.dedent("""
     import concurrent.futures as cf, multiprocessing, os, sys, time
-    from apmpo.eval.study import _die_with_parent
+    from apmpo.study.runner import _die_with_parent
 
     def sleeper(_):
         print(os.getpid(), flush=True)
@@ -75,8 +86,6 @@ def _stoppable_study(tmp_path: Path, jobs: int) -> Path:
 
 
 def _records(run_dir: Path) -> list[dict]:
-    from apmpo.trainer.tracking import read_jsonl
-
     return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / "metrics.jsonl")]
 
 
@@ -86,13 +95,6 @@ def _logged_steps(run_dir: Path) -> list[int]:
 
 def _assert_like_uninterrupted(study_path: Path, tmp_path: Path) -> None:
     """Every run of the resumed study equals, metric for metric and weight for weight, the same run trained straight."""
-    from safetensors.torch import load_file
-
-    from apmpo.eval.study import load_study_config, plan_runs
-    from apmpo.trainer.checkpoint import latest_checkpoint
-    from apmpo.trainer.config import apply_overrides
-    from apmpo.trainer.loop import train
-
     for run in plan_runs(load_study_config(study_path)):
         config = apply_overrides(run.config, [f"logging.output_dir={tmp_path / 'straight'}"])
         straight = train(config).run_dir
@@ -127,8 +129,6 @@ def test_sigterm_checkpoints_the_running_trainings_and_the_study_resumes(tmp_pat
     while [pid for pid in workers if _alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [_cmdline(pid) for pid in workers if _alive(pid)], "a child outlived the stopped study"
-    from apmpo.trainer.checkpoint import latest_checkpoint
-
     started = [d for d in runs.iterdir() if _logged_steps(d)]
     assert started
     for run_dir in started:
@@ -160,10 +160,6 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_signal_during_the_warm_up_abandons_it_and_the_study_starts_it_again(tmp_path, monkeypatch):
-    from apmpo.eval import warmup as warmup_module
-    from apmpo.eval.study import load_study_config, run_study
-    from apmpo.preemption import Preempted, StopRequest
-
     study = load_study_config(write_study(tmp_path, seeds=[0], arms={"grpo": ["algorithm.name=grpo"]}))
     real = warmup_module.run_warmup
     seen = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from apmpo.trainer.config import load_config, packaged_config
-from tests.threads import _few_threads  # noqa: F401  (autouse: one torch thread per test)
 
 
 def sevens(completions, **columns):

@@ -1,6 +1,7 @@
 """``apmpo`` with a slow objective, for tests that must signal a run in the middle of its updates.
 
-Each call of the training objective touches the file named by ``$APMPO_TEST_MARKER``
+Each optimizer update (:func:`apmpo.trainer.step.optimizer_step`, called once per
+mini-batch whether or not a row trains) touches the file named by ``$APMPO_TEST_MARKER``
 and then sleeps ``$APMPO_TEST_SLEEP`` seconds (default 0.5), so a test can wait for
 the marker and know that the run is inside a step's updates for a while. Run as
 ``python -m tests.trainer.slow_cli train CONFIG ...`` from the repository root.
@@ -14,11 +15,11 @@ import time
 from pathlib import Path
 
 from apmpo.cli import main
-from apmpo.trainer import loop
+from apmpo.trainer import step
 
 
 def run() -> int:
-    real = loop.policy_loss
+    real = step.optimizer_step
     marker = Path(os.environ["APMPO_TEST_MARKER"])
     pause = float(os.environ.get("APMPO_TEST_SLEEP", "0.5"))
 
@@ -27,7 +28,7 @@ def run() -> int:
         time.sleep(pause)
         return real(*args, **kwargs)
 
-    loop.policy_loss = slow
+    step.optimizer_step = slow
     return main(sys.argv[1:])
 
 

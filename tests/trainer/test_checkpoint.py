@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers.modeling_utils as modeling_utils
+from safetensors import SafetensorError
 
+import apmpo.io as io_module
 from apmpo.io import StorageError, human_bytes
 from apmpo.models import tiny_model
 from apmpo.trainer import checkpoint as ckpt
@@ -146,9 +149,6 @@ def _fail_write_text(monkeypatch, name, code=errno.ENOSPC):
 
 
 def _fail_safetensors(monkeypatch, code=errno.ENOSPC):
-    import transformers.modeling_utils as modeling_utils
-    from safetensors import SafetensorError
-
     def fake(*args, **kwargs):  # what safetensors raises when the disk fills up (checked on a real full tmpfs)
         raise SafetensorError(f"Error while serializing: I/O error: {os.strerror(code)} (os error {code})")
 
@@ -171,8 +171,8 @@ FAULTS = {
     "trainer_state.pt": lambda m, code: _fail_torch_save(m),
     "trainer_state.json": lambda m, code: _fail_write_text(m, "trainer_state.json", code),
     "COMPLETE": lambda m, code: _fail_write_text(m, "COMPLETE", code),
-    "fsync of a file": lambda m, code: m.setattr(ckpt, "os", FailingOs(code=code, fail={"fsync": 2})),
-    "rename into place": lambda m, code: m.setattr(ckpt, "os", FailingOs(code=code, fail={"rename": 1})),
+    "fsync of a file": lambda m, code: m.setattr(io_module, "os", FailingOs(code=code, fail={"fsync": 2})),
+    "rename into place": lambda m, code: m.setattr(io_module, "os", FailingOs(code=code, fail={"rename": 1})),
 }
 
 
@@ -204,7 +204,7 @@ def test_a_failed_resave_puts_the_old_directory_back(tmp_path, monkeypatch):
     model, tok, opt, sched = _trained()
     good = save_checkpoint(tmp_path, 2, model=model, optimizer=opt, scheduler=sched, state={"prompts_consumed": 7})
     with monkeypatch.context() as patched:
-        patched.setattr(ckpt, "os", FailingOs(code=errno.EIO, fail={"rename": 2}))  # final -> trash works, tmp -> final fails
+        patched.setattr(io_module, "os", FailingOs(code=errno.EIO, fail={"rename": 2}))  # final -> trash works, tmp -> final fails
         with pytest.raises(StorageError, match="the device reported an I/O error"):
             save_checkpoint(tmp_path, 2, model=model, optimizer=opt, scheduler=sched, state={"prompts_consumed": 9})
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000002"]

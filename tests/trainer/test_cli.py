@@ -45,7 +45,8 @@ def test_config_validate(capsys, tmp_path):
     bad.write_text("rollout:\n  group_size: 1\nalgorithm:\n  name: ppo\n")
     code, _, err = run(capsys, "config", "validate", str(bad))
     assert code == 2
-    assert "rollout.group_size: must be >= 2" in err and "unknown algorithm 'ppo'" in err and "Traceback" not in err
+    assert "bad.yaml: rollout.group_size: must be an integer >= 2, got 1" in err
+    assert "bad.yaml: algorithm.name: unknown algorithm 'ppo' (did you mean 'pmpo'?)" in err and "Traceback" not in err
     code, _, err = run(capsys, "config", "validate", str(tmp_path / "missing.yaml"))
     assert code == 2 and "no such config file" in err
 
@@ -75,3 +76,21 @@ def test_broken_subcommand_modules_are_not_hidden(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("apmpo.trainer.commands", "apmpo_broken_cli"))
     with pytest.raises(ModuleNotFoundError, match="apmpo_dependency_that_does_not_exist"):
         cli.build_parser()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=inf", "optim.lr: must be a finite number > 0, got inf"),
+    ("optim.lr=nan", "optim.lr: must be a finite number > 0, got nan"),
+    ("optim.lr=1e400", "optim.lr: must be a finite number > 0, got 1e400"),
+    ("optim.weight_decay=inf", "optim.weight_decay: must be a finite number >= 0, got inf"),
+    ("rollout.temperature=inf", "rollout.temperature: must be a finite number > 0, got inf"),
+])
+def test_train_refuses_a_non_finite_setting_before_writing_anything(tmp_path, override, message):
+    """`apmpo train tiny_test.yaml optim.lr=inf` (issue 15): exit 2, one line naming field, value and range,
+    no traceback, no run directory. Run as a user would: a separate process."""
+    out = subprocess.run([sys.executable, "-m", "apmpo", "train", "tiny_test.yaml", override,
+                          f"logging.output_dir={tmp_path / 'runs'}", "logging.run_name=r"],
+                         check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert f"apmpo: error: override '{override}': {message}" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "runs").exists()

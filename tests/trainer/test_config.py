@@ -19,9 +19,10 @@ from apmpo.trainer.config import (
 )
 
 
-def _problems(config, **kw) -> str:
+def _problems(*overrides: str) -> str:
+    """The message of the ConfigError that building the default config with ``overrides`` raises."""
     with pytest.raises(ConfigError) as info:
-        validate_config(config, **kw)
+        validate_config(apply_overrides(TrainConfig(), list(overrides)))
     return str(info.value)
 
 
@@ -64,7 +65,7 @@ def test_yaml_unknown_section(tmp_path):
 def test_yaml_wrong_type_names_field_and_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("rollout:\n  group_size: eight\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: rollout.group_size: expected an integer, got 'eight'"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: rollout.group_size: expected an integer >= 2, got 'eight'"):
         load_config(path)
 
 
@@ -88,9 +89,9 @@ def test_overrides_are_typed():
     ])
     assert c.optim.lr == 1e-5 and isinstance(c.optim.lr, float)
     assert c.steps == 7 and c.logging.tensorboard is False
-    assert c.optim.betas == [0.9, 0.95]
+    assert c.optim.betas == (0.9, 0.95)
     assert c.algorithm.params == {"gamma": 0.5}
-    assert c.data.eval is None and c.model.lora == {"r": 8}
+    assert c.data.eval is None and c.model.lora.r == 8 and c.model.lora.alpha == 32
     assert c.rollout.top_p == 1.0 and isinstance(c.rollout.top_p, float)
     assert c.reward.functions == {"exact_match": 1}
     assert TrainConfig().optim.lr == 1e-6  # the original is not modified
@@ -98,10 +99,10 @@ def test_overrides_are_typed():
 
 @pytest.mark.parametrize("item, pattern", [
     ("optim.lrr=1", r"unknown key 'optim.lrr'.*did you mean 'lr'"),
-    ("steps=many", r"steps: expected an integer, got 'many'"),
+    ("steps=many", r"override 'steps=many': steps: expected an integer >= 1, got 'many'"),
     ("noequals", r"expected key=value"),
     ("optim.lr.x=1", r"optim.lr is not a section or mapping"),
-    ("rollout.group_size=null", r"rollout.group_size: expected an integer, got null"),
+    ("rollout.group_size=null", r"rollout.group_size: expected an integer >= 2, got None"),
 ])
 def test_bad_overrides(item, pattern):
     with pytest.raises(ConfigError, match=pattern):
@@ -109,38 +110,91 @@ def test_bad_overrides(item, pattern):
 
 
 def test_group_size_and_batch_shape():
-    msg = _problems(apply_overrides(TrainConfig(), ["rollout.group_size=1"]))
-    assert "rollout.group_size: must be >= 2" in msg
-    msg = _problems(apply_overrides(TrainConfig(), ["rollout.prompts_per_step=3", "rollout.group_size=5", "algorithm.mini_batches=4"]))
+    msg = _problems("rollout.group_size=1")
+    assert "override 'rollout.group_size=1': rollout.group_size: must be an integer >= 2, got 1" in msg
+    msg = _problems("rollout.prompts_per_step=3", "rollout.group_size=5", "algorithm.mini_batches=4")
     assert "3 x 5 = 15 responses is not divisible into 4 mini-batches" in msg
 
 
 def test_unknown_algorithm_lists_the_registry():
-    msg = _problems(apply_overrides(TrainConfig(), ["algorithm.name=ppo"]))
-    assert "unknown algorithm 'ppo'" in msg
+    msg = _problems("algorithm.name=ppo")
+    assert "algorithm.name: unknown algorithm 'ppo' (did you mean 'pmpo'?)" in msg
     for name in LOSSES:
         assert name in msg
 
 
-def test_loss_hyperparameters_are_checked_against_the_loss():
-    msg = _problems(apply_overrides(TrainConfig(), ["algorithm.name=grpo", "algorithm.params.gamma=0.5"]))
-    assert "unknown hyperparameter(s) gamma for 'grpo'" in msg and "eps_high" in msg
-    msg = _problems(apply_overrides(TrainConfig(), ["algorithm.params.reward_mean=0.5"]))
-    assert "reward_mean are set by the trainer" in msg
-    msg = _problems(apply_overrides(TrainConfig(), ["algorithm.name=pmpo"]))
-    assert "'pmpo' needs p" in msg
-    msg = _problems(apply_overrides(TrainConfig(), ["algorithm.params.eps_low=1.5"]))
-    assert "eps_low" in msg and "1.5" in msg
-    validate_config(apply_overrides(TrainConfig(), ["algorithm.name=pmpo", "algorithm.params.p=0.5"]))
+def test_loss_hyperparameters_are_typed_from_the_registry():
+    msg = _problems("algorithm.name=grpo", "algorithm.params.gamma=0.5")
+    assert "algorithm.params.gamma: unknown hyperparameter of 'grpo'; allowed: eps_low, eps_high" in msg
+    msg = _problems("algorithm.params.gama=0.5")
+    assert "algorithm.params.gama: unknown hyperparameter of 'apmpo' (did you mean 'gamma'?)" in msg
+    msg = _problems("algorithm.params.reward_mean=0.5")
+    assert "algorithm.params.reward_mean: set by the trainer" in msg
+    assert "algorithm.params.p: required" in _problems("algorithm.name=pmpo")
+    assert "algorithm.params.eps_low: must be a finite number in [0, 1), got 1.5" in _problems("algorithm.params.eps_low=1.5")
+    assert "algorithm.params.gamma: expected a number >= 0, got 'fast'" in _problems("algorithm.params.gamma=fast")
+    assert "algorithm.params.fss: must be 'ratio', 'mean' or 'inverse_std'" in _problems("algorithm.params.fss=mode")
+    config = validate_config(apply_overrides(TrainConfig(), ["algorithm.name=pmpo", "algorithm.params.p=1"]))
+    assert config.algorithm.params == {"p": 1.0} and isinstance(config.algorithm.params["p"], float)
+
+
+def test_hyperparameters_that_depend_on_each_other_are_checked_without_a_loss():
+    msg = _problems("algorithm.params.eps_min=0.5", "algorithm.params.eps_max=0.3")
+    assert "algorithm.params: eps_max: must be >= eps_min (0.5), got 0.3" in msg
+    assert "needs eps_high" in _problems("algorithm.params.clip_schedule=fixed")
+    assert "schedule 'fixed' needs" in _problems("algorithm.params.p_schedule=fixed")
+    validate_config(apply_overrides(TrainConfig(), ["algorithm.params.p_schedule=fixed", "algorithm.params.p=1"]))
 
 
 def test_every_problem_is_reported_at_once():
-    msg = _problems(apply_overrides(TrainConfig(), ["optim.lr=0", "rollout.top_p=2", "algorithm.kl_estimator=k9"]))
-    assert "optim.lr" in msg and "rollout.top_p" in msg and "k9" in msg and "known: k1, k2, k3" in msg
+    msg = _problems("optim.lr=0", "rollout.top_p=2", "algorithm.kl_estimator=k9", "eval.temperature=-1")
+    assert msg.startswith("invalid configuration:")
+    assert "optim.lr: must be a finite number > 0, got 0" in msg
+    assert "rollout.top_p: must be a finite number in (0, 1], got 2" in msg
+    assert "algorithm.kl_estimator: must be 'k1', 'k2' or 'k3', got 'k9'" in msg
+    assert "eval.temperature: must be a finite number >= 0, got -1" in msg
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", ".inf", "1e400", "-1e400"])
+@pytest.mark.parametrize("key, allowed", [
+    ("optim.lr", "> 0"), ("optim.weight_decay", ">= 0"), ("optim.adam_eps", "> 0"), ("optim.max_grad_norm", ">= 0"),
+    ("optim.min_lr_ratio", "in [0, 1]"), ("rollout.temperature", "> 0"), ("rollout.top_p", "in (0, 1]"),
+    ("algorithm.beta", ">= 0"), ("algorithm.advantage_delta", "> 0"), ("algorithm.overlong_penalty", ">= 0"),
+    ("eval.temperature", ">= 0"), ("algorithm.params.gamma", ">= 0"), ("algorithm.params.delta", "> 0"),
+])
+def test_every_float_setting_is_finite_and_in_range(key, allowed, value):
+    msg = _problems(f"{key}={value}")
+    assert f"{key}: must be a finite number {allowed}, got " in msg, msg
+
+
+@pytest.mark.parametrize("key, value", [
+    ("optim.betas", "[0.9, inf]"), ("optim.betas", "[1.0, 0.9]"), ("algorithm.reward_range", "[0, nan]"),
+    ("reward.functions.exact", "inf"), ("model.lora.dropout", "1.0"),
+])
+def test_floats_inside_lists_and_mappings_are_checked(key, value):
+    msg = _problems(f"{key}={value}")
+    assert key.split(".")[0] in msg and "must be a finite number" in msg, msg
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("steps", "0", ">= 1"), ("seed", "-1", "in [0, 9223372036854775807]"), ("rollout.group_size", "1", ">= 2"),
+    ("rollout.prompts_per_step", "0", ">= 1"), ("rollout.max_new_tokens", "0", ">= 1"), ("rollout.top_k", "-1", ">= 0"),
+    ("rollout.max_prompt_tokens", "0", ">= 1"), ("rollout.generation_batch_size", "-1", ">= 0"),
+    ("algorithm.epochs", "0", ">= 1"), ("algorithm.mini_batches", "0", ">= 1"), ("algorithm.max_sampling_rounds", "0", ">= 1"),
+    ("algorithm.overlong_buffer", "-1", ">= 0"), ("optim.warmup_steps", "-1", ">= 0"), ("optim.micro_batch_size", "0", ">= 1"),
+    ("optim.logprob_chunk_size", "0", ">= 1"), ("logging.sample_every", "-1", ">= 0"), ("logging.num_samples", "-1", ">= 0"),
+    ("checkpoint.every", "-1", ">= 0"), ("checkpoint.keep_last", "0", ">= 1"), ("eval.every", "-1", ">= 0"),
+    ("eval.max_examples", "0", ">= 1"), ("eval.batch_size", "0", ">= 1"), ("eval.max_new_tokens", "0", ">= 1"),
+    ("eval.num_samples", "0", ">= 1"), ("model.num_threads", "-1", ">= 0"), ("data.train_size", "0", ">= 1"),
+    ("model.lora.r", "0", ">= 1"),
+])
+def test_every_integer_setting_is_in_range(key, value, allowed):
+    msg = _problems(f"{key}={value}")
+    assert f"{key}: must be an integer {allowed}, got {value}" in msg, msg
 
 
 def test_missing_data_file_and_model_path(tmp_path):
-    msg = _problems(apply_overrides(TrainConfig(), [f"data.train={tmp_path}/train.jsonl", f"model.name={tmp_path}/model"]))
+    msg = _problems(f"data.train={tmp_path}/train.jsonl", f"model.name={tmp_path}/model")
     assert f"data.train: '{tmp_path}/train.jsonl' is neither a built-in task" in msg
     assert "arithmetic" in msg  # the known tasks are listed
     assert f"model.name: {tmp_path}/model: no such file or directory" in msg
@@ -148,17 +202,17 @@ def test_missing_data_file_and_model_path(tmp_path):
 
 
 def test_every_field_is_documented():
-    import dataclasses
+    from pydantic import BaseModel
 
     seen = []
 
     def walk(cls):
         docs = field_docs(cls)
-        for f in dataclasses.fields(cls):
-            assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
-            seen.append(f.name)
-            if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
-                walk(f.default_factory)
+        for name, field in cls.model_fields.items():
+            assert docs.get(name), f"{cls.__name__}.{name} has no docstring"
+            seen.append(name)
+            if isinstance(field.default_factory, type) and issubclass(field.default_factory, BaseModel):
+                walk(field.default_factory)
 
     walk(TrainConfig)
     assert len(seen) > 60  # the sections were walked

@@ -5,18 +5,23 @@ from __future__ import annotations
 import copy
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from apmpo.cli import main
 from apmpo.models import tiny_model
 from apmpo.trainer import guard as guard_module
 from apmpo.trainer import loop as loop_module
+from apmpo.trainer import step as step_module
 from apmpo.trainer.checkpoint import latest_checkpoint, list_checkpoints, load_model_weights
 from apmpo.trainer.config import ConfigError, validate_config
 from apmpo.trainer.guard import NonFiniteError, UpdateGuard
 from apmpo.trainer.loop import train
 from apmpo.trainer.setup import build_optimizer, build_scheduler
+from apmpo.trainer.step import optimizer_step
 from apmpo.trainer.tracking import read_jsonl
 
 from .conftest import tiny_config
@@ -31,15 +36,19 @@ def digit_fraction(completions, **columns):
 REWARD = {"digits": digit_fraction}
 
 
-# --------------------------------------------------------------------------- the unit
+# --------------------------------------------------------------------------- the unit: step.optimizer_step
 
 
 def _setup(tmp_path, **config_overrides):
+    """A model, its tokenizer, optimizer and schedule, and the part of a TrainingRun that optimizer_step uses."""
     config = tiny_config(tmp_path, *[f"{k}={v}" for k, v in config_overrides.items()])
     model, tok = tiny_model(seed=0, num_hidden_layers=1)
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, 10)
-    return model, tok, optimizer, scheduler, UpdateGuard.for_config(model, optimizer, scheduler, config)
+    guard = UpdateGuard.for_config(model, config, tmp_path)
+    run = SimpleNamespace(config=config, trainable=[p for p in model.parameters() if p.requires_grad],
+                          optimizer=optimizer, scheduler=scheduler, guard=guard)
+    return model, tok, optimizer, scheduler, run
 
 
 def _backward(model, tok, seed=0) -> float:
@@ -65,11 +74,11 @@ def _assert_same(before, model, optimizer):
 
 
 def test_finite_update_is_the_plain_clip_and_step(tmp_path):
-    model, tok, optimizer, scheduler, guard = _setup(tmp_path, **{"optim.max_grad_norm": 0.01})
+    model, tok, optimizer, scheduler, run = _setup(tmp_path, **{"optim.max_grad_norm": 0.01})
     twin, _ = tiny_model(seed=0, num_hidden_layers=1)
     twin_opt = build_optimizer(twin, tiny_config(tmp_path).optim)
     for seed in range(3):
-        norm = guard.step(_backward(model, tok, seed))
+        norm = optimizer_step(run, _backward(model, tok, seed))
         _backward(twin, tok, seed)
         reference = torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.01)
         twin_opt.step()
@@ -78,16 +87,16 @@ def test_finite_update_is_the_plain_clip_and_step(tmp_path):
     for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         assert torch.equal(a, b), name
     metrics: dict = {}
-    guard.end_step(metrics)
-    assert metrics == {"skipped_nonfinite": 0} and guard.streak == 0
+    run.guard.end_step(metrics)
+    assert metrics == {"skipped_nonfinite": 0} and run.guard.streak == 0
 
 
 @pytest.mark.parametrize("split", [True, False], ids=["torch>=2.6", "clip_grad_norm_ fallback"])
 @pytest.mark.parametrize("fault", ["nan loss", "nan gradient", "inf gradient"])
 def test_a_non_finite_update_changes_nothing(tmp_path, monkeypatch, fault, split):
     monkeypatch.setattr(guard_module, "_SPLIT_CLIP", split)
-    model, tok, optimizer, scheduler, guard = _setup(tmp_path, **{"optim.warmup_steps": 4})
-    guard.step(_backward(model, tok, 0))  # a first real update: AdamW has moments and a step count
+    model, tok, optimizer, scheduler, run = _setup(tmp_path, **{"optim.warmup_steps": 4})
+    optimizer_step(run, _backward(model, tok, 0))  # a first real update: AdamW has moments and a step count
     before = _snapshot(model, optimizer)
     lr_before = scheduler.get_last_lr()[0]
     loss = _backward(model, tok, 1)
@@ -97,14 +106,14 @@ def test_a_non_finite_update_changes_nothing(tmp_path, monkeypatch, fault, split
         loss = NAN
     else:
         param.grad[0, 0] = NAN if fault == "nan gradient" else math.inf
-    norm = guard.step(loss)
+    norm = optimizer_step(run, loss)
     assert not math.isfinite(norm) or fault == "nan loss"
     _assert_same(before, model, optimizer)
     assert all(p.grad is None for p in model.parameters())
     assert scheduler.last_epoch == 2 and scheduler.get_last_lr()[0] == pytest.approx(lr_before * 3 / 2)  # warm-up went on
     metrics: dict = {}
-    guard.end_step(metrics)
-    assert metrics["skipped_nonfinite"] == 1 and guard.streak == 1
+    run.guard.end_step(metrics)
+    assert metrics["skipped_nonfinite"] == 1 and run.guard.streak == 1
     if fault == "nan loss":
         assert metrics["nonfinite_reason"] == "the loss is NaN"
     elif split:
@@ -113,35 +122,36 @@ def test_a_non_finite_update_changes_nothing(tmp_path, monkeypatch, fault, split
         assert metrics["nonfinite_reason"] == f"the gradient of {target} is NaN"
     else:  # ... and by a NaN norm: every gradient is NaN, the first parameter is named, with a count
         assert metrics["nonfinite_reason"].startswith("the gradient of model.embed_tokens.weight is NaN (and ")
-    guard.step(_backward(model, tok, 2))  # the next finite update goes through
+    optimizer_step(run, _backward(model, tok, 2))  # the next finite update goes through
     assert not torch.equal(model.state_dict()[target], before[0][target])
 
 
 def test_consecutive_bad_steps_stop_the_run_and_a_good_one_resets(tmp_path):
-    model, tok, optimizer, scheduler, guard = _setup(tmp_path, **{"optim.max_nonfinite_steps": 2, "optim.lr": 0.5})
+    model, tok, optimizer, scheduler, run = _setup(tmp_path, **{"optim.max_nonfinite_steps": 2, "optim.lr": 0.5})
+    guard = run.guard
     for step, loss in enumerate([NAN, 1.0, NAN], start=1):
         _backward(model, tok)
-        guard.step(loss)
+        optimizer_step(run, loss)
         guard.end_step({})
-        guard.check(step, tmp_path)
+        guard.check(step)
     assert guard.streak == 1
     _backward(model, tok)
-    guard.step(math.inf)
+    optimizer_step(run, math.inf)
     guard.end_step({})
     with pytest.raises(NonFiniteError) as caught:
-        guard.check(4, tmp_path)
+        guard.check(4)
     text = str(caught.value)
     for words in ("step 4", "2 consecutive steps", "the loss is infinite", "optim.lr = 0.5", "model.dtype = float32",
                   "reward", "No checkpoint was written yet"):
         assert words in text, words
     assert guard.state() == {"nonfinite_streak": 2}
-    fresh = _setup(tmp_path)[-1]
+    fresh = _setup(tmp_path)[-1].guard
     fresh.load_state(guard.state())
     assert fresh.streak == 2
 
 
 def test_max_nonfinite_steps_is_validated(tmp_path):
-    with pytest.raises(ConfigError, match=r"optim.max_nonfinite_steps: must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"optim.max_nonfinite_steps: must be an integer >= 1, got 0"):
         validate_config(tiny_config(tmp_path, "optim.max_nonfinite_steps=0"))
 
 
@@ -156,13 +166,13 @@ def _faulty_loss(monkeypatch, from_step: int, to_step: int = 10**9):
         step["n"] += 1
         return digit_fraction(completions)
 
-    real = loop_module.policy_loss
+    real = step_module.policy_loss
 
     def loss(*args, **kwargs):
         value, metrics = real(*args, **kwargs)
         return (value * NAN if from_step <= step["n"] <= to_step else value), metrics
 
-    monkeypatch.setattr(loop_module, "policy_loss", loss)
+    monkeypatch.setattr(step_module, "policy_loss", loss)
     return {"digits": counting}
 
 
@@ -171,8 +181,6 @@ def _blob(checkpoint):
 
 
 def _same_checkpoint_state(a, b):
-    from safetensors.torch import load_file
-
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     sa, sb = _blob(a)["optimizer"]["state"], _blob(b)["optimizer"]["state"]
@@ -274,8 +282,6 @@ def test_three_bad_steps_stop_the_run_naming_step_cause_and_checkpoint(tmp_path,
 
 
 def test_an_exploding_learning_rate_stops_with_a_clear_message(tmp_path, capsys):
-    from apmpo.cli import main
-
     status = main(["train", "tiny_test.yaml", f"logging.output_dir={tmp_path}", "logging.run_name=run", "steps=4",
                    "eval.at_start=false", "eval.at_end=false", "optim.lr=1e39"])
     err = capsys.readouterr().err

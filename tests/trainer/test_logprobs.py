@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from apmpo.trainer.logprobs import completion_log_probs, position_ids_from_mask
+from apmpo.models.forward import position_ids_from_mask
+from apmpo.trainer.logprobs import completion_log_probs
 
 
 def _model(tie: bool, seed: int = 0, dtype=torch.float64):
@@ -112,7 +113,7 @@ def test_float32_model_gives_float32_and_matches():
 def test_matches_the_sampling_pass():
     """Positions follow the attention mask like generate: the training pass sees what sampling saw."""
     from apmpo.models import tiny_model
-    from apmpo.trainer.rollout import completion_mask_from_eos, encode_prompts
+    from apmpo.sampling.rollout import completion_mask_from_eos, encode_prompts
 
     model, tok = tiny_model(seed=3)
     texts = [tok.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True, tokenize=False)

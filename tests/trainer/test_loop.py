@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -158,7 +159,6 @@ def test_dynamic_sampling_and_truncation_masking(tmp_path):
 
 
 def test_overlong_penalty_is_added(tmp_path):
-    pytest.importorskip("apmpo.rewards")
     result = train(tiny_config(tmp_path, "steps=1", "algorithm.name=grpo", "rollout.max_new_tokens=4",
                                "algorithm.overlong_buffer=2", "algorithm.overlong_penalty=0.5"),
                    reward_functions=REWARD)
@@ -168,15 +168,21 @@ def test_overlong_penalty_is_added(tmp_path):
 
 
 def test_group_scope_statistics(tmp_path):
-    result = train(tiny_config(tmp_path, "steps=1", "algorithm.reward_stats_scope=group"), reward_functions=REWARD)
-    assert 0 < result.history[0]["p"] <= 1
+    """Per-group statistics: the same first rollout as the batch scope (same seed), the same mean of mu_R, but each
+    response's p from its own group's mean, so p differs from the batch scope's exp(-gamma * mu_R)."""
+    batch = train(tiny_config(tmp_path / "b", "steps=1"), reward_functions=REWARD).history[0]
+    group = train(tiny_config(tmp_path / "g", "steps=1", "algorithm.reward_stats_scope=group"),
+                  reward_functions=REWARD).history[0]
+    assert group["accuracy"] == batch["accuracy"] and group["mu_r"] == pytest.approx(batch["mu_r"], rel=1e-6)
+    assert batch["p"] == pytest.approx(math.exp(-0.8 * batch["mu_r"]), rel=1e-6)
+    assert abs(group["p"] - batch["p"]) > 1e-6
 
 
 def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
     def big(completions, **columns):
         return [1.5 + x for x in digit_fraction(completions)]
 
-    with pytest.raises(ValueError, match=r"outside algorithm.reward_range \[0.0, 1.0\].*reward_range=\[-1,1\]"):
+    with pytest.raises(ValueError, match=r"step 1: rewards: values in \[1.5, 1\.\d+\] outside the reward range \[0, 1\].*as algorithm.reward_range.*reward_range=\[-1,1\]"):
         train(tiny_config(tmp_path / "a", "steps=1"), reward_functions={"big": big})
     result = train(tiny_config(tmp_path / "b", "steps=1", "algorithm.reward_range=[0, 3]"), reward_functions={"big": big})
     assert result.history[0]["trained_rows"] > 0
@@ -252,7 +258,7 @@ def test_shared_prompt_pass_gives_the_same_update(tmp_path, micro):
 
 
 def _rollout(prompt_lengths, completion_lengths, group_size):
-    from apmpo.trainer.rollout import Rollout
+    from apmpo.sampling.rollout import Rollout
 
     N, P, T = len(completion_lengths), max(prompt_lengths), max(completion_lengths)
     prompt_mask = torch.arange(P).flip(0)[None, :] < torch.tensor(prompt_lengths)[:, None]    # left padding
@@ -262,7 +268,7 @@ def _rollout(prompt_lengths, completion_lengths, group_size):
 
 
 def test_micro_batch_plans_pick_the_cheapest_order():
-    from apmpo.trainer.loop import micro_batches, plan_micro_batches
+    from apmpo.trainer.step import micro_batches, plan_micro_batches
 
     # short prompts, long-tailed completions: length order (least padding) beats grouping
     ro = _rollout([2] * 8, [1, 5, 2, 3, 7, 1, 1, 2], group_size=4)

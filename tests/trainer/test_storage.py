@@ -7,13 +7,16 @@ import os
 
 import pytest
 import torch
+import transformers.modeling_utils as modeling_utils
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 import apmpo.io as io_module
 from apmpo.cli import main
 from apmpo.io import StorageError
 from apmpo.trainer.checkpoint import latest_checkpoint, list_checkpoints
 from apmpo.trainer.loop import train
-from apmpo.trainer.tracking import read_jsonl
+from apmpo.trainer.tracking import MetricsWriter, read_jsonl
 from tests.faults import FailingOs
 
 from .conftest import tiny_config
@@ -35,15 +38,10 @@ def _records(run_dir):
 
 
 def _weights(run_dir):
-    from safetensors.torch import load_file
-
     return load_file(str(latest_checkpoint(run_dir) / "model.safetensors"))
 
 
 def _full_disk_at_the_third_checkpoint(monkeypatch):
-    import transformers.modeling_utils as modeling_utils
-    from safetensors import SafetensorError
-
     real = modeling_utils.safe_save_file
     saves = {"n": 0}
 
@@ -109,8 +107,6 @@ def test_apmpo_train_on_a_full_disk_exits_74_with_one_message(tmp_path, monkeypa
 def test_a_torn_or_corrupt_metrics_line_is_skipped_and_dropped_on_resume(tmp_path):
     """A kill mid-append (before appends were all or nothing, or a copy of a live file) leaves a torn last line:
     readers skip it, and --resume rewrites the log without it (and without the steps after the checkpoint)."""
-    from apmpo.trainer.tracking import MetricsWriter
-
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"kind": "train", "step": 1}\n{"kind": "tr\n{"kind": "train", "step": 2}\n{"kind": "train", "st')
     assert [r["step"] for r in read_jsonl(log)] == [1, 2]

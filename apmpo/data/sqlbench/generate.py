@@ -36,7 +36,7 @@ distinct, and so are gold queries within a database. Within each (database, temp
 group about one in five questions goes to dev, the rest to train, so both splits cover
 every database and template (unlike Spider, whose dev databases are unseen in
 training: this benchmark tests the training loop on CPU, not cross-database
-generalisation). Files are written atomically (temporary file, then ``os.replace``).
+generalisation). Files are written atomically (:mod:`apmpo.io`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from apmpo.io import atomic_write, atomic_write_text
 
 __all__ = [
     "DATABASES",
@@ -348,7 +350,7 @@ def _rows_shop(rng: random.Random) -> dict[str, list[tuple]]:
     }
     price_range = {"books": (6, 45), "garden": (4, 60), "kitchen": (8, 90), "toys": (3, 50), "electronics": (15, 180)}
     adjectives = ("Classic", "Deluxe", "Compact", "Bright", "Silver", "Rustic", "Mini", "Pro")
-    products = []
+    products: list[tuple] = []
     taken: set[float] = set()
     for category in sorted(nouns):
         picks = rng.sample([f"{a} {n}" for a in adjectives for n in nouns[category]], 5)
@@ -381,7 +383,7 @@ def _rows_school(rng: random.Random) -> dict[str, list[tuple]]:
         (i, name, department, rng.randint(2000, 2022))
         for i, (name, department) in enumerate(zip(_names(rng, 12), teacher_departments), start=1)
     ]
-    courses = []
+    courses: list[tuple] = []
     for department in departments:
         staff = [t[0] for t in teachers if t[2] == department]
         for title in titles[department]:
@@ -421,8 +423,8 @@ def _rows_library(rng: random.Random) -> dict[str, list[tuple]]:
         (_date(rng, 2024), rng.randint(1, len(books)), rng.choice(borrowers), int(rng.random() < 0.75))
         for _ in range(100)
     )
-    loans = [(i, book, member, day, returned) for i, (day, book, member, returned) in enumerate(loans, start=1)]
-    return {"authors": authors, "books": books, "members": members, "loans": loans}
+    numbered = [(i, book, member, day, returned) for i, (day, book, member, returned) in enumerate(loans, start=1)]
+    return {"authors": authors, "books": books, "members": members, "loans": numbered}
 
 
 _ROWS: dict[str, Callable[[random.Random], dict[str, list[tuple]]]] = {
@@ -435,10 +437,8 @@ _ROWS: dict[str, Callable[[random.Random], dict[str, list[tuple]]]] = {
 def build_database(db_id: str, path: Path, seed: int) -> None:
     """Create database ``db_id`` at ``path`` (written to a temporary file, then moved)."""
     rows = _ROWS[db_id](random.Random(f"sqlbench|{seed}|{db_id}|rows"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{db_id}.", suffix=".tmp")
-    os.close(handle)
-    try:
+
+    def write(temporary: str) -> None:
         connection = sqlite3.connect(temporary)
         try:
             connection.executescript(SCHEMAS[db_id])
@@ -452,11 +452,8 @@ def build_database(db_id: str, path: Path, seed: int) -> None:
             connection.execute("VACUUM")
         finally:
             connection.close()
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def database_dump(path: str | os.PathLike) -> list[str]:
@@ -659,7 +656,7 @@ def entity_candidates(db_id: str, e: Entity, connection: sqlite3.Connection, rng
                 f"How many {e.plural} have a {number_noun} of at least {num(v)}?",
                 Query("COUNT(*)", t, where=f"{number} >= {lit(v)}"),
             )
-        for column, noun, predicate, singular in e.categories:
+        for column, _noun, predicate, _singular in e.categories:
             for v in _pick(rng, _values(connection, t, column), 2):
                 for x in _thresholds(values)[1:2]:
                     yield make(
@@ -783,7 +780,7 @@ def relation_candidates(
         r.none_question,
         Query(p.label, p.table, where=f"{p.key} NOT IN (SELECT {r.fk} FROM {c.table})"),
     )
-    for column, noun, predicate, _ in p.categories[:1]:
+    for column, _noun, predicate, _ in p.categories[:1]:
         for v in _pick(rng, _values(connection, p.table, column), 3):
             yield make(
                 "join_parent_attr",
@@ -1305,7 +1302,7 @@ def verify(connection: sqlite3.Connection, query: Query) -> list[tuple]:
             raise Rejected("tie in the ordering keys")
     for clause in ("where", "having"):
         if getattr(query, clause):
-            unfiltered = dataclasses.replace(query, **{clause: ""})
+            unfiltered = dataclasses.replace(query, **{clause: ""})  # type: ignore[arg-type]  # a str field
             if Counter(_run(connection, unfiltered.sql, reverse=False)) == Counter(rows):
                 raise Rejected(f"the {clause.upper()} condition keeps every row")
     return rows
@@ -1403,19 +1400,6 @@ def _tables_entry(db_id: str, connection: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def generate(out_dir: str | os.PathLike = HERE, seed: int = 0) -> GenerationReport:
     """Write the databases, train_spider.json, dev.json and tables.json under ``out_dir``."""
     out = Path(out_dir)
@@ -1455,9 +1439,9 @@ def generate(out_dir: str | os.PathLike = HERE, seed: int = 0) -> GenerationRepo
             for position, (candidate, result) in enumerate(items):
                 (dev if position < n_dev else train).append(_row(candidate, result))
     report.train, report.dev = len(train), len(dev)
-    _write_text(out / "train_spider.json", _json_lines_array(train))
-    _write_text(out / "dev.json", _json_lines_array(dev))
-    _write_text(out / "tables.json", json.dumps(tables, indent=1) + "\n")
+    atomic_write_text(out / "train_spider.json", _json_lines_array(train))
+    atomic_write_text(out / "dev.json", _json_lines_array(dev))
+    atomic_write_text(out / "tables.json", json.dumps(tables, indent=1) + "\n")
     return report
 
 

@@ -34,19 +34,24 @@ data settings, evaluation length) matches and refuses to overwrite one that does
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import functools
 import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from apmpo.eval.harness import EvalSettings, evaluate_examples
+from apmpo.io import atomic_directory, atomic_write_text
+from apmpo.models import load_model_and_tokenizer
+from apmpo.settings import ConfigError, build_settings
+from apmpo.study.config import WarmupConfig
+from apmpo.trainer.config import config_to_dict
+from apmpo.trainer.setup import build_rewards, load_data
 
 __all__ = ["WarmupConfig", "WarmupError", "WarmupResult", "ensure_warmup", "run_warmup", "warmup_config_from_dict"]
 
@@ -58,87 +63,12 @@ class WarmupError(ValueError):
     """The warm-up could not produce a usable model (the message says why and what to change)."""
 
 
-@dataclass
-class WarmupConfig:
-    """Settings of the supervised warm-up (the ``warmup:`` section of a study config)."""
-
-    model: str = "tiny"
-    """Model to start from: "tiny" / "tiny:key=value,..." (random Llama, char tokenizer) or any reference apmpo.models.load_model_and_tokenizer accepts."""
-    seed: int = 0
-    """Seeds the model initialisation, the validation split and the batch order."""
-    max_steps: int = 3000
-    """At most this many optimizer steps."""
-    batch_size: int = 64
-    """Examples per step."""
-    lr: float = 3e-3
-    """AdamW learning rate (constant)."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clipping (0: none)."""
-    eval_every: int = 50
-    """Validate every N steps."""
-    target_accuracy: float = 0.3
-    """Stop at the first validation at or above this greedy accuracy."""
-    accuracy_range: list = field(default_factory=lambda: [0.2, 0.6])
-    """[lo, hi]: the warmed-up model's held-out accuracy must land here, else the warm-up fails with advice (null: no check)."""
-    train_size: int = 20000
-    """Examples drawn from the training split for the warm-up (data.train_size is ignored here)."""
-    validation_size: int = 200
-    """Distinct training prompts held out for the stopping rule."""
-    num_threads: int = 1
-    """torch threads during the warm-up (0: torch's default)."""
-
-    def check(self, where: str = "warmup") -> None:
-        """Raise WarmupError naming every bad field."""
-        problems = []
-        for name in ("max_steps", "batch_size", "eval_every", "train_size", "validation_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{where}.{name}: must be a positive integer, got {value!r}")
-        if self.num_threads < 0:
-            problems.append(f"{where}.num_threads: must be >= 0, got {self.num_threads}")
-        if not self.lr > 0:
-            problems.append(f"{where}.lr: must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            problems.append(f"{where}.weight_decay / max_grad_norm: must be >= 0")
-        if not 0 < self.target_accuracy <= 1:
-            problems.append(f"{where}.target_accuracy: must be in (0, 1], got {self.target_accuracy}")
-        rng = self.accuracy_range
-        if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and 0 <= rng[0] < rng[1] <= 1):
-            problems.append(f"{where}.accuracy_range: expected [lo, hi] with 0 <= lo < hi <= 1 or null, got {rng!r}")
-        if self.validation_size >= self.train_size:
-            problems.append(
-                f"{where}.validation_size ({self.validation_size}) must be smaller than train_size ({self.train_size})"
-            )
-        if problems:
-            raise WarmupError("invalid warm-up settings:\n  - " + "\n  - ".join(problems))
-
-
 def warmup_config_from_dict(data: Any, where: str = "warmup") -> WarmupConfig:
-    """A checked ``WarmupConfig`` from a mapping; unknown keys and wrong types are errors naming them."""
-    if not isinstance(data, dict):
-        raise WarmupError(f"{where}: expected a mapping of warm-up settings, got {data!r}")
-    known = {f.name: f for f in dataclasses.fields(WarmupConfig)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise WarmupError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        default = known[key].default if known[key].default is not dataclasses.MISSING else known[key].default_factory()
-        if isinstance(default, bool) or default is None:
-            kwargs[key] = value
-        elif isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            kwargs[key] = float(value)
-        elif isinstance(default, list) and value is None:
-            kwargs[key] = None
-        elif not isinstance(value, type(default)) or isinstance(value, bool):
-            raise WarmupError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
-        else:
-            kwargs[key] = value
-    config = WarmupConfig(**kwargs)
-    config.check(where)
-    return config
+    """A checked ``WarmupConfig`` from a mapping; every problem names its key (``where`` prefixes it)."""
+    try:
+        return build_settings(WarmupConfig, data if isinstance(data, dict) else {"": data}, source=where)
+    except ConfigError as exc:
+        raise WarmupError(str(exc)) from None
 
 
 @dataclass
@@ -162,15 +92,28 @@ class WarmupResult:
     reused: bool = False
     """True when an earlier warm-up was loaded instead of trained."""
 
+    @staticmethod
+    def from_record(directory: Path, record: dict[str, Any]) -> WarmupResult:
+        """The warm-up saved in ``directory``, from its warmup.json ``record`` (``reused``)."""
+        return WarmupResult(
+            directory / MODEL_SUBDIR,
+            int(record["steps"]),
+            float(record["validation_accuracy"]),
+            record.get("heldout_accuracy"),
+            list(record.get("history", [])),
+            float(record.get("wall_seconds", 0.0)),
+            int(record.get("parameters", 0)),
+            reused=True,
+        )
+
 
 def fingerprint(config: WarmupConfig, train_config: Any) -> str:
     """Hash of everything that determines the warmed-up weights and how they are judged."""
-    from apmpo.trainer.config import config_to_dict
 
     data = config_to_dict(train_config.data)
     data.pop("train_size", None)
     payload = {
-        "warmup": dataclasses.asdict(config) | {"num_threads": None},
+        "warmup": config.model_dump(mode="json") | {"num_threads": None},
         "data": data,
         "reward": config_to_dict(train_config.reward),
         "eval_max_new_tokens": train_config.eval.max_new_tokens or train_config.rollout.max_new_tokens,
@@ -178,17 +121,6 @@ def fingerprint(config: WarmupConfig, train_config: Any) -> str:
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _verifier(train_config: Any, default_reward: str | None):
-    """The run's verifier (first reward function, with its keyword arguments), as the trainer evaluates."""
-    from apmpo.trainer.setup import build_rewards
-
-    rewards = build_rewards(train_config.reward, default_reward)
-    if rewards.kwargs[0]:
-        fn = rewards.functions[0]
-        return functools.wraps(fn)(functools.partial(fn, **rewards.kwargs[0]))
-    return rewards.names[0]
 
 
 def _split_validation(examples: list[dict], prompts: list[str], size: int, seed: int):
@@ -214,7 +146,6 @@ def _split_validation(examples: list[dict], prompts: list[str], size: int, seed:
 
 def _encode_batch(tokenizer, prompts: list[str], answers: list[str], add_special_tokens: bool):
     """Right-padded input ids, attention mask and labels (-100 except on answer + EOS tokens)."""
-    import torch
 
     prompt_ids = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
     answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
@@ -232,7 +163,6 @@ def _encode_batch(tokenizer, prompts: list[str], answers: list[str], add_special
 
 def _accuracy(model, tokenizer, examples, data, train_config, verifier) -> float:
     """Greedy Pass@1 on ``examples`` with the trainer's evaluation settings."""
-    from apmpo.eval.harness import EvalSettings, evaluate_examples
 
     ev = train_config.eval
     settings = EvalSettings(
@@ -267,12 +197,7 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
     ``train_config`` is a ``TrainConfig`` (the study's base): its data, reward and eval
     sections define the task, the prompt format and how accuracy is measured.
     """
-    import torch
 
-    from apmpo.models import load_model_and_tokenizer
-    from apmpo.trainer.setup import load_data
-
-    config.check()
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     previous_threads = torch.get_num_threads()
@@ -280,11 +205,11 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
         torch.set_num_threads(config.num_threads)
     try:
         model, tokenizer = load_model_and_tokenizer(config.model, seed=config.seed, device="cpu", dtype="float32")
-        data_cfg = dataclasses.replace(copy.deepcopy(train_config.data), train_size=config.train_size)
+        data_cfg = train_config.data.model_copy(update={"train_size": config.train_size})
         data = load_data(data_cfg, tokenizer, config.seed)
         if not data.eval:
             raise WarmupError("warmup: the study's data has no held-out split (data.eval) to measure the warm-up on")
-        verifier = _verifier(train_config, data.default_reward)
+        verifier = build_rewards(train_config.reward, data.default_reward).verifier()
         validation, examples, prompts = _split_validation(
             data.train, data.train_prompts, config.validation_size, config.seed
         )
@@ -346,23 +271,12 @@ def run_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.PathLi
 
 def _save(model, tokenizer, result: WarmupResult, config: WarmupConfig, train_config: Any, out_dir: Path) -> None:
     """model/ (atomic directory replace) and warmup.json (atomic file replace)."""
-    from apmpo.trainer.tracking import atomic_write_text
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out_dir))
-    try:
+    with atomic_directory(out_dir / MODEL_SUBDIR) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        final = out_dir / MODEL_SUBDIR
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     record = {
         "fingerprint": fingerprint(config, train_config),
-        "settings": dataclasses.asdict(config),
+        "settings": config.model_dump(mode="json"),
         "steps": result.steps,
         "validation_accuracy": result.validation_accuracy,
         "heldout_accuracy": result.heldout_accuracy,
@@ -395,14 +309,5 @@ def ensure_warmup(config: WarmupConfig, train_config: Any, out_dir: str | os.Pat
                 f"!= {wanted}); use another output_dir or delete {out_dir} (and the runs that used it)"
             )
         log(f"warm-up: reusing {out_dir / MODEL_SUBDIR} (held-out accuracy {record['heldout_accuracy']:.3f})")
-        return WarmupResult(
-            out_dir / MODEL_SUBDIR,
-            int(record["steps"]),
-            float(record["validation_accuracy"]),
-            record.get("heldout_accuracy"),
-            list(record.get("history", [])),
-            float(record.get("wall_seconds", 0.0)),
-            int(record.get("parameters", 0)),
-            reused=True,
-        )
+        return WarmupResult.from_record(out_dir, record)
     return run_warmup(config, train_config, out_dir, log=log)

@@ -9,7 +9,7 @@ methods:
   that carry images (text);
 - ``render(example, ...)``: the prompt string (chat template applied);
 - ``add_special_tokens(use_chat_template)``: whether tokenization adds BOS & co;
-- ``encode(prompts, examples, ...)``: a left-padded :class:`~apmpo.trainer.rollout.PromptBatch`.
+- ``encode(prompts, examples, ...)``: a left-padded :class:`~apmpo.sampling.rollout.PromptBatch`.
 
 A vision prompt is rendered from chat messages whose user turn holds one ``{"type":
 "image"}`` part per image: where the text has ``<image>`` markers (the Geometry3K layout
@@ -38,14 +38,24 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from .images import IMAGES_KEY, ImageError, PreparedExamples, attach_images, find_image_column, open_image
+from apmpo.data.prompts import format_template, render_prompt, uses_chat_template
+from apmpo.multimodal.images import (
+    IMAGES_KEY,
+    ImageError,
+    PreparedExamples,
+    attach_images,
+    find_image_column,
+    open_image,
+)
+from apmpo.multimodal.processor import is_processor
+
+from .rollout import PromptBatch, encode_prompts
 
 __all__ = [
     "IMAGE_MARKER",
     "PromptEncoder",
     "TextPromptEncoder",
     "VisionPromptEncoder",
-    "is_processor",
     "prompt_encoder_for",
 ]
 
@@ -95,13 +105,8 @@ class PromptEncoder(Protocol):
     ) -> Any: ...
 
 
-def is_processor(obj: Any) -> bool:
-    """True for a multimodal processor (it has an image processor and a text tokenizer)."""
-    return getattr(obj, "image_processor", None) is not None and getattr(obj, "tokenizer", None) is not None
-
-
 class TextPromptEncoder:
-    """A text-only causal LM: :func:`apmpo.data.prompts.render_prompt` and :func:`apmpo.trainer.rollout.encode_prompts`."""
+    """A text-only causal LM: :func:`apmpo.data.prompts.render_prompt` and :func:`apmpo.sampling.rollout.encode_prompts`."""
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
@@ -123,25 +128,21 @@ class TextPromptEncoder:
     def render(
         self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example"
     ) -> str:
-        from apmpo.data.prompts import render_prompt
-
-        return render_prompt(
-            example,
-            self.tokenizer,
-            template=template,
-            system_prompt=system_prompt,
-            use_chat_template=use_chat_template,
-            where=where,
+        return str(
+            render_prompt(
+                example,
+                self.tokenizer,
+                template=template,
+                system_prompt=system_prompt,
+                use_chat_template=use_chat_template,
+                where=where,
+            )
         )
 
     def add_special_tokens(self, use_chat_template="auto") -> bool:
-        from apmpo.data.prompts import uses_chat_template
-
         return not uses_chat_template(self.tokenizer, use_chat_template)
 
     def encode(self, prompts, examples, *, add_special_tokens=False, max_prompt_tokens=None, device="cpu"):
-        from apmpo.trainer.rollout import encode_prompts
-
         return encode_prompts(
             self.tokenizer,
             prompts,
@@ -202,8 +203,6 @@ class VisionPromptEncoder:
         where: str = "example",
     ) -> list[dict[str, Any]]:
         """The chat messages of ``example``: image parts at the ``<image>`` markers, else before the text."""
-        from apmpo.data.prompts import format_template
-
         images = example.get(IMAGES_KEY) or []
         text = format_template(template, example, where=where)
         pieces = text.split(IMAGE_MARKER)
@@ -232,8 +231,6 @@ class VisionPromptEncoder:
         self, example, *, template="{prompt}", system_prompt=None, use_chat_template="auto", where="example"
     ) -> str:
         """The prompt string; raises ValueError unless it holds one image placeholder per image."""
-        from apmpo.data.prompts import uses_chat_template
-
         images = example.get(IMAGES_KEY) or []
         if uses_chat_template(self.processor, use_chat_template):
             rendered = self.processor.apply_chat_template(
@@ -242,8 +239,6 @@ class VisionPromptEncoder:
                 tokenize=False,
             )
         else:
-            from apmpo.data.prompts import format_template
-
             text = format_template(template, example, where=where)
             rendered = f"{system_prompt}\n\n{text}" if system_prompt else text
         found = rendered.count(self.image_token)
@@ -262,14 +257,10 @@ class VisionPromptEncoder:
         return rendered
 
     def add_special_tokens(self, use_chat_template="auto") -> bool:
-        from apmpo.data.prompts import uses_chat_template
-
         return not uses_chat_template(self.processor, use_chat_template)
 
     def encode(self, prompts, examples, *, add_special_tokens=False, max_prompt_tokens=None, device="cpu"):
         """Left-padded prompt tokens, each prompt's image tensors, per-token inputs, the tokens never to sample."""
-        from apmpo.trainer.rollout import PromptBatch
-
         if not prompts:
             raise ValueError("encode: no prompts given")
         if len(prompts) != len(examples):

@@ -1,7 +1,7 @@
 """The report of a study: results tables (Markdown + CSV), curves (PNG), study.json and results.md.
 
 Everything here is computed from the finished runs' ``metrics.jsonl`` (see
-:mod:`apmpo.eval.study`); nothing is typed by hand. Per run:
+:mod:`apmpo.study.runner`); nothing is typed by hand. Per run:
 
 - ``before``/``final``: held-out accuracy (greedy Pass@1) at step 0 and at the last step;
 - ``best``: the highest held-out accuracy over the evaluations after step 0 (selected on
@@ -12,7 +12,7 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
   dynamic sampling draws more than the other arms).
 
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
-the baseline over the seeds both ran (:mod:`apmpo.eval.study_stats`).
+the baseline over the seeds both ran (:mod:`apmpo.study.stats`).
 
 "What holds here" checks the paper's qualitative claims against these numbers, one
 verdict per claim, from the paired 95% interval of the difference that the claim is
@@ -40,16 +40,19 @@ import io
 import json
 import math
 import os
-import platform
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apmpo.io import atomic_write_text
-from apmpo.eval.study_stats import MeanCI, mean_ci, paired_difference
+import yaml
+
+from apmpo.io import atomic_savefig, atomic_write_text, pyplot
+from apmpo.provenance import machine_info
+from apmpo.study.config import StudyConfig
+from apmpo.study.runs import PlannedRun, RunRecord, StudyResult
+from apmpo.study.stats import MeanCI, mean_ci, paired_difference
+from apmpo.trainer.config import CONFIG_DIR
 
 __all__ = [
     "CURVE_PANELS",
@@ -58,8 +61,6 @@ __all__ = [
     "StudyTables",
     "check_claims",
     "compute_tables",
-    "git_state",
-    "machine_info",
     "verdict",
     "write_report",
 ]
@@ -98,7 +99,7 @@ CURVE_PANELS = (
 # --------------------------------------------------------------------------- numbers
 
 
-def _run_values(record: Any, late_fraction: float) -> dict[str, float | None]:
+def _run_values(record: RunRecord, late_fraction: float) -> dict[str, float | None]:
     values: dict[str, float | None] = {"initial": record.initial, "final": record.final, "best": record.best}
     values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
     for key in ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length"):
@@ -127,20 +128,20 @@ class StudyTables:
 
     def values(self, arm: str, metric: str) -> dict[int, float]:
         """Seed -> value of ``metric`` for ``arm`` (seeds where it is defined)."""
-        return {s: v[metric] for s, v in self.per_run.get(arm, {}).items() if v.get(metric) is not None}
+        return {s: value for s, v in self.per_run.get(arm, {}).items() if (value := v.get(metric)) is not None}
 
     def diff(self, a: str, b: str, metric: str) -> MeanCI | None:
         """Paired difference a - b of ``metric`` over their common seeds."""
         return paired_difference(self.values(a, metric), self.values(b, metric))
 
 
-def compute_tables(study: Any, records: Sequence[Any]) -> StudyTables:
+def compute_tables(study: StudyConfig, records: Sequence[RunRecord]) -> StudyTables:
     """Per-run values, per-arm means with intervals, and paired differences vs the baseline."""
     per_run: dict[str, dict[int, dict[str, float | None]]] = {}
     for record in records:
         per_run.setdefault(record.arm, {})[record.seed] = _run_values(record, study.report.late_fraction)
     arms = [a for a in study.arms if a in per_run]
-    groups = {a: study.arms[a].group for a in arms}
+    groups = {a: str(study.arms[a].group) for a in arms}
     tables = StudyTables(arms, groups, per_run, {}, study.baseline, {})
     for arm in arms:
         tables.summary[arm] = {}
@@ -180,20 +181,16 @@ def verdict(ci: MeanCI | None) -> str:
         return "not testable"
     if ci.half_width <= 1e-12 * max(1.0, abs(ci.mean)):  # every difference equal (up to rounding): degenerate
         return "no difference" if abs(ci.mean) <= 1e-12 else "not testable"
-    if ci.low > 0:
+    if ci.mean - ci.half_width > 0:
         return "holds"
-    if ci.high < 0:
+    if ci.mean + ci.half_width < 0:
         return "reversed"
     return "same direction, not significant" if ci.mean > 0 else "not observed"
 
 
 def _signed(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
     """ "+1.2 [-3.4, +5.8]": a difference with its interval (scaled)."""
-    if ci is None:
-        return "n/a"
-    if ci.half_width is None:
-        return f"{scale * ci.mean:+.{digits}f} (one seed, no interval)"
-    return f"{scale * ci.mean:+.{digits}f} [{scale * ci.low:+.{digits}f}, {scale * ci.high:+.{digits}f}]"
+    return _level(ci, scale, digits, signed=True)
 
 
 def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = " pts") -> str:
@@ -203,12 +200,16 @@ def _pts(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, unit: str = "
     return f"{_signed(ci, scale, digits)}{unit}, n = {ci.n}"
 
 
-def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1) -> str:
+def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """ "12.3 [10.1, 14.5]": a mean with its interval (scaled); ``signed`` for a difference ("+1.2 [...]")."""
     if ci is None:
         return "n/a"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    mean = format(scale * ci.mean, spec)
     if ci.half_width is None:
-        return f"{scale * ci.mean:.{digits}f}"
-    return f"{scale * ci.mean:.{digits}f} [{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
+        return f"{mean} (one seed, no interval)" if signed else mean
+    low, high = ci.mean - ci.half_width, ci.mean + ci.half_width
+    return f"{mean} [{format(scale * low, spec)}, {format(scale * high, spec)}]"
 
 
 def _compare(
@@ -244,7 +245,7 @@ def check_claims(tables: StudyTables) -> list[Claim]:
     for base in ("grpo", "dapo", "gmpo"):
         claims.append(_compare(tables, "apmpo", base, "final", f"APMPO beats {base.upper()} (final held-out accuracy)"))
         claims.append(_compare(tables, "apmpo", base, "best", f"APMPO beats {base.upper()} (best held-out accuracy)"))
-    ent = {"scale": 1.0, "unit": " nats", "digits": 3}
+    ent: dict[str, Any] = {"scale": 1.0, "unit": " nats", "digits": 3}
     claims.append(
         _compare(
             tables,
@@ -281,11 +282,11 @@ def check_claims(tables: StudyTables) -> list[Claim]:
 
 
 def _entropy_order(tables: StudyTables) -> str | None:
-    arms = [a for a in ("grpo", "apmpo", "gmpo") if a in tables.summary and tables.summary[a]["late_entropy"]]
-    if len(arms) < 3:
+    entropy = {a: ci for a in ("grpo", "apmpo", "gmpo") if (ci := tables.summary.get(a, {}).get("late_entropy"))}
+    if len(entropy) < 3:
         return None
-    ordered = sorted(arms, key=lambda a: tables.summary[a]["late_entropy"].mean)
-    return " < ".join(f"{a.upper()} ({tables.summary[a]['late_entropy'].mean:.3f})" for a in ordered)
+    ordered = sorted(entropy, key=lambda a: entropy[a].mean)
+    return " < ".join(f"{a.upper()} ({entropy[a].mean:.3f})" for a in ordered)
 
 
 def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
@@ -295,7 +296,7 @@ def _find(claims: list[Claim], a: str, b: str, metric: str) -> Claim | None:
 def _headline(tables: StudyTables, claims: list[Claim]) -> list[str]:
     """The summary bullets of "What holds here", each computed from the tables and verdicts."""
     lines = []
-    gains = {a: tables.summary[a]["gain"] for a in tables.arms if tables.summary[a]["gain"] is not None}
+    gains = {a: gain for a in tables.arms if (gain := tables.summary[a]["gain"]) is not None}
     if gains:
         lo, hi = min(gains, key=lambda a: gains[a].mean), max(gains, key=lambda a: gains[a].mean)
         improved = [a for a, g in gains.items() if verdict(g) == "holds"]
@@ -355,7 +356,9 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     ]
 
 
-def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
+def curve_means(
+    records: Sequence[RunRecord], key: str
+) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
     """Arm -> (steps, mean over seeds, standard error over seeds, seeds counted) of one metric."""
     by_arm: dict[str, dict[int, list[float]]] = {}
     for record in records:
@@ -381,19 +384,8 @@ def curve_means(records: Sequence[Any], key: str) -> dict[str, tuple[list[int], 
     return out
 
 
-def _savefig(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _colors(arms: Sequence[str]) -> dict[str, Any]:
+    # heavy (matplotlib): imported only to draw
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10"]
@@ -401,13 +393,10 @@ def _colors(arms: Sequence[str]) -> dict[str, Any]:
 
 
 def plot_curves(
-    records: Sequence[Any], arms: Sequence[str], path: Path, *, title: str, smooth: int, colors: dict[str, Any]
+    records: Sequence[RunRecord], arms: Sequence[str], path: Path, *, title: str, smooth: int, colors: dict[str, Any]
 ) -> Path:
     """2 x 4 panels (CURVE_PANELS): mean over seeds per step for each arm (training metrics smoothed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     chosen = [r for r in records if r.arm in arms]
     fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
@@ -440,17 +429,14 @@ def plot_curves(
     )
     fig.suptitle(f"{title}\n{note}", fontsize=11)
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str, Any]) -> Path:
     """Forest plot: paired difference vs the baseline (final and best held-out accuracy) with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arms = [a for a in tables.arms if a != tables.baseline]
     fig, ax = plt.subplots(figsize=(9, 0.55 * max(len(arms), 2) + 1.8))
@@ -473,6 +459,7 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
     ax.set_yticks(range(len(arms)), list(reversed(arms)))
     ax.set_xlabel(f"held-out accuracy minus {tables.baseline} (percentage points, paired seeds, 95% t-interval)")
     ax.set_title(title, fontsize=10)
+    # heavy (matplotlib): imported only to draw
     from matplotlib.lines import Line2D
 
     ax.legend(
@@ -485,16 +472,12 @@ def plot_paired(tables: StudyTables, path: Path, *, title: str, colors: dict[str
     )
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    _savefig(fig, path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -512,7 +495,7 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
     return [ci.n, ci.mean, ci.std, ci.low, ci.high]
 
 
-def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> list[Path]:
+def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path) -> list[Path]:
     """runs.csv, arms.csv, paired.csv and curves.csv in ``docs_dir``."""
     paths = []
     rows = []
@@ -529,7 +512,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
             ]
         )
     path = docs_dir / "runs.csv"
-    _atomic_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
+    atomic_write_text(path, _csv_text(["arm", "group", "seed", *RUN_METRICS, "wall_seconds", "run_dir"], rows))
     paths.append(path)
 
     header = ["arm", "group"]
@@ -540,7 +523,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
         for arm in tables.arms
     ]
     path = docs_dir / "arms.csv"
-    _atomic_text(path, _csv_text(header, rows))
+    atomic_write_text(path, _csv_text(header, rows))
     paths.append(path)
 
     rows = [
@@ -550,7 +533,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
         for m in PAIRED_METRICS
     ]
     path = docs_dir / "paired.csv"
-    _atomic_text(
+    atomic_write_text(
         path,
         _csv_text(
             [
@@ -574,7 +557,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
         for arm, (xs, means, ses, counts) in curve_means(records, key).items():
             rows += [[arm, key, x, m, s, n] for x, m, s, n in zip(xs, means, ses, counts)]
     path = docs_dir / "curves.csv"
-    _atomic_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
+    atomic_write_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
     paths.append(path)
     return paths
 
@@ -582,65 +565,7 @@ def write_csvs(tables: StudyTables, records: Sequence[Any], docs_dir: Path) -> l
 # --------------------------------------------------------------------------- results.md
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, load average, OS and library versions of this machine."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import transformers
-
-        tf_version = transformers.__version__
-    except ImportError:
-        tf_version = None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": tf_version,
-        "load_average": None if load is None else [round(x, 2) for x in load],
-    }
-
-
-def git_state() -> str | None:
-    """Short commit of the package's git checkout, noting uncommitted changes under apmpo/ (None outside git)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        if not commit:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "apmpo"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}{' with uncommitted changes' if dirty else ''}"
-
-
-def _scale_text(study: Any, plan: Sequence[Any]) -> str:
+def _scale_text(study: StudyConfig, plan: Sequence[PlannedRun]) -> str:
     """One paragraph: arms, seeds, steps and the shape of one run."""
     if not plan:
         return "no runs"
@@ -666,17 +591,13 @@ def _scale_text(study: Any, plan: Sequence[Any]) -> str:
     return "; ".join(parts)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
 
 
-def _other_configs(study: Any) -> list[str]:
-    import yaml
-
-    from apmpo.trainer.config import CONFIG_DIR
-
+def _other_configs(study: StudyConfig) -> list[str]:
     lines = []
     own = Path(study.source).resolve() if study.source else None
     for path in sorted(CONFIG_DIR.glob("study_*.yaml")):
@@ -696,14 +617,15 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def render_markdown(
-    study: Any,
-    result: Any,
+    study: StudyConfig,
+    result: StudyResult,
     tables: StudyTables,
     claims: list[Claim],
     *,
     command: str,
-    full_study: Any,
-    planned: Sequence[Any],
+    full_study: StudyConfig,
+    planned: Sequence[PlannedRun],
+    full_plan: Sequence[PlannedRun],
     machine: dict[str, Any],
     figures: dict[str, Path],
     csvs: list[Path],
@@ -712,8 +634,6 @@ def render_markdown(
     report_only: bool,
 ) -> str:
     """The text of results.md."""
-    from apmpo.eval.study import plan_runs
-
     L: list[str] = [f"# {study.title}", ""]
     L.append(
         f"_Generated by `apmpo study` on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} (commands below); "
@@ -753,7 +673,7 @@ def render_markdown(
         f"- Sum of the runs' wall times: {run_seconds / 60:.1f} min over {len(result.runs)} runs "
         f"(mean {run_seconds / max(len(result.runs), 1):.0f} s per run)"
     )
-    if result.warmup is not None:
+    if result.warmup is not None and study.warmup is not None:
         w = result.warmup
         L.append(
             f"- Warm-up (supervised, from scratch): {study.warmup.model} ({w.parameters:,} parameters), "
@@ -765,7 +685,6 @@ def render_markdown(
 
     L += ["## Scale", ""]
     L.append(f"- Ran: {_scale_text(study, planned)}.")
-    full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
     ran_names = {(r.arm, r.seed, r.config.steps) for r in planned}
     full_names = {(r.arm, r.seed, r.config.steps) for r in full_plan}
     if ran_names == full_names:
@@ -826,7 +745,7 @@ def render_markdown(
         if arm == tables.baseline:
             continue
         p = tables.paired[arm]
-        n = p["final"].n if p.get("final") else 0
+        n = final.n if (final := p.get("final")) else 0
         rows.append([arm, n, _signed(p.get("final")), _signed(p.get("best")), _signed(p.get("late_entropy"), 1.0, 3)])
     L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy"], rows)
     L.append("")
@@ -904,16 +823,21 @@ def _ci_json(ci: MeanCI | None) -> dict[str, Any] | None:
 
 
 def write_report(
-    study: Any,
-    result: Any,
+    study: StudyConfig,
+    result: StudyResult,
     *,
     command: str,
-    full_study: Any,
-    planned: Sequence[Any],
+    full_study: StudyConfig,
+    planned: Sequence[PlannedRun],
+    full_plan: Sequence[PlannedRun],
     invocations: Sequence[dict] = (),
     report_only: bool = False,
 ) -> list[Path]:
-    """Write the CSVs, figures, study.json and results.md; returns the paths written."""
+    """Write the CSVs, figures, study.json and results.md; returns the paths written.
+
+    ``planned`` are the runs of this invocation's study, ``full_plan`` those of the study
+    as configured (before --quick and command-line restrictions), for the scale section.
+    """
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables = compute_tables(study, result.runs)
@@ -978,7 +902,7 @@ def write_report(
         },
     }
     path = docs_dir / "study.json"
-    _atomic_text(path, json.dumps(record, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     files.append(path)
 
     if study.report.results_md:
@@ -992,6 +916,7 @@ def write_report(
             command=command,
             full_study=full_study,
             planned=planned,
+            full_plan=full_plan,
             machine=machine,
             figures=figures,
             csvs=csvs,
@@ -999,6 +924,6 @@ def write_report(
             invocations=invocations,
             report_only=report_only,
         )
-        _atomic_text(md_path, text)
+        atomic_write_text(md_path, text)
         files.append(md_path)
     return files

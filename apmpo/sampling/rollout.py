@@ -22,7 +22,7 @@ prompt; ``collate_extras`` concatenates them along dim 0 for a batch of rows. Pe
 inputs aligned with the prompt tokens (Qwen2-VL's ``mm_token_type_ids``) travel in
 ``PromptBatch.token_inputs``, padded and trimmed with the prompt tokens and 0 over the
 completion tokens; ``PromptBatch.suppress_tokens`` are never sampled (a vision-language
-model's image placeholders). :mod:`apmpo.multimodal.encoder` fills these fields.
+model's image placeholders). :mod:`apmpo.sampling.encoder` fills these fields.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .logprobs import cache_argument, position_ids_from_mask, unwrap_model
+from apmpo.models.forward import cache_argument, position_ids_from_mask, unwrap_model
 
 __all__ = ["PromptBatch", "Rollout", "collate_extras", "encode_prompts", "eos_token_ids", "generate_rollouts"]
 
@@ -193,7 +193,7 @@ class Rollout:
             {k: v[:, p0:] for k, v in self.token_inputs.items()} if self.token_inputs is not None else None,
         )
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
+    def model_inputs(self) -> dict[str, Any]:
         """Extra model inputs for these rows over prompt + completion: the collated extras, and the
         per-token inputs extended with 0 over the completion columns ([N, P + T])."""
         inputs = collate_extras(self.extras)
@@ -221,12 +221,18 @@ class Rollout:
             torch.cat([r.truncated for r in parts]),
             [c for r in parts for c in r.completions],
             torch.cat([r.prompt_index + off for r, off in zip(parts, offsets)]),
-            [e for r in parts for e in r.extras] if all(r.extras is not None for r in parts) else None,
+            [e for r in parts for e in r.extras or []] if all(r.extras is not None for r in parts) else None,
             _merge_meta([r.meta for r in parts]),
-            {k: torch.cat([_pad_left(r.token_inputs[k], P, 0) for r in parts]) for k in parts[0].token_inputs}
-            if all(r.token_inputs is not None for r in parts)
-            else None,
+            _concat_token_inputs([r.token_inputs for r in parts], P),
         )
+
+
+def _concat_token_inputs(parts: Sequence[dict[str, torch.Tensor] | None], width: int) -> dict[str, torch.Tensor] | None:
+    """Per-token inputs of several rollouts, left-padded with 0 to ``width`` and stacked (None unless all have them)."""
+    present = [p for p in parts if p is not None]
+    if not present or len(present) != len(parts):
+        return None
+    return {k: torch.cat([_pad_left(p[k], width, 0) for p in present]) for k in present[0]}
 
 
 def _merge_meta(metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -254,6 +260,7 @@ def _pad_right(t: torch.Tensor, width: int, value: Any) -> torch.Tensor:
 @contextlib.contextmanager
 def _clean_generation_config(model: Any, **settings: Any) -> Iterator[Any]:
     """Temporarily give the model a generation config holding only ``settings``."""
+    # heavy (transformers): imported on first use
     from transformers import GenerationConfig
 
     inner = unwrap_model(model)

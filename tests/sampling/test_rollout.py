@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from apmpo.models import tiny_model
-from apmpo.trainer.rollout import Rollout, completion_mask_from_eos, encode_prompts, generate_rollouts
+from apmpo.sampling.rollout import (
+    Rollout,
+    completion_mask_from_eos,
+    encode_prompts,
+    generate_rollouts,
+)
 
 
 @pytest.fixture(scope="module")

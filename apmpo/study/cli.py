@@ -1,7 +1,7 @@
 """``apmpo study``: run a comparison study (arms x paired seeds) and write its report.
 
 ``register(subparsers)`` adds the subcommand to the ``apmpo`` CLI (listed in
-``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.eval.study` for what a study does.
+``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.study.runner` for what a study does.
 On SIGTERM / SIGINT the study checkpoints its running trainings and exits with status
 75 and the command that resumes it (:mod:`apmpo.preemption`).
 """
@@ -13,6 +13,8 @@ import shlex
 import sys
 
 from apmpo.preemption import EXIT_PREEMPTED, Preempted, StopRequest
+from apmpo.study.config import load_study_config, restrict
+from apmpo.study.runner import run_study
 
 __all__ = ["register", "run"]
 
@@ -81,8 +83,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``apmpo study``."""
-    from apmpo.eval.study import load_study_config, restrict, run_study
-
     full = load_study_config(args.config)
     study = load_study_config(args.config, quick=True) if args.quick else full
     study = restrict(

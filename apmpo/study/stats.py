@@ -114,7 +114,12 @@ class MeanCI:
 
     def excludes_zero(self) -> bool:
         """True when the interval is defined and lies entirely above or below 0."""
-        return self.half_width is not None and (self.low > 0 or self.high < 0)
+        return (
+            self.half_width is not None
+            and self.low is not None
+            and self.high is not None
+            and (self.low > 0 or self.high < 0)
+        )
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> MeanCI:

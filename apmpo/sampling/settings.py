@@ -1,0 +1,59 @@
+"""The sampling settings, declared once: how completions are drawn, for the training rollout and evaluation.
+
+:class:`Sampling` holds the settings ``generate`` takes (temperature, top-p, top-k, the
+length limits), each with its constraint and documentation. The trainer's
+``rollout:`` section (:class:`apmpo.trainer.config.RolloutConfig`) and the evaluation
+settings (:class:`apmpo.eval.harness.EvalSettings`) extend it; they may change a
+default (evaluation decodes greedily by default), never the meaning or the range.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from apmpo.settings import Settings
+
+__all__ = ["MaxNewTokens", "MaxPromptTokens", "Sampling", "Temperature", "TopK", "TopP"]
+
+Temperature = Annotated[float, Field(ge=0)]
+"""Sampling temperature; 0 is greedy decoding."""
+TopP = Annotated[float, Field(gt=0, le=1)]
+"""Nucleus sampling threshold in (0, 1]."""
+TopK = Annotated[int, Field(ge=0)]
+"""Top-k sampling; 0 disables it."""
+MaxNewTokens = Annotated[int, Field(ge=1)]
+"""The longest completion in tokens."""
+MaxPromptTokens = Annotated[int, Field(ge=1)] | None
+"""The longest prompt in tokens (None: no limit)."""
+
+
+class Sampling(Settings):
+    """How completions are drawn (transformers generate, KV cache, left padding)."""
+
+    max_new_tokens: MaxNewTokens = 64
+    """L_max: the longest completion; a completion that reaches it without EOS is truncated."""
+    max_prompt_tokens: MaxPromptTokens = None
+    """Refuse prompts longer than this many tokens (None: no limit)."""
+    temperature: Temperature = 1.0
+    """Sampling temperature (0: greedy decoding). Log-probs are computed at the same temperature."""
+    top_p: TopP = 1.0
+    """Nucleus sampling threshold in (0, 1] (sampling only)."""
+    top_k: TopK = 0
+    """Top-k sampling; 0 disables it (sampling only)."""
+
+    @property
+    def greedy(self) -> bool:
+        """True for greedy decoding (temperature 0)."""
+        return self.temperature == 0
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`apmpo.sampling.generate_rollouts` these settings fix."""
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "do_sample": not self.greedy,
+        }
