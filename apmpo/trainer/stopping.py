@@ -19,18 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from apmpo.preemption import Preempted, StepAbandoned, StopRequest
 
 from .checkpoint import latest_checkpoint, rng_state, set_rng_state
+from .setup import PromptSampler
 
 __all__ = ["preempted", "sample_unless_stopped"]
 
 T = TypeVar("T")
 
 
-def sample_unless_stopped(stop: StopRequest, sampler: Any, sample: Callable[[], T]) -> T | None:
+def sample_unless_stopped(stop: StopRequest, sampler: PromptSampler, sample: Callable[[], T]) -> T | None:
     """``sample()`` as an abandonable region; None if a stop is (or was already) requested.
 
     On None the torch / numpy / python RNG states and ``sampler.position`` are those of
