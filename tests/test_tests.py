@@ -37,3 +37,17 @@ def test_no_machine_specific_absolute_paths():
         bad += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in MACHINE_PATHS.finditer(text)]
     assert len(files) > 50  # the repository was read
     assert not bad, "machine-specific paths:\n" + "\n".join(sorted(set(bad)))
+
+
+def test_no_reference_to_the_development_data_folder():
+    """Tests and docs read the shipped copies (apmpo/data/datasets), never the development folder beside the repo."""
+    files = _tracked("*.py", "*.md", "*.yaml", "*.yml", "*.sh", "*.toml", "*.cfg", "*.txt")
+    pattern = re.compile(r"shared[/\\]data|APMPO_SHARED_DATA")
+    bad = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in files
+        if path != Path(__file__).resolve()
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert not bad, "references to the development data folder (use apmpo.data.shipped_path):\n" + "\n".join(bad)

@@ -1,6 +1,9 @@
-"""Load prompt/answer examples from local JSONL, JSON, Parquet or CSV files.
+"""Load prompt/answer examples from JSONL, JSON, Parquet or CSV files, shipped files or Hub datasets.
 
-``load_examples(path, ...)`` returns an :class:`ExampleSet`: a list of dicts, each with
+``load_examples(path, ...)`` reads a local file, a file shipped with apmpo
+(``shipped:math500`` or ``math500``) or a Hugging Face dataset
+(``hf:OWNER/NAME[@CONFIG]:SPLIT``); see :mod:`apmpo.data.sources`. It returns an
+:class:`ExampleSet`: a list of dicts, each with
 at least ``"prompt"`` (str) and ``"answer"`` (str); every other column of the file is
 kept as is, because the trainer passes dataset columns to reward functions as keyword
 arguments (TRL's contract: ``db_path``, ``gold_sql``, ``answer_type``, ...).
@@ -22,9 +25,11 @@ number; CSV: data row and line; JSON/Parquet: 1-based row) and the field; with
 A column mapping that does not match the file (a named column absent from the header
 or first row, or no prompt/answer column found) is always an error, never a skip.
 
-The files are read with the standard library (JSON, CSV) and pyarrow (Parquet) rather
+Local files are read with the standard library (JSON, CSV) and pyarrow (Parquet) rather
 than ``datasets.load_dataset`` so that errors carry exact line numbers and nothing is
-cached on disk; :meth:`ExampleSet.to_dataset` converts to a ``datasets.Dataset``.
+cached on disk; Hub datasets go through ``datasets.load_dataset`` (rows numbered from
+1, the column check names ``columns`` instead of ``header``).
+:meth:`ExampleSet.to_dataset` converts to a ``datasets.Dataset``.
 """
 
 from __future__ import annotations
@@ -38,12 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apmpo.data.answers import (
-    AnswerError,
-    answer_after_marker,
-    last_boxed,
-    normalize_answer,
-)
+from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from apmpo.data.hub import HUB_PREFIX, HubDataset
+from apmpo.data.sources import data_reference_problem, resolve_data_reference
 
 __all__ = [
     "ExampleSet",
@@ -420,7 +422,9 @@ def load_examples(
     """Read a .jsonl / .json / .parquet / .csv file into prompt/answer examples.
 
     Args:
-        path: the file; its suffix picks the reader.
+        path: the file (its suffix picks the reader), a shipped dataset
+            (``shipped:NAME`` or a bare ``NAME``) or a Hugging Face dataset
+            (``hf:OWNER/NAME[@CONFIG]:SPLIT``); see :mod:`apmpo.data.sources`.
         prompt_column: source column of "prompt" (default: detected, see module doc).
         answer_column: source column of "answer" (default: detected).
         columns: which other columns to keep: None keeps all of them; a list keeps only
@@ -437,22 +441,17 @@ def load_examples(
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unsupported suffix, column mapping not matching the file, a bad row
+        ValueError: unsupported suffix, an unknown shipped name, a malformed or
+            unloadable ``hf:`` reference (:class:`apmpo.data.hub.HubUnavailableError`
+            when the Hub cannot be reached), column mapping not matching the file, a bad row
             (``on_bad_row="error"``), or no usable row at all. Messages name the file,
             the row and the field.
     """
-    path = Path(path)
     if on_bad_row not in _BAD_ROW_MODES:
         raise ValueError(f"on_bad_row must be one of {_BAD_ROW_MODES}, got {on_bad_row!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    suffix = path.suffix.lower()
-    if suffix not in _READERS:
-        raise ValueError(
-            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path, header, rows = _open(path)
 
     examples: list[dict[str, Any]] = []
     skipped: list[SkippedRow] = []
@@ -463,14 +462,13 @@ def load_examples(
         hint = " (on_bad_row='skip' skips and counts such rows)" if skippable else ""
         raise ValueError(f"{path}: {where}{field_part}: {error.reason}{hint}")
 
-    if suffix == ".csv" or suffix == ".parquet":
-        header = _header(path, suffix)
+    if header is not None:
         try:
             mapping = _resolve_mapping(header, prompt_column, answer_column, answer_from_solution, columns)
         except RowError as exc:
-            fail("header", exc, skippable=False)
+            fail("columns" if path.startswith(HUB_PREFIX) else "header", exc, skippable=False)
 
-    for where, row in _READERS[suffix](path):
+    for where, row in rows:
         try:
             if isinstance(row, RowError):
                 raise row
@@ -499,6 +497,28 @@ def load_examples(
         answer_source=mapping.describe_answer(),
         skipped_rows=skipped,
     )
+
+
+def _open(reference: str | os.PathLike) -> tuple[str, list[str] | None, Iterator[tuple[str, dict | RowError]]]:
+    """(how errors name the source, its column names if known up front, its rows) for a data reference.
+
+    A file is read by its suffix's reader; a Hugging Face dataset (``hf:...``, see
+    :mod:`apmpo.data.hub`) through ``datasets``, its rows numbered from 1.
+    """
+    source = resolve_data_reference(reference)
+    if isinstance(source, HubDataset):
+        dataset = source.load()
+        rows = ((f"row {index}", row) for index, row in enumerate(dataset, start=1))
+        return source.text, list(dataset.column_names), rows
+    suffix = source.suffix.lower()
+    if suffix not in _READERS:
+        raise ValueError(
+            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not source.is_file():
+        raise FileNotFoundError(data_reference_problem(reference) or f"{source}: no such file")
+    header = _header(source, suffix) if suffix in (".csv", ".parquet") else None
+    return str(source), header, _READERS[suffix](source)
 
 
 def _header(path: Path, suffix: str) -> list[str]:

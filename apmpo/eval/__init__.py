@@ -4,7 +4,11 @@
 - :mod:`apmpo.eval.harness`: :func:`evaluate` (model x benchmarks -> records and
   summary) and :func:`evaluate_examples` (in-memory examples, e.g. a trainer's
   held-out split);
-- :mod:`apmpo.eval.suites`: ``--data path[:name]`` specs and suite YAML files;
+- :mod:`apmpo.eval.suites`: ``--data path[:name]`` specs and suite YAML files (shipped,
+  local or Hub data);
+- :mod:`apmpo.eval.protocols`: ``--protocol greedy`` / ``r1``;
+- :mod:`apmpo.eval.tables`: the paper-style table (mean ± standard error) and timing line;
+- :mod:`apmpo.eval.compare`: ``apmpo eval compare``, paired bootstrap differences of two runs;
 - :mod:`apmpo.eval.records`: the kill-safe records file;
 - :mod:`apmpo.eval.cli`: the ``apmpo eval`` subcommand.
 

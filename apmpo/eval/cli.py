@@ -5,8 +5,13 @@ on its own (``python -m apmpo.eval ...``). Everything is checked before the mode
 loaded: settings, suite file, data files and their column mapping; a bad input exits
 with status 2 and a message naming the file, row, field or flag.
 
-Value precedence: a command-line flag, else the suite's ``generation:`` section, else
-the defaults of :class:`apmpo.eval.harness.EvalSettings`.
+Value precedence: a command-line flag, else the ``--protocol`` (greedy, r1; see
+:mod:`apmpo.eval.protocols`), else the suite's ``generation:`` section, else the
+defaults of :class:`apmpo.eval.settings.EvalSettings`; all of them are validated
+together by the settings toolkit (:mod:`apmpo.settings`), each problem naming the flag,
+the protocol or the suite file it came from.
+
+``apmpo eval compare RUN_A RUN_B`` (:mod:`apmpo.eval.compare`) compares two runs.
 
 On SIGTERM or SIGINT (:mod:`apmpo.preemption`) the evaluation stops at once: every
 batch already appended to ``records.jsonl`` is kept whole (the batch in flight is not
@@ -19,10 +24,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
 
+from apmpo.eval import compare
 from apmpo.eval.harness import (
     EvalSettings,
     evaluate,
@@ -30,7 +37,10 @@ from apmpo.eval.harness import (
     load_benchmark,
     resolve_reward,
 )
-from apmpo.eval.suites import load_suite, parse_data_spec
+from apmpo.eval.protocols import PROTOCOLS, protocol_settings
+from apmpo.eval.suites import DATA_SOURCES, load_suite, parse_data_spec
+from apmpo.eval.tables import format_duration, paper_table, run_line
+from apmpo.io import atomic_write_text
 from apmpo.models import load_model_and_tokenizer
 from apmpo.preemption import EXIT_PREEMPTED, HardStop, StepAbandoned, StopRequest
 from apmpo.sampling.encoder import prompt_encoder_for
@@ -47,8 +57,12 @@ sampled), scored by a reward from apmpo.rewards; writes per-sample records
 
 _EPILOG = """\
 examples:
-  apmpo eval --model smollm2-135m-instruct --data data/gsm8k/test.jsonl --limit 50 --out runs/gsm8k
-  apmpo eval --model ./ckpt --suite math --data-root /data/math-evals --n 4 --k 1,4 \\
+  apmpo eval --model ./ckpt --suite math --protocol greedy --out runs/math-greedy   # shipped data
+  apmpo eval --model ./ckpt --suite math --protocol r1 --n 16 --out runs/math-r1
+  apmpo eval compare runs/math-r1-step0 runs/math-r1-step400 --out runs/compare
+  apmpo eval --model smollm2-135m-instruct --data gsm8k/test --limit 50 --out runs/gsm8k
+  apmpo eval --model ./ckpt --data hf:HuggingFaceH4/MATH-500@default:test:math500 --out runs/m
+  apmpo eval --model ./ckpt --suite math --data-root ~/math-evals --n 4 --k 1,4 \\
       --temperature 0.6 --top-p 0.95 --out runs/math
   apmpo eval --model ./ckpt --data my.parquet:mine --prompt-column question \\
       --answer-column final_answer --out runs/mine
@@ -61,23 +75,35 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("model and data")
     what.add_argument(
         "--model",
-        required=True,
-        help="model: a local HF directory, a .gguf file, "
+        help="model (required): a local HF directory, a .gguf file, "
         "'smollm2-135m-instruct' or 'tiny[:overrides]' (see apmpo.models)",
     )
     what.add_argument(
         "--data",
         action="append",
         default=[],
-        metavar="PATH[:NAME]",
-        help="a benchmark file (.jsonl/.json/.parquet/.csv), optionally named; repeatable",
+        metavar="DATA[:NAME]",
+        help="a benchmark: a file (.jsonl/.json/.parquet/.csv), a shipped dataset (shipped:math500 "
+        "or math500) or a Hugging Face dataset (hf:OWNER/NAME[@CONFIG]:SPLIT), optionally named; "
+        "repeatable; with --suite, a NAME of the suite replaces that benchmark's data",
     )
     what.add_argument(
         "--suite",
         metavar="FILE|NAME",
         help="a suite YAML listing benchmarks, or a packaged one ('math': eval_math_suite.yaml)",
     )
-    what.add_argument("--data-root", metavar="DIR", help="folder the suite's relative paths resolve against")
+    what.add_argument(
+        "--data-source",
+        choices=DATA_SOURCES,
+        help="where the suite's benchmarks are read from: shipped (the copies shipped with apmpo; "
+        "the default), local (your copies under --data-root; the default with --data-root) or hub "
+        "(the suite's Hugging Face datasets)",
+    )
+    what.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="folder holding your copies: the suite's relative paths resolve against it (--data-source local)",
+    )
     what.add_argument("--benchmarks", metavar="NAME,...", help="evaluate only these benchmarks of the suite")
     what.add_argument("--prompt-column", help="column holding the problem in the --data files (default: detected)")
     what.add_argument(
@@ -124,6 +150,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     gen = parser.add_argument_group("sampling and metrics")
+    gen.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        help="decoding protocol: "
+        + "; ".join(f"{p.name}: {p.description}" for p in PROTOCOLS.values())
+        + " (flags below override it)",
+    )
     gen.add_argument("--n", type=int, help="samples per example (default 1)")
     gen.add_argument("--k", help="comma-separated k values for pass@k, each <= n (default 1)")
     gen.add_argument("--maj-k", help="comma-separated k values for maj@k (default: the k values above 1)")
@@ -138,7 +171,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument(
         "--out",
-        required=True,
         metavar="DIR",
         help="output directory: records.jsonl, summary.json, run.json (an existing one is resumed)",
     )
@@ -164,6 +196,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     _add_arguments(parser)
+    commands = parser.add_subparsers(
+        dest="eval_command", metavar="{compare}", title="subcommand (instead of evaluating)"
+    )
+    compare.register(commands)
     return parser
 
 
@@ -203,9 +239,16 @@ _SETTING_FLAGS = (
 
 
 def _settings(args, suite) -> EvalSettings:
-    """Flags over the suite's ``generation:`` section over the defaults; problems name the flag or the suite file."""
+    """Flags over the ``--protocol`` over the suite's ``generation:`` section over the defaults, validated together;
+    a problem names the flag, the protocol or the suite file its value came from."""
     values = dict(suite.generation) if suite else {}
     origins = {}
+    if args.protocol:
+        n = args.n if args.n is not None else values.get("n")
+        fixed = protocol_settings(args.protocol, n=n)
+        values.update(fixed)
+        from_suite = {"n"} if args.n is None and "n" in (suite.generation if suite else {}) else set()
+        origins.update({name: f"--protocol {args.protocol}" for name in fixed if name not in from_suite})
     for name in _SETTING_FLAGS:
         value = getattr(args, name)
         if value is not None:
@@ -225,17 +268,23 @@ def _benchmarks(args):
     specs = []
     if args.suite:
         only = [n.strip() for n in args.benchmarks.split(",") if n.strip()] if args.benchmarks else None
-        suite = load_suite(args.suite, data_root=args.data_root, only=only)
-        specs.extend(suite.benchmarks)
-    elif args.benchmarks or args.data_root:
-        raise _UsageError("--benchmarks and --data-root apply to a --suite; give --suite or drop them")
+        suite = load_suite(args.suite, data_root=args.data_root, only=only, data_source=args.data_source)
+    elif args.benchmarks or args.data_root or args.data_source:
+        raise _UsageError("--benchmarks, --data-root and --data-source apply to a --suite; give --suite or drop them")
     for text in args.data:
         spec = parse_data_spec(text)
         spec.prompt_column = args.prompt_column
         spec.answer_column = args.answer_column
         if args.answer_from_solution:
             spec.answer_from_solution = args.answer_from_solution
-        specs.append(spec)
+        if suite is not None and any(e.name == spec.name for e in suite.entries):
+            suite.use_data(spec)  # --data FILE:NAME with a suite benchmark's name: that benchmark's data
+        else:
+            specs.append(spec)
+    if suite is not None:
+        specs = [*suite.benchmarks, *specs]
+        for name, reason in suite.unavailable.items():
+            print(f"apmpo eval: {name} is not evaluated: {reason}", file=sys.stderr)
     if not specs:
         raise _UsageError("nothing to evaluate: give --data PATH[:NAME] (repeatable) and/or --suite")
     names = [s.name for s in specs]
@@ -269,7 +318,11 @@ def _load(args, specs, suite, settings):
 
 def run(args) -> int:
     """Run ``apmpo eval`` for parsed arguments; returns the exit status."""
+    started = time.perf_counter()
     try:
+        missing = [flag for flag, value in (("--model", args.model), ("--out", args.out)) if not value]
+        if missing:
+            raise _UsageError(f"{' and '.join(missing)} required (or: apmpo eval compare RUN_A RUN_B)")
         if args.threads is not None and args.threads < 1:
             raise _UsageError(f"--threads must be >= 1, got {args.threads}")
         if args.image_root is not None and not Path(args.image_root).expanduser().is_dir():
@@ -284,6 +337,7 @@ def run(args) -> int:
     except (_UsageError, ValueError, FileNotFoundError, TypeError) as exc:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2
+    loaded_at = time.perf_counter()
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -303,8 +357,10 @@ def run(args) -> int:
         return 2
     print(
         f"[apmpo eval] {args.model} on {', '.join(f'{b.name} ({len(b.examples)})' for b in benchmarks)}; "
+        f"{f'protocol {args.protocol}, ' if args.protocol else ''}"
         f"n={settings.n}, {'greedy' if settings.greedy else f'T={settings.temperature}, top_p={settings.top_p}'}, "
-        f"max_new_tokens={settings.max_new_tokens}, device={device}",
+        f"max_new_tokens={settings.max_new_tokens}, device={device}; model loaded in "
+        f"{format_duration(time.perf_counter() - loaded_at)}",
         file=sys.stderr,
     )
     stop = StopRequest(
@@ -320,7 +376,7 @@ def run(args) -> int:
                 out_dir=args.out,
                 model_name=args.model,
                 progress=not args.no_progress,
-                extra_summary={"suite": suite.source if suite else None, "command": _command(args)},
+                extra_summary=_extra_summary(args, suite, settings),
             )
     except StepAbandoned:
         print(
@@ -341,10 +397,36 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 130
-    print(format_table(result.summary))
     out = Path(args.out)
-    print(f"records: {out / 'records.jsonl'}\nsummary: {out / 'summary.json'}")
+    print(format_table(result.summary))
+    print()
+    print(paper_table(result.summary))
+    atomic_write_text(out / "table.md", paper_table(result.summary, markdown=True) + "\n")
+    print(f"\n{run_line(result.summary)}; whole command {format_duration(time.perf_counter() - started)}")
+    print(f"records: {out / 'records.jsonl'}\nsummary: {out / 'summary.json'}\ntable: {out / 'table.md'}")
     return 0
+
+
+def _extra_summary(args, suite, settings: EvalSettings) -> dict:
+    """Summary keys the CLI adds: the suite, where its data came from, the protocol, the command."""
+    protocol = None
+    if args.protocol:
+        fixed = protocol_settings(args.protocol, n=settings.n)
+        used = settings.model_dump()
+        protocol = {
+            "name": args.protocol,
+            "description": PROTOCOLS[args.protocol].description,
+            "overrides": {k: used[k] for k, v in fixed.items() if used[k] != v},
+        }
+    return {
+        "suite": suite.source if suite else None,
+        "suite_name": suite.name if suite else None,
+        "suite_benchmarks": [e.name for e in suite.entries] if suite else None,
+        "data_source": suite.data_source if suite else None,
+        "not_evaluated": dict(suite.unavailable) if suite else {},
+        "protocol": protocol,
+        "command": _command(args),
+    }
 
 
 def _command(args) -> str | None:
@@ -364,8 +446,8 @@ def _check_reward_names(benchmarks) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default: sys.argv[1:]) and run."""
+    """Parse ``argv`` (default: sys.argv[1:]) and run (``compare ...`` runs the comparison)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args._argv = argv
-    return run(args)
+    return args.func(args) if getattr(args, "eval_command", None) else run(args)

@@ -60,7 +60,6 @@ import torch
 from tqdm.auto import tqdm
 
 from apmpo import rewards
-from apmpo.data.loaders import load_examples
 from apmpo.data.prompts import template_fields, validate_template
 from apmpo.eval.metrics import ExampleStats, answer_key, metric_names, summarize
 from apmpo.eval.records import RecordsFile
@@ -82,8 +81,10 @@ __all__ = [
     "evaluate",
     "evaluate_examples",
     "format_table",
+    "group_example_stats",
     "load_benchmark",
     "load_suite_benchmarks",
+    "problem_fingerprint",
     "resolve_reward",
     "summarize_records",
 ]
@@ -137,10 +138,10 @@ def load_benchmark(
 ) -> Benchmark:
     """Read ``spec.path`` with its column mapping; the spec's own template/reward win over the defaults.
 
-    Errors from the loader (missing file, unknown column, bad row) propagate with the
-    file, row and field named.
+    Errors from the loader (missing file, unknown column, bad row, unreachable Hub)
+    propagate with the file, row and field named (and the suite entry, for a suite's).
     """
-    examples = load_examples(spec.path, limit=limit, **spec.loader_kwargs())
+    examples = spec.load_examples(limit=limit)
     chosen = spec.template or template
     template_fields(chosen)
     try:
@@ -435,10 +436,30 @@ def _exclusive(directory: Path):
 
 
 def _make_progress(total: int, initial: int, enabled: bool):
+    """A tqdm bar on stderr: samples done / total, elapsed, ETA, samples/s (postfix: benchmark, tokens/s)."""
     if not enabled:
         return None
 
-    return tqdm(total=total, initial=initial, unit="sample", desc="eval", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit=" samples",
+        desc="eval",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} samples "
+        "[{elapsed} elapsed, ETA {remaining}, {rate_noinv_fmt}{postfix}]",
+    )
+
+
+def problem_fingerprint(examples: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 over the examples' problems and reference answers, in order (what a comparison pairs)."""
+    digest = hashlib.sha256()
+    for example in examples:
+        pair = [example.get("prompt"), example.get("answer")]
+        digest.update(json.dumps(pair, ensure_ascii=False, default=str).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def evaluate(
@@ -599,8 +620,9 @@ def _evaluate(
             generated += len(new_records)
             tokens += sum(r["completion_tokens"] for r in new_records)
             if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{bench.name}, {tokens / elapsed:.1f} tokens/s", refresh=False)
                 bar.update(len(new_records))
-                bar.set_postfix_str(bench.name, refresh=False)
     finally:
         if bar is not None:
             bar.close()
@@ -618,6 +640,7 @@ def _evaluate(
             for b in limited
         },
         "rewards": {b.name: b.reward_name for b in limited},
+        "problems": {b.name: {"count": len(b.examples), "sha256": problem_fingerprint(b.examples)} for b in limited},
         **summary,
         "run": {
             "samples_total": total,
@@ -634,14 +657,13 @@ def _evaluate(
     return EvalResult(summary=summary, records=counted, out_dir=out_path)
 
 
-def summarize_records(
-    records: Iterable[Mapping[str, Any]], settings: EvalSettings, *, order: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Metrics from sample records: ``{"metrics", "benchmarks", "overall", "all"}``.
+def group_example_stats(
+    records: Iterable[Mapping[str, Any]], correct_threshold: float, *, order: Sequence[str] | None = None
+) -> dict[str, list[ExampleStats]]:
+    """Sample records -> per benchmark, per example (by index), the :class:`ExampleStats` the metrics need.
 
-    Records are grouped by benchmark and example and sorted by sample index; each
-    benchmark row also gets its ``path``-independent counts (see
-    :func:`apmpo.eval.metrics.aggregate`).
+    A sample is correct when its score is >= ``correct_threshold`` (None counts as 0);
+    samples are ordered by their index. ``order`` names the benchmarks (default: as seen).
     """
     grouped: dict[str, dict[int, list[Mapping[str, Any]]]] = {}
     for record in records:
@@ -655,7 +677,7 @@ def summarize_records(
             scores = [score_value(r.get("score")) for r in samples]
             examples.append(
                 ExampleStats(
-                    correct=[s >= settings.correct_threshold for s in scores],
+                    correct=[s >= correct_threshold for s in scores],
                     keys=[answer_key(r.get("extracted")) for r in samples],
                     scores=scores,
                     completion_tokens=[int(r["completion_tokens"]) for r in samples if "completion_tokens" in r],
@@ -663,6 +685,19 @@ def summarize_records(
                 )
             )
         stats[name] = examples
+    return stats
+
+
+def summarize_records(
+    records: Iterable[Mapping[str, Any]], settings: EvalSettings, *, order: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Metrics from sample records: ``{"metrics", "benchmarks", "overall", "all"}``.
+
+    Records are grouped by benchmark and example and sorted by sample index; each
+    benchmark row also gets its ``path``-independent counts (see
+    :func:`apmpo.eval.metrics.aggregate`).
+    """
+    stats = group_example_stats(records, settings.correct_threshold, order=order)
     maj_k = settings.maj_k or []
     result = summarize(stats, settings.k, maj_k)
     return {"metrics": metric_names(settings.k, maj_k), **result}

@@ -32,6 +32,15 @@ Aggregation: :func:`example_metrics` scores one example; :func:`aggregate` avera
 examples of one benchmark (every example weighs the same, whatever its n); the
 "overall" row of :func:`summarize` is the unweighted mean of the benchmark rows (the
 paper's "avg" column), and the "all" row pools every example of every benchmark.
+
+**Standard error over problems** (lighteval's ``<metric>_stderr``): for a benchmark of
+``N`` problems whose per-problem values of a metric are ``x_1..x_N`` (for Pass@1, each
+``x_i = c_i / n``), ``stderr = s / sqrt(N)`` with ``s`` the sample standard deviation
+(``N - 1`` in the denominator); undefined (None) for ``N < 2``. It measures how much
+the benchmark score would move with another draw of problems *and* of samples (the
+per-problem values carry the sampling noise). The macro average of ``B`` benchmarks
+gets ``sqrt(sum_b stderr_b**2) / B`` (benchmarks independent); the pooled "all" row
+gets the formula above over all its problems.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ __all__ = [
     "metric_names",
     "pass_at_1",
     "pass_at_k",
+    "stderr",
     "summarize",
 ]
 
@@ -216,11 +226,21 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def stderr(values: Sequence[float]) -> float | None:
+    """Standard error of the mean of ``values``: sample std (N - 1) / sqrt(N); None when N < 2."""
+    count = len(values)
+    if count < 2:
+        return None
+    mean = sum(values) / count
+    return math.sqrt(sum((x - mean) ** 2 for x in values) / (count - 1) / count)
+
+
 def aggregate(examples: Sequence[ExampleStats], ks: Iterable[int], maj_ks: Iterable[int]) -> dict:
     """Benchmark-level summary: every metric averaged over examples, plus counts.
 
     Returns a dict with ``examples``, ``samples``, ``n_min``/``n_max`` (samples per
-    example), the metrics of :func:`metric_names`, and when available
+    example), the metrics of :func:`metric_names` and their ``<metric>_stderr``
+    (standard error over examples, see the module doc), and when available
     ``mean_score``, ``answer_rate`` (samples with an extracted answer),
     ``mean_completion_tokens`` and ``truncation_rate`` (all over samples).
     """
@@ -231,7 +251,9 @@ def aggregate(examples: Sequence[ExampleStats], ks: Iterable[int], maj_ks: Itera
     sizes = [len(e.correct) for e in examples]
     row: dict = {"examples": len(examples), "samples": sum(sizes), "n_min": min(sizes), "n_max": max(sizes)}
     for name in metric_names(ks, maj_ks):
-        row[name] = _mean([m[name] for m in per_example])
+        values = [m[name] for m in per_example]
+        row[name] = _mean(values)
+        row[f"{name}_stderr"] = stderr(values)
     scores = [s for e in examples for s in e.scores]
     if scores:
         row["mean_score"] = _mean(scores)
@@ -268,5 +290,8 @@ def summarize(benchmarks: Mapping[str, Sequence[ExampleStats]], ks: Iterable[int
         values = [r[name] for r in rows.values() if name in r]
         if len(values) == len(rows):
             overall[name] = _mean(values)
+    for name in metric_names(ks, maj_ks):
+        errors = [r[f"{name}_stderr"] for r in rows.values()]
+        overall[f"{name}_stderr"] = None if None in errors else math.sqrt(sum(e * e for e in errors)) / len(errors)
     pooled = aggregate([e for examples in benchmarks.values() for e in examples], ks, maj_ks)
     return {"benchmarks": rows, "overall": overall, "all": pooled}

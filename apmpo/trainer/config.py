@@ -40,6 +40,7 @@ from apmpo.core import (
     STAT_SCOPES,
 )
 from apmpo.data.prompts import template_fields
+from apmpo.data.sources import data_reference_problem
 from apmpo.models.loading import LoraSettings
 from apmpo.rewards import REWARDS
 from apmpo.sampling.settings import MaxNewTokens, Sampling, Temperature
@@ -129,9 +130,9 @@ class DataConfig(Settings):
     """Where prompts and reference answers come from and how prompts are rendered."""
 
     train: str = "arithmetic"
-    """Training examples: a built-in task name (see apmpo.tasks.BUILTIN_TASKS) or a JSONL/JSON/Parquet/CSV file."""
+    """Training examples: a built-in task name (see apmpo.tasks.BUILTIN_TASKS), a JSONL/JSON/Parquet/CSV file, a shipped dataset (shipped:math_train, see apmpo.data.shipped) or a Hugging Face dataset (hf:OWNER/NAME[@CONFIG]:SPLIT)."""
     eval: str | None = None
-    """Held-out examples: a built-in task name or a file. None: the built-in task's eval split when train is a task, else no evaluation."""
+    """Held-out examples: a built-in task name or a data reference as for train. None: the built-in task's eval split when train is a task, else no evaluation."""
     task: dict[str, Any] = {}
     """Settings of the built-in task (e.g. its difficulty knobs), passed to the task for both splits."""
     train_size: Positive | None = None
@@ -527,16 +528,9 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 def _check_data_source(name: str, value: str | None, problems: list[str]) -> None:
     if value is None or value in BUILTIN_TASKS:
         return
-    path = Path(value).expanduser()
-    if path.is_file():
-        return
-    if path.exists():
-        problems.append(f"{name}: {value} is not a file")
-    else:
-        problems.append(
-            f"{name}: {value!r} is neither a built-in task (known: {', '.join(sorted(BUILTIN_TASKS))}) "
-            "nor an existing file"
-        )
+    problem = data_reference_problem(value)
+    if problem is not None:
+        problems.append(f"{name}: {problem} (nor a built-in task; known: {', '.join(sorted(BUILTIN_TASKS))})")
 
 
 def validate_config(

@@ -1,41 +1,37 @@
-"""load_examples on the shared benchmark files and on small files written here."""
+"""load_examples on the shipped benchmark files and on small files written here."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from apmpo.data import load_examples
-from apmpo.data.answers import (
-    AnswerError,
-    answer_after_marker,
-    last_boxed,
-    normalize_answer,
-)
-from tests.helpers import shared_file, write_jsonl
+from apmpo.data import load_examples, shipped_path
+from apmpo.data.answers import AnswerError, answer_after_marker, last_boxed, normalize_answer
+from tests.helpers import write_jsonl
 
-# (file, rows, prompt column, answer source, first answer)
-SHARED_FILES = [
+# (shipped file, rows, prompt column, answer source, first answer)
+SHIPPED_FILES = [
     ("aime24/test.jsonl", 30, "problem", "answer", "204"),
     ("aime25/test.jsonl", 30, "question", "answer", "70"),
     ("amc23/test.jsonl", 40, "problem", "answer", "27"),
     ("math500/test.jsonl", 500, "problem", "answer", "\\left( 3, \\frac{\\pi}{2} \\right)"),
-    ("minerva_math/test.jsonl", 272, "problem", "solution (last \\boxed{})", "1.6"),
     ("olympiadbench/test.jsonl", 675, "question", "final_answer", "2"),
     ("gsm8k/test.jsonl", 1319, "question", "answer", "18"),
     ("gsm8k/train.jsonl", 7473, "question", "answer", "72"),
 ]
 
 
-shared = shared_file
+def shipped(name: str) -> Path:
+    """A benchmark file shipped with apmpo (apmpo/data/datasets), by its path there."""
+    return shipped_path(name)
 
 
-# ------------------------------------------------------------------ shared benchmark files
+# ------------------------------------------------------------------ shipped benchmark files
 
 
-@pytest.mark.parametrize("name, rows, prompt_column, answer_source, first", SHARED_FILES)
-def test_shared_benchmark_layouts(name, rows, prompt_column, answer_source, first):
-    examples = load_examples(shared(name))
+@pytest.mark.parametrize("name, rows, prompt_column, answer_source, first", SHIPPED_FILES)
+def test_shipped_benchmark_layouts(name, rows, prompt_column, answer_source, first):
+    examples = load_examples(shipped(name))
     assert len(examples) == rows and examples.skipped == 0
     assert examples.prompt_column == prompt_column
     assert examples.answer_source == answer_source
@@ -46,14 +42,14 @@ def test_shared_benchmark_layouts(name, rows, prompt_column, answer_source, firs
         assert isinstance(answer, str) and answer and answer == answer.strip()
 
 
-def test_shared_float_answers_are_integers_as_text():
+def test_shipped_float_answers_are_integers_as_text():
     for name in ("aime25/test.jsonl", "amc23/test.jsonl"):
-        answers = [e["answer"] for e in load_examples(shared(name))]
+        answers = [e["answer"] for e in load_examples(shipped(name))]
         assert all(not a.endswith(".0") for a in answers), answers
 
 
-def test_shared_olympiadbench_multiple_answers_and_columns_kept():
-    examples = load_examples(shared("olympiadbench/test.jsonl"))
+def test_shipped_olympiadbench_multiple_answers_and_columns_kept():
+    examples = load_examples(shipped("olympiadbench/test.jsonl"))
     multi = [e for e in examples if e["is_multiple_answer"]]
     assert multi and all(isinstance(e["final_answer"], list) for e in multi)
     for example in examples:
@@ -63,23 +59,36 @@ def test_shared_olympiadbench_multiple_answers_and_columns_kept():
     assert {"answer_type", "unit", "subfield"} <= set(examples[0])
 
 
-def test_shared_minerva_boxed_answers_are_balanced():
-    examples = load_examples(shared("minerva_math/test.jsonl"))
+# Minerva Math is not shipped (licence); its layout (problem, solution with the answer in
+# its last \\boxed{}, type, idx) is reproduced by these rows written here.
+MINERVA_LAYOUT = [
+    {"problem": "A star has a parallax of $0.1$ arcsec. How far is it, in parsecs?",
+     "solution": "The distance is $1 / 0.1 = \\boxed{10}$ parsecs.", "type": "Astronomy", "idx": 0},
+    {"problem": "Give the set $\\{x : x^2 = 1\\}$.",
+     "solution": "First $\\boxed{x}$ is a placeholder; the set is $\\boxed{\\{-1, 1\\}}$.", "type": "Algebra", "idx": 1},
+    {"problem": "Simplify $\\frac{2}{4}$.", "solution": "It is \\boxed{\\frac{1}{2}}.", "type": "Algebra", "idx": 2},
+]
+
+
+def test_minerva_layout_boxed_answers_are_balanced(tmp_path):
+    examples = load_examples(write_jsonl(tmp_path / "minerva_math" / "test.jsonl", MINERVA_LAYOUT))
+    assert examples.prompt_column == "problem" and examples.answer_source == "solution (last \\boxed{})"
+    assert [e["answer"] for e in examples] == ["10", "\\{-1, 1\\}", "\\frac{1}{2}"]
     for example in examples:
         answer = example["answer"]
         assert answer.count("{") - answer.count("\\{") == answer.count("}") - answer.count("\\}")
         assert "\\boxed" not in answer
 
 
-def test_shared_gsm8k_keeps_the_rationale_and_strips_thousands_separators():
-    examples = load_examples(shared("gsm8k/train.jsonl"))
+def test_shipped_gsm8k_keeps_the_rationale_and_strips_thousands_separators():
+    examples = load_examples(shipped("gsm8k/train.jsonl"))
     assert examples[0]["solution"].endswith("#### 72")
     assert all("," not in e["answer"] for e in examples)
     assert any(e["solution"].rstrip().endswith("#### 1,080") and e["answer"] == "1080" for e in examples)
 
 
-def test_shared_math_train_null_answers_error_then_skip():
-    path = shared("math_train/train.jsonl")
+def test_shipped_math_train_null_answers_error_then_skip():
+    path = shipped("math_train/train.jsonl")
     with pytest.raises(ValueError) as info:
         load_examples(path)
     message = str(info.value)
@@ -91,19 +100,19 @@ def test_shared_math_train_null_answers_error_then_skip():
     assert "4 rows skipped" in examples.summary()
 
 
-def test_shared_explicit_mapping_overrides_detection():
-    examples = load_examples(shared("aime24/test.jsonl"), prompt_column="question", answer_column="id")
+def test_shipped_explicit_mapping_overrides_detection():
+    examples = load_examples(shipped("aime24/test.jsonl"), prompt_column="question", answer_column="id")
     assert examples.prompt_column == "question" and examples.answer_source == "id"
     assert examples[0]["answer"] == "60" and "problem" in examples[0]
-    boxed = load_examples(shared("math500/test.jsonl"), answer_from_solution=True)
+    boxed = load_examples(shipped("math500/test.jsonl"), answer_from_solution=True)
     assert boxed.answer_source == "solution (last \\boxed{})"
-    plain = load_examples(shared("math500/test.jsonl"))
+    plain = load_examples(shipped("math500/test.jsonl"))
     same = sum(a["answer"] == b["answer"] for a, b in zip(boxed, plain))
     assert same >= 0.95 * len(plain)  # the boxed answer is the stored answer, up to spacing
 
 
-def test_shared_limit_and_to_dataset():
-    examples = load_examples(shared("olympiadbench/test.jsonl"), limit=20)
+def test_shipped_limit_and_to_dataset():
+    examples = load_examples(shipped("olympiadbench/test.jsonl"), limit=20)
     assert len(examples) == 20
     dataset = examples.to_dataset()
     assert dataset.num_rows == 20 and dataset[3]["answer"] == examples[3]["answer"]

@@ -10,9 +10,10 @@ import pytest
 from apmpo.eval.cli import main
 from apmpo.eval.harness import load_suite_benchmarks
 from apmpo.eval.suites import BenchmarkSpec, load_suite, parse_data_spec
-from tests.helpers import SHARED_DATA, TINY_MODEL, write_jsonl
+from tests.helpers import TINY_MODEL, write_jsonl
 
 TINY = TINY_MODEL
+SUITE_ORDER = ["math500", "aime24", "aime25", "amc23", "minerva", "olympiadbench"]
 
 
 def _run(argv, capsys):
@@ -138,16 +139,47 @@ def test_packaged_math_suite_resolves_paths(tmp_path):
     assert "\\boxed{}" in suite.template.format(prompt="x")
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared benchmark copies (../shared/data) are not present")
-def test_packaged_math_suite_reads_the_real_layouts():
-    suite = load_suite("math", data_root=SHARED_DATA)
+def test_packaged_math_suite_reads_the_shipped_copies():
+    suite = load_suite("math")
+    assert suite.data_source == "shipped" and [e.name for e in suite.entries] == SUITE_ORDER
+    assert [b.path for b in suite.benchmarks] == ["shipped:math500", "shipped:aime24", "shipped:aime25",
+                                                  "shipped:amc23", "shipped:olympiadbench"]
+    assert list(suite.unavailable) == ["minerva"] and "CC BY-NC-SA" in suite.unavailable["minerva"]
+    assert "--data FILE:minerva" in suite.unavailable["minerva"]
     sizes = {}
     for benchmark in load_suite_benchmarks(suite):
         sizes[benchmark.name] = len(benchmark.examples)
         assert all(e["answer"] for e in benchmark.examples)
         assert benchmark.reward_name == "math_accuracy"
         assert "\\boxed{}" in benchmark.template.format(prompt="x")
-    assert sizes == {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "minerva": 272, "olympiadbench": 675}
+    assert sizes == {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "olympiadbench": 675}
+
+
+def test_math_suite_sources_local_and_hub(tmp_path):
+    local = load_suite("math", data_root=tmp_path)
+    assert local.data_source == "local" and not local.unavailable
+    assert local.benchmarks[4].path == str(tmp_path / "minerva_math" / "test.jsonl")
+    assert local.benchmarks[4].answer_from_solution == "solution"
+    hub = load_suite("math", data_source="hub")
+    assert [b.path for b in hub.benchmarks][0] == "hf:HuggingFaceH4/MATH-500@default:test"
+    assert all(b.path.startswith("hf:") and b.source == "hub" for b in hub.benchmarks)
+    assert all(b.prompt_column is None and b.answer_from_solution is None for b in hub.benchmarks)  # detected
+    with pytest.raises(ValueError, match="--data-root applies to --data-source local"):
+        load_suite("math", data_root=tmp_path, data_source="hub")
+    with pytest.raises(ValueError, match=r"benchmarks\[4\] \(minerva\): not shipped with apmpo"):
+        load_suite("math", only=["minerva"])
+
+
+def test_suite_benchmark_replaced_by_data(tmp_path):
+    minerva = write_jsonl(tmp_path / "minerva.jsonl", [
+        {"problem": "Speed of light in m/s, one significant figure?", "solution": "$\\boxed{3e8}$", "idx": 0}])
+    suite = load_suite("math")
+    suite.use_data(parse_data_spec(f"{minerva}:minerva"))
+    assert [b.name for b in suite.benchmarks] == SUITE_ORDER and not suite.unavailable
+    benchmark = load_suite_benchmarks(suite)[4]
+    assert benchmark.examples[0]["answer"] == "3e8" and "\\boxed{}" in benchmark.template.format(prompt="x")
+    with pytest.raises(KeyError):
+        suite.use_data(parse_data_spec(f"{minerva}:nope"))
 
 
 def test_suite_with_cli_overrides(tmp_path, capsys):

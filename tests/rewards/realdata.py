@@ -1,8 +1,7 @@
-"""Real benchmark answers from the shared data folder, and answer perturbations.
+"""Real benchmark answers from the data files shipped with apmpo, and answer perturbations.
 
-Used by the real-data tests (which skip when the folder is absent) and by
-``benchmarks/bench_rewards.py``. The folder defaults to ``../shared/data`` beside the
-repository and can be moved with the ``APMPO_SHARED_DATA`` environment variable.
+Used by the real-data tests and by ``benchmarks/bench_rewards.py``. The files are the
+package's own copies (``apmpo/data/datasets``, see its README), so these tests always run.
 """
 
 from __future__ import annotations
@@ -11,17 +10,20 @@ import json
 import re
 from pathlib import Path
 
-from tests.helpers import SHARED_DATA
+from apmpo.data.shipped import SHIPPED_DIR
 
-DATA_DIR = SHARED_DATA
+DATA_DIR = SHIPPED_DIR
+"""Folder with ``math500/test.jsonl``, ``gsm8k/test.jsonl``, ... (the shipped copies)."""
 
 _INTEGER = re.compile(r"\d+")
 
 
-def data_file(relative: str) -> Path | None:
-    """Path of a shared data file, or None when it is not there."""
+def data_file(relative: str) -> Path:
+    """Path of a shipped data file, e.g. ``"math500/test.jsonl"`` (FileNotFoundError when it is not shipped)."""
     path = DATA_DIR / relative
-    return path if path.is_file() else None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a shipped data file")
+    return path
 
 
 def load_jsonl(path: Path) -> list[dict]:

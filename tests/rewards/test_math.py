@@ -142,10 +142,7 @@ def test_callable_from_a_thread():
 
 
 def _math500():
-    path = data_file("math500/test.jsonl")
-    if path is None:
-        pytest.skip("shared data folder with math500/test.jsonl is absent (set APMPO_SHARED_DATA)")
-    return load_jsonl(path)
+    return load_jsonl(data_file("math500/test.jsonl"))
 
 
 def test_math500_subset_gold_vs_gold_and_perturbed():
@@ -180,10 +177,7 @@ def test_math500_full_gold_vs_gold():
     ],
 )
 def test_competition_answers_gold_vs_gold(relative, field, limit):
-    path = data_file(relative)
-    if path is None:
-        pytest.skip(f"shared data file {relative} is absent (set APMPO_SHARED_DATA)")
-    rows = load_jsonl(path)[:limit]
+    rows = load_jsonl(data_file(relative))[:limit]
     golds = [row[field] for row in rows]  # floats (AMC23, AIME25), strings, GSM8K "... #### 42"
     texts = [gold_answer_text(g) for g in golds]
     assert VERIFY([boxed(t) for t in texts], answer=golds) == [1.0] * len(golds)

@@ -195,7 +195,7 @@ def test_every_integer_setting_is_in_range(key, value, allowed):
 
 def test_missing_data_file_and_model_path(tmp_path):
     msg = _problems(f"data.train={tmp_path}/train.jsonl", f"model.name={tmp_path}/model")
-    assert f"data.train: '{tmp_path}/train.jsonl' is neither a built-in task" in msg
+    assert f"data.train: {tmp_path}/train.jsonl: no such file (nor a built-in task" in msg
     assert "arithmetic" in msg  # the known tasks are listed
     assert f"model.name: {tmp_path}/model: no such file or directory" in msg
     assert "reward.functions: name at least one reward function" in msg
