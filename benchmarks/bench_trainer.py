@@ -36,7 +36,8 @@ from apmpo.provenance import machine_info
 
 WORKLOADS = {
     "tiny": ("tiny_test.yaml", ["rollout.prompts_per_step=8", "rollout.group_size=8", "rollout.max_new_tokens=16",
-                                "optim.micro_batch_size=16"]),
+                                "optim.micro_batch_size=16", "algorithm.mini_batches=1",
+                                "algorithm.allow_single_update=true"]),  # the workload of docs/training.md's table
     "demo": ("cpu_demo.yaml", []),
 }
 OFF = ["eval.at_start=false", "eval.at_end=false", "checkpoint.save_final=false", "logging.tensorboard=false",

@@ -22,7 +22,9 @@ What runs (nothing here changes the trainers; the harness only times and counts)
 - alternating: rep 1 runs every arm once, then rep 2, ...; each run is a fresh
   subprocess, so its peak RSS (``ru_maxrss`` from ``os.wait4``) is its own;
 - per step: generation tokens/s (completion tokens incl. EOS / seconds inside
-  ``generate``), training tokens/s (the rollout batch's real prompt + completion tokens /
+  ``generate``), decode-slot use (completion tokens / row-steps the sampler computed: the
+  rows of every forward pass inside ``generate``, finished rows included, or the
+  sampler's own ``row_steps`` count when it reports one), training tokens/s (the rollout batch's real prompt + completion tokens /
   seconds of the training phase = step wall time minus sampling and scoring), wall time
   per step, step tokens/s (the same tokens / step wall time); the first ``warmup``
   steps of each run are left out; medians and min/max over the remaining steps of all
@@ -216,6 +218,46 @@ def flop_shape(model) -> dict[str, int]:
             "tied": bool(tied)}
 
 
+class RowSteps:
+    """Rows whose next-token logits ``model.generate`` computes, counted per forward pass inside it.
+
+    Every forward pass of ``generate`` computes the next-token logits of every row of its
+    batch, finished rows included; decode-slot use is completion tokens / their sum.
+    ``take()`` returns and resets the rows of each pass, when each pass started and the
+    (start, end) time of each ``generate`` call.
+    """
+
+    def __init__(self, model):
+        self.step_rows: list[int] = []
+        self.starts: list[float] = []
+        self.spans: list[tuple[float, float]] = []
+        self._active = False
+        original = model.generate
+
+        def generate(*args, **kwargs):
+            self._active, t0 = True, time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._active = False
+                self.spans.append((t0, time.perf_counter()))
+
+        model.generate = generate
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs):
+        if self._active:
+            inputs = kwargs.get("input_ids", args[0] if args else None)
+            inputs = inputs if inputs is not None else kwargs["inputs_embeds"]
+            self.step_rows.append(int(inputs.shape[0]))
+            self.starts.append(time.perf_counter())
+
+    def take(self) -> dict[str, Any]:
+        out = {"step_rows": self.step_rows, "starts": self.starts, "spans": self.spans}
+        self.step_rows, self.starts, self.spans = [], [], []
+        return out
+
+
 def _step_flops(shape: dict[str, int], body_tokens: float, head_tokens: float) -> float:
     return 6.0 * shape["body_params"] * body_tokens + 6.0 * shape["hidden"] * shape["vocab"] * head_tokens
 
@@ -270,7 +312,8 @@ def _our_config(spec: dict, arm: dict, out_dir: str):
         "data": {"train": "arithmetic", "task": dict(spec["task"]), "train_size": spec["train_size"], "eval_size": 8},
         "rollout": {"prompts_per_step": spec["prompts_per_step"], "group_size": spec["group_size"],
                     "max_new_tokens": spec["max_new_tokens"], "temperature": 1.0, "top_p": 1.0, "top_k": 0},
-        "algorithm": {"name": arm["algorithm"], "beta": 0.0, "epochs": 1, "mini_batches": 1},
+        # one update per rollout batch, as TRL's default schedule: deliberate (speed, not the objective)
+        "algorithm": {"name": arm["algorithm"], "beta": 0.0, "epochs": 1, "mini_batches": 1, "allow_single_update": True},
         "optim": {"lr": spec["lr"], "micro_batch_size": spec["micro_batch_size"], "max_grad_norm": 1.0},
         "logging": {"output_dir": out_dir, "run_name": "bench", "tensorboard": False, "progress": "none",
                     "sample_every": 0, "plot": False},
@@ -320,13 +363,17 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
         if profile_step is not None and len(steps) == profile_step:
             state["profiler"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
             state["profiler"].__enter__()
+        if state.get("row_steps") is None:
+            run = args[0] if args else kwargs["run"]
+            state["row_steps"] = RowSteps(run.model)
         batch, sampled = original_sample(*args, **kwargs)
         steps[-1]["_t_rollout_end"] = time.perf_counter()
+        counted = sum(state["row_steps"].take()["step_rows"])
         if batch is not None:
             ro = batch.rollout
             steps[-1].update(batch_tokens=int(ro.prompt_mask.sum() + ro.completion_mask.sum()),
                              completion_tokens=int(ro.completion_mask.sum()), rows=len(ro),
-                             gen_width=int(ro.completion_ids.shape[1]),
+                             gen_width=int(ro.completion_ids.shape[1]), row_steps=ro.meta.get("row_steps", counted),
                              truncated=int(ro.truncated.sum()))
         return batch, sampled
 
@@ -367,19 +414,31 @@ def _profile_table(prof, top: int = 20) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- child: TRL
 
 
-def run_trl(spec: dict, arm: dict) -> dict:
-    """Train ``spec["steps"]`` steps with TRL's GRPOTrainer on the same workload."""
-    import torch
+def trl_config(spec: dict, output_dir: str):
+    """TRL's ``GRPOConfig`` for the workload ``spec`` (the settings listed in the module docstring)."""
+    from trl import GRPOConfig
+
+    N, micro = spec["prompts_per_step"] * spec["group_size"], spec["micro_batch_size"]
+    if N % micro:
+        raise ValueError(f"micro_batch_size {micro} must divide B x G = {N}")
+    return GRPOConfig(
+        output_dir=output_dir, per_device_train_batch_size=micro, gradient_accumulation_steps=N // micro,
+        num_generations=spec["group_size"], max_completion_length=spec["max_new_tokens"],
+        temperature=1.0, top_p=1.0, top_k=0, beta=0.0, num_iterations=1, epsilon=0.2, loss_type="grpo",
+        scale_rewards="group", mask_truncated_completions=False, learning_rate=spec["lr"],
+        lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+        max_steps=spec["steps"], logging_steps=1, report_to="none", save_strategy="no", seed=spec["seed"],
+        shuffle_dataset=False, disable_dropout=True, log_completions=False, use_cpu=not spec["device"].startswith("cuda"),
+        bf16=spec["dtype"] in ("bfloat16", "bf16"), dataloader_num_workers=0, disable_tqdm=True,
+    )
+
+
+def trl_inputs(spec: dict, tokenizer):
+    """(dataset, reward, same_prompt): our prompts in our order as TRL conversations, and the reward."""
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
 
     from apmpo.data.prompts import render_prompt
-    from apmpo.models import load_model_and_tokenizer
 
-    torch.manual_seed(spec["seed"])
-    model, tokenizer = load_model_and_tokenizer(_model_reference(spec), dtype=spec["dtype"], device=spec["device"],
-                                                seed=spec["seed"])
     data = _load_data(spec, tokenizer)
     order = _prompt_order(spec, len(data.train))
     rows = [data.train[i] for i in order]
@@ -390,16 +449,24 @@ def run_trl(spec: dict, arm: dict) -> dict:
         raise RuntimeError("TRL would see another prompt text than our trainer; the comparison is not like for like")
     dataset = Dataset.from_dict({"prompt": messages, "answer": [r["answer"] for r in rows]})
     if spec["reward"] == "parity":
-        reward = parity_reward
-    else:
-        from apmpo.rewards import get_reward
+        return dataset, parity_reward, same_prompt
+    from apmpo.rewards import get_reward
 
-        reward = get_reward(data.default_reward)
+    return dataset, get_reward(data.default_reward), same_prompt
 
-    N, micro = spec["prompts_per_step"] * spec["group_size"], spec["micro_batch_size"]
-    if N % micro:
-        raise ValueError(f"micro_batch_size {micro} must divide B x G = {N}")
-    cuda = spec["device"].startswith("cuda")
+
+def run_trl(spec: dict, arm: dict) -> dict:
+    """Train ``spec["steps"]`` steps with TRL's GRPOTrainer on the same workload."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+
+    from apmpo.models import load_model_and_tokenizer
+
+    torch.manual_seed(spec["seed"])
+    model, tokenizer = load_model_and_tokenizer(_model_reference(spec), dtype=spec["dtype"], device=spec["device"],
+                                                seed=spec["seed"])
+    dataset, reward, same_prompt = trl_inputs(spec, tokenizer)
     steps: list[dict[str, Any]] = []
     marks = {"last": None, "rss": None}
     try:
@@ -432,11 +499,14 @@ def run_trl(spec: dict, arm: dict) -> dict:
         """GRPOTrainer with timers and counters around generation, scoring and the log-prob passes."""
 
         def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            if marks.get("row_steps") is None:
+                marks["row_steps"] = RowSteps(self.model)
             t0 = time.perf_counter()
             out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
             _device_sync(spec["device"])
             steps[-1]["gen_s"] += time.perf_counter() - t0
             steps[-1]["gen_tokens"] += sum(len(ids) for ids in out[0])
+            steps[-1]["row_steps"] = steps[-1].get("row_steps", 0) + sum(marks["row_steps"].take()["step_rows"])
             return out
 
         def _generate_and_score_completions(self, inputs):
@@ -467,16 +537,7 @@ def run_trl(spec: dict, arm: dict) -> dict:
                                                               *args, **kwargs)
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(
-            output_dir=tmp, per_device_train_batch_size=micro, gradient_accumulation_steps=N // micro,
-            num_generations=spec["group_size"], max_completion_length=spec["max_new_tokens"],
-            temperature=1.0, top_p=1.0, top_k=0, beta=0.0, num_iterations=1, epsilon=0.2, loss_type="grpo",
-            scale_rewards="group", mask_truncated_completions=False, learning_rate=spec["lr"],
-            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-            max_steps=spec["steps"], logging_steps=1, report_to="none", save_strategy="no", seed=spec["seed"],
-            shuffle_dataset=False, disable_dropout=True, log_completions=False, use_cpu=not cuda,
-            bf16=spec["dtype"] in ("bfloat16", "bf16"), dataloader_num_workers=0, disable_tqdm=True,
-        )
+        args = trl_config(spec, tmp)
         trainer = TimedGRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
                                    processing_class=tokenizer, callbacks=[Timing()])
         shape = flop_shape(trainer.model)
@@ -718,12 +779,14 @@ def child_main(spec_path: str, out_path: str) -> None:
 # --------------------------------------------------------------------------- parent: running children
 
 
-def run_child(job: dict, workdir: Path, label: str, timeout: float = 3600.0, spy: bool = False) -> dict:
-    """Run one job in a fresh subprocess; returns its result plus ``peak_rss_gb`` (ru_maxrss via wait4)."""
+def run_child(job: dict, workdir: Path, label: str, timeout: float = 3600.0, spy: bool = False,
+              script: Path | None = None) -> dict:
+    """Run one job of ``script``'s ``_child`` entry (default: this file's) in a fresh subprocess; returns its
+    result plus ``peak_rss_gb`` (ru_maxrss via wait4)."""
     spec_path, out_path = workdir / f"{label}.job.json", workdir / f"{label}.out.json"
     log_path, spy_path = workdir / f"{label}.log", workdir / f"{label}.spy.txt"
     atomic_write_json(spec_path, job, indent=1, default=str)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_child", str(spec_path), str(out_path)]
+    cmd = [sys.executable, str(script or Path(__file__).resolve()), "_child", str(spec_path), str(out_path)]
     if spy:
         spy_bin = Path(sys.executable).with_name("py-spy")
         cmd = [str(spy_bin), "record", "-r", "20", "-f", "raw", "--nonblocking", "-o", str(spy_path), "--", *cmd]
@@ -820,8 +883,9 @@ def summarise_arm(runs: list[dict], warmup: int) -> dict:
         "train_flop_s": per_step(lambda s: _step_flops(shape, s["body_tokens_grad"], s["head_tokens_grad"])
                                  / s["train_s"] if s.get("train_s", 0) > 0 else None),
         "completion_len": per_step(lambda s: s["completion_tokens"] / max(s["rows"], 1)),
-        "decode_slot_use": per_step(lambda s: s["completion_tokens"] / max(s["rows"] * s.get("gen_width", 0), 1)
-                                    if s.get("gen_width") else None),
+        "decode_slot_use": per_step(lambda s: s["completion_tokens"] / s["row_steps"] if s.get("row_steps") else
+                                    # results written before row-steps were counted: rows x width, what generate computes
+                                    s["completion_tokens"] / s["rows"] / s["gen_width"] if s.get("gen_width") else None),
         "batch_tokens": per_step(lambda s: s["batch_tokens"]),
         "trained_rows": per_step(lambda s: s.get("trained_rows")),
         "zero_adv_frac": per_step(lambda s: s.get("zero_adv_rows", 0) / max(s["rows"], 1)),

@@ -42,6 +42,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_vs_trl as bench
 
+from apmpo.io import atomic_write_text
+from apmpo.provenance import machine_info
+
 QWEN25_05B: dict[str, Any] = {
     "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
     "num_key_value_heads": 2, "max_position_embeddings": 32768, "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6,
@@ -123,7 +126,7 @@ def build_model_dir(path: Path, device: str, dtype: str, shrink: bool, seed: int
 
 
 def device_description(device: str) -> dict[str, Any]:
-    info = bench.machine_description()
+    info = machine_info()
     if device.startswith("cuda"):
         import torch
 
@@ -242,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     report["raw"] = runs
     report["wall_s"] = time.perf_counter() - t_start
     text = render(report)
-    bench._write_text(args.out, text)
-    bench._write_text(Path(args.out).with_suffix(".json"), json.dumps(report, indent=1, default=str))
+    atomic_write_text(args.out, text)
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(report, indent=1, default=str))
     print(text)
     return 0 if runs else 1
 

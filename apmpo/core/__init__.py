@@ -39,6 +39,7 @@ from .losses import (
     resolve_hyperparameters,
 )
 from .power_mean import GEOMETRIC_P, log_power_mean, power_mean
+from .schedule import SingleUpdateWarning, single_update_warning
 
 __all__ = [
     "ADVANTAGE_NORMALIZATIONS",
@@ -53,6 +54,7 @@ __all__ = [
     "STAT_SCOPES",
     "Hyperparameter",
     "LossSpec",
+    "SingleUpdateWarning",
     "adaptive_p",
     "aggregate_rows",
     "aggregate_tokens",
@@ -73,4 +75,5 @@ __all__ = [
     "register_loss",
     "resolve_hyperparameters",
     "reward_statistics",
+    "single_update_warning",
 ]

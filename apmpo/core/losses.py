@@ -139,6 +139,10 @@ class LossSpec:
     from its hyperparameters (with the reward statistics for APMPO), without tensors."""
     summary: str = ""
     """One line for listings."""
+    single_update_equals: str | None = None
+    """The objective whose gradient this one's equals exactly when every ratio is 1 (one optimizer
+    update per rollout batch: pi_old = pi_theta), or None where it stays itself. Drives the start-up
+    warning (``apmpo.core.schedule``); proved in tests/core/test_schedule.py."""
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -167,6 +171,7 @@ def register_loss(
     needs_reward_stats: bool = False,
     controllers: Callable[..., Controllers] | None = None,
     summary: str = "",
+    single_update_equals: str | None = None,
 ) -> Any:
     """Add an objective to ``LOSSES`` (the one place names map to functions).
 
@@ -176,13 +181,28 @@ def register_loss(
         def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low: LowerClip = 0.2, ...): ...
 
     The hyperparameters are read from the function's keyword-only arguments. A ready
-    :class:`LossSpec` may be passed instead of a name.
+    :class:`LossSpec` may be passed instead of a name. ``single_update_equals`` names the
+    objective whose gradient this one's equals at one update per rollout batch (every ratio
+    1), for the start-up warning (``apmpo.core.schedule``); leave it None unless proved in
+    tests/core/test_schedule.py.
     """
     if isinstance(spec_or_name, LossSpec):
         return _add(spec_or_name)
 
     def decorate(fn: LossFn) -> LossFn:
-        _add(LossSpec(spec_or_name, fn, aggregation, _hyperparameters(fn), needs_reward_stats, controllers, summary))
+        hyperparameters = _hyperparameters(fn)
+        _add(
+            LossSpec(
+                spec_or_name,
+                fn,
+                aggregation,
+                hyperparameters,
+                needs_reward_stats,
+                controllers,
+                summary,
+                single_update_equals,
+            )
+        )
         return fn
 
     return decorate
@@ -375,6 +395,7 @@ def _power_mean_objective(
     needs_reward_stats=True,
     controllers=apmpo_controllers,
     summary="adaptive power mean (p from mu_R) + FAC clip",
+    single_update_equals="grpo",
 )
 def apmpo_loss(
     log_ratio: torch.Tensor,
@@ -441,7 +462,7 @@ def _stats_for_rows(
     return out[0], out[1]
 
 
-@register_loss("pmpo", controllers=pmpo_controllers, summary="power mean with a fixed p")
+@register_loss("pmpo", controllers=pmpo_controllers, summary="power mean with a fixed p", single_update_equals="grpo")
 def pmpo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,
@@ -499,7 +520,9 @@ def dapo_loss(
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-@register_loss("gmpo", controllers=gmpo_controllers, summary="geometric mean, log-space clip")
+@register_loss(
+    "gmpo", controllers=gmpo_controllers, summary="geometric mean, log-space clip", single_update_equals="grpo"
+)
 def gmpo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,
@@ -518,7 +541,9 @@ def gmpo_loss(
     return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
 
 
-@register_loss("gspo", controllers=ppo_controllers, summary="sequence-level ratio, narrow clip")
+@register_loss(
+    "gspo", controllers=ppo_controllers, summary="sequence-level ratio, narrow clip", single_update_equals="grpo"
+)
 def gspo_loss(
     log_ratio: torch.Tensor,
     advantages: torch.Tensor,

@@ -48,7 +48,12 @@ Departures from TRL's GRPO behaviour and refusals (each raises naming the settin
   bypassed ``_compute_loss`` in older TRL, is gone), so ``use_liger_kernel`` works; a TRL
   with a ``use_liger_loss`` setting turned on is refused;
 - defaults follow the paper where TRL's differ: ``beta=0.001`` (TRL: 0.0) and
-  ``use_bias_correction_kl=False``.
+  ``use_bias_correction_kl=False``;
+- start-up warning (``apmpo.core.single_update_warning``, at construction, main process):
+  when every generation batch feeds a single optimizer update (TRL's default
+  ``steps_per_generation = gradient_accumulation_steps`` with ``num_iterations=1``),
+  pi_old = pi_theta and the gradient of apmpo, pmpo, gmpo and gspo is exactly GRPO's;
+  ``allow_single_update=True`` silences it.
 
 Logged as TRL metrics every step: ``apmpo/p``, ``apmpo/eps_high`` (FAC's eps_ada),
 ``apmpo/fss``, ``apmpo/reward_mean``, ``apmpo/reward_std``, ``clip_ratio/low_mean``,
@@ -59,6 +64,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,9 +73,9 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import apmpo
-from apmpo.core import REQUIRED, STAT_SCOPES, normalize_reward_stats
+from apmpo.core import REQUIRED, STAT_SCOPES, SingleUpdateWarning, normalize_reward_stats, single_update_warning
 
-__all__ = ["APMPOConfig", "APMPOTrainer", "REWARD_MEAN_KEY", "REWARD_STD_KEY"]
+__all__ = ["APMPOConfig", "APMPOTrainer", "REWARD_MEAN_KEY", "REWARD_STD_KEY", "updates_per_generation"]
 
 REWARD_MEAN_KEY = "apmpo_reward_mean"
 """Key of mu_R in TRL's batch dict (0-d tensor, or [B] for the "group" scope)."""
@@ -134,6 +141,13 @@ class APMPOConfig(GRPOConfig):
         default=False,
         metadata={"help": "Must stay False with beta != 0: the spec's KL is the plain k3 estimator."},
     )
+    allow_single_update: bool = field(
+        default=False,
+        metadata={
+            "help": "Silence the start-up warning given when one optimizer update per generation batch makes "
+            "the loss's gradient GRPO's (apmpo, pmpo, gmpo, gspo)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -172,10 +186,16 @@ def _validate(args: APMPOConfig) -> None:
         raise ValueError(
             f"reward_stats_scope: unknown scope {args.reward_stats_scope!r}; known: {', '.join(STAT_SCOPES)}"
         )
-    if args.reward_range is not None and len(args.reward_range) != 2:
-        raise ValueError(f"reward_range: expected [lo, hi], got {args.reward_range!r}")
+    if args.reward_range is not None and not (
+        len(args.reward_range) == 2 and args.reward_range[0] < args.reward_range[1]
+    ):
+        raise ValueError(f"reward_range={args.reward_range!r}: expected [lo, hi] with lo < hi")
     if "eps_low" not in spec.defaults and args.epsilon != _grpo_default("epsilon"):
-        raise ValueError(f"epsilon: {args.apmpo_loss} has no eps_low; set its clip bounds in loss_kwargs")
+        bounds = ", ".join(sorted(k for k in spec.defaults if "clip" in k or k.startswith("eps")))
+        raise ValueError(
+            f"epsilon={args.epsilon}: {args.apmpo_loss} has no eps_low; leave epsilon at its default "
+            f"and set the loss's clip bounds in loss_kwargs ({bounds})"
+        )
     refusals = [
         (
             args.loss_type != _grpo_default("loss_type"),
@@ -184,19 +204,30 @@ def _validate(args: APMPOConfig) -> None:
         ),
         (
             args.importance_sampling_level != "token",
-            "importance_sampling_level='sequence' changes the objective; use apmpo_loss='gspo' for a sequence ratio",
+            f"importance_sampling_level={args.importance_sampling_level!r} changes the objective; leave 'token' and "
+            "use apmpo_loss='gspo' for a sequence ratio",
         ),
-        (args.delta is not None, "delta (two-sided clipping) is not part of the objective; leave it None"),
+        (
+            args.delta is not None,
+            f"delta={args.delta}: two-sided clipping is not part of the objective; leave delta=None",
+        ),
         (
             args.epsilon_high is not None,
-            "epsilon_high is not used: APMPO's upper clip is FAC's eps_ada in [eps_min, eps_max]; for fixed-clip "
-            "losses set loss_kwargs={'eps_high': ...}",
+            f"epsilon_high={args.epsilon_high}: epsilon_high is not used: APMPO's upper clip is FAC's eps_ada in "
+            "[eps_min, eps_max]; for fixed-clip losses set loss_kwargs={'eps_high': ...}",
         ),
-        (args.top_entropy_quantile != 1.0, "top_entropy_quantile < 1 masks tokens out of the power mean; leave 1.0"),
-        (args.off_policy_mask_threshold is not None, "off_policy_mask_threshold is not supported; leave None"),
+        (
+            args.top_entropy_quantile != 1.0,
+            f"top_entropy_quantile={args.top_entropy_quantile} masks tokens out of the power mean; leave 1.0",
+        ),
+        (
+            args.off_policy_mask_threshold is not None,
+            f"off_policy_mask_threshold={args.off_policy_mask_threshold} is not supported; leave None",
+        ),
         (
             args.entropy_coef != 0.0 or args.use_adaptive_entropy,
-            "the entropy bonus (entropy_coef, use_adaptive_entropy) is not part of the objective; leave it off",
+            f"entropy_coef={args.entropy_coef}, use_adaptive_entropy={args.use_adaptive_entropy}: the entropy bonus "
+            "is not part of the objective; set entropy_coef=0.0 and use_adaptive_entropy=False",
         ),
         (
             args.beta != 0.0 and args.use_bias_correction_kl,
@@ -211,12 +242,46 @@ def _validate(args: APMPOConfig) -> None:
         ),
         (
             bool(getattr(args, "use_liger_loss", False)),
-            "use_liger_loss: Liger's fused GRPO loss bypasses the APMPO loss; turn it off",
+            "use_liger_loss=True: Liger's fused GRPO loss bypasses the APMPO loss; set use_liger_loss=False",
         ),
     ]
     for refused, message in refusals:
         if refused:
             raise ValueError(f"APMPOConfig: {message}")
+
+
+def updates_per_generation(args: GRPOConfig) -> int:
+    """The most optimizer updates that use any one generation batch (1: every update is on-policy).
+
+    TRL generates every ``steps_per_generation * num_iterations`` micro-steps and steps the
+    optimizer every ``gradient_accumulation_steps``; a batch fed to one update only is
+    scored with pi_old = pi_theta (TRL then skips the old-log-prob pass).
+    """
+    if args.steps_per_generation is None:  # GRPOConfig.__post_init__ sets it; None only before that ran
+        raise ValueError("steps_per_generation: unset; pass a GRPOConfig whose __post_init__ has run")
+    every = args.steps_per_generation * args.num_iterations  # micro-steps per generation batch
+    accumulation = args.gradient_accumulation_steps
+    batches = math.lcm(every, accumulation) // every  # the pattern repeats after this many
+    return max(len({step // accumulation for step in range(k * every, (k + 1) * every)}) for k in range(batches))
+
+
+def _single_update_text(args: APMPOConfig) -> str | None:
+    """``apmpo.core.single_update_warning`` with TRL's settings."""
+    accumulation = args.gradient_accumulation_steps
+    return single_update_warning(
+        args.apmpo_loss,
+        updates_per_generation(args),
+        allowed=args.allow_single_update,
+        settings=(
+            f"num_iterations={args.num_iterations}, steps_per_generation={args.steps_per_generation}, "
+            f"gradient_accumulation_steps={accumulation}"
+        ),
+        fix=(
+            f"steps_per_generation={4 * accumulation} (4 x gradient_accumulation_steps: 4 updates per generation "
+            "batch, the schedule of apmpo's paper_math_gpu.yaml), or num_iterations=2"
+        ),
+        silence="APMPOConfig(allow_single_update=True)",
+    )
 
 
 class APMPOTrainer(GRPOTrainer):
@@ -238,6 +303,9 @@ class APMPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._apmpo_spec = apmpo.LOSSES[args.apmpo_loss]
         self._apmpo_rewards_per_func: torch.Tensor | None = None
+        single_update = _single_update_text(args)
+        if single_update is not None and self.accelerator.is_main_process:
+            warnings.warn(single_update, SingleUpdateWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ scoring
 

@@ -18,6 +18,14 @@ in ``ray_kwargs.ray_init.runtime_env.env_vars``, see examples/verl/) registers:
    (``trainer.v1.trainer_mode``): verl's v1 trainers plus the reward-statistics route
    below (only where verl's v1 trainer can be imported).
 
+Start-up (``check_config``): the trainer modes' constructor, and the Hydra callback
+``StartupCheck`` when the config names it (``hydra.callbacks``; the example YAML does),
+refuse every run whose settings could never train the loss (wrong config class,
+length-weighted aggregation, a trainer mode that never computes the statistics, GAE,
+token-level IS, distillation, bad hyperparameters), naming setting, value and fix, before
+any worker or rollout; and warn (``apmpo.core.single_update_warning``) when
+``ppo_epochs x train_batch_size / ppo_mini_batch_size`` is 1, which makes the loss GRPO's.
+
 How mu_R and sigma_R reach the loss (why this route). verl's policy loss receives
 log-probs, token advantages, the mask, IS weights and the actor config -- never the
 rewards, and GRPO advantages cannot be turned back into rewards (a group whose rewards
@@ -65,8 +73,9 @@ Departures and mappings (documented, not silent):
   outcome estimator (``algorithm.adv_estimator=grpo``, identical to
   ``apmpo.group_advantages`` with delta = 1e-6 and the sample std).
 - ``rollout_is_weights`` (verl's rollout correction) enter as one non-negative weight
-  per response, multiplying A_i (sequence-level IS: ``rollout_is=sequence``, verl's
-  default). Token-level weights have no meaning inside a power mean and are refused.
+  per response, multiplying A_i (sequence-level IS: ``rollout_is=sequence``; off unless
+  set: verl 0.9.1's generated config has ``rollout_is: null``). Token-level weights have
+  no meaning inside a power mean and are refused.
 - eps_low is ``actor.clip_ratio_low`` (or ``clip_ratio``); PMPO's eps_high is
   ``actor.clip_ratio_high``; APMPO's upper bound is FAC's eps_ada from eps_min/eps_max.
   verl's dual-clip constant ``clip_ratio_c`` is not part of the objective and is unused.
@@ -78,28 +87,35 @@ Departures and mappings (documented, not silent):
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
 from verl.trainer.ppo.core_algos import register_policy_loss
 from verl.workers.config import PolicyLossConfig
 
 import apmpo
+from apmpo.core import SingleUpdateWarning, single_update_warning
 
 __all__ = [
     "APMPOPolicyLossConfig",
     "REWARD_MEAN_KEY",
+    "StartupCheck",
     "REWARD_STD_KEY",
     "SUPPORTED_LOSS_AGG_MODES",
     "TRAINER_IMPORT_ERROR",
     "apmpo_ppo_loss",
+    "check_config",
     "compute_policy_loss_apmpo",
     "compute_policy_loss_pmpo",
     "install_loss",
     "response_advantages",
     "response_weights",
     "rollout_reward_statistics",
+    "updates_per_rollout",
     "verl_policy_loss",
 ]
 
@@ -107,6 +123,9 @@ REWARD_MEAN_KEY = "apmpo_reward_mean"
 """Batch-metadata key carrying mu_R from the driver to the workers."""
 REWARD_STD_KEY = "apmpo_reward_std"
 """Batch-metadata key carrying sigma_R from the driver to the workers."""
+
+_VERL_LOSSES = ("apmpo", "pmpo")
+"""The loss modes this module registers in verl."""
 
 SUPPORTED_LOSS_AGG_MODES = {"seq-mean-token-mean": "response"}
 """verl loss_agg_mode -> the core's aggregation ("response": one J_i per response, mean over responses)."""
@@ -118,13 +137,28 @@ _REFUSED_LOSS_AGG_MODES = {
     "seq-mean-token-sum-norm": "sums the tokens of each response and divides by a constant",
 }
 
-_CONFIG_HINT = "set actor_rollout_ref.actor.policy_loss._target_=apmpo.integrations.verl.APMPOPolicyLossConfig"
+_ACTOR = "actor_rollout_ref.actor"
+_CONFIG_HINT = f"set {_ACTOR}.policy_loss._target_=apmpo.integrations.verl.APMPOPolicyLossConfig"
+_MODES_HINT = (
+    "set trainer.use_v1=true trainer.v1.trainer_mode=apmpo_sync (or apmpo_colocate_async / apmpo_separate_async)"
+)
 _ROUTE_HINT = (
-    "the rollout batch's reward statistics did not reach the loss: run verl's v1 trainer with an APMPO "
-    "trainer mode (trainer.use_v1=True trainer.v1.trainer_mode=apmpo_sync, or apmpo_colocate_async / "
-    "apmpo_separate_async) and import apmpo.integrations.verl in every Ray process "
+    f"the rollout batch's reward statistics did not reach the loss: run verl's v1 trainer with an APMPO "
+    f"trainer mode ({_MODES_HINT}) and import apmpo.integrations.verl in every Ray process "
     "(ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=apmpo.integrations.verl)"
 )
+
+
+def _loss_agg_mode_problem(loss_agg_mode: str) -> str | None:
+    """Why ``loss_agg_mode`` cannot aggregate the power-mean objective, with the fix; None when it can."""
+    if loss_agg_mode in SUPPORTED_LOSS_AGG_MODES:
+        return None
+    why = _REFUSED_LOSS_AGG_MODES.get(loss_agg_mode, "is not a verl aggregation mode")
+    return (
+        f"loss_agg_mode: {loss_agg_mode!r} {why}; the power-mean objective (1/N) sum_i A_i M_p(x_i) averages the "
+        f"tokens of each response by M_p and the responses arithmetically: set {_ACTOR}.loss_agg_mode="
+        "seq-mean-token-mean"
+    )
 
 
 @dataclass
@@ -155,6 +189,8 @@ class APMPOPolicyLossConfig(PolicyLossConfig):
     """FSS variant: "ratio" (paper), "mean" or "inverse_std" (ablations)."""
     reward_range: list[float] | None = None
     """[lo, hi] of the rewards when not [0, 1]; mu_R and sigma_R are rescaled to [0, 1]."""
+    allow_single_update: bool = False
+    """Silence the start-up warning given when one actor update per rollout batch makes the loss GRPO's."""
     reward_mean: float | None = None
     """Runtime only: mu_R of the current batch, set by ``apmpo_ppo_loss``. Leave unset."""
     reward_std: float | None = None
@@ -282,13 +318,9 @@ def verl_policy_loss(
     """
     if config is None:
         raise ValueError(f"{name}: config (verl ActorConfig) is required")
-    if loss_agg_mode not in SUPPORTED_LOSS_AGG_MODES:
-        why = _REFUSED_LOSS_AGG_MODES.get(loss_agg_mode, "is not a verl aggregation mode")
-        raise ValueError(
-            f"loss_agg_mode: {loss_agg_mode!r} {why}; the power-mean objective (1/N) sum_i A_i M_p(x_i) "
-            "averages the tokens of each response by M_p and the responses arithmetically: set "
-            "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean"
-        )
+    agg_problem = _loss_agg_mode_problem(loss_agg_mode)
+    if agg_problem is not None:
+        raise ValueError(agg_problem)
     mask = response_mask.bool()  # [N, T]
     adv = response_advantages(advantages, mask)  # [N]
     if rollout_is_weights is not None:
@@ -370,13 +402,152 @@ def install_loss(actor_rollout_wg: Any, config: Any) -> None:
     ``actor_rollout_ref.actor`` exactly as the worker builds its own.
     """
     # optional (verl): the integration's own dependency
+    from verl.utils.config import omega_conf_to_dataclass
+
+    actor_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+    actor_rollout_wg.set_loss_fn(functools.partial(apmpo_ppo_loss, config=actor_config))
+
+
+# --------------------------------------------------------------------------- start-up checks
+
+
+def updates_per_rollout(config: Any) -> int:
+    """Actor optimizer updates per rollout batch: ppo_epochs x (train_batch_size / ppo_mini_batch_size).
+
+    verl's v1 trainer sends ``ppo_mini_batch_size x rollout.n`` responses per update
+    (``_update_actor``: ``global_batch_size``/``mini_batch_size``) over ``ppo_epochs`` passes.
+    """
+    actor = config.actor_rollout_ref.actor
+    return int(actor.ppo_epochs) * max(1, int(config.data.train_batch_size) // int(actor.ppo_mini_batch_size))
+
+
+def _single_update_text(config: Any, name: str) -> str | None:
+    """``apmpo.core.single_update_warning`` with verl's settings (None with bypass mode: pi_old is the rollout's)."""
+    correction = config.algorithm.get("rollout_correction") or {}
+    if correction.get("bypass_mode", False):  # old log-probs are the rollout engine's: ratios are not exactly 1
+        return None
+    actor, batch = config.actor_rollout_ref.actor, int(config.data.train_batch_size)
+    mini = batch // 4 if batch % 4 == 0 and batch >= 4 else None
+    fix = (
+        f"{_ACTOR}.ppo_mini_batch_size={mini} (data.train_batch_size={batch} prompts as 4 updates of {mini}, "
+        f"the schedule of apmpo's paper_math_gpu.yaml)"
+        if mini
+        else f"a {_ACTOR}.ppo_mini_batch_size that splits data.train_batch_size={batch} into 2 or more parts"
+    )
+    return single_update_warning(
+        name,
+        updates_per_rollout(config),
+        allowed=bool(actor.policy_loss.get("allow_single_update", False)),
+        settings=(
+            f"data.train_batch_size={batch}, {_ACTOR}.ppo_mini_batch_size={actor.ppo_mini_batch_size}, "
+            f"{_ACTOR}.ppo_epochs={actor.ppo_epochs}"
+        ),
+        fix=f"{fix}, or {_ACTOR}.ppo_epochs=2",
+        silence=f"{_ACTOR}.policy_loss.allow_single_update=true (+{_ACTOR}... on the command line when the "
+        "YAML lacks the key)",
+    )
+
+
+def check_config(config: Any) -> str | None:
+    """Start-up checks of a verl run whose policy loss is "apmpo" or "pmpo"; returns the single-update warning.
+
+    Everything that would otherwise stop the run only at the first actor update (after
+    validation and a whole rollout) is refused here, each problem naming the setting, its
+    value and the fix: the config class, the aggregation mode, the route of the reward
+    statistics (an APMPO trainer mode on verl's v1 trainer), the advantage estimator,
+    token-level importance weights, on-policy distillation, and the loss's own
+    hyperparameters (checked by ``apmpo.policy_loss`` itself on a one-token probe).
+
+    Args:
+        config: the full verl trainer config (OmegaConf), as ``main_ppo`` composes it.
+
+    Returns:
+        the text of the start-up warning when one update per rollout batch makes the
+        loss's gradient GRPO's (``apmpo.core.single_update_warning``), else None.
+
+    Raises:
+        ValueError: every problem found, one per line.
+    """
+    # optional (verl): the integration's own dependency
     from verl.trainer.distillation import is_distillation_enabled
     from verl.utils.config import omega_conf_to_dataclass
 
+    actor = config.actor_rollout_ref.actor
+    name = actor.policy_loss.get("loss_mode")
+    if name not in _VERL_LOSSES:
+        return None
+    problems = []
+    target = actor.policy_loss.get("_target_")
+    if target != f"{__name__}.APMPOPolicyLossConfig":
+        problems.append(f"{_ACTOR}.policy_loss._target_={target}: loss_mode={name} needs {_CONFIG_HINT}")
+    agg_problem = _loss_agg_mode_problem(actor.loss_agg_mode)
+    if agg_problem is not None:
+        problems.append(f"{_ACTOR}.{agg_problem}")
+    mode = config.trainer.get("v1", {}).get("trainer_mode")
+    use_v1 = bool(config.trainer.get("use_v1", False))
+    if apmpo.LOSSES[name].needs_reward_stats and not (use_v1 and str(mode).startswith("apmpo_")):
+        problems.append(
+            f"trainer.use_v1={use_v1}, trainer.v1.trainer_mode={mode}: loss_mode={name} needs the rollout batch's "
+            f"reward statistics, which only the APMPO trainer modes compute on the driver and send to the loss: "
+            f"{_MODES_HINT}"
+        )
+    if config.algorithm.get("adv_estimator") == "gae":
+        problems.append(
+            "algorithm.adv_estimator=gae gives token-varying advantages; the power-mean objective needs "
+            "one per response: set algorithm.adv_estimator=grpo"
+        )
+    rollout_is = (config.algorithm.get("rollout_correction") or {}).get("rollout_is")
+    if rollout_is == "token":
+        problems.append(
+            "algorithm.rollout_correction.rollout_is=token: token-level weights have no meaning inside "
+            "a power mean: set algorithm.rollout_correction.rollout_is=sequence (or null: off)"
+        )
     if is_distillation_enabled(config.get("distillation")):
-        raise ValueError("distillation: the APMPO trainer modes do not support on-policy distillation losses")
-    actor_config = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
-    actor_rollout_wg.set_loss_fn(functools.partial(apmpo_ppo_loss, config=actor_config))
+        problems.append(
+            "distillation.enabled=true: the APMPO losses do not support on-policy distillation: "
+            "set distillation.enabled=false"
+        )
+    if not problems:
+        problems += _probe_hyperparameters(name, omega_conf_to_dataclass(actor))
+    if problems:
+        raise ValueError("\n".join(problems))
+    return _single_update_text(config, name)
+
+
+def _probe_hyperparameters(name: str, actor_config: Any) -> list[str]:
+    """The core's own refusal of the loss's hyperparameters, if any, on a one-token batch."""
+    policy = actor_config.policy_loss
+    policy.reward_mean, policy.reward_std = 0.5, 0.5  # a valid batch; the real ones come per step
+    try:
+        hp = _hyperparameters(name, actor_config)
+        one = torch.zeros(1, 1)
+        apmpo.policy_loss(name, one, one, torch.ones(1), torch.ones(1, 1), **hp)
+    except ValueError as exc:
+        return [f"{_ACTOR}.policy_loss: {exc}"]
+    finally:
+        policy.reward_mean = policy.reward_std = None
+    return []
+
+
+class StartupCheck(Callback):
+    """Hydra callback running ``check_config`` when ``main_ppo`` starts, before Ray, validation or any rollout.
+
+    Enable it in the YAML (``hydra.callbacks.apmpo._target_: apmpo.integrations.verl.StartupCheck``,
+    as examples/verl/apmpo_math.yaml does) or on the command line with
+    ``+hydra.callbacks.apmpo._target_=apmpo.integrations.verl.StartupCheck``. A problem is
+    printed without a traceback and the process exits with status 2. The single-update
+    warning is given here only when the run does not use an APMPO trainer mode (those
+    give it themselves when they start).
+    """
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            text = check_config(config)
+        except ValueError as exc:
+            print(f"apmpo: error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        if text is not None and not str(config.trainer.get("v1", {}).get("trainer_mode")).startswith("apmpo_"):
+            warnings.warn(text, SingleUpdateWarning, stacklevel=2)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -422,6 +593,9 @@ class APMPOTrainerMixin:
         # optional (verl's omegaconf): the integration's own dependency
         from omegaconf import open_dict
 
+        single_update = check_config(config)  # before any worker, validation or rollout
+        if single_update is not None:
+            warnings.warn(single_update, SingleUpdateWarning, stacklevel=2)
         with open_dict(config):
             config.trainer.v1.trainer_mode = self._apmpo_base_mode
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]  # the verl trainer it is mixed into

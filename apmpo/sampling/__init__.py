@@ -3,7 +3,10 @@
 - :mod:`apmpo.sampling.encoder`: prompt encoders, chosen once from what the model loader
   returned (:func:`prompt_encoder_for`): attach images, render and encode prompts;
 - :mod:`apmpo.sampling.rollout`: :func:`generate_rollouts`, G completions per prompt with
-  ``generate`` (KV cache, left padding), and the :class:`Rollout` they come back in.
+  ``generate`` (KV cache, left padding), and the :class:`Rollout` they come back in;
+- :mod:`apmpo.sampling.engine`: :func:`sample_completions`, the fast sampling engine (shared
+  prefill, only running rows decoded, its own decode step for Llama-family models); not yet
+  used by :func:`generate_rollouts` (issue 14, phase 2).
 """
 
 from .encoder import (
@@ -12,6 +15,13 @@ from .encoder import (
     TextPromptEncoder,
     VisionPromptEncoder,
     prompt_encoder_for,
+)
+from .engine import (
+    Completions,
+    SamplingSettings,
+    UnsupportedModelError,
+    sample_completions,
+    supports_model,
 )
 from .rollout import (
     PromptBatch,
@@ -24,14 +34,19 @@ from .rollout import (
 
 __all__ = [
     "IMAGE_MARKER",
+    "Completions",
     "PromptBatch",
     "PromptEncoder",
     "Rollout",
+    "SamplingSettings",
     "TextPromptEncoder",
+    "UnsupportedModelError",
     "VisionPromptEncoder",
     "collate_extras",
     "encode_prompts",
     "eos_token_ids",
     "generate_rollouts",
     "prompt_encoder_for",
+    "sample_completions",
+    "supports_model",
 ]

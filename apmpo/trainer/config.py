@@ -282,6 +282,8 @@ class AlgorithmConfig(Settings):
     """mu: passes over each rollout batch. With epochs = 1 and mini_batches = 1 the old log-probs equal the current ones and are not recomputed."""
     mini_batches: Positive = 1
     """Optimizer steps per epoch; each uses B x G / mini_batches responses."""
+    allow_single_update: bool = False
+    """Silence the start-up warning given when epochs = mini_batches = 1 makes the objective's update exactly GRPO's (APMPO, PMPO, GMPO, GSPO; docs/training.md)."""
     mask_truncated: bool = False
     """Exclude completions that hit max_new_tokens without EOS from the loss (DAPO's overlong filtering); they still count in the reward statistics."""
     dynamic_sampling: bool = False

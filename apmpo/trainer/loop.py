@@ -4,7 +4,9 @@
 
 1. :func:`start` -- validate the config, create the run directory, load the model, the
    data, the rewards, the optimizer and the schedule (:class:`~apmpo.trainer.step.TrainingRun`),
-   resume from the latest checkpoint if asked, open the metrics log;
+   resume from the latest checkpoint if asked, open the metrics log, and warn (console and
+   a ``"kind": "warning"`` line in metrics.jsonl, :func:`start_warnings`) when a setting
+   quietly makes the run train another objective;
 2. per step, :func:`train_step` -- :func:`~apmpo.trainer.step.sample` (B prompts x G
    completions, scored), :func:`~apmpo.trainer.step.prepare` (advantages, reward
    statistics, loss mask, old and reference log-probs), :func:`~apmpo.trainer.step.update`
@@ -42,7 +44,7 @@ from typing import Any
 
 import torch
 
-from apmpo.core import LOSSES
+from apmpo.core import LOSSES, single_update_warning
 from apmpo.eval.harness import EvalSettings, evaluate_examples
 from apmpo.models import load_model_and_tokenizer
 from apmpo.preemption import StopRequest
@@ -194,6 +196,9 @@ def start(config: TrainConfig, resume: bool | str, reward_functions: dict[str, C
     session = Session(run, run_dir, writer, progress, start_step, controller_history, started)
     for line in start_messages(run, resumed_from, start_step):
         progress.write(line)
+    for warning in start_warnings(config):
+        progress.write(f"warning: {warning}")
+        writer.log(start_step, {"message": warning}, kind="warning")
     if config.eval.at_start and start_step == 0 and not resume:  # a run stopped before step 1 evaluated already
         session.eval_before = evaluate_heldout(session, 0)
     return session
@@ -256,6 +261,25 @@ def start_messages(run: TrainingRun, resumed_from: Path | None, start_step: int)
     if resumed_from is not None:
         lines.append(f"resumed from {resumed_from} (step {start_step})")
     return lines
+
+
+def start_warnings(config: TrainConfig) -> list[str]:
+    """Settings that quietly make the run train something else, said before the first step (console and log).
+
+    One optimizer update per rollout batch (``epochs = mini_batches = 1``) makes APMPO's,
+    PMPO's, GMPO's and GSPO's gradient exactly GRPO's (``apmpo.core.schedule``; docs/training.md).
+    """
+    al = config.algorithm
+    single_update = single_update_warning(
+        al.name,
+        al.epochs * al.mini_batches,
+        allowed=al.allow_single_update,
+        settings=f"algorithm.epochs={al.epochs}, algorithm.mini_batches={al.mini_batches}",
+        fix="e.g. algorithm.mini_batches=4 (paper_math_gpu.yaml: 4 updates of 128 of the 512 responses) or "
+        "algorithm.epochs=2",
+        silence="algorithm.allow_single_update=true",
+    )
+    return [single_update] if single_update is not None else []
 
 
 def train_step(run: TrainingRun, step: int, stop: StopRequest) -> tuple[dict[str, Any], PreparedBatch | None] | None:

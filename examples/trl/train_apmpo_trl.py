@@ -9,9 +9,20 @@
         --output runs/trl-apmpo --use-vllm --bf16
 
 With --train the reward is ``apmpo.rewards.math_accuracy`` (binary, sandboxed); without
-it, the built-in arithmetic task and ``exact_match``. Per optimizer step the batch holds
-per_device_batch * grad_accum * processes completions (paper: 512 = 8 x 8 x 8 with
-num_generations 8, i.e. 64 prompts).
+it, the built-in arithmetic task and ``exact_match``.
+
+Batch arithmetic (the defaults, on 8 processes), the schedule of apmpo's paper_math_gpu.yaml:
+
+    rollout (generation) batch = per_device_batch x steps_per_generation x processes
+                               = 8 x 8 x 8 = 512 completions = 64 prompts x num_generations 8
+    one optimizer update       = per_device_batch x grad_accum x processes = 8 x 2 x 8 = 128 completions
+    updates per rollout batch  = steps_per_generation / grad_accum = 8 / 2 = 4
+
+At least 2 updates per rollout batch matter: with one (TRL's default, steps_per_generation
+= grad_accum) pi_old = pi_theta, every ratio is 1 and APMPO's gradient is exactly GRPO's;
+APMPOTrainer warns at construction then (--allow-single-update silences it). On fewer
+processes the rollout batch shrinks with them; scale --per-device-batch (or
+--steps-per-generation and --grad-accum together) to keep 512 and 4 x 128.
 """
 
 from __future__ import annotations
@@ -64,7 +75,11 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--per-device-batch", type=int, default=8, help="completions per device per micro-batch")
-    parser.add_argument("--grad-accum", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=2, help="micro-batches per optimizer update")
+    parser.add_argument("--steps-per-generation", type=int, default=8,
+                        help="micro-batches per rollout batch; / grad-accum = optimizer updates per rollout batch")
+    parser.add_argument("--allow-single-update", action="store_true",
+                        help="silence the warning that one update per rollout batch makes APMPO's gradient GRPO's")
     parser.add_argument("--max-completion-length", type=int, default=3072)
     parser.add_argument("--use-vllm", action="store_true", help="generate with vLLM (colocated)")
     parser.add_argument("--bf16", action="store_true")
@@ -73,26 +88,31 @@ def main(argv: list[str] | None = None):
     from apmpo.integrations.trl import APMPOConfig, APMPOTrainer
 
     tiny = args.model == "tiny"
+    try:
+        config = APMPOConfig(
+            output_dir=str(args.output),
+            apmpo_loss=args.loss,
+            learning_rate=args.lr,
+            max_steps=args.max_steps,
+            num_generations=args.num_generations,
+            per_device_train_batch_size=args.per_device_batch,
+            gradient_accumulation_steps=args.grad_accum,
+            steps_per_generation=args.steps_per_generation,
+            allow_single_update=args.allow_single_update,
+            max_completion_length=args.max_completion_length,
+            temperature=1.0,
+            use_vllm=args.use_vllm,
+            vllm_mode="colocate",
+            bf16=args.bf16,
+            use_cpu=tiny,
+            logging_steps=1,
+            save_strategy="no" if tiny else "steps",
+            save_steps=100,
+            report_to="none",
+        )
+    except ValueError as exc:  # a configuration mistake: the message names the setting, no traceback (exit 2)
+        parser.error(str(exc))
     dataset, reward = build_dataset(args.train, args.limit)
-    config = APMPOConfig(
-        output_dir=str(args.output),
-        apmpo_loss=args.loss,
-        learning_rate=args.lr,
-        max_steps=args.max_steps,
-        num_generations=args.num_generations,
-        per_device_train_batch_size=args.per_device_batch,
-        gradient_accumulation_steps=args.grad_accum,
-        max_completion_length=args.max_completion_length,
-        temperature=1.0,
-        use_vllm=args.use_vllm,
-        vllm_mode="colocate",
-        bf16=args.bf16,
-        use_cpu=tiny,
-        logging_steps=1,
-        save_strategy="no" if tiny else "steps",
-        save_steps=100,
-        report_to="none",
-    )
     trainer = APMPOTrainer(
         model=resolve_model(args.model, args.output), reward_funcs=reward, args=config, train_dataset=dataset
     )

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# APMPO on verl 0.9.1, the paper's math setup (arXiv 2605.04066): see apmpo_math.yaml.
+# APMPO on verl 0.9.1, the paper's math setup (arXiv 2605.04066): see apmpo_math.yaml
+# (512 responses per step = 64 prompts x 8, trained as 4 updates of 128).
 #
 # Usage (from the repository root, on the Ray head node):
 #   MATH_TRAIN=/data/math_train.jsonl EVAL_DIR=/data/eval bash examples/verl/run_apmpo_math.sh [hydra overrides...]

@@ -64,6 +64,7 @@ def verl_actor_config():
         actor.loss_agg_mode = loss_agg_mode
         actor.ppo_micro_batch_size_per_gpu = 2
         cfg.actor_rollout_ref.rollout.n = 4
+        cfg.algorithm.adv_estimator = "grpo"                        # verl's default (gae) is refused by APMPO
         OmegaConf.resolve(cfg)
         return cfg, omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
 

@@ -45,6 +45,7 @@ def _config(tmp_path, **overrides):
         output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
         max_steps=2, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no",
         gradient_accumulation_steps=2, seed=0, bf16=False,
+        allow_single_update=True,  # these tests are about the loss; the schedule warning has its own tests below
     )
     fields.update(overrides)
     return at.APMPOConfig(**fields)
@@ -164,7 +165,9 @@ def test_group_scope_gives_each_completion_its_groups_statistics(model_dir, tmp_
         ({"loss_kwargs": {"reward_mean": 0.5}}, "reward_mean are computed by the trainer"),
         ({"loss_kwargs": "{bad json"}, "loss_kwargs: not valid JSON"),
         ({"reward_stats_scope": "prompt"}, "reward_stats_scope: unknown scope"),
-        ({"apmpo_loss": "gmpo", "epsilon": 0.3}, "gmpo has no eps_low"),
+        ({"apmpo_loss": "gmpo", "epsilon": 0.3}, r"epsilon=0.3: gmpo has no eps_low.*clip_log_high, clip_log_low"),
+        ({"reward_range": [1.0, 0.0]}, r"reward_range=\[1.0, 0.0\]: expected \[lo, hi\] with lo < hi"),
+        ({"delta": 2.0}, r"delta=2.0: two-sided clipping"),
         ({"apmpo_loss": "pmpo"}, r"loss_kwargs: pmpo needs p \(e.g. loss_kwargs=\{'p': ...\}\)"),
     ],
 )
@@ -190,10 +193,57 @@ def test_the_trl_example_trains_the_tiny_model(tmp_path):
     spec = importlib.util.spec_from_file_location("train_apmpo_trl", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    trainer = module.main([
-        "--model", "tiny", "--output", str(tmp_path), "--max-steps", "1", "--limit", "8", "--lr", "1e-3",
-        "--num-generations", "4", "--per-device-batch", "4", "--grad-accum", "1", "--max-completion-length", "6",
-    ])
-    (log,) = [h for h in trainer.state.log_history if "apmpo/p" in h]
-    assert log["apmpo/p"] == pytest.approx(math.exp(-0.8 * log["apmpo/reward_mean"]), rel=1e-5)
+    import warnings
+
+    from apmpo.core import SingleUpdateWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingleUpdateWarning)              # its defaults give 4 updates per batch
+        trainer = module.main([
+            "--model", "tiny", "--output", str(tmp_path), "--max-steps", "2", "--limit", "8", "--lr", "1e-3",
+            "--num-generations", "4", "--per-device-batch", "4", "--grad-accum", "1", "--steps-per-generation", "2",
+            "--max-completion-length", "6",
+        ])
+    logs = [h for h in trainer.state.log_history if "apmpo/p" in h]
+    assert len(logs) == 2 and logs[0]["apmpo/reward_mean"] == logs[1]["apmpo/reward_mean"]  # one batch, 2 updates
+    assert logs[0]["apmpo/p"] == pytest.approx(math.exp(-0.8 * logs[0]["apmpo/reward_mean"]), rel=1e-5)
     assert (tmp_path / "final" / "config.json").exists()
+    with pytest.raises(SystemExit) as info:                               # a configuration mistake: exit 2
+        module.main(["--model", "tiny", "--output", str(tmp_path / "bad"), "--loss", "ppo"])
+    assert info.value.code == 2
+
+
+def test_one_update_per_generation_batch_warns_at_construction(model_dir, tmp_path):
+    from apmpo.core import SingleUpdateWarning
+
+    expected = (r"apmpo runs one optimizer update per rollout batch \(num_iterations=1, steps_per_generation=2, "
+                r"gradient_accumulation_steps=2\).*GRPO's.*steps_per_generation=8.*APMPOConfig\(allow_single_update=True\)")
+    with pytest.warns(SingleUpdateWarning, match=expected):
+        _trainer(model_dir, tmp_path, allow_single_update=False)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"steps_per_generation": 4, "allow_single_update": False}, {"num_iterations": 2, "allow_single_update": False},
+    {"allow_single_update": True},
+    {"apmpo_loss": "grpo", "allow_single_update": False}, {"apmpo_loss": "dapo", "allow_single_update": False},
+])
+def test_no_warning_otherwise(model_dir, tmp_path, overrides):
+    import warnings
+
+    from apmpo.core import SingleUpdateWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingleUpdateWarning)
+        _trainer(model_dir, tmp_path, **overrides)
+
+
+@pytest.mark.parametrize(("steps_per_generation", "num_iterations", "accumulation", "updates"), [
+    (8, 1, 8, 1), (32, 1, 8, 4), (2, 2, 4, 1), (4, 2, 4, 2), (3, 1, 4, 2), (6, 1, 4, 2), (1, 1, 4, 1),
+])
+def test_updates_per_generation_batch(steps_per_generation, num_iterations, accumulation, updates):
+    """(3, 1, 4): the second generation batch starts inside an optimizer step, so its rows feed 2 updates."""
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(steps_per_generation=steps_per_generation, num_iterations=num_iterations,
+                           gradient_accumulation_steps=accumulation)
+    assert at.updates_per_generation(args) == updates

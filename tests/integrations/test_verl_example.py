@@ -73,7 +73,8 @@ def test_launch_script_composes_the_papers_setup(launched):
     actor, rollout = cfg.actor_rollout_ref.actor, cfg.actor_rollout_ref.rollout
     assert cfg.actor_rollout_ref.model.path == "Qwen/Qwen2.5-Math-1.5B-Instruct"
     assert cfg.data.train_batch_size * rollout.n == 512 and rollout.n == 8 and rollout.temperature == 1.0
-    assert actor.ppo_mini_batch_size == cfg.data.train_batch_size  # one update per step
+    assert actor.ppo_mini_batch_size * rollout.n == 128 and av.updates_per_rollout(cfg) == 4  # 4 updates of 128
+    assert av.check_config(cfg) is None                              # the start-up check passes, silently
     assert (actor.optim.lr, cfg.trainer.total_training_steps) == (1e-6, 400)
     assert (actor.use_kl_loss, actor.kl_loss_coef, actor.kl_loss_type) == (True, 0.001, "low_var_kl")
     assert actor.loss_agg_mode in av.SUPPORTED_LOSS_AGG_MODES
