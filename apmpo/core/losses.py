@@ -15,6 +15,9 @@ minimised. Symbols follow docs/spec.md:
 
 - "apmpo": J_i = A_i * M_p(x_i), p = exp(-gamma * mu_R), eps_high = FAC's eps_ada.
            (|A_i| x_it is the spec's phi_it, so this is M_p(phi_i) * sign(A_i).)
+- "apmpo_group": our extension (not the paper's method): the same objective with p and
+           eps_ada per prompt, from the prompt's own group statistics mu_g, sigma_g
+           (``LossSpec.reward_stats_scope == "group"``; docs/spec.md, "Per-prompt APMPO").
 - "pmpo":  the same with a fixed p and a fixed eps_high.
 - "grpo":  J_i = A_i * mean_t(x_it) (token mean per response; PMPO at p = 1).
 - "dapo":  sum over all tokens of A_i * x_it / number of tokens (clip-higher 0.28).
@@ -32,8 +35,9 @@ decorator). Its registry entry, a :class:`LossSpec`, is what callers know about 
 without running it: its typed hyperparameters (read from the signature: annotations
 with their constraints, and defaults), how it aggregates, whether it needs the batch
 reward statistics, and its ``controllers``, the p / eps_high / FSS it uses for given
-hyperparameters and statistics. Adding a variant is one decorated function (see
-CONTRIBUTING.md).
+hyperparameters and statistics, and the scope of the reward statistics it takes
+(``reward_stats_scope``: the rollout batch's, or each prompt group's). Adding a variant
+is one decorated function (see CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from .adaptive import (
     feedback_stability_score,
     normalize_reward_stats,
 )
+from .advantages import STAT_SCOPES
 from .aggregation import AGGREGATIONS, aggregate_rows, aggregate_tokens, masked_row_mean
 from .power_mean import log_power_mean
 
@@ -139,6 +144,11 @@ class LossSpec:
     from its hyperparameters (with the reward statistics for APMPO), without tensors."""
     summary: str = ""
     """One line for listings."""
+    reward_stats_scope: str = "batch"
+    """With ``needs_reward_stats``: the statistics the caller computes
+    (``apmpo.reward_statistics(rewards, group_size=G, scope=...)``) and passes: "batch" (one mu_R, sigma_R
+    for the rollout batch, as numbers; the paper) or "group" ([N] tensors, each response its own prompt
+    group's mean and std; ``apmpo_group``)."""
     single_update_equals: str | None = None
     """The objective whose gradient this one's equals exactly when every ratio is 1 (one optimizer
     update per rollout batch: pi_old = pi_theta), or None where it stays itself. Drives the start-up
@@ -171,6 +181,8 @@ def register_loss(
     needs_reward_stats: bool = False,
     controllers: Callable[..., Controllers] | None = None,
     summary: str = "",
+    reward_stats_scope: str = "batch",
+    signature: LossFn | None = None,
     single_update_equals: str | None = None,
 ) -> Any:
     """Add an objective to ``LOSSES`` (the one place names map to functions).
@@ -180,7 +192,9 @@ def register_loss(
         @register_loss("grpo", controllers=ppo_controllers, summary="clipped surrogate")
         def grpo_loss(log_ratio, advantages, mask, *, normalizer=None, eps_low: LowerClip = 0.2, ...): ...
 
-    The hyperparameters are read from the function's keyword-only arguments. A ready
+    The hyperparameters are read from the function's keyword-only arguments, or from those
+    of ``signature``: a variant that takes exactly another objective's hyperparameters
+    (``apmpo_group``: apmpo's) names it instead of repeating them. A ready
     :class:`LossSpec` may be passed instead of a name. ``single_update_equals`` names the
     objective whose gradient this one's equals at one update per rollout batch (every ratio
     1), for the start-up warning (``apmpo.core.schedule``); leave it None unless proved in
@@ -190,17 +204,17 @@ def register_loss(
         return _add(spec_or_name)
 
     def decorate(fn: LossFn) -> LossFn:
-        hyperparameters = _hyperparameters(fn)
         _add(
             LossSpec(
                 spec_or_name,
                 fn,
                 aggregation,
-                hyperparameters,
-                needs_reward_stats,
-                controllers,
-                summary,
-                single_update_equals,
+                _hyperparameters(signature or fn),
+                needs_reward_stats=needs_reward_stats,
+                controllers=controllers,
+                summary=summary,
+                reward_stats_scope=reward_stats_scope,
+                single_update_equals=single_update_equals,
             )
         )
         return fn
@@ -211,6 +225,10 @@ def register_loss(
 def _add(spec: LossSpec) -> LossSpec:
     if spec.aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation: must be 'response' or 'token', got {spec.aggregation!r}")
+    if spec.reward_stats_scope not in STAT_SCOPES:
+        raise ValueError(
+            f"reward_stats_scope: must be one of {', '.join(STAT_SCOPES)}, got {spec.reward_stats_scope!r}"
+        )
     LOSSES[spec.name] = spec
     return spec
 
@@ -298,9 +316,15 @@ def _scalar_metric(value: float | torch.Tensor) -> float:
     return float(value.float().mean()) if isinstance(value, torch.Tensor) else float(value)
 
 
-def _controller_metrics(controllers: Controllers) -> Metrics:
-    """The controllers as logged metrics (a per-row tensor is reported by its mean)."""
-    return {key: _scalar_metric(value) for key, value in controllers.items()}
+def _controller_metrics(controllers: Controllers, rows: torch.Tensor | None = None) -> Metrics:
+    """The controllers as logged metrics; a per-row [N] tensor is reported by its mean over ``rows``
+    (bool [N]: the responses that carry a gradient; all rows when None or when none does)."""
+    if rows is None or not bool(rows.any()):
+        return {key: _scalar_metric(value) for key, value in controllers.items()}
+    return {
+        key: float(value[rows].float().mean()) if isinstance(value, torch.Tensor) and value.dim() == 1 else float(value)
+        for key, value in controllers.items()
+    }
 
 
 # --------------------------------------------------------------------------- controllers
@@ -381,13 +405,19 @@ def apmpo_controllers(
 def _power_mean_objective(
     log_ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, normalizer: float | None, c: Controllers
 ) -> tuple[torch.Tensor, Metrics]:
-    """J_i = A_i * M_p(x_i) with the controllers ``c`` (p, eps_low, eps_high: floats or [N] tensors); PMPO and APMPO."""
+    """J_i = A_i * M_p(x_i) with the controllers ``c`` (p, eps_low, eps_high: floats or [N] tensors); PMPO and APMPO.
+
+    Per-row controllers (``apmpo_group``) are logged as their mean over the responses that carry a
+    gradient (A_i != 0, at least one token): a group whose rewards are all equal has A_i = 0 and
+    contributes nothing, whatever its p_g and eps_ada,g.
+    """
     check_range("p", c["p"], 0.0, low_inclusive=False)
     log_low, log_high = _ppo_log_bounds(c["eps_low"], c["eps_high"])
     log_x, hit_high, hit_low = pessimistic_log_ratio(log_ratio, advantages, log_low, log_high)
     j_rows = advantages * torch.exp(log_power_mean(log_x, mask, c["p"]))  # [N]
     loss = -aggregate_rows(j_rows, mask, normalizer)
-    return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c)}
+    informative = (advantages != 0) & mask.any(-1)  # [N] rows that carry a gradient
+    return loss, {**_token_metrics(log_ratio, mask, hit_high, hit_low), **_controller_metrics(c, informative)}
 
 
 @register_loss(
@@ -422,13 +452,13 @@ def apmpo_loss(
 
     Ablations are settings: ``p_schedule`` "linear" or "fixed" (with ``p``; p = 1 is
     "FAC only"), ``clip_schedule="fixed"`` (with ``eps_high``; "PMPO only"), ``fss``
-    "mean" or "inverse_std". reward_mean/reward_std are floats/0-d tensors (batch scope)
-    or [N] tensors (per-group scope); ``reward_range`` declares rewards outside [0, 1].
+    "mean" or "inverse_std". reward_mean/reward_std are the rollout batch's statistics
+    (floats or one-element tensors; per-prompt [N] statistics are ``apmpo_group``);
+    ``reward_range`` declares rewards outside [0, 1].
     """
-    mean, std = _stats_for_rows(reward_mean, reward_std, log_ratio)
     c = apmpo_controllers(
-        reward_mean=mean,
-        reward_std=std,
+        reward_mean=_batch_statistic("reward_mean", reward_mean),
+        reward_std=_batch_statistic("reward_std", reward_std),
         gamma=gamma,
         eps_low=eps_low,
         eps_min=eps_min,
@@ -444,22 +474,68 @@ def apmpo_loss(
     return _power_mean_objective(log_ratio, advantages, mask, normalizer, c)
 
 
-def _stats_for_rows(
-    reward_mean: Statistic, reward_std: Statistic, log_ratio: torch.Tensor
-) -> tuple[Statistic, Statistic]:
-    """Batch-scope statistics as python floats; per-group [N] tensors checked and cast."""
-    out: list[Statistic] = []
-    for name, value in (("reward_mean", reward_mean), ("reward_std", reward_std)):
-        if isinstance(value, torch.Tensor) and value.numel() > 1:
-            if value.shape != (log_ratio.shape[0],):
-                raise ValueError(
-                    f"{name}: per-group statistics must have shape [N] = ({log_ratio.shape[0]},), got {tuple(value.shape)}"
-                )
-            check_finite_where(name, value)
-            out.append(value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype))
-        else:
-            out.append(to_float(name, value))
-    return out[0], out[1]
+@register_loss(
+    "apmpo_group",
+    needs_reward_stats=True,
+    reward_stats_scope="group",
+    controllers=apmpo_controllers,
+    signature=apmpo_loss,
+    summary="APMPO with p and eps_ada per prompt from its group's rewards (extension)",
+    single_update_equals="grpo",
+)
+def apmpo_group_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    normalizer: float | None = None,
+    reward_mean: torch.Tensor = REQUIRED,
+    reward_std: torch.Tensor = REQUIRED,
+    **hyperparameters: Any,
+) -> tuple[torch.Tensor, Metrics]:
+    """Per-prompt APMPO: our extension of APMPO (https://arxiv.org/abs/2605.04066), not the paper's method
+    (docs/spec.md, "Per-prompt APMPO"): p_g and eps_ada,g from each response's own group,
+    p_g = exp(-gamma * mu_g), eps_ada,g = eps_min + (eps_max - eps_min) tanh(mu_g / (sigma_g + delta)).
+
+    reward_mean/reward_std are [N] tensors (``apmpo.reward_statistics(rewards, group_size=G,
+    scope="group")``); the other hyperparameters are apmpo's, same names and defaults (the
+    registry reads them from ``apmpo_loss``; :func:`policy_loss` passes every one). A group
+    whose rewards are all equal (sigma_g = 0) has A_i = 0 and contributes nothing; the metrics
+    p, eps_high, fss, reward_mean and reward_std are averaged over the responses that carry a
+    gradient (A_i != 0, at least one token), over all rows if none does.
+    """
+    c = apmpo_controllers(
+        reward_mean=_row_statistic("reward_mean", reward_mean, log_ratio),
+        reward_std=_row_statistic("reward_std", reward_std, log_ratio),
+        **hyperparameters,
+    )
+    return _power_mean_objective(log_ratio, advantages, mask, normalizer, c)
+
+
+def _batch_statistic(name: str, value: Statistic) -> float:
+    """A batch-scope statistic as a python float; [N] per-row statistics are refused, naming the right objective."""
+    if isinstance(value, torch.Tensor) and value.numel() > 1:
+        raise ValueError(
+            f"{name}: 'apmpo' uses the rollout batch's statistics (a number), got a tensor of shape "
+            f"{tuple(value.shape)}; per-prompt statistics are the 'apmpo_group' objective"
+        )
+    return to_float(name, value)
+
+
+def _row_statistic(name: str, value: Statistic, log_ratio: torch.Tensor) -> torch.Tensor:
+    """A per-row statistic: an [N] tensor matching the rows of ``log_ratio``, checked and cast."""
+    n = log_ratio.shape[0]
+    if not isinstance(value, torch.Tensor) or value.dim() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"{name}: 'apmpo_group' needs per-group statistics of shape [N] = ({n},) "
+            f"(apmpo.reward_statistics(rewards, group_size=G, scope='group')), got {shape}; "
+            "the paper's batch statistics are the 'apmpo' objective"
+        )
+    if value.shape != (n,):
+        raise ValueError(f"{name}: per-group statistics must have shape [N] = ({n},), got {tuple(value.shape)}")
+    check_finite_where(name, value)
+    return value.detach().to(device=log_ratio.device, dtype=log_ratio.dtype)
 
 
 @register_loss("pmpo", controllers=pmpo_controllers, summary="power mean with a fixed p", single_update_equals="grpo")
@@ -603,15 +679,15 @@ def policy_loss(
     """Compute a registered policy objective; returns (loss = -J, metrics).
 
     Args:
-        name: a key of ``LOSSES``: "apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo".
+        name: a key of ``LOSSES``: "apmpo", "apmpo_group", "pmpo", "grpo", "dapo", "gmpo", "gspo".
         log_probs: [N, T] log pi_theta of the sampled tokens (with gradient).
         old_log_probs: [N, T] log pi_old of the same tokens (no gradient is taken).
         advantages: [N] one advantage per response.
         mask: [N, T] 1 on response tokens, 0 on padding. Masked positions may hold any
             value, NaN included; they never change the loss or the gradient.
         **hyperparameters: the loss's own (see ``LOSSES[name].defaults``), e.g. for
-            "apmpo": reward_mean, reward_std, gamma=0.8, eps_low=0.2, eps_min=0.2,
-            eps_max=0.4, delta=1e-6; for "pmpo": p, eps_low, eps_high; for "grpo":
+            "apmpo": reward_mean, reward_std (numbers; [N] tensors for "apmpo_group"), gamma=0.8,
+            eps_low=0.2, eps_min=0.2, eps_max=0.4, delta=1e-6; for "pmpo": p, eps_low, eps_high; for "grpo":
             eps_low=0.2, eps_high=0.2. Every loss accepts ``normalizer``: the divisor of
             the summed objective over the whole batch (responses with a token for
             response-level losses, tokens for "dapo"); pass the full batch's count to
@@ -621,7 +697,7 @@ def policy_loss(
         loss: 0-d float32 tensor (float64 for float64 inputs) = -(sum_i J_i) / normalizer.
         metrics: python floats: clip_frac_low, clip_frac_high, p, eps_low, eps_high,
             approx_kl (k3 estimate of KL(old || new) per token), ratio_mean, and for
-            "apmpo" fss, reward_mean, reward_std.
+            "apmpo" / "apmpo_group" fss, reward_mean, reward_std.
     """
     spec, hp = resolve_hyperparameters(name, hyperparameters)
     log_ratio, adv, mask_b = prepare_inputs(log_probs, old_log_probs, advantages, mask)

@@ -9,7 +9,7 @@ and checkpoints stay TRL's.
 What is replaced, and nothing else:
 
 - the loss (``_compute_loss``): ``apmpo.policy_loss(config.apmpo_loss, ...)`` -- the
-  core objective, so any core loss ("apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo")
+  core objective, so any core loss ("apmpo", "apmpo_group", "pmpo", "grpo", "dapo", "gmpo", "gspo")
   runs like for like -- plus beta * ``apmpo.kl_penalty`` (k3, aggregated like the
   policy term);
 - the scoring step (``_calculate_rewards`` / ``_generate_and_score_completions``) gains
@@ -17,7 +17,8 @@ What is replaced, and nothing else:
   whole generation batch gathered over all processes (TRL's weighted sum of the reward
   functions, a None adding nothing as everywhere in apmpo: :mod:`apmpo.rewards.base`), once per generation,
   before any gradient step, and put in the batch dict as 0-d tensors (``"batch"`` scope,
-  the paper) or one value per completion (``"group"`` scope). TRL's splitter and
+  the paper) or one value per completion (``"group"`` scope: ``apmpo_group``; the scope is
+  the objective's ``LossSpec.reward_stats_scope``). TRL's splitter and
   shuffler pass 0-d tensors through unchanged and move per-row ones with their rows,
   so every micro-batch sees the statistics of the batch it came from.
 
@@ -52,7 +53,7 @@ Departures from TRL's GRPO behaviour and refusals (each raises naming the settin
 - start-up warning (``apmpo.core.single_update_warning``, at construction, main process):
   when every generation batch feeds a single optimizer update (TRL's default
   ``steps_per_generation = gradient_accumulation_steps`` with ``num_iterations=1``),
-  pi_old = pi_theta and the gradient of apmpo, pmpo, gmpo and gspo is exactly GRPO's;
+  pi_old = pi_theta and the gradient of apmpo, apmpo_group, pmpo, gmpo and gspo is exactly GRPO's;
   ``allow_single_update=True`` silences it.
 
 Logged as TRL metrics every step: ``apmpo/p``, ``apmpo/eps_high`` (FAC's eps_ada),
@@ -73,7 +74,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import apmpo
-from apmpo.core import REQUIRED, STAT_SCOPES, SingleUpdateWarning, normalize_reward_stats, single_update_warning
+from apmpo.core import REQUIRED, SingleUpdateWarning, normalize_reward_stats, single_update_warning
 
 __all__ = ["APMPOConfig", "APMPOTrainer", "REWARD_MEAN_KEY", "REWARD_STD_KEY", "updates_per_generation"]
 
@@ -111,17 +112,13 @@ class APMPOConfig(GRPOConfig):
 
     apmpo_loss: str = field(
         default="apmpo",
-        metadata={"help": "Core objective: a key of apmpo.LOSSES (apmpo, pmpo, grpo, dapo, gmpo, gspo)."},
+        metadata={"help": "Core objective: a key of apmpo.LOSSES (apmpo, apmpo_group, pmpo, grpo, dapo, gmpo, gspo)."},
     )
     gamma: float = field(default=0.8, metadata={"help": "APMPO: p = exp(-gamma * mu_R) (paper: 0.8)."})
     eps_min: float = field(default=0.2, metadata={"help": "FAC: smallest upper clip bound (paper: 0.2)."})
     eps_max: float = field(default=0.4, metadata={"help": "FAC: largest upper clip bound (paper: 0.4)."})
     stats_delta: float = field(
         default=1e-6, metadata={"help": "Stabiliser in FSS = mu_R / (sigma_R + delta) (the spec's delta)."}
-    )
-    reward_stats_scope: str = field(
-        default="batch",
-        metadata={"help": "mu_R, sigma_R over the whole generation batch ('batch', paper) or per prompt ('group')."},
     )
     reward_range: list[float] | None = field(
         default=None,
@@ -145,7 +142,7 @@ class APMPOConfig(GRPOConfig):
         default=False,
         metadata={
             "help": "Silence the start-up warning given when one optimizer update per generation batch makes "
-            "the loss's gradient GRPO's (apmpo, pmpo, gmpo, gspo)."
+            "the loss's gradient GRPO's (apmpo, apmpo_group, pmpo, gmpo, gspo)."
         },
     )
 
@@ -182,10 +179,6 @@ def _validate(args: APMPOConfig) -> None:
     if missing:
         example = f"loss_kwargs={{'{missing[0]}': ...}}"
         raise ValueError(f"loss_kwargs: {args.apmpo_loss} needs {', '.join(missing)} (e.g. {example})")
-    if args.reward_stats_scope not in STAT_SCOPES:
-        raise ValueError(
-            f"reward_stats_scope: unknown scope {args.reward_stats_scope!r}; known: {', '.join(STAT_SCOPES)}"
-        )
     if args.reward_range is not None and not (
         len(args.reward_range) == 2 and args.reward_range[0] < args.reward_range[1]
     ):
@@ -328,7 +321,7 @@ class APMPOTrainer(GRPOTrainer):
         weights = self.reward_weights.to(rewards_per_func.device)
         rewards = (rewards_per_func * weights[None, :]).nansum(dim=1)  # [N] the rewards TRL's advantages use
         args = self.args
-        if args.reward_stats_scope == "batch":
+        if self._apmpo_spec.reward_stats_scope == "batch":
             mean, std = apmpo.reward_statistics(rewards)
             normalize_reward_stats(float(mean), float(std), args.reward_range)
             return mean, std

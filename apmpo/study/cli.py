@@ -33,6 +33,7 @@ examples:
   apmpo study study_smollm2.yaml --jobs 1        # setting (b): SmolLM2-135M-Instruct (hours on CPU)
   apmpo study study_tiny.yaml --dry-run          # the plan and each run's status
   apmpo study study_tiny.yaml --report-only      # rebuild the report from finished runs
+  apmpo study study_tiny.yaml --target-mde 2 --seed-budget 40   # pilot = configured seeds, then plan and train more
   apmpo study my_study.yaml --arms grpo,apmpo --seeds 0,1,2 optim.lr=2e-4
 """
 
@@ -75,6 +76,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--docs-dir", help="where tables and figures go (default: the config's report.docs_dir)")
     p.add_argument("--results-md", help="the Markdown report to write (default: the config's report.results_md)")
     p.add_argument("--no-results-md", action="store_true", help="do not write the Markdown report")
+    p.add_argument(
+        "--target-mde",
+        type=float,
+        metavar="POINTS",
+        help="plan the seeds per arm from the pilot (the configured seeds, trained first) so that every comparison of "
+        "interest detects this many points of held-out accuracy at the config's power (default 80%%); the plan is "
+        "printed, then the added seeds are trained",
+    )
+    p.add_argument("--seed-budget", type=int, metavar="N", help="with --target-mde: at most N seeds per arm")
     p.add_argument("--report-only", action="store_true", help="train nothing; report on the finished runs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and each run's status; write nothing")
     p.set_defaults(func=run)
@@ -93,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         overrides=args.overrides,
         jobs=args.jobs,
+        target_mde=args.target_mde,
+        seed_budget=args.seed_budget,
     )
     if args.docs_dir:
         study.report.docs_dir = args.docs_dir

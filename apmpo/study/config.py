@@ -1,11 +1,19 @@
 """The settings of a study: arms x paired seeds over a base training config, an optional warm-up, the report.
 
 See :mod:`apmpo.study.runner` for what a study does; the fields are documented on
-:class:`StudyConfig`, :class:`ArmSpec`, :class:`ReportSpec` and :class:`WarmupConfig`.
+:class:`StudyConfig`, :class:`ArmSpec`, :class:`ReportSpec`, :class:`PowerSpec` and
+:class:`WarmupConfig`.
 A study file is read and checked by the same toolkit as every other configuration
 (:mod:`apmpo.settings`): unknown keys, types and ranges are refused all at once, naming
 the file and the key. The training settings of the runs are checked when the runs are
 planned (:func:`apmpo.study.runs.plan_runs`), arm by arm.
+
+A study file may start from another: ``extends: study_tiny.yaml`` (a path relative to the
+file, or a packaged config) takes that study and applies this file over it: the
+``train``, ``warmup``, ``report`` and ``power`` sections are merged into the base's
+(nested mappings key by key, the training settings that are mappings of their own, such
+as ``params``, replaced whole), ``arms`` by arm name (an arm set to null is removed), and
+every other key replaces the base's.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,12 +32,13 @@ from pydantic import (
     model_validator,
 )
 
-from apmpo.settings import ConfigError, Settings, build_settings, read_yaml
+from apmpo.settings import ConfigError, Settings, build_settings, deep_merge, read_yaml
 from apmpo.trainer.commands import resolve_config_path
 
 __all__ = [
     "ARM_GROUPS",
     "ArmSpec",
+    "PowerSpec",
     "ReportSpec",
     "StudyConfig",
     "StudyError",
@@ -39,6 +49,13 @@ __all__ = [
 ]
 
 ARM_GROUPS = ("main", "ablation")
+
+MAPPING_SETTINGS = ("params", "task", "functions", "kwargs")
+"""Training settings that are mappings of their own (the objective's hyperparameters, the task's options, the
+reward functions and their arguments): a study's train section replaces them whole instead of merging into them."""
+
+MERGED_SECTIONS = ("train", "warmup", "report", "power")
+"""Sections an extending study config merges into its base's (key by key, nested); other keys replace."""
 
 
 class StudyError(ConfigError):
@@ -145,6 +162,25 @@ class ReportSpec(Settings):
     """"Late training" = the last fraction of the steps (for the entropy comparison)."""
 
 
+class PowerSpec(Settings):
+    """Power of the comparisons and seed planning (the ``power:`` section; see :mod:`apmpo.study.plan`)."""
+
+    power: float = Field(0.8, gt=0.05, lt=1)
+    """Target power of the minimum detectable differences (two-sided paired t-test at alpha 0.05, the test of the 95% intervals)."""
+    reference_difference: float = Field(2.0, gt=0)
+    """A difference in held-out accuracy (points) whose power and seed count the report gives for every comparison."""
+    target_mde: float | None = Field(None, gt=0)
+    """Plan the seeds per arm from the pilot (the configured seeds) for this MDE in points (None: run the configured seeds only)."""
+    seed_budget: Annotated[int, Field(ge=2)] | None = None
+    """With target_mde: at most this many seeds per arm (None: no cap)."""
+
+    @model_validator(mode="after")
+    def _budget_needs_target(self) -> PowerSpec:
+        if self.seed_budget is not None and self.target_mde is None:
+            raise ValueError("seed_budget: needs target_mde (the seed budget caps the planned seeds)")
+        return self
+
+
 class StudyConfig(Settings):
     """A study: a base training config, arms x seeds, an optional warm-up, and where outputs go."""
 
@@ -174,6 +210,8 @@ class StudyConfig(Settings):
     """Run directories, logs and the warm-up go here."""
     report: ReportSpec = Field(default_factory=ReportSpec)
     """Report outputs."""
+    power: PowerSpec = Field(default_factory=PowerSpec)
+    """Power figures in the report and seed planning from a pilot."""
     jobs: Annotated[int, Field(ge=1)] = 1
     """Runs trained at once (worker processes); 1: one after the other in this process."""
     threads_per_run: Annotated[int, Field(ge=0)] = 1
@@ -257,13 +295,42 @@ def study_config_from_dict(data: Any, source: str | None = None, *, quick: bool 
 
 
 def load_study_config(path: str | os.PathLike, *, quick: bool = False) -> StudyConfig:
-    """Read a study YAML file (a path or the name of a packaged apmpo/configs/study_*.yaml)."""
+    """Read a study YAML file (a path or the name of a packaged apmpo/configs/study_*.yaml), with its ``extends``."""
+    resolved, data = _read_study_yaml(path)
+    return study_config_from_dict(data, str(resolved), quick=quick)
+
+
+def _read_study_yaml(path: str | os.PathLike, chain: tuple[Path, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """(resolved path, mapping) of a study YAML, with the study it ``extends`` merged in (module docstring)."""
+    candidate = Path(path)
+    if chain and not candidate.is_absolute() and (chain[-1].parent / candidate).is_file():
+        candidate = chain[-1].parent / candidate
     try:
-        resolved = resolve_config_path(os.fspath(path))
+        resolved = resolve_config_path(os.fspath(candidate)).resolve()
         data = read_yaml(resolved, what="study config")
     except ConfigError as exc:
-        raise StudyError(str(exc)) from None
-    return study_config_from_dict(data, str(resolved), quick=quick)
+        raise StudyError(f"{chain[-1]}: extends: {exc}" if chain else str(exc)) from None
+    if resolved in chain:
+        through = " -> ".join(p.name for p in chain)
+        raise StudyError(f"{chain[-1]}: extends: {resolved.name} extends itself (through {through})")
+    if "extends" not in data:
+        return resolved, data
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise StudyError(f"{resolved}: extends: expected the file name of a study config, got {parent!r}")
+    _, base = _read_study_yaml(parent, (*chain, resolved))
+    merged = {**base, **{k: v for k, v in data.items() if k not in (*MERGED_SECTIONS, "arms")}}
+    for key in MERGED_SECTIONS:
+        if isinstance(base.get(key), dict) and isinstance(data.get(key), dict):
+            merged[key] = deep_merge(base[key], data[key], replace=MAPPING_SETTINGS)
+        elif key in data:
+            merged[key] = data[key]
+    if isinstance(base.get("arms"), dict) and isinstance(data.get("arms"), dict):
+        arms = {**base["arms"], **data["arms"]}
+        merged["arms"] = {name: spec for name, spec in arms.items() if spec is not None}
+    elif "arms" in data:
+        merged["arms"] = data["arms"]
+    return resolved, merged
 
 
 def restrict(
@@ -275,9 +342,14 @@ def restrict(
     output_dir: str | None = None,
     overrides: Sequence[str] = (),
     jobs: int | None = None,
+    target_mde: float | None = None,
+    seed_budget: int | None = None,
 ) -> StudyConfig:
-    """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, ...)."""
+    """A copy of ``study`` with command-line choices applied (subset of arms, other seeds, seed planning, ...)."""
     changes: dict[str, Any] = {"overrides": [*study.overrides, *overrides]}
+    planning = {k: v for k, v in (("target_mde", target_mde), ("seed_budget", seed_budget)) if v is not None}
+    if planning:
+        changes["power"] = {**study.power.model_dump(), **planning}
     if arms is not None:
         unknown = [a for a in arms if a not in study.arms]
         if unknown:
@@ -302,6 +374,7 @@ def restrict(
         "jobs": "--jobs",
         "overrides": "overrides",
         "output_dir": "--output-dir",
+        "power": "--target-mde / --seed-budget",
     }
     try:
         return build_settings(

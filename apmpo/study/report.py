@@ -14,9 +14,17 @@ Everything here is computed from the finished runs' ``metrics.jsonl`` (see
 Per arm: mean and 95% Student-t interval over its seeds; paired differences against
 the baseline over the seeds both ran (:mod:`apmpo.study.stats`).
 
-"What holds here" checks the paper's qualitative claims against these numbers, one
-verdict per claim, from the paired 95% interval of the difference that the claim is
-about: **holds** (the interval lies on the claimed side of 0), **same direction, not
+Power (:func:`power_figures`): for every paired comparison, the minimum detectable
+difference at the study's power (two-sided paired t-test, alpha = 0.05, noncentral t;
+:mod:`apmpo.study.stats`) given the observed paired SD and number of pairs, the
+power to detect the paper's own difference (where it reports one) and a reference
+difference (2 points), and the seeds that reference would need.
+
+"What holds here" checks the paper's qualitative claims (``CLAIMS``; our extension's
+comparisons are marked) against these numbers, one verdict per claim, from the paired
+95% interval of the difference that the claim is about, said plainly as supports (holds) /
+contradicts (reversed) / cannot tell (everything else), with its power, in a sentence
+generated from the numbers (:func:`claim_sentence`): **holds** (the interval lies on the claimed side of 0), **same direction, not
 significant** (the mean is on the claimed side, the interval crosses 0), **not
 observed** (the mean is on the other side, the interval crosses 0), **reversed** (the
 interval lies on the other side), **no difference** (identical at every paired seed),
@@ -24,8 +32,13 @@ interval lies on the other side), **no difference** (identical at every paired s
 difference equal and non-zero, which with few seeds and a discrete accuracy is a
 coincidence, not evidence).
 Claims name the arms by the canonical names used in the packaged study configs
-(apmpo, grpo, dapo, gmpo, pmpo_only, fac_only, fss_mean, fss_inverse_std, p_linear); a
-claim whose arms are absent is listed as not checked.
+(apmpo, grpo, dapo, gmpo, pmpo_only, fac_only, fss_mean, fss_inverse_std, p_linear,
+apmpo_group); a claim whose arms are absent is listed as not checked.
+
+Curves (:func:`curve_stats`): per arm and step, the mean over seeds with a 95% Student-t
+interval over seeds (each run's training series smoothed first); the mechanism figures
+plot the gradient norms, the spread of the mini-batch gradients, the clip fractions, the
+entropy, p and eps_ada this way.
 
 The per-step token metrics are the trainer's: entropy and clip fractions are averaged
 over the responses that were trained on (with beta = 0 the trainer skips responses
@@ -35,6 +48,7 @@ whose advantage is exactly 0), the same rule for every arm.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -51,33 +65,51 @@ from apmpo.io import atomic_savefig, atomic_write_text, pyplot
 from apmpo.provenance import machine_info
 from apmpo.study.config import StudyConfig
 from apmpo.study.runs import PlannedRun, RunRecord, StudyResult
-from apmpo.study.stats import MeanCI, mean_ci, paired_difference
+from apmpo.study.stats import (
+    MeanCI,
+    mean_ci,
+    minimum_detectable_difference,
+    paired_difference,
+    paired_t_power,
+    seeds_needed_or_none,
+)
 from apmpo.trainer.config import CONFIG_DIR
 
 __all__ = [
+    "CLAIMS",
     "CURVE_PANELS",
+    "MECHANISM_PANELS",
+    "METRIC_UNITS",
     "RUN_METRICS",
     "Claim",
+    "ClaimSpec",
+    "Curve",
+    "PowerFigures",
     "StudyTables",
+    "check_claim",
     "check_claims",
+    "claim_sentence",
     "compute_tables",
+    "curve_stats",
+    "power_figures",
+    "power_text",
     "verdict",
     "write_report",
 ]
 
-RUN_METRICS = (
-    "initial",
-    "final",
-    "best",
-    "gain",
-    "late_entropy",
-    "late_p",
-    "late_eps_high",
-    "late_clip_frac_low",
-    "late_clip_frac_high",
-    "late_response_length",
-    "generated_tokens",
+LATE_METRICS = (
+    "entropy",
+    "p",
+    "eps_high",
+    "clip_frac_low",
+    "clip_frac_high",
+    "response_length",
+    "grad_norm",
+    "grad_var_ratio",
 )
+"""Training metrics whose late-training means are per-run scalars (late_<name>)."""
+
+RUN_METRICS = ("initial", "final", "best", "gain", *(f"late_{k}" for k in LATE_METRICS), "generated_tokens")
 """Per-run scalars reported (see the module docstring)."""
 
 PAIRED_METRICS = ("final", "best", "late_entropy")
@@ -86,14 +118,22 @@ PAIRED_METRICS = ("final", "best", "late_entropy")
 CURVE_PANELS = (
     ("eval:accuracy", "held-out accuracy (greedy)"),
     ("accuracy", "training-rollout accuracy (sampled)"),
-    ("entropy", "token entropy (nats)"),
-    ("p", "power-mean exponent p"),
-    ("eps_high", "upper clip eps_high (eps_ada)"),
-    ("clip_frac_low", "clip fraction, lower bound"),
-    ("clip_frac_high", "clip fraction, upper bound"),
+    ("adv_zero_frac", "responses with A = 0 (all-equal groups)"),
     ("response_length", "response length (tokens)"),
 )
-"""(metric, title) of each panel of the curves figures; "eval:" marks held-out evaluations."""
+"""(metric, title) of each panel of the outcome figures; "eval:" marks held-out evaluations."""
+
+MECHANISM_PANELS = (
+    ("grad_norm", "gradient norm before clipping (mean over updates)"),
+    ("grad_norm_max", "gradient norm before clipping (max over updates)"),
+    ("grad_var_ratio", "spread of the mini-batch gradients (grad_var_ratio)"),
+    ("entropy", "token entropy (nats)"),
+    ("clip_frac_low", "clip fraction, lower bound"),
+    ("clip_frac_high", "clip fraction, upper bound"),
+    ("p", "power-mean exponent p"),
+    ("eps_high", "upper clip eps_high (eps_ada)"),
+)
+"""(metric, title) of each panel of the mechanism figures (apmpo.trainer.update_stats defines the gradient ones)."""
 
 
 # --------------------------------------------------------------------------- numbers
@@ -102,7 +142,7 @@ CURVE_PANELS = (
 def _run_values(record: RunRecord, late_fraction: float) -> dict[str, float | None]:
     values: dict[str, float | None] = {"initial": record.initial, "final": record.final, "best": record.best}
     values["gain"] = None if record.initial is None or record.final is None else record.final - record.initial
-    for key in ("entropy", "p", "eps_high", "clip_frac_low", "clip_frac_high", "response_length"):
+    for key in LATE_METRICS:
         values[f"late_{key}"] = record.late_mean(key, late_fraction)
     tokens = [r["generated_tokens"] for r in record.train if isinstance(r.get("generated_tokens"), (int, float))]
     values["generated_tokens"] = float(sum(tokens)) if tokens else None
@@ -157,9 +197,77 @@ def compute_tables(study: StudyConfig, records: Sequence[RunRecord]) -> StudyTab
 # --------------------------------------------------------------------------- claims
 
 
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A comparative claim: metric(a) > metric(b), paired over seeds."""
+
+    a: str
+    """The arm claimed to be higher."""
+    b: str
+    """The arm it is compared with."""
+    metric: str
+    """The per-run metric compared (a key of RUN_METRICS)."""
+    text: str
+    """What the paper says, as a comparison."""
+    paper_difference: float | None = None
+    """The difference the paper reports, in display units (points), where it reports one."""
+    extension: bool = False
+    """True for our own extension's comparisons (not a claim of the paper)."""
+
+
+METRIC_UNITS = {"final": (100.0, "pts", 1), "best": (100.0, "pts", 1), "late_entropy": (1.0, "nats", 3)}
+"""metric -> (display scale, unit, digits) of the compared metrics."""
+
+_PAPER_TABLE = "the paper's main table, Qwen2.5-Math-1.5B, math average (docs/spec.md)"
+CLAIMS: tuple[ClaimSpec, ...] = (
+    *(
+        ClaimSpec("apmpo", base, metric, f"APMPO beats {base.upper()} ({metric} held-out accuracy)", size)
+        for base, size in (("grpo", 4.6), ("dapo", 2.1), ("gmpo", 2.7))
+        for metric in ("final", "best")
+    ),
+    ClaimSpec(
+        "apmpo",
+        "grpo",
+        "late_entropy",
+        "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)",
+    ),
+    ClaimSpec(
+        "gmpo",
+        "apmpo",
+        "late_entropy",
+        "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)",
+    ),
+    ClaimSpec("pmpo_only", "grpo", "final", "PMPO alone (fixed clip) improves on GRPO"),
+    ClaimSpec("fac_only", "grpo", "final", "FAC alone (p = 1) improves on GRPO"),
+    ClaimSpec("pmpo_only", "fac_only", "final", "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"),
+    ClaimSpec("apmpo", "pmpo_only", "final", "both together beat PMPO alone (APMPO > PMPO-only)"),
+    ClaimSpec("apmpo", "fac_only", "final", "both together beat FAC alone (APMPO > FAC-only)"),
+    ClaimSpec("apmpo", "fss_mean", "final", "FSS as mean/std beats FSS from the mean only"),
+    ClaimSpec("apmpo", "fss_inverse_std", "final", "FSS as mean/std beats FSS from 1/std only"),
+    ClaimSpec("apmpo", "p_linear", "final", "the exponential p schedule beats the linear one"),
+    ClaimSpec(
+        "apmpo_group",
+        "apmpo",
+        "final",
+        "per-prompt APMPO beats batch APMPO (our extension, not the paper's claim)",
+        extension=True,
+    ),
+    ClaimSpec(
+        "apmpo_group",
+        "grpo",
+        "final",
+        "per-prompt APMPO beats GRPO (our extension, not the paper's claim)",
+        extension=True,
+    ),
+)
+"""The comparisons the report checks, in report order."""
+CLAIMS_SOURCE = _PAPER_TABLE
+"""Where the paper's differences (ClaimSpec.paper_difference) come from."""
+
+
 @dataclass
 class Claim:
-    """One of the paper's claims checked against the study's numbers."""
+    """One comparative claim checked against the study's numbers."""
 
     claim: str
     """What the paper says, as a comparison."""
@@ -173,6 +281,75 @@ class Claim:
     """The arm it is compared with."""
     metric: str = ""
     """The per-run metric compared."""
+    ci: MeanCI | None = None
+    """The paired difference a - b (in the metric's own unit) with its 95% interval."""
+    power: PowerFigures | None = None
+    """What the comparison could detect (None: fewer than two pairs or no spread)."""
+    spec: ClaimSpec | None = None
+    """The claim checked."""
+
+    @property
+    def plain(self) -> str:
+        """supports / contradicts / cannot tell / not checked: the verdict in plain words."""
+        return PLAIN_VERDICTS.get(self.verdict, "cannot tell")
+
+
+PLAIN_VERDICTS = {"holds": "supports", "reversed": "contradicts", "not checked": "not checked"}
+"""Detailed verdict -> plain verdict (everything else: "cannot tell")."""
+
+
+@dataclass(frozen=True)
+class PowerFigures:
+    """Power of one paired comparison (two-sided paired t-test, alpha = 0.05, noncentral t), in display units."""
+
+    n: int
+    """Pairs (seeds both arms ran)."""
+    sd: float
+    """Standard deviation of the paired differences."""
+    mde: float
+    """Minimum detectable difference at the target power."""
+    power: float
+    """The target power (e.g. 0.8)."""
+    reference: float | None
+    """The reference difference (e.g. 2 points; None for metrics without one)."""
+    power_at_reference: float | None
+    """Power to detect the reference difference with these n pairs."""
+    seeds_for_reference: int | None
+    """Pairs needed to detect the reference difference at the target power."""
+    paper_difference: float | None = None
+    """The paper's difference, if it reports one."""
+    power_at_paper: float | None = None
+    """Power to detect the paper's difference with these n pairs."""
+
+
+def power_figures(
+    ci: MeanCI | None,
+    scale: float,
+    *,
+    power: float = 0.8,
+    reference: float | None = None,
+    paper_difference: float | None = None,
+) -> PowerFigures | None:
+    """Power of the paired comparison behind ``ci`` (differences in the metric's unit; ``scale`` to display units).
+
+    None when it is undefined: fewer than two pairs, or every paired difference equal (no spread).
+    """
+    if ci is None or ci.std is None or ci.n < 2 or not ci.std * scale > 1e-12:
+        return None
+    sd = ci.std * scale
+    ref_power = None if reference is None else paired_t_power(reference, sd, ci.n)
+    ref_seeds = None if reference is None else seeds_needed_or_none(reference, sd, power)
+    return PowerFigures(
+        ci.n,
+        sd,
+        minimum_detectable_difference(sd, ci.n, power),
+        power,
+        reference,
+        ref_power,
+        ref_seeds,
+        paper_difference,
+        None if paper_difference is None else paired_t_power(paper_difference, sd, ci.n),
+    )
 
 
 def verdict(ci: MeanCI | None) -> str:
@@ -212,73 +389,107 @@ def _level(ci: MeanCI | None, scale: float = 100.0, digits: int = 1, signed: boo
     return f"{mean} [{format(scale * low, spec)}, {format(scale * high, spec)}]"
 
 
-def _compare(
-    tables: StudyTables,
-    a: str,
-    b: str,
-    metric: str,
-    claim: str,
-    scale: float = 100.0,
-    unit: str = " pts",
-    digits: int = 1,
-) -> Claim:
-    """Claim "metric(a) > metric(b)" from their paired difference."""
+def check_claim(tables: StudyTables, spec: ClaimSpec, *, power: float = 0.8, reference: float | None = 2.0) -> Claim:
+    """The claim "metric(a) > metric(b)" checked on the paired difference, with its power.
+
+    ``reference``: the difference (display units) whose power and seed count are reported for the
+    accuracy metrics (the entropy has none).
+    """
+    a, b, metric = spec.a, spec.b, spec.metric
+    scale, unit, digits = METRIC_UNITS[metric]
     missing = [x for x in (a, b) if x not in tables.per_run]
     if missing:
-        return Claim(claim, "not checked", f"arm {', '.join(missing)} not in this study", a, b, metric)
+        return Claim(spec.text, "not checked", f"arm {', '.join(missing)} not in this study", a, b, metric, spec=spec)
     va, vb = tables.values(a, metric), tables.values(b, metric)
     common = sorted(set(va) & set(vb))
     if not common:
-        return Claim(claim, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric)
+        return Claim(
+            spec.text, "not testable", f"no seed where both {a} and {b} logged {metric}", a, b, metric, spec=spec
+        )
     ci = paired_difference(va, vb)
     ma, mb = (sum(v[s] for s in common) / len(common) for v in (va, vb))
     evidence = (
-        f"{a} - {b} = {_pts(ci, scale, digits, unit)} paired seeds; means over those seeds: "
+        f"{a} - {b} = {_pts(ci, scale, digits, ' ' + unit)} paired seeds; means over those seeds: "
         f"{a} {scale * ma:.{digits}f}, {b} {scale * mb:.{digits}f}"
     )
-    return Claim(claim, verdict(ci), evidence, a, b, metric)
+    figures = power_figures(
+        ci, scale, power=power, reference=reference if unit == "pts" else None, paper_difference=spec.paper_difference
+    )
+    return Claim(spec.text, verdict(ci), evidence, a, b, metric, ci, figures, spec)
 
 
-def check_claims(tables: StudyTables) -> list[Claim]:
-    """The paper's qualitative claims, each with a verdict from the paired intervals."""
-    claims = []
-    for base in ("grpo", "dapo", "gmpo"):
-        claims.append(_compare(tables, "apmpo", base, "final", f"APMPO beats {base.upper()} (final held-out accuracy)"))
-        claims.append(_compare(tables, "apmpo", base, "best", f"APMPO beats {base.upper()} (best held-out accuracy)"))
-    ent: dict[str, Any] = {"scale": 1.0, "unit": " nats", "digits": 3}
-    claims.append(
-        _compare(
-            tables,
-            "apmpo",
-            "grpo",
-            "late_entropy",
-            "entropy decays slower under APMPO than under GRPO (late-training entropy APMPO > GRPO)",
-            **ent,
-        )
+def check_claims(tables: StudyTables, *, power: float = 0.8, reference: float | None = 2.0) -> list[Claim]:
+    """Every claim of ``CLAIMS``, each with a verdict from the paired interval and its power."""
+    return [check_claim(tables, spec, power=power, reference=reference) for spec in CLAIMS]
+
+
+def _num(value: float, digits: int, signed: bool = False) -> str:
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def power_text(figures: PowerFigures | None, unit: str, digits: int) -> str:
+    """One clause: what the comparison could detect (for tables and sentences)."""
+    if figures is None:
+        return "power undefined (fewer than two paired seeds, or no spread between them)"
+    text = (
+        f"detects {_num(figures.mde, digits)} {unit} with {figures.power:.0%} power "
+        f"(paired SD {_num(figures.sd, digits)}, n = {figures.n})"
     )
-    claims.append(
-        _compare(
-            tables,
-            "gmpo",
-            "apmpo",
-            "late_entropy",
-            "entropy decays faster under APMPO than under GMPO (late-training entropy GMPO > APMPO)",
-            **ent,
+    if figures.paper_difference is not None:
+        text += f"; power {figures.power_at_paper:.0%} for the paper's {_num(figures.paper_difference, 1, True)}"
+    if figures.reference is not None:
+        need = "more than 100000" if figures.seeds_for_reference is None else str(figures.seeds_for_reference)
+        text += (
+            f"; power {figures.power_at_reference:.0%} for {_num(figures.reference, 1)} {unit}, which would need "
+            f"{need} seeds for {figures.power:.0%}"
         )
+    return text
+
+
+def claim_sentence(claim: Claim) -> str:
+    """The claim in plain words: supports / contradicts / cannot tell, the evidence and the power (generated)."""
+    spec = claim.spec
+    scale, unit, digits = METRIC_UNITS.get(claim.metric, (1.0, "", 3))
+    subject = f"{claim.claim}" + (
+        f" [paper: {_num(spec.paper_difference, 1, True)} {unit}]"
+        if spec is not None and spec.paper_difference is not None
+        else ""
     )
-    claims.append(_compare(tables, "pmpo_only", "grpo", "final", "PMPO alone (fixed clip) improves on GRPO"))
-    claims.append(_compare(tables, "fac_only", "grpo", "final", "FAC alone (p = 1) improves on GRPO"))
-    claims.append(
-        _compare(
-            tables, "pmpo_only", "fac_only", "final", "PMPO gives more of the gain than FAC (PMPO-only > FAC-only)"
+    if claim.verdict == "not checked":
+        return f"{subject}: **not checked** here ({claim.evidence})."
+    if claim.ci is None or claim.ci.half_width is None:
+        return (
+            f"{subject}: **cannot tell** (not testable: {claim.evidence if claim.ci is None else 'one paired seed'})."
         )
+    ci, half = claim.ci, claim.ci.half_width
+    low, high = ci.mean - half, ci.mean + half
+    diff = (
+        f"{claim.a} - {claim.b} = {_num(scale * ci.mean, digits, True)} {unit}, 95% interval "
+        f"[{_num(scale * low, digits, True)}, {_num(scale * high, digits, True)}] over {ci.n} paired seeds"
     )
-    claims.append(_compare(tables, "apmpo", "pmpo_only", "final", "both together beat PMPO alone (APMPO > PMPO-only)"))
-    claims.append(_compare(tables, "apmpo", "fac_only", "final", "both together beat FAC alone (APMPO > FAC-only)"))
-    claims.append(_compare(tables, "apmpo", "fss_mean", "final", "FSS as mean/std beats FSS from the mean only"))
-    claims.append(_compare(tables, "apmpo", "fss_inverse_std", "final", "FSS as mean/std beats FSS from 1/std only"))
-    claims.append(_compare(tables, "apmpo", "p_linear", "final", "the exponential p schedule beats the linear one"))
-    return claims
+    if claim.verdict == "holds":
+        head = f"**supports** it: {diff}, entirely above 0"
+    elif claim.verdict == "reversed":
+        head = f"**contradicts** it: {diff}, entirely below 0"
+    elif claim.verdict == "no difference":
+        head = f"**cannot tell**: the two arms gave identical results at every paired seed ({diff})"
+    elif claim.verdict == "not testable":
+        head = f"**cannot tell**: every paired difference is the same, so there is no spread to test ({diff})"
+    else:
+        side = "on the claimed side" if ci.mean > 0 else "on the other side"
+        head = f"**cannot tell**: {diff}, which includes 0 (the mean is {side})"
+    extra = ""
+    if (
+        spec is not None
+        and spec.paper_difference is not None
+        and claim.verdict != "reversed"
+        and scale * high < spec.paper_difference
+    ):
+        extra = (
+            f"; the interval excludes the paper's {_num(spec.paper_difference, 1, True)} {unit}, so an effect "
+            "that large is ruled out here"
+        )
+    return f"{subject}: {head}{extra}. Power: this comparison {power_text(claim.power, unit, digits)}."
 
 
 def _entropy_order(tables: StudyTables) -> str | None:
@@ -356,31 +567,45 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     ]
 
 
-def curve_means(
-    records: Sequence[RunRecord], key: str
-) -> dict[str, tuple[list[int], list[float], list[float], list[int]]]:
-    """Arm -> (steps, mean over seeds, standard error over seeds, seeds counted) of one metric."""
+@dataclass
+class Curve:
+    """One arm's curve of one metric over its seeds: per step, the mean and 95% t-interval over seeds."""
+
+    steps: list[int]
+    """Steps where at least one seed logged the metric."""
+    mean: list[float]
+    """Mean over the seeds at each step."""
+    low: list[float]
+    """Lower end of the 95% Student-t interval over seeds (= mean with one seed)."""
+    high: list[float]
+    """Upper end of the interval."""
+    seeds: list[int]
+    """Seeds counted at each step."""
+
+
+def curve_stats(records: Sequence[Any], key: str, smooth: int = 1) -> dict[str, Curve]:
+    """Arm -> Curve of one metric: each run's series (moving average over ``smooth`` steps for training
+    metrics; held-out "eval:" points as they are), then the mean and 95% t-interval over seeds per step."""
     by_arm: dict[str, dict[int, list[float]]] = {}
     for record in records:
         if key.startswith("eval:"):
-            points = [(s, v) for s, v in record.evals.items()]
+            points = sorted(record.evals.items())
         else:
-            points = [(r["step"], r[key]) for r in record.train if isinstance(r.get(key), (int, float))]
+            raw = [(int(r["step"]), float(r[key])) for r in record.train if isinstance(r.get(key), (int, float))]
+            points = list(zip([x for x, _ in raw], _moving_average([v for _, v in raw], smooth)))
         for step, value in points:
             by_arm.setdefault(record.arm, {}).setdefault(int(step), []).append(float(value))
     out = {}
     for arm, steps in by_arm.items():
         xs = sorted(steps)
-        means = [sum(steps[s]) / len(steps[s]) for s in xs]
-        ses = []
-        for s in xs:
-            vals = steps[s]
-            if len(vals) > 1:
-                m = sum(vals) / len(vals)
-                ses.append(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1) / len(vals)))
-            else:
-                ses.append(0.0)
-        out[arm] = (xs, means, ses, [len(steps[s]) for s in xs])
+        cis = [mean_ci(steps[x]) for x in xs]
+        out[arm] = Curve(
+            xs,
+            [c.mean for c in cis],
+            [c.mean if c.low is None else c.low for c in cis],
+            [c.mean if c.high is None else c.high for c in cis],
+            [c.n for c in cis],
+        )
     return out
 
 
@@ -393,40 +618,41 @@ def _colors(arms: Sequence[str]) -> dict[str, Any]:
 
 
 def plot_curves(
-    records: Sequence[RunRecord], arms: Sequence[str], path: Path, *, title: str, smooth: int, colors: dict[str, Any]
+    records: Sequence[RunRecord],
+    arms: Sequence[str],
+    path: Path,
+    *,
+    title: str,
+    smooth: int,
+    colors: dict[str, Any],
+    panels: Sequence[tuple[str, str]] = CURVE_PANELS,
 ) -> Path:
-    """2 x 4 panels (CURVE_PANELS): mean over seeds per step for each arm (training metrics smoothed)."""
+    """One panel per (metric, title): per arm, the mean over seeds per step with its 95% t-interval band
+    (training metrics: each run smoothed by a ``smooth``-step moving average first)."""
     plt = pyplot()
 
     chosen = [r for r in records if r.arm in arms]
-    fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
-    for ax, (key, label) in zip(axes.flat, CURVE_PANELS):
-        curves = curve_means(chosen, key)
+    columns = min(4, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.75 * rows), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels):
+        curves = curve_stats(chosen, key, 1 if key.startswith("eval:") else smooth)
         for arm in arms:
             if arm not in curves:
                 continue
-            xs, means, ses, counts = curves[arm]
-            if key.startswith("eval:"):
-                ax.plot(xs, means, "o-", ms=3, color=colors[arm], label=f"{arm} (n={max(counts)})")
-                ax.fill_between(
-                    xs,
-                    [m - s for m, s in zip(means, ses)],
-                    [m + s for m, s in zip(means, ses)],
-                    color=colors[arm],
-                    alpha=0.15,
-                    linewidth=0,
-                )
-            else:
-                ax.plot(xs, _moving_average(means, smooth), color=colors[arm], label=arm, linewidth=1.4)
+            c = curves[arm]
+            style = dict(marker="o", ms=3) if key.startswith("eval:") else {}
+            ax.plot(c.steps, c.mean, color=colors[arm], label=f"{arm} (n={max(c.seeds)})", linewidth=1.4, **style)
+            ax.fill_between(c.steps, c.low, c.high, color=colors[arm], alpha=0.15, linewidth=0)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    note = (
-        f"mean over seeds; held-out: +- 1 s.e. band; training metrics: {smooth}-step moving average"
-        if smooth > 1
-        else "mean over seeds; held-out: +- 1 s.e. band"
-    )
+    note = "mean over seeds with its 95% t-interval band"
+    if smooth > 1:
+        note += f"; training metrics: each run smoothed by a {smooth}-step moving average first"
     fig.suptitle(f"{title}\n{note}", fontsize=11)
     fig.tight_layout()
     atomic_savefig(fig, path)
@@ -495,8 +721,11 @@ def _ci_fields(ci: MeanCI | None) -> list[Any]:
     return [ci.n, ci.mean, ci.std, ci.low, ci.high]
 
 
-def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path) -> list[Path]:
-    """runs.csv, arms.csv, paired.csv and curves.csv in ``docs_dir``."""
+def write_csvs(
+    tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path, *, power: float = 0.8, reference: float = 2.0
+) -> list[Path]:
+    """runs.csv, arms.csv, paired.csv (with each difference's MDE at ``power`` and the seeds ``reference``
+    points need, in the metric's display unit) and curves.csv in ``docs_dir``."""
     paths = []
     rows = []
     for record in sorted(records, key=lambda r: (tables.arms.index(r.arm) if r.arm in tables.arms else 99, r.seed)):
@@ -526,12 +755,24 @@ def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path
     atomic_write_text(path, _csv_text(header, rows))
     paths.append(path)
 
-    rows = [
-        [arm, tables.baseline, m, *_ci_fields(tables.paired[arm][m]), verdict(tables.paired[arm][m])]
-        for arm in tables.arms
-        if arm != tables.baseline
-        for m in PAIRED_METRICS
-    ]
+    rows = []
+    for arm in tables.arms:
+        for m in PAIRED_METRICS if arm != tables.baseline else ():
+            ci = tables.paired[arm][m]
+            scale, unit, _ = METRIC_UNITS[m]
+            figures = power_figures(ci, scale, power=power, reference=reference if unit == "pts" else None)
+            rows.append(
+                [
+                    arm,
+                    tables.baseline,
+                    m,
+                    *_ci_fields(ci),
+                    verdict(ci),
+                    unit,
+                    None if figures is None else figures.mde,
+                    None if figures is None else figures.seeds_for_reference,
+                ]
+            )
     path = docs_dir / "paired.csv"
     atomic_write_text(
         path,
@@ -546,6 +787,9 @@ def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path
                 "ci_low",
                 "ci_high",
                 "difference_above_zero",
+                "mde_unit",
+                f"mde_at_{power:g}_power",
+                f"seeds_for_{reference:g}",
             ],
             rows,
         ),
@@ -553,11 +797,11 @@ def write_csvs(tables: StudyTables, records: Sequence[RunRecord], docs_dir: Path
     paths.append(path)
 
     rows = []
-    for key, _ in CURVE_PANELS:
-        for arm, (xs, means, ses, counts) in curve_means(records, key).items():
-            rows += [[arm, key, x, m, s, n] for x, m, s, n in zip(xs, means, ses, counts)]
+    for key in dict([*CURVE_PANELS, *MECHANISM_PANELS]):
+        for arm, c in curve_stats(records, key).items():
+            rows += [[arm, key, *point] for point in zip(c.steps, c.mean, c.low, c.high, c.seeds)]
     path = docs_dir / "curves.csv"
-    atomic_write_text(path, _csv_text(["arm", "metric", "step", "mean", "se", "seeds"], rows))
+    atomic_write_text(path, _csv_text(["arm", "metric", "step", "mean", "ci_low", "ci_high", "seeds"], rows))
     paths.append(path)
     return paths
 
@@ -616,6 +860,25 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
+def _seeds_text(figures: PowerFigures | None) -> str:
+    if figures is None:
+        return "n/a"
+    return "> 100000" if figures.seeds_for_reference is None else str(figures.seeds_for_reference)
+
+
+def _controller_line(records: Sequence[Any], arm: str) -> str | None:
+    """How an adaptive arm's p and eps_ada moved (mean over seeds), or None without them."""
+    runs = [r for r in records if r.arm == arm]
+    p_curve, e_curve = curve_stats(runs, "p").get(arm), curve_stats(runs, "eps_high").get(arm)
+    if not p_curve or not e_curve:
+        return None
+    return (
+        f"{arm}'s controllers: p (mean over seeds) went from {p_curve.mean[0]:.3f} at step {p_curve.steps[0]} to "
+        f"{p_curve.mean[-1]:.3f} at the last step (range {min(p_curve.mean):.3f}-{max(p_curve.mean):.3f}); eps_ada from "
+        f"{e_curve.mean[0]:.3f} to {e_curve.mean[-1]:.3f} (range {min(e_curve.mean):.3f}-{max(e_curve.mean):.3f})."
+    )
+
+
 def render_markdown(
     study: StudyConfig,
     result: StudyResult,
@@ -632,6 +895,7 @@ def render_markdown(
     md_dir: Path,
     invocations: Sequence[dict],
     report_only: bool,
+    seed_plan: Any = None,
 ) -> str:
     """The text of results.md."""
     L: list[str] = [f"# {study.title}", ""]
@@ -731,12 +995,17 @@ def render_markdown(
     L += _table(["arm", "group", "seeds", "before", "final", "best", "gain", "late entropy", "sampled tokens"], rows)
     L.append("")
 
+    pw = study.power
+    ref = pw.reference_difference
     L += [
         f"## Paired differences vs {tables.baseline.upper()}",
         "",
         (
             f"arm minus {tables.baseline} at the same seed, mean over the seeds both ran, 95% t-interval in brackets "
-            "(accuracy in percentage points, entropy in nats)."
+            f"(accuracy in percentage points, entropy in nats). *MDE*: the smallest true difference the paired "
+            f"two-sided t-test (alpha 0.05) detects with {pw.power:.0%} power given the observed paired SD and the "
+            f"number of pairs (noncentral t); *seeds for {ref:g} pts*: the pairs a {ref:g}-point difference would need "
+            f"for {pw.power:.0%} power at the observed SD."
         ),
         "",
     ]
@@ -746,50 +1015,84 @@ def render_markdown(
             continue
         p = tables.paired[arm]
         n = final.n if (final := p.get("final")) else 0
-        rows.append([arm, n, _signed(p.get("final")), _signed(p.get("best")), _signed(p.get("late_entropy"), 1.0, 3)])
-    L += _table(["arm", "pairs", "Δ final", "Δ best", "Δ late entropy"], rows)
+        figs = [power_figures(p.get(m), 100.0, power=pw.power, reference=ref) for m in ("final", "best")]
+        rows.append(
+            [
+                arm,
+                n,
+                _signed(p.get("final")),
+                _signed(p.get("best")),
+                _signed(p.get("late_entropy"), 1.0, 3),
+                " / ".join("n/a" if f is None else f"{f.mde:.1f}" for f in figs),
+                " / ".join(_seeds_text(f) for f in figs),
+            ]
+        )
+    L += _table(
+        [
+            "arm",
+            "pairs",
+            "Δ final",
+            "Δ best",
+            "Δ late entropy",
+            "MDE final / best (pts)",
+            f"seeds for {ref:g} pts (final / best)",
+        ],
+        rows,
+    )
     L.append("")
+    if seed_plan is not None:
+        L += ["## Seeds planned from the pilot", "", *seed_plan.markdown(), ""]
 
     L += [
         "## What holds here",
         "",
         (
-            "Each of the paper's claims, checked with the paired 95% interval of the difference it is about: "
-            "**holds** = interval entirely on the claimed side of 0; *same direction, not significant* = mean on the "
-            "claimed side, interval crosses 0; *not observed* = mean on the other side, interval crosses 0; "
-            "**reversed** = interval entirely on the other side; *no difference* = identical at every paired seed; "
-            "*not testable* = fewer than two paired seeds, or every paired difference equal (a zero-width interval)."
+            "Each claim, checked with the paired 95% interval of the difference it is about: **supports** = interval "
+            "entirely on the claimed side of 0 (detail: *holds*); **contradicts** = entirely on the other side "
+            "(*reversed*); **cannot tell** = the interval includes 0 (*same direction, not significant*: the mean is "
+            "on the claimed side; *not observed*: on the other side), or there is nothing to test (*no difference*: "
+            "identical at every paired seed; *not testable*: fewer than two paired seeds, or every paired difference "
+            "equal). Power: the MDE at "
+            f"{pw.power:.0%} power, the power to detect the paper's difference where it reports one "
+            f"({CLAIMS_SOURCE}) and a {ref:g}-point difference, and the seeds that difference would need."
         ),
         "",
     ]
     for line in _headline(tables, claims):
         L.append(f"- {line}")
-    controller = tables.summary.get("apmpo", {})
-    if controller.get("late_p") and controller.get("late_eps_high"):
-        p_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "p").get("apmpo")
-        e_curve = curve_means([r for r in result.runs if r.arm == "apmpo"], "eps_high").get("apmpo")
-        if p_curve and e_curve:
-            L.append(
-                f"- APMPO's controllers: p (mean over seeds) went from {p_curve[1][0]:.3f} at "
-                f"step 1 to {p_curve[1][-1]:.3f} at the last step (range {min(p_curve[1]):.3f}-{max(p_curve[1]):.3f}); "
-                f"eps_ada from {e_curve[1][0]:.3f} to {e_curve[1][-1]:.3f} (range {min(e_curve[1]):.3f}-{max(e_curve[1]):.3f})."
-            )
+    for arm in ("apmpo", "apmpo_group"):
+        controllers = _controller_line(result.runs, arm)
+        if controllers:
+            L.append(f"- {controllers}")
     L.append("")
+    checked = [c for c in claims if c.verdict != "not checked"]
     L += _table(
+        ["claim", "here", "evidence (paired difference, 95% interval, pairs; means over the paired seeds)", "power"],
         [
-            "claim (paper)",
-            "verdict here",
-            "evidence (paired difference, 95% interval, pairs; means over the paired seeds)",
-        ],
-        [
-            [c.claim, f"**{c.verdict}**" if c.verdict in ("holds", "reversed") else c.verdict, c.evidence]
-            for c in claims
+            [
+                c.claim,
+                f"**{c.plain}** ({c.verdict})"
+                if c.plain in ("supports", "contradicts")
+                else f"{c.plain} ({c.verdict})",
+                c.evidence,
+                power_text(c.power, *METRIC_UNITS[c.metric][1:]),
+            ]
+            for c in checked
         ],
     )
     L.append("")
+    unchecked = [c for c in claims if c.verdict == "not checked"]
+    if unchecked:
+        L += [
+            f"Not checked (an arm is not in this study): {'; '.join(f'{c.claim} ({c.evidence})' for c in unchecked)}.",
+            "",
+        ]
+    L += ["### In plain words", ""]
+    L += [f"- {claim_sentence(c)}" for c in checked]
+    L.append("")
     L.append(
-        "A verdict applies to this setting and scale only; with few seeds an interval crossing 0 means "
-        "the study cannot tell, not that the methods are equal."
+        "A verdict applies to this setting and scale only. \"Cannot tell\" with a large MDE means the study "
+        "is too small to decide, not that the methods are equal."
     )
     L.append("")
 
@@ -801,8 +1104,9 @@ def render_markdown(
     descriptions = {
         "runs.csv": "one row per run: before / final / best / gain and late-training means",
         "arms.csv": "per arm: n, mean, std and 95% interval of each run metric",
-        "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy)",
-        "curves.csv": "per arm, metric and step: mean and standard error over seeds (the figures' data)",
+        "paired.csv": f"paired differences vs {tables.baseline} (final, best, late entropy), their MDE "
+        "and the seeds the reference difference needs",
+        "curves.csv": "per arm, metric and step: mean and 95% t-interval over seeds (the figures' data, unsmoothed)",
         "study.json": "all of the above and the claims, machine-readable",
     }
     for path in [*csvs, Path(csvs[0]).parent / "study.json"] if csvs else []:
@@ -841,32 +1145,36 @@ def write_report(
     docs_dir = Path(study.report.docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables = compute_tables(study, result.runs)
-    claims = check_claims(tables)
+    claims = check_claims(tables, power=study.power.power, reference=study.power.reference_difference)
     colors = _colors(tables.arms)
-    csvs = write_csvs(tables, result.runs, docs_dir)
+    csvs = write_csvs(
+        tables, result.runs, docs_dir, power=study.power.power, reference=study.power.reference_difference
+    )
     files = list(csvs)
 
     figures: dict[str, Path] = {}
     main = [a for a in tables.arms if tables.groups[a] == "main"]
     ablation = [a for a in tables.arms if tables.groups[a] == "ablation"]
-    if main:
-        figures["main arms"] = plot_curves(
+    reference = [a for a in ("grpo", "apmpo") if a in tables.arms and a not in ablation]
+    for group, arms, label in (("main", main, "main arms"), ("ablations", [*reference, *ablation], "APMPO ablations")):
+        if not arms or (group == "ablations" and not ablation):
+            continue
+        figures[label] = plot_curves(
             result.runs,
-            main,
-            docs_dir / "curves_main.png",
-            title=f"{study.title}: main arms",
+            arms,
+            docs_dir / f"curves_{group}.png",
+            title=f"{study.title}: {label}",
             smooth=study.report.smooth,
             colors=colors,
         )
-    if ablation:
-        reference = [a for a in ("grpo", "apmpo") if a in tables.arms and a not in ablation]
-        figures["ablations"] = plot_curves(
+        figures[f"mechanism, {label}"] = plot_curves(
             result.runs,
-            [*reference, *ablation],
-            docs_dir / "curves_ablations.png",
-            title=f"{study.title}: APMPO ablations",
+            arms,
+            docs_dir / f"mechanism_{group}.png",
+            title=f"{study.title}: {label}, mechanism metrics",
             smooth=study.report.smooth,
             colors=colors,
+            panels=MECHANISM_PANELS,
         )
     if len(tables.arms) > 1:
         figures["paired differences"] = plot_paired(
@@ -889,7 +1197,23 @@ def write_report(
         "runs": {arm: {str(seed): values for seed, values in seeds.items()} for arm, seeds in tables.per_run.items()},
         "arms": {arm: {m: _ci_json(ci) for m, ci in tables.summary[arm].items()} for arm in tables.arms},
         "paired": {arm: {m: _ci_json(ci) for m, ci in p.items()} for arm, p in tables.paired.items() if p},
-        "claims": [{"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence} for c in claims],
+        "claims": [
+            {
+                "claim": c.claim,
+                "a": c.a,
+                "b": c.b,
+                "metric": c.metric,
+                "verdict": c.verdict,
+                "plain": c.plain,
+                "evidence": c.evidence,
+                "difference": _ci_json(c.ci),
+                "power": None if c.power is None else dataclasses.asdict(c.power),
+                "extension": bool(c.spec and c.spec.extension),
+                "sentence": claim_sentence(c),
+            }
+            for c in claims
+        ],
+        "seed_plan": None if result.seed_plan is None else result.seed_plan.to_json(),
         "missing": result.missing,
         "warmup": None
         if result.warmup is None
@@ -923,6 +1247,7 @@ def write_report(
             md_dir=md_path.parent,
             invocations=invocations,
             report_only=report_only,
+            seed_plan=result.seed_plan,
         )
         atomic_write_text(md_path, text)
         files.append(md_path)

@@ -79,7 +79,8 @@ import torch
 from apmpo.preemption import Preempted, StepAbandoned, StopRequest
 from apmpo.provenance import git_state, machine_info
 from apmpo.study.config import StudyConfig, StudyError
-from apmpo.study.report import write_report
+from apmpo.study.plan import SeedPlan, SeedPlanError, apply_seed_plan, plan_seeds
+from apmpo.study.report import compute_tables, write_report
 from apmpo.study.runs import (
     PlannedRun,
     StudyResult,
@@ -312,6 +313,11 @@ def run_study(
 ) -> StudyResult:
     """Warm up (if configured), train every pending run, then write the report.
 
+    With ``study.power.target_mde`` the configured seeds are the pilot: they are trained
+    first, the seeds per arm are planned from their paired spread
+    (:mod:`apmpo.study.plan`, the plan is printed), the added seeds are trained, and the
+    report covers all of them.
+
     Args:
         study: the study (after ``--quick`` / command-line restrictions).
         command: the exact command line, for the report (default: this Python call).
@@ -328,11 +334,16 @@ def run_study(
     log = log or (lambda text: print(text, flush=True))
     stop = stop or StopRequest()
     t0 = time.perf_counter()
-    plan = plan_runs(study, model_dir=warmup_dir(study) / "model" if study.warmup else None)
-    log(f"study {study.name}: {len(study.arms)} arms, {len(plan)} runs, output {study.output_dir}")
+    full_study = full_study or study
+    model_dir = warmup_dir(study) / "model" if study.warmup else None
+    plan = plan_runs(study, model_dir=model_dir)
+    planning = study.power.target_mde is not None
+    log(
+        f"study {study.name}: {len(study.arms)} arms, {len(plan)} {'pilot ' if planning else ''}runs, "
+        f"output {study.output_dir}"
+    )
     if dry_run:
-        for run in plan:
-            log(f"  {run.name:28s} {run_status(run, study.warmup is not None)}")
+        _log_dry_run(study, plan, model_dir, log)
         return StudyResult([], [], [], [r.name for r in plan], None, time.perf_counter() - t0)
     command = command or _default_command()
     started, machine = _dt.datetime.now().isoformat(timespec="seconds"), machine_info()
@@ -344,64 +355,61 @@ def run_study(
             warmup = _warm_up(study.warmup, study, log, stop)
     statuses = {run.name: run_status(run, study.warmup is not None) for run in plan}
     trained: list[str] = []
+    interrupted = (0, 0)
+    failures: list[dict] = []
     if not report_only:
-        for run in plan:
-            try:
-                validate_config(run.config)
-            except ConfigError as exc:
-                raise StudyError(f"arms.{run.arm} (seed {run.seed}): {exc}") from None
-        pending = [run for run in plan if statuses[run.name] != "done"]
-        skipped_now = len(plan) - len(pending)
-        log(f"{skipped_now} runs already finished, {len(pending)} to train with {study.jobs} job(s)")
-        for run in pending:
-            if statuses[run.name] == "restart":  # interrupted before its first checkpoint: nothing to keep
-                log(f"{run.name}: incomplete and without a checkpoint, starting it again")
-                shutil.rmtree(run.run_dir)
-        payloads = [_payload(run, statuses[run.name], study) for run in pending]
-        outcomes = _execute(payloads, study.jobs, log, stop)
-        stopped = [o for o in outcomes if o.get("preempted")]
-        failures = [o for o in outcomes if not o["ok"] and not o.get("preempted")]
-        trained = [o["name"] for o in outcomes if o["ok"]]
-        if trained or (warmup is not None and not warmup.reused):
-            record_invocation(
-                study,
-                {
-                    "command": command,
-                    "started": started,
-                    "wall_seconds": time.perf_counter() - t0,
-                    "trained": len(trained),
-                    "failed": len(failures),
-                    "reused": len(plan) - len(pending),
-                    "warmup_trained": warmup is not None and not warmup.reused,
-                    "jobs": study.jobs,
-                    "threads_per_run": study.threads_per_run,
-                    "machine": machine,
-                    "code": git_state(),
-                },
+        trained, failures, interrupted = _train_pending(study, plan, statuses, log, stop)
+    seed_plan = None
+    if planning and not failures and not stop.requested:
+        seed_plan = _pilot_plan(study, plan, report_only, log)
+    if seed_plan is not None:
+        study, full_study = apply_seed_plan(study, seed_plan), apply_seed_plan(full_study, seed_plan)
+        plan = plan_runs(study, model_dir=model_dir)
+        statuses.update(
+            {run.name: run_status(run, study.warmup is not None) for run in plan if run.name not in statuses}
+        )
+        if not report_only:
+            more, failures, interrupted = _train_pending(
+                study, [r for r in plan if r.name not in trained], statuses, log, stop
             )
-        if stop.requested:
-            checkpointed = sum(1 for o in stopped if o["started"])
-            raise Preempted(
-                f"stopped by {stop.signal_name}: {len(trained)} runs finished now, {checkpointed} checkpointed at "
-                f"their last completed step, {len(payloads) - len(trained) - checkpointed} not started"
-                + (f", {len(failures)} failed" if failures else "")
-            )
-        if failures:
-            lines = [
-                f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})"
-                for o in failures
-            ]
-            raise StudyError(
-                f"{len(failures)} of {len(payloads)} runs failed (finished runs are kept; rerun to retry):\n  "
-                + "\n  ".join(lines)
-            )
+            trained += more
+    if not report_only and (trained or failures or (warmup is not None and not warmup.reused)):
+        record_invocation(
+            study,
+            {
+                "command": command,
+                "started": started,
+                "wall_seconds": time.perf_counter() - t0,
+                "trained": len(trained),
+                "failed": len(failures),
+                "reused": sum(1 for r in plan if statuses[r.name] == "done"),
+                "warmup_trained": warmup is not None and not warmup.reused,
+                "jobs": study.jobs,
+                "threads_per_run": study.threads_per_run,
+                "machine": machine,
+                "code": git_state(),
+            },
+        )
+    if stop.requested:
+        checkpointed, not_started = interrupted
+        raise Preempted(
+            f"stopped by {stop.signal_name}: {len(trained)} runs finished now, {checkpointed} checkpointed at "
+            f"their last completed step, {not_started} not started" + (f", {len(failures)} failed" if failures else "")
+        )
+    if failures:
+        lines = [
+            f"{o['name']}: {o['error']} (log: {Path(study.output_dir) / 'logs' / (o['name'] + '.log')})"
+            for o in failures
+        ]
+        raise StudyError(
+            f"{len(failures)} runs failed (finished runs are kept; rerun to retry):\n  " + "\n  ".join(lines)
+        )
     records, missing = collect_runs(plan)
     skipped = [r.name for r in plan if statuses[r.name] == "done"]
-    result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0)
+    result = StudyResult(records, trained, skipped, missing, warmup, time.perf_counter() - t0, seed_plan=seed_plan)
     if report:
         if not records:
             raise StudyError(f"{study.output_dir}: no finished runs to report on")
-        full_study = full_study or study
         full_plan = plan_runs(full_study, model_dir="warmup-model" if full_study.warmup else None)
         result.report_files = write_report(
             study,
@@ -428,6 +436,94 @@ def _warm_up(config: WarmupConfig, study: StudyConfig, log: Callable[[str], None
         raise Preempted(
             f"stopped by {stop.signal_name} during the warm-up, which starts again when the study is run again"
         ) from None
+
+
+def _log_dry_run(
+    study: StudyConfig, plan: list[PlannedRun], model_dir: Path | None, log: Callable[[str], None]
+) -> None:
+    """Each planned run's status; with seed planning, the plan from the pilot when it is finished, and the added runs."""
+    for run in plan:
+        log(f"  {run.name:28s} {run_status(run, study.warmup is not None)}")
+    if study.power.target_mde is None:
+        return
+    try:
+        seed_plan = _seed_plan(study, plan)
+    except StudyError as exc:
+        log(f"seed plan: not yet ({exc})")
+        return
+    for line in seed_plan.lines():
+        log(line)
+    pilot = {r.name for r in plan}
+    for run in plan_runs(apply_seed_plan(study, seed_plan), model_dir=model_dir):
+        if run.name not in pilot:
+            log(f"  {run.name:28s} {run_status(run, study.warmup is not None)}")
+
+
+def _train_pending(
+    study: StudyConfig,
+    plan: list[PlannedRun],
+    statuses: dict[str, str],
+    log: Callable[[str], None],
+    stop: StopRequest,
+) -> tuple[list[str], list[dict], tuple[int, int]]:
+    """Train the runs of ``plan`` that are not done; returns (names trained, failed outcomes, (runs checkpointed by
+    a stop request, runs not started because of one)).
+
+    After a stop request nothing more starts; a run stopped by one is neither trained nor failed."""
+    for run in plan:
+        try:
+            validate_config(run.config)
+        except ConfigError as exc:
+            raise StudyError(f"arms.{run.arm} (seed {run.seed}): {exc}") from None
+    pending = [run for run in plan if statuses[run.name] != "done"]
+    log(f"{len(plan) - len(pending)} runs already finished, {len(pending)} to train with {study.jobs} job(s)")
+    for run in pending:
+        if statuses[run.name] == "restart":  # interrupted before its first checkpoint: nothing to keep
+            log(f"{run.name}: incomplete and without a checkpoint, starting it again")
+            shutil.rmtree(run.run_dir)
+    if stop.requested:
+        return [], [], (0, len(pending))
+    outcomes = _execute([_payload(run, statuses[run.name], study) for run in pending], study.jobs, log, stop)
+    failed = [o for o in outcomes if not o["ok"] and not o.get("preempted")]
+    checkpointed = sum(1 for o in outcomes if o.get("preempted") and o["started"])
+    started = sum(1 for o in outcomes if o.get("started", True))
+    return [o["name"] for o in outcomes if o["ok"]], failed, (checkpointed, len(pending) - started)
+
+
+def _pilot_plan(
+    study: StudyConfig, pilot: list[PlannedRun], report_only: bool, log: Callable[[str], None]
+) -> SeedPlan | None:
+    """The seed plan from the finished pilot, printed; with ``report_only`` None (and said) when it is not possible."""
+    try:
+        seed_plan = _seed_plan(study, pilot)
+    except StudyError as exc:
+        if not report_only:
+            raise
+        log(f"seed plan: not possible yet ({exc}); reporting on the pilot")
+        return None
+    for line in seed_plan.lines():
+        log(line)
+    return seed_plan
+
+
+def _seed_plan(study: StudyConfig, pilot: list[PlannedRun]) -> SeedPlan:
+    """The seed plan from the finished pilot runs (StudyError when the pilot cannot size the study)."""
+    records, missing = collect_runs(pilot)
+    if missing:
+        raise StudyError(f"the pilot is not finished ({len(missing)} of {len(pilot)} runs missing)")
+    target = study.power.target_mde
+    if target is None:
+        raise StudyError("power.target_mde: no target to plan the seeds for")
+    try:
+        return plan_seeds(
+            study,
+            compute_tables(study, records),
+            target_mde=target,
+            seed_budget=study.power.seed_budget,
+            power=study.power.power,
+        )
+    except SeedPlanError as exc:
+        raise StudyError(f"seed plan: {exc}") from None
 
 
 def _default_command() -> str:

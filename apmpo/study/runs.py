@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from apmpo.settings import deep_merge, read_yaml
-from apmpo.study.config import StudyConfig, StudyError
+from apmpo.study.config import MAPPING_SETTINGS, StudyConfig, StudyError
 from apmpo.study.warmup import WarmupResult
 from apmpo.trainer.checkpoint import latest_checkpoint
 from apmpo.trainer.commands import resolve_config_path
@@ -74,11 +74,6 @@ class PlannedRun:
     def run_dir(self) -> Path:
         """Run directory."""
         return Path(self.config.logging.output_dir) / self.config.logging.run_name
-
-
-MAPPING_SETTINGS = ("params", "task", "functions", "kwargs")
-"""Training settings that are mappings of their own (the objective's hyperparameters, the task's options, the
-reward functions and their arguments): a study's train section replaces them whole instead of merging into them."""
 
 
 def base_train_config(study: StudyConfig) -> TrainConfig:
@@ -285,6 +280,8 @@ class StudyResult:
     """Wall time of this invocation."""
     report_files: list[Path] = field(default_factory=list)
     """Files the report wrote."""
+    seed_plan: Any = None
+    """The seed plan (apmpo.study.plan.SeedPlan) when the study planned its seeds from a pilot."""
 
 
 INVOCATIONS_FILE = "invocations.jsonl"

@@ -37,7 +37,6 @@ from apmpo.core import (
     LOSSES,
     REQUIRED,
     REWARD_STATISTICS,
-    STAT_SCOPES,
 )
 from apmpo.data.prompts import template_fields
 from apmpo.data.sources import data_reference_problem
@@ -259,11 +258,18 @@ def check_hyperparameters(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return {key: getattr(typed, key) for key in params}
 
 
+REMOVED_KEYS = {
+    "reward_stats_scope": "the scope of the reward statistics is the objective's: algorithm.name=apmpo_group "
+    "for per-prompt statistics (apmpo: the batch's, as in the paper)",
+}
+"""Keys of the algorithm section in earlier versions -> what replaces them (said when one is given)."""
+
+
 class AlgorithmConfig(Settings):
     """The policy objective (from apmpo.LOSSES) and the RL settings around it."""
 
     name: str = "apmpo"
-    """Objective: a key of apmpo.LOSSES ("apmpo", "pmpo", "grpo", "dapo", "gmpo", "gspo")."""
+    """Objective: a key of apmpo.LOSSES ("apmpo", "apmpo_group", "pmpo", "grpo", "dapo", "gmpo", "gspo")."""
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     """The objective's hyperparameters, over its defaults (e.g. apmpo: gamma, eps_low, eps_min, eps_max, delta, p_schedule, fss, clip_schedule; pmpo: p). The batch reward statistics are filled in by the trainer."""
     beta: float = Field(0.001, ge=0)
@@ -274,8 +280,6 @@ class AlgorithmConfig(Settings):
     """A_i: "group" (divide by the group std, the paper), "batch" (by the batch std) or "none" (centre only)."""
     advantage_delta: float = Field(1e-6, gt=0)
     """delta in A_i = (R_i - mean_g) / (std_g + delta)."""
-    reward_stats_scope: Literal[STAT_SCOPES] = "batch"  # type: ignore[valid-type]
-    """Scope of mu_R, sigma_R for the adaptive controllers: "batch" (the paper) or "group" (per prompt)."""
     reward_range: tuple[float, float] = (0.0, 1.0)
     """Declared [lo, hi] of the (shaped) reward. Losses that need the reward statistics rescale to [0, 1] from it; a reward outside it stops the run with an error."""
     epochs: Positive = 1
@@ -294,6 +298,19 @@ class AlgorithmConfig(Settings):
     """DAPO's overlong reward shaping (apmpo.rewards.overlong_penalty): L_cache, the tokens before max_new_tokens over which a linear length penalty grows to overlong_penalty. 0 disables it."""
     overlong_penalty: float = Field(1.0, ge=0)
     """The penalty at max_new_tokens (and beyond, for truncated completions)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Settings of earlier versions. ``reward_stats_scope`` was removed: the scope of the reward statistics is
+        the objective's (``LossSpec.reward_stats_scope``). Its old default ``batch``, which stored run configs
+        carry, means what the config means without it and is dropped; any other value is refused, naming what
+        replaces it."""
+        if isinstance(data, dict) and "reward_stats_scope" in data:
+            if data["reward_stats_scope"] != "batch":
+                raise ValueError(f"reward_stats_scope: removed: {REMOVED_KEYS['reward_stats_scope']}")
+            data = {key: value for key, value in data.items() if key != "reward_stats_scope"}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -396,6 +413,8 @@ class LoggingConfig(Settings):
     """Completions written per sampling step."""
     plot: bool = True
     """Write <run>/curves.png (accuracy, p, eps_high) at the end."""
+    grad_variance: bool = True
+    """Log grad_var / grad_var_ratio, the spread of a step's mini-batch gradients (apmpo.trainer.update_stats); costs one extra gradient-sized buffer when a step makes more than one update."""
 
     @field_validator("run_name")
     @classmethod

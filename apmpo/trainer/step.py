@@ -8,9 +8,10 @@
    the group advantages A_i = (R_i - mean_g) / (std_g + delta); the rollout batch's
    reward statistics mu_R, sigma_R (constants for the step; an objective that needs them,
    ``LossSpec.needs_reward_stats``, receives them and derives p = exp(-gamma mu_R) and
-   eps_ada itself); the loss mask (DAPO's overlong filtering); the old log-probs
-   (skipped with a single update per rollout batch: then pi_old = pi_theta); the
-   reference log-probs (only when beta > 0).
+   eps_ada itself; their scope is the objective's, ``LossSpec.reward_stats_scope``: per
+   prompt group, one value per row, for ``apmpo_group``); the loss mask (DAPO's overlong
+   filtering); the old log-probs (skipped with a single update per rollout batch: then
+   pi_old = pi_theta); the reference log-probs (only when beta > 0).
 3. :func:`update` -- ``epochs`` (mu) passes x ``mini_batches`` optimizer updates, each
    accumulated over micro-batches (ordered by length, padding trimmed per micro-batch);
    every micro-batch loss uses the mini-batch-wide ``normalizer`` so that the
@@ -18,7 +19,9 @@
    the one place where the gradient is clipped and the optimizer and the learning-rate
    schedule advance; an update whose loss or gradient norm is NaN or infinite is
    skipped there, leaving the weights and the optimizer state untouched
-   (:mod:`apmpo.trainer.guard`).
+   (:mod:`apmpo.trainer.guard`). The gradient norms before clipping (mean and max over
+   the step's updates) and the spread of the mini-batch gradients are logged with the
+   step (:mod:`apmpo.trainer.update_stats`).
 
 The objective is looked up in ``apmpo.LOSSES`` by name: nothing here branches on it.
 What it uses besides the tensors (p, eps_high, FSS) is read off its registry entry
@@ -64,6 +67,7 @@ from .config import TrainConfig
 from .guard import UpdateGuard, advance_schedule, clip_to_norm, gradient_norm
 from .logprobs import completion_log_probs
 from .setup import PromptSampler, ReferencePolicy, RewardFunctions, TrainData
+from .update_stats import UpdateStatistics
 
 __all__ = [
     "PreparedBatch",
@@ -283,7 +287,8 @@ def prepare(run: TrainingRun, batch: StepBatch, step: int) -> PreparedBatch:
     advantages = group_advantages(
         rewards, run.config.rollout.group_size, normalize=al.advantage_normalization, delta=al.advantage_delta
     )  # [N]
-    mu_r, sigma_r = reward_statistics(rewards, run.config.rollout.group_size, scope=al.reward_stats_scope)  # 0-d or [N]
+    scope = spec.reward_stats_scope  # the objective's: "batch" (the paper) or "group" (apmpo_group)
+    mu_r, sigma_r = reward_statistics(rewards, run.config.rollout.group_size, scope=scope)  # 0-d or [N]
     loss_kwargs, row_kwargs = al.loss_kwargs(), {}
     if spec.needs_reward_stats:
         try:
@@ -293,7 +298,7 @@ def prepare(run: TrainingRun, batch: StepBatch, step: int) -> PreparedBatch:
                 f"step {step}: {exc}; {al.name!r} derives its controllers from the reward statistics: "
                 "declare the true range as algorithm.reward_range (e.g. algorithm.reward_range=[-1,1])"
             ) from None
-        if al.reward_stats_scope == "batch":
+        if scope == "batch":
             loss_kwargs.update(reward_mean=float(mu_r), reward_std=float(sigma_r))
         else:
             row_kwargs = {"reward_mean": mu_r, "reward_std": sigma_r}
@@ -408,27 +413,32 @@ def update(run: TrainingRun, prepared: PreparedBatch) -> tuple[list[dict[str, fl
     """``epochs`` passes x ``mini_batches`` optimizer updates; returns each update's metrics and the body positions run.
 
     Each epoch visits the rows in a fresh random order when there are several mini-batches
-    (one ``torch.randperm`` per epoch, from the global generator).
+    (one ``torch.randperm`` per epoch, from the global generator). A last entry holds the
+    step's update statistics (grad_norm_max, grad_var, grad_var_ratio:
+    :mod:`apmpo.trainer.update_stats`).
     """
     al = run.config.algorithm
     N = len(prepared.batch.rows)
     updates: list[dict[str, float | None]] = []
     forward_tokens = 0
+    gradients = UpdateStatistics(run.trainable, al.epochs * al.mini_batches, run.config.logging.grad_variance)
     run.model.train()
     for epoch in range(al.epochs):
         order = torch.randperm(N) if al.mini_batches > 1 else torch.arange(N)
         for mini in torch.tensor_split(order, al.mini_batches):  # equal parts (N may be short with dynamic sampling)
-            metrics, tokens = update_mini_batch(run, prepared, mini, epoch)
+            metrics, tokens = update_mini_batch(run, prepared, mini, epoch, gradients)
             updates.append(metrics)
             forward_tokens += tokens
     run.model.eval()
+    statistics: dict[str, float | None] = {**gradients.summary([float(u["grad_norm"] or 0.0) for u in updates])}
+    updates.append(statistics)
     if not any("p" in u for u in updates):  # no row trained: the controllers from the registry
         updates.append(controllers_of(run, prepared))
     return updates, forward_tokens
 
 
 def update_mini_batch(
-    run: TrainingRun, prepared: PreparedBatch, mini: torch.Tensor, epoch: int
+    run: TrainingRun, prepared: PreparedBatch, mini: torch.Tensor, epoch: int, gradients: UpdateStatistics | None = None
 ) -> tuple[dict[str, float | None], int]:
     """One optimizer update: gradients accumulated over the micro-batches of ``mini`` (rows of the batch)."""
     op = run.config.optim
@@ -445,7 +455,7 @@ def update_mini_batch(
     if not ran:  # nothing to learn from: a zero gradient, as the full computation gives
         for p in run.trainable:
             p.grad = torch.zeros_like(p)
-    grad_norm = optimizer_step(run, mini_loss)
+    grad_norm = optimizer_step(run, mini_loss, gradients)
     update = {k: _weighted_mean(v) for k, v in parts.items()}
     update.update(loss=mini_loss, grad_norm=grad_norm)
     return update, forward_tokens
@@ -498,17 +508,21 @@ def micro_batch_backward(
     return float(loss.detach()), metrics, out.body_tokens
 
 
-def optimizer_step(run: TrainingRun, loss: float) -> float:
-    """Clip the accumulated gradient, step AdamW and the schedule, clear the gradient; returns the gradient norm.
+def optimizer_step(run: TrainingRun, loss: float, gradients: UpdateStatistics | None = None) -> float:
+    """Clip the accumulated gradient, step AdamW and the schedule, clear the gradient; returns the gradient norm
+    before clipping.
 
     ``loss`` is the update's loss (summed over its micro-batches). If it or the gradient
     norm is NaN or infinite the update is skipped (``run.guard`` records why): the
     gradient is dropped and neither the weights nor the optimizer state change; the
-    schedule still advances.
+    schedule still advances. ``gradients`` records an admitted update's gradient (before
+    clipping) for the step's update statistics.
     """
     max_norm = run.config.optim.max_grad_norm
     norm = gradient_norm(run.trainable, max_norm)
     if run.guard.admits(loss, float(norm)):
+        if gradients is not None:
+            gradients.add()
         clip_to_norm(run.trainable, max_norm, norm)
         run.optimizer.step()
         run.scheduler.step()
@@ -525,11 +539,12 @@ def skip_update(run: TrainingRun) -> None:
 
 
 def controllers_of(run: TrainingRun, prepared: PreparedBatch) -> dict[str, float | None]:
-    """p, eps_high (and FSS) the objective uses for this batch, from the registry (per-group statistics: the first row's)."""
-    first_row = {k: float(v[0]) for k, v in prepared.row_kwargs.items()}
-    spec, hp = resolve_hyperparameters(run.config.algorithm.name, {**prepared.loss_kwargs, **first_row})
+    """p, eps_high (and FSS) the objective uses for this batch, from the registry (per-row controllers: their mean)."""
+    spec, hp = resolve_hyperparameters(run.config.algorithm.name, {**prepared.loss_kwargs, **prepared.row_kwargs})
     controllers = spec.controllers(**hp) if spec.controllers is not None else {}
-    return {k: float(controllers[k]) for k in ("p", "eps_high", "fss") if k in controllers}
+    return {
+        k: float(torch.as_tensor(controllers[k]).float().mean()) for k in ("p", "eps_high", "fss") if k in controllers
+    }
 
 
 def _weighted_mean(pairs: list[tuple[float, float]]) -> float | None:

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--train", default=None, help="training file (problem + answer); default: arithmetic task")
     parser.add_argument("--limit", type=int, default=None, help="at most this many training examples")
     parser.add_argument("--output", type=Path, default=Path("runs/trl-apmpo"))
-    parser.add_argument("--loss", default="apmpo", help="apmpo.LOSSES key: apmpo, pmpo, grpo, dapo, gmpo, gspo")
+    parser.add_argument("--loss", default="apmpo", help="apmpo.LOSSES key: apmpo, apmpo_group, pmpo, grpo, dapo, gmpo, gspo")
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--num-generations", type=int, default=8)

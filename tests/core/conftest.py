@@ -24,9 +24,25 @@ def batch():
 
 HP = {
     "apmpo": dict(reward_mean=0.375, reward_std=0.48),
+    "apmpo_group": dict(reward_mean=0.375, reward_std=0.48),  # per-row [N] copies: see hyperparameters()
     "pmpo": dict(p=0.6),
     "grpo": {},
     "dapo": {},
     "gmpo": {},
     "gspo": {},
 }
+
+
+def hyperparameters(name, n):
+    """HP[name] for a batch of n rows; apmpo_group's statistics become [N] tensors that differ per row
+    (groups of 3 rows with means 0.125, 0.375, 0.625, 0.875, ... and stds 0.33 / 0.48 alternating)."""
+    hp = dict(HP[name])
+    if name == "apmpo_group":
+        group = torch.arange(n, dtype=torch.float64) // 3
+        hp.update(reward_mean=(0.125 + 0.25 * group) % 1.0, reward_std=torch.where(group % 2 == 0, 0.33, 0.48))
+    return hp
+
+
+def rows_of(hp, rows):
+    """hp with its [N] per-row tensors restricted to ``rows`` (a slice or an index)."""
+    return {k: v[rows] if isinstance(v, torch.Tensor) and v.dim() == 1 else v for k, v in hp.items()}

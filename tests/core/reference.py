@@ -32,10 +32,12 @@ def reference_loss(name, lp, old, adv, mask, **hp):
         if a == 0 and name != "dapo":
             rows.append((lp[i, idx] * 0).sum())  # J_i = 0; keeps the row in the count
             continue
-        if name in ("grpo", "dapo", "pmpo", "apmpo"):
+        if name in ("grpo", "dapo", "pmpo", "apmpo", "apmpo_group"):
             eps_low = hp.get("eps_low", 0.2)
-            if name == "apmpo":
+            if name in ("apmpo", "apmpo_group"):
                 mu, sd = hp["reward_mean"], hp["reward_std"]
+                if name == "apmpo_group":  # each response its own group's statistics
+                    mu, sd = float(mu[i]), float(sd[i])
                 p = math.exp(-hp.get("gamma", 0.8) * mu)
                 fss = mu / (sd + hp.get("delta", 1e-6))
                 e_min, e_max = hp.get("eps_min", 0.2), hp.get("eps_max", 0.4)

@@ -19,7 +19,7 @@ def call(name="grpo", **overrides):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(name="ppo"), "unknown loss 'ppo'; known: apmpo, dapo, gmpo, grpo, gspo, pmpo"),
+        (dict(name="ppo"), "unknown loss 'ppo'; known: apmpo, apmpo_group, dapo, gmpo, grpo, gspo, pmpo"),
         (dict(old_log_probs=torch.zeros(3, 5)), r"old_log_probs: shape \(3, 5\) does not match log_probs"),
         (dict(mask=torch.ones(3, 5)), r"mask: shape \(3, 5\)"),
         (dict(advantages=torch.ones(4)), "advantages: length 4 does not match the 3 rows"),
@@ -41,7 +41,8 @@ def call(name="grpo", **overrides):
         (dict(name="apmpo", reward_mean=1.2, reward_std=0.1), r"reward_mean: 1.2 outside the reward range \[0, 1\].*declare reward_range"),
         (dict(name="apmpo", reward_mean=0.5, reward_std=0.1, eps_min=0.5, eps_max=0.3), "eps_max: must be >= eps_min"),
         (dict(name="apmpo", reward_mean=0.5, reward_std=0.1, clip_schedule="fixed"), "eps_high: clip_schedule 'fixed' needs"),
-        (dict(name="apmpo", reward_mean=torch.ones(5), reward_std=0.1), r"reward_mean: per-group statistics must have shape \[N\]"),
+        (dict(name="apmpo", reward_mean=torch.ones(5), reward_std=0.1), r"reward_mean: 'apmpo' uses the rollout batch's statistics"),
+        (dict(name="apmpo_group", reward_mean=torch.ones(5), reward_std=torch.ones(5)), r"reward_mean: per-group statistics must have shape \[N\]"),
         (dict(name="apmpo", reward_mean=float("nan"), reward_std=0.1), "reward_mean: must be finite"),
         (dict(name="gmpo", clip_log_low=-0.1), "clip_log_low: must be >= 0"),
     ],

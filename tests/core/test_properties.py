@@ -30,7 +30,9 @@ def batches(draw):
 def test_loss_and_gradient_finite(batch, name, mu, sd, p):
     log_ratio, adv, mask = batch
     lp = log_ratio.clone().requires_grad_(True)
-    hp = {"apmpo": dict(reward_mean=mu, reward_std=sd), "pmpo": dict(p=p)}.get(name, {})
+    n = lp.shape[0]
+    hp = {"apmpo": dict(reward_mean=mu, reward_std=sd), "pmpo": dict(p=p),
+          "apmpo_group": dict(reward_mean=torch.linspace(0, mu, n), reward_std=torch.linspace(sd, 0, n))}.get(name, {})
     loss, metrics = apmpo.policy_loss(name, lp, torch.zeros_like(lp), adv, mask, **hp)
     (grad,) = torch.autograd.grad(loss, lp)
     assert torch.isfinite(loss) and torch.isfinite(grad).all()

@@ -26,6 +26,10 @@ SETTINGS = {
         dict(reward_mean=0.5, reward_std=0.5, p_schedule="linear", fss="mean"),
         dict(reward_mean=0.5, reward_std=0.5, clip_schedule="fixed", eps_high=0.05),
     ],
+    "apmpo_group": [  # per-row statistics of the n = 8 rows of _on_policy_grad's batch
+        dict(reward_mean=torch.linspace(0.05, 0.95, 8, dtype=torch.float64), reward_std=torch.full((8,), 0.3)),
+        dict(reward_mean=torch.linspace(0.9, 0.1, 8, dtype=torch.float64), reward_std=torch.full((8,), 0.2), gamma=2.0),
+    ],
     "pmpo": [dict(p=1e-3), dict(p=0.3), dict(p=3.0)],
     "gmpo": [dict(), dict(clip_log_low=0.01, clip_log_high=0.01)],
     "gspo": [dict(), dict(eps_low=1e-6, eps_high=1e-6)],
@@ -41,7 +45,7 @@ def _on_policy_grad(name: str, seed: int, normalizer=None, **hp) -> torch.Tensor
 
 
 def test_every_declaration_names_a_registered_objective():
-    assert set(FLAGGED) == {"apmpo", "pmpo", "gmpo", "gspo"}
+    assert set(FLAGGED) == {"apmpo", "apmpo_group", "pmpo", "gmpo", "gspo"}
     assert set(UNFLAGGED) == {"grpo", "dapo"}
     for name in FLAGGED:
         assert apmpo.LOSSES[name].single_update_equals == "grpo"
@@ -57,7 +61,7 @@ def test_flagged_objectives_have_grpos_gradient_at_ratio_one(name, hp, seed):
     torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", ["apmpo", "pmpo", "gmpo", "gspo"])
+@pytest.mark.parametrize("name", ["apmpo", "apmpo_group", "pmpo", "gmpo", "gspo"])
 def test_off_policy_the_flagged_objectives_are_not_grpo(name):
     """The guard is not vacuous: once pi_theta has moved (ratios != 1), the gradients part."""
     log_probs, old, adv, mask = random_batch(n=8, t=11, seed=5, scale=0.3)

@@ -138,7 +138,7 @@ def test_sequence_level_importance_weights_scale_the_advantages(model_dir, tmp_p
 
 
 def test_group_scope_gives_each_completion_its_groups_statistics(model_dir, tmp_path):
-    trainer = _trainer(model_dir, tmp_path, reward_stats_scope="group")
+    trainer = _trainer(model_dir, tmp_path, apmpo_loss="apmpo_group")
     inputs = _scored_batch(trainer)
     texts = trainer.processing_class.batch_decode(inputs["completion_ids"], skip_special_tokens=True)
     mean, std = apmpo.reward_statistics(torch.tensor(digit_fraction(texts)), group_size=4, scope="group")
@@ -164,7 +164,6 @@ def test_group_scope_gives_each_completion_its_groups_statistics(model_dir, tmp_
         ({"loss_kwargs": {"gama": 0.5}}, "loss_kwargs: apmpo has no hyperparameter.*gama"),
         ({"loss_kwargs": {"reward_mean": 0.5}}, "reward_mean are computed by the trainer"),
         ({"loss_kwargs": "{bad json"}, "loss_kwargs: not valid JSON"),
-        ({"reward_stats_scope": "prompt"}, "reward_stats_scope: unknown scope"),
         ({"apmpo_loss": "gmpo", "epsilon": 0.3}, r"epsilon=0.3: gmpo has no eps_low.*clip_log_high, clip_log_low"),
         ({"reward_range": [1.0, 0.0]}, r"reward_range=\[1.0, 0.0\]: expected \[lo, hi\] with lo < hi"),
         ({"delta": 2.0}, r"delta=2.0: two-sided clipping"),

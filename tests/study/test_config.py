@@ -8,7 +8,7 @@ import yaml
 from apmpo.study.config import StudyError, load_study_config, study_config_from_dict
 from apmpo.study.runs import plan_runs
 
-from .conftest import toy_study
+from .conftest import toy_study, write_study
 
 
 @pytest.mark.parametrize("name,runs,quick_runs", [("study_tiny.yaml", 65, 18), ("study_smollm2.yaml", 17, 9)])
@@ -83,3 +83,47 @@ def test_quick_needs_a_quick_section_and_files_must_exist(tmp_path):
     bad.write_text(yaml.safe_dump(["a", "list"]))
     with pytest.raises(StudyError, match="top level must be a mapping"):
         load_study_config(bad)
+
+
+def test_the_400_step_study_extends_setting_a():
+    base, study = load_study_config("study_tiny.yaml"), load_study_config("study_tiny400.yaml")
+    assert list(study.arms) == ["grpo", "dapo", "gmpo", "apmpo", "pmpo_only", "fac_only", "apmpo_group"]
+    assert study.arms["apmpo_group"].overrides == ["algorithm.name=apmpo_group"]
+    assert (study.power.target_mde, study.power.seed_budget, study.power.power) == (2.0, 60, 0.8)
+    assert study.warmup == base.warmup and study.output_dir != base.output_dir
+    assert study.report.docs_dir != base.report.docs_dir and study.report.results_md != base.report.results_md
+    plan = {r.arm: r.config for r in plan_runs(study, model_dir="warm")}
+    reference = plan_runs(base, model_dir="warm")[0].config
+    assert plan["grpo"].steps == 400 and plan["grpo"].data.task == reference.data.task
+    assert plan["grpo"].eval.max_examples == plan["grpo"].data.eval_size == 1500
+    assert plan["grpo"].checkpoint.every == 100 and plan["grpo"].optim == reference.optim
+    assert plan["apmpo_group"].algorithm.name == "apmpo_group" and plan["dapo"].algorithm.dynamic_sampling
+    quick = load_study_config("study_tiny400.yaml", quick=True)
+    assert quick.power.target_mde is None and quick.output_dir == "runs/study_tiny400_quick"
+    assert len(plan_runs(quick, model_dir="warm")) == 14
+
+
+def test_extends_merges_sections_and_arms(tmp_path):
+    base = write_study(tmp_path)
+    child = tmp_path / "child.yaml"
+    child.write_text(yaml.safe_dump({
+        "extends": base.name, "name": "child", "train": {"steps": 3, "rollout": {"group_size": 2}},
+        "arms": {"fac_only": None, "apmpo_group": ["algorithm.name=apmpo_group"]},
+        "report": {"smooth": 3}, "power": {"reference_difference": 1.0}}), encoding="utf-8")
+    study = load_study_config(child)
+    assert study.name == "child" and list(study.arms) == ["grpo", "apmpo", "apmpo_group"]
+    assert study.train["steps"] == 3 and study.train["rollout"] == {"prompts_per_step": 2, "group_size": 2,
+                                                                    "max_new_tokens": 3}
+    assert study.report.smooth == 3 and study.report.docs_dir == str(tmp_path / "docs")   # merged, not replaced
+    assert study.power.reference_difference == 1.0 and study.seeds == [0, 1] and study.warmup is not None
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("loop.yaml", "extends: loop.yaml\nname: loop\n", "extends: loop.yaml extends itself"),
+    ("bad.yaml", "extends: [a]\nname: bad\n", "extends: expected the file name of a study config"),
+    ("missing_base.yaml", "extends: nowhere.yaml\nname: m\n", "missing_base.yaml: extends: .*nowhere.yaml"),
+])
+def test_bad_extends(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(StudyError, match=message):
+        load_study_config(tmp_path / name)

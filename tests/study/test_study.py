@@ -66,14 +66,20 @@ def test_toy_grid_runs_pairs_reports_and_resumes(tmp_path):
     assert float(paired[("apmpo", "final")]["mean_diff"]) == pytest.approx(expected.mean, abs=1e-6)
     assert int(paired[("fac_only", "final")]["pairs"]) == 1     # paired on the one seed both ran
     curves = _rows(docs / "curves.csv")
-    assert {r["metric"] for r in curves} >= {"eval:accuracy", "accuracy", "p", "eps_high", "response_length"}
+    assert {r["metric"] for r in curves} >= {"eval:accuracy", "accuracy", "p", "eps_high", "response_length",
+                                             "grad_norm", "grad_norm_max", "grad_var_ratio"}
+    for r in curves:  # the band: a 95% t-interval over seeds around the mean (degenerate with one seed)
+        assert float(r["ci_low"]) <= float(r["mean"]) + 1e-12 <= float(r["ci_high"]) + 2e-12
+    assert "mde_at_0.8_power" in paired[("apmpo", "final")] and "seeds_for_2" in paired[("apmpo", "final")]
     assert {r["step"] for r in curves if r["metric"] == "eval:accuracy"} == {"0", "1", "2"}
-    for png in ("curves_main.png", "curves_ablations.png", "paired_differences.png"):
+    for png in ("curves_main.png", "curves_ablations.png", "mechanism_main.png", "mechanism_ablations.png",
+                "paired_differences.png"):
         assert (docs / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((docs / "study.json").read_text())
     assert record["baseline"] == "grpo" and len(record["claims"]) >= 10
     md = (tmp_path / "results.md").read_text()
-    assert "`apmpo study toy.yaml`" in md and "## What holds here" in md
+    assert "`apmpo study toy.yaml`" in md and "## What holds here" in md and "### In plain words" in md
+    assert "MDE final / best (pts)" in md and "docs/mechanism_main.png" in md
     assert "docs/curves_main.png" in md and "| apmpo | 2 |" in md
     assert "arm dapo not in this study" in md      # claims whose arms are absent are said to be unchecked
 

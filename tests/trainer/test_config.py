@@ -99,6 +99,7 @@ def test_overrides_are_typed():
 
 @pytest.mark.parametrize("item, pattern", [
     ("optim.lrr=1", r"unknown key 'optim.lrr'.*did you mean 'lr'"),
+    ("algorithm.reward_stats_scope=group", r"algorithm.reward_stats_scope: removed: .*algorithm.name=apmpo_group"),
     ("steps=many", r"override 'steps=many': steps: expected an integer >= 1, got 'many'"),
     ("noequals", r"expected key=value"),
     ("optim.lr.x=1", r"optim.lr is not a section or mapping"),
@@ -226,3 +227,13 @@ def test_dump_round_trips_and_carries_docs():
 
     assert config_from_dict(yaml.safe_load(text)) == c
     assert config_from_dict(yaml.safe_load(dump_config_yaml(c, comments=False))) == c
+
+
+def test_stored_configs_of_earlier_versions_still_load(tmp_path):
+    # run directories written before the statistics' scope became the objective's carry its old default
+    path = tmp_path / "config.yaml"
+    path.write_text("algorithm:\n  name: apmpo\n  reward_stats_scope: batch\n")
+    assert load_config(path).algorithm == load_config(None, ["algorithm.name=apmpo"]).algorithm
+    path.write_text("algorithm:\n  name: apmpo\n  reward_stats_scope: group\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: algorithm.reward_stats_scope: removed: .*apmpo_group"):
+        load_config(path)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from apmpo import LOSSES
+from apmpo.trainer import step
 from apmpo.trainer.checkpoint import latest_checkpoint
 from apmpo.trainer.loop import train
 from apmpo.trainer.tracking import read_jsonl
@@ -167,15 +168,46 @@ def test_overlong_penalty_is_added(tmp_path):
     assert abs(m["reward_mean"] - (m["reward/digits"] + 0.5 * m["reward/overlong_penalty"])) < 1e-6
 
 
-def test_group_scope_statistics(tmp_path):
-    """Per-group statistics: the same first rollout as the batch scope (same seed), the same mean of mu_R, but each
-    response's p from its own group's mean, so p differs from the batch scope's exp(-gamma * mu_R)."""
+def test_per_prompt_apmpo_gets_per_group_statistics(tmp_path, monkeypatch):
+    """apmpo_group: the same first rollout as apmpo (same seed), the same mean of mu_R, but each response's p from its
+    own group's mean, so p differs from the batch scope's exp(-gamma * mu_R). The scope comes from
+    LossSpec.reward_stats_scope: every loss call gets [n] per-row statistics, each one of its step's group means."""
     batch = train(tiny_config(tmp_path / "b", "steps=1"), reward_functions=REWARD).history[0]
-    group = train(tiny_config(tmp_path / "g", "steps=1", "algorithm.reward_stats_scope=group"),
-                  reward_functions=REWARD).history[0]
+    original_loss, original_stats, seen, stats = step.policy_loss, step.reward_statistics, [], []
+
+    def loss_spy(name, *args, **hp):
+        seen.append((name, hp["reward_mean"], hp["reward_std"]))
+        return original_loss(name, *args, **hp)
+
+    def stats_spy(rewards, group_size=None, scope="batch", **kw):
+        stats.append((scope, *original_stats(rewards, group_size, scope, **kw)))
+        return stats[-1][1:]
+
+    monkeypatch.setattr(step, "policy_loss", loss_spy)
+    monkeypatch.setattr(step, "reward_statistics", stats_spy)
+    history = train(tiny_config(tmp_path / "g", "steps=2", "algorithm.name=apmpo_group"), reward_functions=REWARD).history
+    group = history[0]
     assert group["accuracy"] == batch["accuracy"] and group["mu_r"] == pytest.approx(batch["mu_r"], rel=1e-6)
     assert batch["p"] == pytest.approx(math.exp(-0.8 * batch["mu_r"]), rel=1e-6)
-    assert abs(group["p"] - batch["p"]) > 1e-6
+    assert abs(group["p"] - batch["p"]) > 1e-6 and 0 < group["p"] <= 1
+    assert [s[0] for s in stats] == ["group", "group"] and all(s[1].shape == (8,) for s in stats)
+    assert seen and all(n == "apmpo_group" and m.dim() == 1 and s.shape == m.shape for n, m, s in seen)
+    group_means = {round(float(v), 6) for s in stats for v in s[1]}
+    assert {round(float(v), 6) for _, m, _ in seen for v in m} <= group_means
+
+
+@pytest.mark.parametrize("name", ["apmpo", "apmpo_group"])
+def test_controllers_are_logged_when_no_response_trains(tmp_path, name):
+    """Every reward 0.5: every advantage is 0 and no row trains (beta = 0); p and eps_ada still come from the registry
+    (per-row controllers by their mean): p = exp(-0.8 * 0.5), FSS = 0.5 / 1e-6, eps_ada = eps_max = 0.4."""
+
+    def half(completions, **columns):
+        return [0.5] * len(completions)
+
+    m = train(tiny_config(tmp_path, "steps=1", "algorithm.beta=0", f"algorithm.name={name}"),
+              reward_functions={"r": half}).history[0]
+    assert m["trained_rows"] == 0
+    assert m["p"] == pytest.approx(math.exp(-0.4), rel=1e-6) and m["eps_high"] == pytest.approx(0.4, rel=1e-6)
 
 
 def test_rewards_outside_the_declared_range_stop_the_run(tmp_path):
