@@ -374,6 +374,8 @@ class OptimConfig(Settings):
     """AdamW epsilon."""
     max_grad_norm: float = Field(1.0, ge=0)
     """Clip the global gradient norm to this value; 0 disables clipping (the norm is still logged)."""
+    max_nonfinite_steps: Positive = 3
+    """Stop the run after this many consecutive steps with an update skipped because its loss or gradient norm was NaN or infinite (a skipped update leaves the weights and the optimizer state untouched; see apmpo.trainer.guard). At least 1."""
     lr_schedule: Literal[LR_SCHEDULES] = "constant"  # type: ignore[valid-type]
     """constant, linear (to min_lr_ratio * lr at the last step) or cosine, after warmup."""
     warmup_steps: Count = 0
