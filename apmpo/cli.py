@@ -7,7 +7,12 @@ import error is raised, so a broken module is never hidden.
 
 Errors a user can fix (a bad config, a missing file, a bad row) are printed as one
 ``apmpo: error: ...`` message with exit status 2, not as a traceback (set
-``APMPO_DEBUG=1`` to get the traceback).
+``APMPO_DEBUG=1`` to get the traceback). A run that stops for a reason that is not a
+bad input carries its exit status in an ``exit_code`` attribute and is printed the
+same way: a clean stop on a signal (:class:`apmpo.preemption.Preempted`, 75), a second
+signal (:class:`apmpo.preemption.HardStop`, 128 + the signal), a full disk
+(:class:`apmpo.io.StorageError`, 74), a run stopped by non-finite updates
+(:class:`apmpo.trainer.guard.NonFiniteError`, 1).
 """
 
 from __future__ import annotations
@@ -91,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"apmpo: error: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:  # a run stopped for a documented reason: its message and exit status
+        code = getattr(exc, "exit_code", None)
+        if not isinstance(code, int) or os.environ.get("APMPO_DEBUG"):
+            raise
+        print(f"apmpo: {exc}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

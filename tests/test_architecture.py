@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "apmpo"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("io", "provenance", "settings"),  # atomic writes, machine/code provenance, the settings loader
+    ("io", "provenance", "settings", "preemption"),  # atomic writes, provenance, settings loader, stop signals
     ("core",),  # the math: power mean, adaptive p, FAC, advantages, losses + registry, KL
     ("apmpo",),  # the package root: re-exports the math (``import apmpo`` imports only torch)
     ("rewards",),  # verifiable rewards, sandboxed workers

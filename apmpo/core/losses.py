@@ -46,7 +46,7 @@ import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import torch
 from annotated_types import Ge, Gt, Interval
@@ -123,6 +123,36 @@ class Hyperparameter:
     """Its type, with the allowed range as ``annotated_types`` constraints (e.g. ``Annotated[float, Ge(0)]``)."""
     default: Any
     """Its default, or ``REQUIRED``."""
+
+    def allowed(self) -> str:
+        """The allowed values in words, read from the annotation (e.g. "a number >= 0", "one of: exp, linear")."""
+        return _describe_type(self.annotation)
+
+
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def _describe_type(annotation: Any) -> str:
+    """``Annotated[float, Ge(0)]`` -> "a number >= 0"; Literal -> "one of: ..."; Optional adds "or null"."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return "one of: " + ", ".join(str(a) for a in args)
+    if origin is Annotated:
+        bounds = [
+            f"{symbol} {getattr(m, key)}"
+            for m in args[1:]
+            for key, symbol in _BOUNDS
+            if getattr(m, key, None) is not None
+        ]
+        return f"{_describe_type(args[0])} {' and '.join(bounds)}".strip()
+    if args and type(None) in args and origin is not tuple:
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join(_describe_type(a) for a in rest) + " or null"
+    if annotation is float:
+        return "a number"
+    if annotation is int:
+        return "an integer"
+    return str(annotation).replace("typing.", "")
 
 
 @dataclass(frozen=True)

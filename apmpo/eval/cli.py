@@ -12,6 +12,11 @@ together by the settings toolkit (:mod:`apmpo.settings`), each problem naming th
 the protocol or the suite file it came from.
 
 ``apmpo eval compare RUN_A RUN_B`` (:mod:`apmpo.eval.compare`) compares two runs.
+
+On SIGTERM or SIGINT (:mod:`apmpo.preemption`) the evaluation stops at once: every
+batch already appended to ``records.jsonl`` is kept whole (the batch in flight is not
+written), and the command exits with status 75 saying to run it again, which resumes
+from the records. A second signal during that exit stops at once (128 + the signal).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from apmpo.eval.suites import DATA_SOURCES, load_suite, parse_data_spec
 from apmpo.eval.tables import format_duration, paper_table, run_line
 from apmpo.io import atomic_write_text
 from apmpo.models import load_model_and_tokenizer
+from apmpo.preemption import EXIT_PREEMPTED, HardStop, StepAbandoned, StopRequest
 from apmpo.sampling.encoder import prompt_encoder_for
 from apmpo.sampling.rollout import engine_message
 from apmpo.sampling.settings import ENGINES
@@ -368,17 +374,31 @@ def run(args) -> int:
     )
     line, is_warning = engine_message(model, settings, setting="--engine")
     print(f"[apmpo eval] {'warning: ' if is_warning else ''}{line}", file=sys.stderr)
+    stop = StopRequest(
+        notice="{signal} received: stopping; the finished batches are kept (send it again to stop at once)"
+    )
     try:
-        result = evaluate(
-            model,
-            encoder,
-            benchmarks,
-            settings,
-            out_dir=args.out,
-            model_name=args.model,
-            progress=not args.no_progress,
-            extra_summary=_extra_summary(args, suite, settings),
+        with stop.installed(), stop.abandonable():
+            result = evaluate(
+                model,
+                encoder,
+                benchmarks,
+                settings,
+                out_dir=args.out,
+                model_name=args.model,
+                progress=not args.no_progress,
+                extra_summary=_extra_summary(args, suite, settings),
+            )
+    except StepAbandoned:
+        print(
+            f"apmpo eval: stopped by {stop.signal_name}; the finished batches are saved in {args.out}: run the same "
+            "command again to resume",
+            file=sys.stderr,
         )
+        return EXIT_PREEMPTED
+    except HardStop as exc:
+        print(f"apmpo eval: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ValueError as exc:
         print(f"apmpo eval: error: {exc}", file=sys.stderr)
         return 2

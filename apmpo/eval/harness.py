@@ -253,7 +253,10 @@ def _extract(text: str, options: Mapping[str, Any]) -> str | None:
 
 
 def _score_batch(
-    reward: str | Callable[..., Any], completions: list[str], examples: list[dict[str, Any]]
+    reward: str | Callable[..., Any],
+    completions: list[str],
+    examples: list[dict[str, Any]],
+    labels: Sequence[str] | None = None,
 ) -> list[tuple[float | None, str, str | None]]:
     """(score, reason, extracted answer) per completion.
 
@@ -262,6 +265,8 @@ def _score_batch(
     extracted answer is the one the reward graded (``RewardResult.answer``) when its
     results carry that field, else the answer found by
     :func:`apmpo.rewards.extract.extract_answer` with the reward's extraction options.
+    A NaN or infinite score raises ValueError naming the reward and the sample
+    (``labels``: one per completion).
     """
     fn = resolve_reward(reward)
     columns: dict[str, list[Any]] = {}
@@ -286,9 +291,10 @@ def _score_batch(
         name = getattr(fn, "__name__", "reward")
         for text, score in zip(completions, scores):
             out.append((None if score is None else float(score), f"score from {name}", _extract(text, options)))
-    for score, _, _ in out:
+    for i, (score, _, _) in enumerate(out):
         if score is not None and not math.isfinite(score):
-            raise ValueError(f"reward {getattr(fn, '__name__', fn)!r} returned a non-finite score {score!r}")
+            where = f" for {labels[i]}" if labels is not None else ""
+            raise ValueError(f"reward {getattr(fn, '__name__', fn)!r} returned a non-finite score {score!r}{where}")
     return out
 
 
@@ -588,7 +594,12 @@ def _evaluate(
             gen_seconds += float(meta.get("generation_seconds", 0.0))
             position = {u: row for row, u in enumerate(units)}
             wanted = [position[u] for u in missing]
-            scored = _score_batch(bench.reward, [texts[r] for r in wanted], [bench.examples[i] for i, _ in missing])
+            scored = _score_batch(
+                bench.reward,
+                [texts[r] for r in wanted],
+                [bench.examples[i] for i, _ in missing],
+                labels=[f"benchmark {bench.name!r} example {i}, sample {j}" for i, j in missing],
+            )
             new_records = []
             for (i, j), row, (score, reason, extracted) in zip(missing, wanted, scored):
                 row_example = bench.examples[i]

@@ -1,9 +1,10 @@
 """The per-sample records file of an evaluation: append-only JSONL that survives a kill.
 
 One line per sample, keyed by ``(benchmark, example_index, sample_index)``. Writing:
-each finished batch is appended as one ``write`` of complete lines, then flushed and
-``fsync``-ed, so after a crash the file holds every earlier batch whole plus at most
-one partly written line at the end. Reading (:meth:`RecordsFile.load`): a last line
+each finished batch is appended as complete lines, all or nothing
+(:func:`apmpo.io.append_text`: an append that fails part-way is cut back), then
+``fsync``-ed, so after a crash the file holds every earlier batch whole plus, after a
+kill mid-write, at most one partly written line at the end. Reading (:meth:`RecordsFile.load`): a last line
 without its newline is the remnant of such a kill; it is cut off (the file is
 truncated to the last complete line, so the next append starts on a fresh line) and
 its sample is generated again. A malformed line anywhere else is corruption the
@@ -20,6 +21,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from apmpo.io import append_text
 
 __all__ = ["REQUIRED_FIELDS", "RecordsFile", "record_key"]
 
@@ -87,16 +90,16 @@ class RecordsFile:
         return records
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> int:
-        """Append records as complete lines in one write, then flush and fsync; returns the count."""
+        """Append records as complete lines, all or nothing, then fsync; returns the count.
+
+        A failed append (full disk, I/O error, a stop signal mid-write) is cut back, so the
+        file keeps exactly the records of the earlier batches; a storage failure raises
+        :class:`apmpo.io.StorageError` naming the file and the bytes the batch needs.
+        """
         lines = [
             json.dumps(dict(record), ensure_ascii=False, allow_nan=False, default=_plain) + "\n" for record in records
         ]
         if not lines:
             return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = "".join(lines).encode("utf-8")
-        with open(self.path, "ab") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_text(self.path, "".join(lines), fsync=True)
         return len(lines)

@@ -2,6 +2,8 @@
 
 ``register(subparsers)`` adds the subcommand to the ``apmpo`` CLI (listed in
 ``apmpo.cli.SUBCOMMAND_MODULES``). See :mod:`apmpo.study.runner` for what a study does.
+On SIGTERM / SIGINT the study checkpoints its running trainings and exits with status
+75 and the command that resumes it (:mod:`apmpo.preemption`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import shlex
 import sys
 
+from apmpo.preemption import EXIT_PREEMPTED, Preempted, StopRequest
 from apmpo.study.config import load_study_config, restrict
 from apmpo.study.runner import run_study
 
@@ -114,7 +117,17 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[1:2] == ["study"]
         else shlex.join(["apmpo", "study", args.config, *(["--quick"] if args.quick else []), *args.overrides])
     )
-    result = run_study(study, command=command, report_only=args.report_only, dry_run=args.dry_run, full_study=full)
+    stop = StopRequest(
+        notice="{signal} received: the running trainings stop after their current step (send it again to stop at once)"
+    )
+    try:
+        with stop.installed():
+            result = run_study(
+                study, command=command, report_only=args.report_only, dry_run=args.dry_run, full_study=full, stop=stop
+            )
+    except Preempted as exc:
+        print(f"apmpo study: {exc}; resume by running the same command again: {command}", file=sys.stderr)
+        return EXIT_PREEMPTED
     if not args.dry_run:
         print(
             f"study {study.name}: {len(result.runs)} runs reported ({len(result.trained)} trained now, "

@@ -30,6 +30,17 @@ Each training invocation is appended to ``<output_dir>/invocations.jsonl`` (comm
 start, wall time, runs trained, machine, code version), so the report can cite the exact
 commands that produced the numbers, also when it is rebuilt with ``--report-only``.
 
+Stopping: on SIGTERM or SIGINT (:mod:`apmpo.preemption`) ``apmpo study`` stops
+cleanly. Queued runs are not started; each running training finishes or abandons its
+current step and checkpoints the last completed one, exactly as ``apmpo train`` does
+(in this process with ``jobs = 1``; with a pool, the request is relayed to the worker
+processes through a shared event, which each worker turns into a SIGUSR1 to itself --
+workers ignore SIGTERM and SIGINT, so a Ctrl-C sent to the whole process group or a
+scheduler's group-wide SIGTERM does not reach them twice); the study waits for them and
+exits with status 75. A signal during the warm-up abandons it (it is saved only when
+finished, and starts again on the next invocation). A second signal stops at once:
+the workers are killed, and their runs resume from their last complete checkpoints.
+
 Resuming: run the same command again. A run whose ``summary.json`` reports all its
 steps is skipped (if its stored ``config.yaml`` differs from the planned config in
 anything but thread count or progress style, the study stops with the differing keys
@@ -56,13 +67,16 @@ import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from apmpo.preemption import Preempted, StepAbandoned, StopRequest
 from apmpo.provenance import git_state, machine_info
 from apmpo.study.config import StudyConfig, StudyError
 from apmpo.study.plan import SeedPlan, SeedPlanError, apply_seed_plan, plan_seeds
@@ -79,7 +93,7 @@ from apmpo.study.runs import (
     run_status,
     warmup_dir,
 )
-from apmpo.study.warmup import ensure_warmup
+from apmpo.study.warmup import WarmupConfig, WarmupResult, ensure_warmup
 from apmpo.trainer.config import (
     ConfigError,
     config_from_dict,
@@ -94,9 +108,20 @@ __all__ = ["run_study"]
 # --------------------------------------------------------------------------- execution
 
 
-def _train_one(payload: dict) -> dict:
-    """Worker: train one run (output to its log file); never raises, returns what happened."""
+_WORKER_STOP: StopRequest | None = None
+"""In a pool worker: the stop request relayed from the study process (set by ``_init_worker``)."""
+
+
+def _train_one(payload: dict, stop: StopRequest | None = None) -> dict:
+    """Worker: train one run (output to its log file); never raises, returns what happened.
+
+    ``stop`` (default: the worker's relayed request): a stop requested before the run
+    starts skips it; one requested during it checkpoints it (outcome ``"preempted"``).
+    """
     t0 = time.perf_counter()
+    stop = stop or _WORKER_STOP or StopRequest()
+    if stop.requested:
+        return {"name": payload["name"], "ok": False, "preempted": True, "started": False, "seconds": 0.0}
     log_path = Path(payload["log"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -109,7 +134,7 @@ def _train_one(payload: dict) -> dict:
             contextlib.redirect_stderr(log),
         ):
             print(f"=== {payload['name']}: {payload['status']} at {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
-            result = train(config, resume=payload["resume"] or False)
+            result = train(config, resume=payload["resume"] or False, stop=stop)
         if not payload["keep_checkpoints"]:
             shutil.rmtree(Path(result.run_dir) / "checkpoints", ignore_errors=True)
         return {
@@ -118,6 +143,17 @@ def _train_one(payload: dict) -> dict:
             "seconds": time.perf_counter() - t0,
             "before": result.eval_before,
             "after": result.eval_after,
+        }
+    except Preempted as exc:
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"=== {payload['name']}: {exc}\n")
+        return {
+            "name": payload["name"],
+            "ok": False,
+            "preempted": True,
+            "started": True,
+            "seconds": time.perf_counter() - t0,
+            "message": str(exc),
         }
     except BaseException as exc:  # reported by the parent with the log path; KeyboardInterrupt too
         with open(log_path, "a", encoding="utf-8") as log:
@@ -133,22 +169,44 @@ def _train_one(payload: dict) -> dict:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: end the worker when the study process ends, however it ends.
+    """End the worker when the study process ends, however it ends.
 
-    On Linux the kernel sends SIGTERM to the worker when its parent dies (PR_SET_PDEATHSIG),
+    On Linux the kernel sends SIGKILL to the worker when its parent dies (PR_SET_PDEATHSIG),
     so killing ``apmpo study`` never leaves runs training on their own (a killed run
     resumes from its last atomic checkpoint on the next invocation). Elsewhere the parent
-    terminates its workers when it is interrupted (see ``_execute``).
+    kills its workers when it is interrupted (see ``_execute``).
     """
     if not sys.platform.startswith("linux"):
         return
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
+
+
+def _relay(event: Any) -> None:
+    """Worker thread: when the study asks the workers to stop, deliver SIGUSR1 to this process's main thread."""
+    event.wait()
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def _init_worker(parent_pid: int, stop_event: Any) -> None:
+    """Worker initializer: die with the study process, ignore SIGTERM / SIGINT, stop cleanly when the study asks.
+
+    The study relays its stop request by setting ``stop_event``; a thread of the worker
+    then sends SIGUSR1 to the worker itself, whose handler (installed here, before the
+    thread starts, so the signal can never find the default action) records the request
+    for the training that is running (:data:`_WORKER_STOP`).
+    """
+    global _WORKER_STOP
+    _die_with_parent(parent_pid)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # only the study process decides when its workers stop
+        signal.signal(signum, signal.SIG_IGN)
+    _WORKER_STOP = StopRequest(signals=(signal.SIGUSR1,), notice=None).install()
+    threading.Thread(target=_relay, args=(stop_event,), daemon=True, name="apmpo-stop-relay").start()
 
 
 def _payload(run: PlannedRun, status: str, study: StudyConfig) -> dict:
@@ -162,15 +220,24 @@ def _payload(run: PlannedRun, status: str, study: StudyConfig) -> dict:
     }
 
 
-def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> list[dict]:
-    """Train the payloads (in this process with jobs = 1, else in a spawn pool); results in completion order."""
+def _execute(
+    payloads: list[dict], jobs: int, log: Callable[[str], None], stop: StopRequest | None = None
+) -> list[dict]:
+    """Train the payloads (in this process with jobs = 1, else in a spawn pool); results in completion order.
+
+    After a stop request (``stop``) no further run starts, and the running ones end with
+    a checkpoint (outcome ``"preempted"``).
+    """
     results: list[dict] = []
     total = len(payloads)
+    stop = stop or StopRequest()
 
     def report(outcome: dict) -> None:
         results.append(outcome)
         head = f"[{len(results)}/{total}] {outcome['name']}"
-        if outcome["ok"]:
+        if outcome.get("preempted"):
+            log(f"{head}: {outcome['message']}" if outcome["started"] else f"{head}: not started (stop requested)")
+        elif outcome["ok"]:
             fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
             log(
                 f"{head}: done in {outcome['seconds']:.0f} s, held-out {fmt(outcome['before'])} -> {fmt(outcome['after'])}"
@@ -178,35 +245,56 @@ def _execute(payloads: list[dict], jobs: int, log: Callable[[str], None]) -> lis
         else:
             log(f"{head}: FAILED after {outcome['seconds']:.0f} s: {outcome['error']}")
 
-    if jobs == 1 or len(payloads) <= 1:
+    if jobs == 1 or len(payloads) <= 1 or stop.requested:
         for payload in payloads:
-            report(_train_one(payload))
+            if stop.requested:
+                break
+            report(_train_one(payload, stop))
         return results
     context = multiprocessing.get_context("spawn")
+    relay = context.Event()
+    forget = stop.on_request(relay.set)
     pool = cf.ProcessPoolExecutor(
-        max_workers=min(jobs, len(payloads)), mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+        max_workers=min(jobs, len(payloads)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(os.getpid(), relay),
     )
     try:
         futures = {pool.submit(_train_one, p): p for p in payloads}
-        for future in cf.as_completed(futures):
-            try:
-                report(future.result())
-            except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
-                report(
-                    {
-                        "name": futures[future]["name"],
-                        "ok": False,
-                        "seconds": 0.0,
-                        "error": f"worker process failed: {type(exc).__name__}: {exc}",
-                    }
-                )
-    except BaseException:  # interrupted: stop the running trainings too, not only the queued ones
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            _report_done(done, futures, report)
+            if stop.requested:  # queued runs never start; running ones end with a checkpoint
+                pending = {f for f in pending if not f.cancel()}
+    except BaseException:  # a second signal or an error: stop the running trainings at once too
         for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
+            process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        forget()
     pool.shutdown(wait=True)
     return results
+
+
+def _report_done(done: set[cf.Future], futures: dict[cf.Future, dict], report: Callable[[dict], None]) -> None:
+    """Report the outcome of each finished (not cancelled) future; a worker that died is a failed run."""
+    for future in done:
+        if future.cancelled():
+            continue
+        try:
+            report(future.result())
+        except (cf.BrokenExecutor, OSError) as exc:  # the worker process itself died
+            report(
+                {
+                    "name": futures[future]["name"],
+                    "ok": False,
+                    "seconds": 0.0,
+                    "error": f"worker process failed: {type(exc).__name__}: {exc}",
+                }
+            )
 
 
 # --------------------------------------------------------------------------- the study
@@ -221,6 +309,7 @@ def run_study(
     dry_run: bool = False,
     full_study: StudyConfig | None = None,
     log: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> StudyResult:
     """Warm up (if configured), train every pending run, then write the report.
 
@@ -238,8 +327,12 @@ def run_study(
         full_study: the study as configured, before --quick / restrictions, so the
             report can say what a full run would be (default: ``study``).
         log: progress lines (default: print to stdout).
+        stop: the stop request of ``apmpo study`` (see the module docstring); on a stop
+            signal this raises ``apmpo.preemption.Preempted`` once the running
+            trainings are checkpointed.
     """
     log = log or (lambda text: print(text, flush=True))
+    stop = stop or StopRequest()
     t0 = time.perf_counter()
     full_study = full_study or study
     model_dir = warmup_dir(study) / "model" if study.warmup else None
@@ -259,14 +352,15 @@ def run_study(
         if report_only:
             warmup = read_warmup(warmup_dir(study))
         else:
-            warmup = ensure_warmup(study.warmup, base_train_config(study), warmup_dir(study), log=log)
+            warmup = _warm_up(study.warmup, study, log, stop)
     statuses = {run.name: run_status(run, study.warmup is not None) for run in plan}
     trained: list[str] = []
+    interrupted = (0, 0)
     failures: list[dict] = []
     if not report_only:
-        trained, failures = _train_pending(study, plan, statuses, log)
+        trained, failures, interrupted = _train_pending(study, plan, statuses, log, stop)
     seed_plan = None
-    if planning and not failures:
+    if planning and not failures and not stop.requested:
         seed_plan = _pilot_plan(study, plan, report_only, log)
     if seed_plan is not None:
         study, full_study = apply_seed_plan(study, seed_plan), apply_seed_plan(full_study, seed_plan)
@@ -275,7 +369,9 @@ def run_study(
             {run.name: run_status(run, study.warmup is not None) for run in plan if run.name not in statuses}
         )
         if not report_only:
-            more, failures = _train_pending(study, [r for r in plan if r.name not in trained], statuses, log)
+            more, failures, interrupted = _train_pending(
+                study, [r for r in plan if r.name not in trained], statuses, log, stop
+            )
             trained += more
     if not report_only and (trained or failures or (warmup is not None and not warmup.reused)):
         record_invocation(
@@ -293,6 +389,12 @@ def run_study(
                 "machine": machine,
                 "code": git_state(),
             },
+        )
+    if stop.requested:
+        checkpointed, not_started = interrupted
+        raise Preempted(
+            f"stopped by {stop.signal_name}: {len(trained)} runs finished now, {checkpointed} checkpointed at "
+            f"their last completed step, {not_started} not started" + (f", {len(failures)} failed" if failures else "")
         )
     if failures:
         lines = [
@@ -325,6 +427,17 @@ def run_study(
     return result
 
 
+def _warm_up(config: WarmupConfig, study: StudyConfig, log: Callable[[str], None], stop: StopRequest) -> WarmupResult:
+    """The study's warm-up (trained, or reused when saved); a stop signal abandons it (it is saved only when finished)."""
+    try:
+        with stop.abandonable():
+            return ensure_warmup(config, base_train_config(study), warmup_dir(study), log=log)
+    except StepAbandoned:
+        raise Preempted(
+            f"stopped by {stop.signal_name} during the warm-up, which starts again when the study is run again"
+        ) from None
+
+
 def _log_dry_run(
     study: StudyConfig, plan: list[PlannedRun], model_dir: Path | None, log: Callable[[str], None]
 ) -> None:
@@ -347,9 +460,16 @@ def _log_dry_run(
 
 
 def _train_pending(
-    study: StudyConfig, plan: list[PlannedRun], statuses: dict[str, str], log: Callable[[str], None]
-) -> tuple[list[str], list[dict]]:
-    """Train the runs of ``plan`` that are not done; returns (names trained, failed outcomes)."""
+    study: StudyConfig,
+    plan: list[PlannedRun],
+    statuses: dict[str, str],
+    log: Callable[[str], None],
+    stop: StopRequest,
+) -> tuple[list[str], list[dict], tuple[int, int]]:
+    """Train the runs of ``plan`` that are not done; returns (names trained, failed outcomes, (runs checkpointed by
+    a stop request, runs not started because of one)).
+
+    After a stop request nothing more starts; a run stopped by one is neither trained nor failed."""
     for run in plan:
         try:
             validate_config(run.config)
@@ -361,8 +481,13 @@ def _train_pending(
         if statuses[run.name] == "restart":  # interrupted before its first checkpoint: nothing to keep
             log(f"{run.name}: incomplete and without a checkpoint, starting it again")
             shutil.rmtree(run.run_dir)
-    outcomes = _execute([_payload(run, statuses[run.name], study) for run in pending], study.jobs, log)
-    return [o["name"] for o in outcomes if o["ok"]], [o for o in outcomes if not o["ok"]]
+    if stop.requested:
+        return [], [], (0, len(pending))
+    outcomes = _execute([_payload(run, statuses[run.name], study) for run in pending], study.jobs, log, stop)
+    failed = [o for o in outcomes if not o["ok"] and not o.get("preempted")]
+    checkpointed = sum(1 for o in outcomes if o.get("preempted") and o["started"])
+    started = sum(1 for o in outcomes if o.get("started", True))
+    return [o["name"] for o in outcomes if o["ok"]], failed, (checkpointed, len(pending) - started)
 
 
 def _pilot_plan(

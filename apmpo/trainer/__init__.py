@@ -5,6 +5,8 @@
 - :mod:`~apmpo.trainer.logprobs`: chunked completion log-probs (no full-vocabulary logits);
 - :mod:`~apmpo.trainer.loop`: the training loop, readable top to bottom;
 - :mod:`~apmpo.trainer.checkpoint`: atomic, resumable checkpoints;
+- :mod:`~apmpo.trainer.guard`: a NaN / inf loss or gradient skips the update (never reaches the weights);
+- :mod:`~apmpo.trainer.stopping`: SIGTERM / SIGINT: abandon or finish the step, checkpoint, stop (exit 75);
 - :mod:`~apmpo.trainer.tracking`: metrics JSONL, TensorBoard, wandb, progress, samples, curves;
 - :mod:`~apmpo.trainer.demo`: ``apmpo demo``.
 

@@ -11,11 +11,20 @@ A checkpoint is a directory ``<run>/checkpoints/step-NNNNNN`` holding
   (p and eps_high per step, with mu_R and sigma_R), the config, for people and tools;
 - ``COMPLETE``: written last.
 
-The directory is assembled under a temporary name (``.step-NNNNNN.tmp-<pid>``) and
-renamed into place, so a crash mid-write leaves only a temporary directory that
-``latest_checkpoint`` never considers (it also requires the ``COMPLETE`` marker) and
-the next save removes. After a successful save only the newest ``keep_last``
-checkpoints are kept.
+The directory is assembled under a temporary name (``.step-NNNNNN.tmp-<pid>``), every
+file in it is fsynced, and it is renamed into place (then the parent directory is
+fsynced) by :func:`apmpo.io.atomic_directory`, so a crash mid-write leaves only a
+temporary directory that ``latest_checkpoint`` never considers (it also requires the
+``COMPLETE`` marker) and the next save removes. After a successful save only the newest
+``keep_last`` checkpoints are kept.
+
+A save that fails -- a full disk or an I/O error in any file, the fsyncs or the rename
+(there is no separate "latest" pointer: the newest complete directory is the latest) --
+removes its temporary directory and leaves every earlier checkpoint as it was (a
+re-save of an existing step puts the old directory back). A storage failure is raised
+as :class:`apmpo.io.StorageError` naming the checkpoint, the space it needs (the size of
+the previous checkpoint, or of the model and optimizer tensors for a first one), the
+space free, and the previous checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from apmpo.models.forward import unwrap_model
 __all__ = [
     "CHECKPOINT_DIR",
     "COMPLETE_MARKER",
+    "checkpoint_bytes",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -122,6 +132,17 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def checkpoint_bytes(previous: Path | None, model: Any, optimizer: torch.optim.Optimizer | None) -> int:
+    """About how many bytes a checkpoint takes: the size of ``previous``, else the model and optimizer tensors."""
+    if previous is not None and previous.is_dir():
+        return sum(f.stat().st_size for f in previous.rglob("*") if f.is_file())
+    tensors = list(unwrap_model(model).state_dict().values())
+    if optimizer is not None:
+        tensors += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    unique = {(t.data_ptr(), t.numel(), t.dtype): t for t in tensors}  # tied weights are stored once
+    return sum(t.numel() * t.element_size() for t in unique.values())
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -145,7 +166,19 @@ def save_checkpoint(
         if _TMP.match(child.name):
             shutil.rmtree(child, ignore_errors=True)
     final = root / f"step-{step:06d}"
-    with atomic_directory(final, tmp_prefix=f".step-{step:06d}.tmp-") as tmp:
+    previous = latest_checkpoint(run_dir)
+    kept = (
+        f"The previous checkpoint {previous} is intact: free some space and resume from it with --resume"
+        if previous is not None
+        else "There is no earlier checkpoint"
+    )
+    with atomic_directory(
+        final,
+        tmp_prefix=f".step-{step:06d}.tmp-",
+        what="writing the checkpoint",
+        needed=lambda: checkpoint_bytes(previous, model, optimizer),
+        after=kept,
+    ) as tmp:
         with _quiet_transformers():
             if _is_peft(model):
                 model.save_pretrained(tmp, safe_serialization=True)

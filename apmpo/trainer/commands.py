@@ -1,13 +1,20 @@
 """CLI subcommands of the trainer: ``apmpo train``, ``apmpo demo``, ``apmpo config show|validate``.
 
 Registered by ``apmpo.cli`` through ``register(subparsers)``.
+
+``apmpo train`` stops cleanly on SIGTERM / SIGINT (:mod:`apmpo.preemption`,
+:mod:`apmpo.trainer.stopping`): the last completed step is checkpointed and the command
+exits with status 75 and one line giving the command that resumes the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
+
+from apmpo.preemption import EXIT_PREEMPTED, Preempted, StopRequest
 
 from .config import (
     ConfigError,
@@ -43,7 +50,15 @@ def _load(config: str | None, overrides: list[str]) -> TrainConfig:
 
 def _train(args: argparse.Namespace) -> int:
     config = _load(args.config, args.overrides)
-    result = train(config, resume=args.resume if args.resume is not None else False)
+    try:
+        with StopRequest().installed() as stop:
+            result = train(config, resume=args.resume if args.resume is not None else False, stop=stop)
+    except Preempted as exc:
+        again = shlex.join(
+            ["apmpo", "train", *([args.config] if args.config else []), *args.overrides, "--resume", str(exc.run_dir)]
+        )
+        print(f"apmpo: {exc}; resume with: {again}", file=sys.stderr)
+        return EXIT_PREEMPTED
     print(_result_text(result))
     return 0
 

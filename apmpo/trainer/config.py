@@ -25,6 +25,7 @@ from its ``LossSpec`` in the registry.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -375,6 +376,8 @@ class OptimConfig(Settings):
     """AdamW epsilon."""
     max_grad_norm: float = Field(1.0, ge=0)
     """Clip the global gradient norm to this value; 0 disables clipping (the norm is still logged)."""
+    max_nonfinite_steps: Positive = 3
+    """Stop the run after this many consecutive steps with an update skipped because its loss or gradient norm was NaN or infinite (a skipped update leaves the weights and the optimizer state untouched; see apmpo.trainer.guard). At least 1."""
     lr_schedule: Literal[LR_SCHEDULES] = "constant"  # type: ignore[valid-type]
     """constant, linear (to min_lr_ratio * lr at the last step) or cosine, after warmup."""
     warmup_steps: Count = 0
@@ -593,8 +596,25 @@ def validate_config(
 
 
 def dump_config_yaml(config: Settings, *, comments: bool = True) -> str:
-    """The config as YAML; with ``comments`` each key is preceded by its docstring."""
-    return dump_yaml(config, comments=comments)
+    """The config as YAML; with ``comments`` each key is preceded by its docstring, and the objective's
+    hyperparameters (their values with ``algorithm.params`` applied, and what each allows) follow as comments."""
+    text = dump_yaml(config, comments=comments)
+    if not comments or not isinstance(config, TrainConfig) or config.algorithm.name not in LOSSES:
+        return text
+    spec, params = LOSSES[config.algorithm.name], config.algorithm.params
+    filled = [k for k in spec.hyperparameters if k in REWARD_STATISTICS]
+    lines = [
+        f"# Hyperparameters of the objective {spec.name!r}: set any of them in algorithm.params"
+        + (f"; the trainer fills in {', '.join(filled)}." if filled else "."),
+    ]
+    for name, hp in spec.hyperparameters.items():
+        if name in REWARD_STATISTICS:
+            continue
+        value = params.get(name, hp.default)
+        shown = "REQUIRED" if value is REQUIRED else json.dumps(value)
+        origin = "set" if name in params else ("no default" if value is REQUIRED else "default")
+        lines.append(f"#   {name}: {shown} ({origin}; {hp.allowed()})")
+    return text + "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- packaged configs

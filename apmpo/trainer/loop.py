@@ -10,11 +10,18 @@
 2. per step, :func:`train_step` -- :func:`~apmpo.trainer.step.sample` (B prompts x G
    completions, scored), :func:`~apmpo.trainer.step.prepare` (advantages, reward
    statistics, loss mask, old and reference log-probs), :func:`~apmpo.trainer.step.update`
-   (epochs x mini-batches x micro-batches), and the step's metrics;
+   (epochs x mini-batches x micro-batches; an update whose loss or gradient is not
+   finite is skipped, :mod:`apmpo.trainer.guard`), and the step's metrics;
 3. :func:`log_step` -- metrics.jsonl / TensorBoard / wandb, sample completions, progress;
-4. :func:`after_step` -- held-out evaluation every ``eval.every`` steps and an atomic
-   checkpoint every ``checkpoint.every`` steps (and at the end);
+4. :func:`after_step` -- the non-finite guard's stop after too many skipped steps in a
+   row, held-out evaluation every ``eval.every`` steps and an atomic checkpoint every
+   ``checkpoint.every`` steps (and at the end);
 5. :func:`finish` -- the final evaluation, the curves and summary.json.
+
+Between steps ``train`` checks for a stop signal (:mod:`apmpo.trainer.stopping`): on
+SIGTERM / SIGINT a step still sampling is abandoned (nothing has changed yet), a step
+past its sampling finishes, and the run checkpoints its last completed step and raises
+:class:`apmpo.preemption.Preempted`.
 
 Vision-language models (Qwen2-VL / Qwen2.5-VL) train through the same loop: the prompt
 encoder chosen once from what the model loader returned
@@ -40,11 +47,13 @@ import torch
 from apmpo.core import LOSSES, single_update_warning
 from apmpo.eval.harness import EvalSettings, evaluate_examples
 from apmpo.models import load_model_and_tokenizer
+from apmpo.preemption import StopRequest
 from apmpo.sampling.encoder import prompt_encoder_for
 from apmpo.sampling.rollout import engine_for, engine_message
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_dict, dump_config_yaml, validate_config
+from .guard import UpdateGuard
 from .setup import (
     PromptSampler,
     ReferencePolicy,
@@ -57,6 +66,7 @@ from .setup import (
     seed_everything,
 )
 from .step import PreparedBatch, TrainingRun, prepare, sample, skip_update, update
+from .stopping import preempted, sample_unless_stopped
 from .tracking import (
     MetricsWriter,
     ProgressBar,
@@ -119,7 +129,11 @@ class Session:
 
 
 def train(
-    config: TrainConfig, *, resume: bool | str = False, reward_functions: dict[str, Callable[..., Any]] | None = None
+    config: TrainConfig,
+    *,
+    resume: bool | str = False,
+    reward_functions: dict[str, Callable[..., Any]] | None = None,
+    stop: StopRequest | None = None,
 ) -> TrainResult:
     """Train as configured.
 
@@ -130,14 +144,26 @@ def train(
         reward_functions: extra reward callables by name (TRL contract), usable in
             ``reward.functions``; with an empty ``reward.functions`` they are all used,
             weight 1 each.
+        stop: the stop request of ``apmpo train`` (``StopRequest().installed()``): on a
+            stop signal the run abandons or finishes its step, checkpoints the last
+            completed step and raises ``apmpo.preemption.Preempted``
+            (:mod:`apmpo.trainer.stopping`). None: signals keep their usual effect.
     """
+    stop = stop or StopRequest()
     session = start(config, resume, reward_functions)
-    step, eval_after = session.start_step, None
+    step, eval_after = session.start_step, None  # step: the last completed step
     try:
-        for step in range(session.start_step + 1, config.steps + 1):
-            metrics, prepared = train_step(session.run, step)
-            log_step(session, step, metrics, prepared)
-            after_step(session, step)
+        for current in range(session.start_step + 1, config.steps + 1):
+            trained = train_step(session.run, current, stop)
+            if trained is None:  # a stop signal abandoned the step while it was sampling
+                break
+            log_step(session, current, *trained)
+            after_step(session, current)
+            step = current
+            if stop.requested:
+                break
+        if stop.requested and step < config.steps:
+            raise preempted(stop, session.run_dir, step, config.steps, lambda done: save(session, done))
         if config.eval.at_end and step == config.steps and step > session.start_step:
             eval_after = evaluate_heldout(session, step)
     finally:
@@ -152,7 +178,7 @@ def start(config: TrainConfig, resume: bool | str, reward_functions: dict[str, C
     config = validate_config(config, extra_rewards=tuple(reward_functions or ()))
     run_dir = run_directory(config, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = build_run(config, reward_functions)
+    run = build_run(config, reward_functions, run_dir)
     start_step, resumed_from = 0, None
     controller_history: list[dict[str, Any]] = []
     if resume:
@@ -174,12 +200,14 @@ def start(config: TrainConfig, resume: bool | str, reward_functions: dict[str, C
     for warning in start_warnings(run):
         progress.write(f"warning: {warning}")
         writer.log(start_step, {"message": warning}, kind="warning")
-    if config.eval.at_start and start_step == 0:
+    if config.eval.at_start and start_step == 0 and not resume:  # a run stopped before step 1 evaluated already
         session.eval_before = evaluate_heldout(session, 0)
     return session
 
 
-def build_run(config: TrainConfig, reward_functions: dict[str, Callable[..., Any]] | None) -> TrainingRun:
+def build_run(
+    config: TrainConfig, reward_functions: dict[str, Callable[..., Any]] | None, run_dir: Path
+) -> TrainingRun:
     """Seed, then load the model (and its prompt encoder), the data, the rewards, the optimizer and the schedule."""
     al = config.algorithm
     device = resolve_device(config.model.device)
@@ -207,8 +235,9 @@ def build_run(config: TrainConfig, reward_functions: dict[str, Callable[..., Any
     sampler = PromptSampler(len(data.train), config.seed, config.data.shuffle)
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, config.steps * al.epochs * al.mini_batches)
+    guard = UpdateGuard.for_config(model, config, run_dir)
     return TrainingRun(
-        config, model, encoder, data, rewards, sampler, optimizer, scheduler, reference, LOSSES[al.name], device
+        config, model, encoder, data, rewards, sampler, optimizer, scheduler, reference, LOSSES[al.name], device, guard
     )
 
 
@@ -220,6 +249,7 @@ def resume_run(run: TrainingRun, run_dir: Path) -> tuple[int, list[dict[str, Any
     state = load_checkpoint(checkpoint, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
     check_resumable(run, state, checkpoint)
     start_step, run.sampler.position = int(state["step"]), int(state["prompts_consumed"])
+    run.guard.load_state(state)
     stale_evals = sorted((run_dir / "eval").glob("step-*")) if (run_dir / "eval").is_dir() else []
     for stale in stale_evals:
         if int(stale.name.split("-")[1]) > start_step:
@@ -277,10 +307,18 @@ def start_warnings(run: TrainingRun) -> list[str]:
     return [w for w in (single_update, sampler if is_warning else None) if w is not None]
 
 
-def train_step(run: TrainingRun, step: int) -> tuple[dict[str, Any], PreparedBatch | None]:
-    """One step: sample, prepare, update; returns the step's metrics and its prepared batch (None if none was kept)."""
+def train_step(run: TrainingRun, step: int, stop: StopRequest) -> tuple[dict[str, Any], PreparedBatch | None] | None:
+    """One step: sample, prepare, update; returns the step's metrics and its prepared batch (None if none was kept).
+
+    None instead if a stop signal came before or during the sampling: the step is
+    abandoned, nothing of it kept (:func:`~apmpo.trainer.stopping.sample_unless_stopped`).
+    """
     t_step = time.perf_counter()
-    batch, sampled = sample(run)
+    with run.guard.sampling(step):  # non-finite next-token probabilities: a clear NonFiniteError
+        drawn = sample_unless_stopped(stop, run.sampler, lambda: sample(run))
+    if drawn is None:
+        return None
+    batch, sampled = drawn
     t_gen = time.perf_counter() - t_step
     metrics: dict[str, Any] = dict(sampled)
     prepared = None
@@ -293,6 +331,7 @@ def train_step(run: TrainingRun, step: int) -> tuple[dict[str, Any], PreparedBat
         metrics.update(mean_over_updates(updates))
     else:
         skip_update(run)
+    run.guard.end_step(metrics)
     metrics.update(throughput(run, metrics, prepared, sampled, time.perf_counter() - t_step, t_gen))
     return metrics, prepared
 
@@ -395,28 +434,37 @@ def write_samples(path: Path, step: int, prepared: PreparedBatch, count: int) ->
 
 
 def after_step(session: Session, step: int) -> None:
-    """Periodic held-out evaluation and checkpoint."""
-    config, run = session.run.config, session.run
+    """The stop after too many non-finite steps in a row, periodic held-out evaluation and checkpoint."""
+    config = session.run.config
+    session.run.guard.check(step)
     if config.eval.every and step % config.eval.every == 0 and not (step == config.steps and config.eval.at_end):
         evaluate_heldout(session, step)
     if (config.checkpoint.every and step % config.checkpoint.every == 0) or (
         step == config.steps and config.checkpoint.save_final
     ):
-        session.last_checkpoint = save_checkpoint(
-            session.run_dir,
-            step,
-            model=run.model,
-            tokenizer=run.encoder.processor,
-            optimizer=run.optimizer if config.checkpoint.save_optimizer else None,
-            scheduler=run.scheduler,
-            state={
-                "prompts_consumed": run.sampler.position,
-                "controller_history": session.controller_history,
-                "config": config_to_dict(config),
-                "sampling_engine": engine_for(run.model, config.rollout)[0],
-            },
-            keep_last=config.checkpoint.keep_last,
-        )
+        session.last_checkpoint = save(session, step, with_optimizer=config.checkpoint.save_optimizer)
+
+
+def save(session: Session, step: int, with_optimizer: bool = True) -> Path:
+    """Checkpoint ``step``: weights, optimizer / schedule / RNG states (``with_optimizer``), data position,
+    controller history, the non-finite streak and the config."""
+    run, config = session.run, session.run.config
+    return save_checkpoint(
+        session.run_dir,
+        step,
+        model=run.model,
+        tokenizer=run.encoder.processor,
+        optimizer=run.optimizer if with_optimizer else None,
+        scheduler=run.scheduler,
+        state={
+            "prompts_consumed": run.sampler.position,
+            "controller_history": session.controller_history,
+            "config": config_to_dict(config),
+            "sampling_engine": engine_for(run.model, config.rollout)[0],
+            **run.guard.state(),
+        },
+        keep_last=config.checkpoint.keep_last,
+    )
 
 
 def evaluate_heldout(session: Session, step: int) -> float | None:

@@ -224,13 +224,16 @@ class RewardFunctions:
         *,
         prompts: Sequence[str] | None = None,
         completion_ids: Sequence[Sequence[int]] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> tuple[torch.Tensor, dict[str, list[float]]]:
         """(total reward [N] float32, per-function scores) for completions and their example rows.
 
         As TRL calls reward functions: the dataset columns (all but "prompt") as keyword
         arguments, one entry per completion, plus ``prompts`` (the rendered prompts)
         and ``completion_ids`` (each completion's token ids, up to and including EOS).
-        A None score counts as 0 (:func:`apmpo.rewards.score_value`).
+        A None score counts as 0 (:func:`apmpo.rewards.score_value`). A NaN or infinite
+        score raises ValueError naming the reward function and the completion (with its
+        ``labels`` entry: which example and sample it is), before anything is trained on it.
         """
         columns: dict[str, list[Any]] = {}
         for name in rows[0]:
@@ -250,7 +253,8 @@ class RewardFunctions:
             for i, s in enumerate(scores):
                 value = score_value(s)
                 if not math.isfinite(value):
-                    raise ValueError(f"reward {name!r} returned {s!r} for completion {i}; rewards must be finite")
+                    row = f" ({labels[i]})" if labels is not None else ""
+                    raise ValueError(f"reward {name!r} returned {s!r} for completion {i}{row}; rewards must be finite")
                 values.append(value)
             per_fn[name] = values
             total += weight * torch.tensor(values, dtype=torch.float32)

@@ -17,9 +17,11 @@
    every micro-batch loss uses the mini-batch-wide ``normalizer`` so that the
    accumulated gradient is exactly the mini-batch gradient. :func:`optimizer_step` is
    the one place where the gradient is clipped and the optimizer and the learning-rate
-   schedule advance. The gradient norms before clipping (mean and max over the step's
-   updates) and the spread of the mini-batch gradients are logged with the step
-   (:mod:`apmpo.trainer.update_stats`).
+   schedule advance; an update whose loss or gradient norm is NaN or infinite is
+   skipped there, leaving the weights and the optimizer state untouched
+   (:mod:`apmpo.trainer.guard`). The gradient norms before clipping (mean and max over
+   the step's updates) and the spread of the mini-batch gradients are logged with the
+   step (:mod:`apmpo.trainer.update_stats`).
 
 The objective is looked up in ``apmpo.LOSSES`` by name: nothing here branches on it.
 What it uses besides the tensors (p, eps_high, FSS) is read off its registry entry
@@ -42,8 +44,6 @@ Departures and choices worth knowing:
 from __future__ import annotations
 
 import dataclasses
-import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +64,7 @@ from apmpo.sampling.encoder import PromptEncoder
 from apmpo.sampling.rollout import Rollout, generate_rollouts
 
 from .config import TrainConfig
+from .guard import UpdateGuard, advance_schedule, clip_to_norm, gradient_norm
 from .logprobs import completion_log_probs
 from .setup import PromptSampler, ReferencePolicy, RewardFunctions, TrainData
 from .update_stats import UpdateStatistics
@@ -109,6 +110,8 @@ class TrainingRun:
     """The objective's registry entry."""
     device: torch.device
     """Where the model and the batch live."""
+    guard: UpdateGuard
+    """Skips updates whose loss or gradient is not finite; stops the run after too many in a row."""
 
     @property
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -184,11 +187,16 @@ def sample_round(run: TrainingRun, indices: list[int]) -> StepBatch:
     )
     which = rollout.prompt_index.tolist()  # [N] prompt of each row
     completion_ids = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)]
+    labels = [  # which example and sample each completion is, for the error on a non-finite reward
+        f"data.train example {indices[k] + 1}: {prompts[k][:60]!r}, sample {j % ro.group_size + 1} of {ro.group_size}"
+        for j, k in enumerate(which)
+    ]
     total, scores = run.rewards.score(
         rollout.completions,
         [data.train[indices[k]] for k in which],
         prompts=[prompts[k] for k in which],
         completion_ids=completion_ids,
+        labels=labels,
     )
     return StepBatch(rollout, total, [data.train[indices[k]] for k in which], scores)
 
@@ -451,7 +459,7 @@ def update_mini_batch(
     if not ran:  # nothing to learn from: a zero gradient, as the full computation gives
         for p in run.trainable:
             p.grad = torch.zeros_like(p)
-    grad_norm = optimizer_step(run, gradients)
+    grad_norm = optimizer_step(run, mini_loss, gradients)
     update = {k: _weighted_mean(v) for k, v in parts.items()}
     update.update(loss=mini_loss, grad_norm=grad_norm)
     return update, forward_tokens
@@ -504,26 +512,34 @@ def micro_batch_backward(
     return float(loss.detach()), metrics, out.body_tokens
 
 
-def optimizer_step(run: TrainingRun, gradients: UpdateStatistics | None = None) -> float:
+def optimizer_step(run: TrainingRun, loss: float, gradients: UpdateStatistics | None = None) -> float:
     """Clip the accumulated gradient, step AdamW and the schedule, clear the gradient; returns the gradient norm
-    before clipping. ``gradients`` records the gradient (before clipping) for the step's update statistics."""
+    before clipping.
+
+    ``loss`` is the update's loss (summed over its micro-batches). If it or the gradient
+    norm is NaN or infinite the update is skipped (``run.guard`` records why): the
+    gradient is dropped and neither the weights nor the optimizer state change; the
+    schedule still advances. ``gradients`` records an admitted update's gradient (before
+    clipping) for the step's update statistics.
+    """
     max_norm = run.config.optim.max_grad_norm
-    if gradients is not None:
-        gradients.add()
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, max_norm if max_norm > 0 else math.inf)
-    run.optimizer.step()
-    run.scheduler.step()
+    norm = gradient_norm(run.trainable, max_norm)
+    if run.guard.admits(loss, float(norm)):
+        if gradients is not None:
+            gradients.add()
+        clip_to_norm(run.trainable, max_norm, norm)
+        run.optimizer.step()
+        run.scheduler.step()
+    else:
+        advance_schedule(run.scheduler)
     run.optimizer.zero_grad(set_to_none=True)
-    return float(grad_norm)
+    return float(norm)
 
 
 def skip_update(run: TrainingRun) -> None:
     """A step without a batch (dynamic sampling kept no group): no update, but the schedule keeps pace with the steps."""
     al = run.config.algorithm
-    with warnings.catch_warnings():  # torch warns when the scheduler steps before any optimizer.step()
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-        for _ in range(al.epochs * al.mini_batches):
-            run.scheduler.step()
+    advance_schedule(run.scheduler, al.epochs * al.mini_batches)
 
 
 def controllers_of(run: TrainingRun, prepared: PreparedBatch) -> dict[str, float | None]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from apmpo.io import atomic_savefig, atomic_write_text, pyplot
+from apmpo.io import append_text, atomic_savefig, atomic_write_text, pyplot
 
 __all__ = ["MetricsWriter", "ProgressBar", "append_jsonl", "atomic_write_text", "plot_curves", "read_jsonl"]
 
@@ -39,10 +39,8 @@ def _clean(value: Any) -> Any:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one JSON line (one write call; flushed)."""
-    line = json.dumps({k: _clean(v) for k, v in record.items()}, ensure_ascii=False)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+    """Append one JSON line, all or nothing (:func:`apmpo.io.append_text`: a failed append leaves no torn line)."""
+    append_text(path, json.dumps({k: _clean(v) for k, v in record.items()}, ensure_ascii=False) + "\n")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -243,3 +243,39 @@ def test_kill_and_resume_in_a_subprocess(tmp_path):
     assert strip(resumed) == strip(full)
     lines = records.read_text().splitlines()
     assert len(lines) == len(set(lines)) == 160
+
+
+def test_sigterm_keeps_the_records_and_the_run_resumes(tmp_path):
+    """SIGTERM to a real `python -m apmpo.eval` mid-way: exit 75, every finished batch kept, a rerun completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"q{i}", "answer": str(i)} for i in range(20)])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "apmpo.eval", "--model", TINY, "--data", f"{data}:d", "--reward", "exact",
+               "--n", "4", "--k", "1,4", "--temperature", "1", "--max-new-tokens", "16", "--batch-size", "4",
+               "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or len(records.read_bytes().splitlines()) < 8):
+        time.sleep(0.02)
+    before = records.read_bytes()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 75, err
+    assert err.strip().splitlines()[-1] == (f"apmpo eval: stopped by SIGTERM; the finished batches are saved in {out}: "
+                                            "run the same command again to resume")
+    after = records.read_bytes()
+    kept = before[: before.rfind(b"\n") + 1]
+    assert after.startswith(kept) and after.endswith(b"\n") and len(after.splitlines()) % 4 == 0  # whole batches
+    assert len(after.splitlines()) < 80, "the signal should land mid-run"
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["samples_resumed"] == len(after.splitlines())
+    lines = records.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 80

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 import torch
 
+import apmpo.io as io_module
 from apmpo.eval import harness
 from apmpo.eval.harness import (
     Benchmark,
@@ -18,7 +20,9 @@ from apmpo.eval.harness import (
 )
 from apmpo.eval.records import RecordsFile
 from apmpo.eval.suites import parse_data_spec
+from apmpo.io import StorageError
 from apmpo.settings import build_settings
+from tests.faults import FailingOs
 
 from .conftest import FirstCharReward
 
@@ -123,6 +127,41 @@ def test_resume_after_interruption_gives_identical_results(tiny, toy_files, tmp_
     lines = _lines(out / "records.jsonl")
     assert len(lines) == 20 and len(set(lines)) == 20
     assert sorted(lines) == sorted(_lines(tmp_path / "full" / "records.jsonl"))
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO], ids=["ENOSPC", "EIO"])
+def test_a_full_disk_keeps_the_records_and_the_run_resumes(tiny, toy_files, tmp_path, monkeypatch, code):
+    model, tokenizer = tiny
+    settings = EvalSettings(**SETTINGS)
+    reference = evaluate(model, tokenizer, _benchmarks(toy_files), settings, progress=False)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patched:
+        patched.setattr(io_module, "os", FailingOs("records.jsonl", code, skip=2))  # the third batch's append fails
+        with pytest.raises(StorageError) as caught:
+            evaluate(model, tokenizer, _benchmarks(toy_files), settings, out_dir=out, model_name="tiny", progress=False)
+    records = out / "records.jsonl"
+    assert f"appending to {records} failed" in str(caught.value) and "it needs about" in str(caught.value)
+    assert len(_lines(records)) == 2 * 3 and records.read_bytes().endswith(b"\n")  # two whole batches, no torn line
+    resumed = evaluate(model, tokenizer, _benchmarks(toy_files), settings, out_dir=out, model_name="tiny", progress=False)
+    assert resumed.summary["run"]["samples_resumed"] == 6
+    assert _without_run(resumed.summary)["overall"] == _without_run(reference.summary)["overall"]
+    assert [r["completion"] for r in resumed.records] == [r["completion"] for r in reference.records]
+
+
+def test_a_nan_score_is_refused_naming_the_reward_and_the_sample(tiny, toy_files, tmp_path):
+    model, tokenizer = tiny
+    calls = {"n": 0}
+
+    def flaky(completions, **columns):
+        calls["n"] += 1
+        return [float("nan") if calls["n"] == 2 and i == 1 else 1.0 for i in range(len(completions))]
+
+    benchmark = Benchmark(name="alpha", examples=[{"prompt": f"p{i}", "answer": "1"} for i in range(3)], reward=flaky)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"reward 'flaky' returned a non-finite score nan for benchmark 'alpha' "
+                                         r"example 1, sample 0"):
+        evaluate(model, tokenizer, [benchmark], EvalSettings(**SETTINGS), out_dir=out, progress=False)
+    assert len(_lines(out / "records.jsonl")) == 3  # the first batch is kept; nothing of the refused one
 
 
 def test_seed_selects_the_samples(tiny, toy_files):

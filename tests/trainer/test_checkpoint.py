@@ -1,16 +1,26 @@
-"""Checkpoints: round trip, atomicity (a half-written checkpoint is never used), pruning, RNG states."""
+"""Checkpoints: round trip, atomicity (a half-written checkpoint is never used), pruning, RNG states, full disks."""
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
 import random
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import transformers.modeling_utils as modeling_utils
+from safetensors import SafetensorError
 
+import apmpo.io as io_module
+from apmpo.io import StorageError, human_bytes
 from apmpo.models import tiny_model
 from apmpo.trainer import checkpoint as ckpt
 from apmpo.trainer.checkpoint import (
+    checkpoint_bytes,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -18,6 +28,7 @@ from apmpo.trainer.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from tests.faults import FailingOs, disk_error
 
 
 def _trained(seed=0):
@@ -109,3 +120,106 @@ def test_mismatched_weights_are_refused(tmp_path):
     other, _ = tiny_model(seed=0, num_hidden_layers=2)
     with pytest.raises(ValueError, match="checkpoint lacks weights"):
         load_checkpoint(path, model=other, restore_rng=False)
+
+
+# --------------------------------------------------------------------------- full disk / failing device
+
+
+def _fail_open(monkeypatch, name, code=errno.ENOSPC):
+    """builtins.open: opening ``name`` for writing fails as on a full disk (how transformers writes its JSON files)."""
+    real = builtins.open
+
+    def fake(file, mode="r", *args, **kwargs):
+        if Path(str(file)).name == name and any(c in mode for c in "wax"):
+            raise disk_error(code)
+        return real(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake)
+
+
+def _fail_write_text(monkeypatch, name, code=errno.ENOSPC):
+    real = Path.write_text
+
+    def fake(self, *args, **kwargs):
+        if self.name == name:
+            raise disk_error(code)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", fake)
+
+
+def _fail_safetensors(monkeypatch, code=errno.ENOSPC):
+    def fake(*args, **kwargs):  # what safetensors raises when the disk fills up (checked on a real full tmpfs)
+        raise SafetensorError(f"Error while serializing: I/O error: {os.strerror(code)} (os error {code})")
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", fake)
+
+
+def _fail_torch_save(monkeypatch, code=None):
+    def fake(*args, **kwargs):  # what torch.save raises on a full disk: no errno, only the free space tells
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(ckpt.torch, "save", fake)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 10**6 - 100, 100))
+
+
+FAULTS = {
+    "model.safetensors": lambda m, code: _fail_safetensors(m, code),
+    "config.json": lambda m, code: _fail_open(m, "config.json", code),
+    "generation_config.json": lambda m, code: _fail_open(m, "generation_config.json", code),
+    "tokenizer_config.json": lambda m, code: _fail_open(m, "tokenizer_config.json", code),
+    "trainer_state.pt": lambda m, code: _fail_torch_save(m),
+    "trainer_state.json": lambda m, code: _fail_write_text(m, "trainer_state.json", code),
+    "COMPLETE": lambda m, code: _fail_write_text(m, "COMPLETE", code),
+    "fsync of a file": lambda m, code: m.setattr(io_module, "os", FailingOs(code=code, fail={"fsync": 2})),
+    "rename into place": lambda m, code: m.setattr(io_module, "os", FailingOs(code=code, fail={"rename": 1})),
+}
+
+
+@pytest.mark.parametrize("point, code", [
+    (point, code) for point in sorted(FAULTS) for code in (errno.ENOSPC, errno.EIO)
+    if not (point == "trainer_state.pt" and code == errno.EIO)  # torch.save gives no code: only a full disk is seen
+], ids=lambda v: errno.errorcode.get(v, v) if isinstance(v, int) else v)
+def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch, point, code):
+    model, tok, opt, sched = _trained()
+    good = save_checkpoint(tmp_path, 2, model=model, tokenizer=tok, optimizer=opt, scheduler=sched,
+                           state={"prompts_consumed": 1})
+    size = sum(f.stat().st_size for f in good.rglob("*") if f.is_file())
+    with monkeypatch.context() as patched:
+        FAULTS[point](patched, code)
+        with pytest.raises(StorageError) as caught:
+            save_checkpoint(tmp_path, 4, model=model, tokenizer=tok, optimizer=opt, scheduler=sched, state={})
+    text = str(caught.value)
+    why = "the disk is full" if code == errno.ENOSPC or point == "trainer_state.pt" else "the device reported an I/O error"
+    assert text.startswith(f"writing the checkpoint {tmp_path / 'checkpoints' / 'step-000004'} failed: {why}")
+    assert f"it needs about {human_bytes(size)}" in text and "free on that file system" in text
+    assert f"The previous checkpoint {good} is intact: free some space and resume from it with --resume" in text
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000002"]  # no temporary directory left
+    fresh, _, opt2, sched2 = _trained(seed=1)
+    assert load_checkpoint(latest_checkpoint(tmp_path), model=fresh, optimizer=opt2, scheduler=sched2)["step"] == 2
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_a_failed_resave_puts_the_old_directory_back(tmp_path, monkeypatch):
+    model, tok, opt, sched = _trained()
+    good = save_checkpoint(tmp_path, 2, model=model, optimizer=opt, scheduler=sched, state={"prompts_consumed": 7})
+    with monkeypatch.context() as patched:
+        patched.setattr(io_module, "os", FailingOs(code=errno.EIO, fail={"rename": 2}))  # final -> trash works, tmp -> final fails
+        with pytest.raises(StorageError, match="the device reported an I/O error"):
+            save_checkpoint(tmp_path, 2, model=model, optimizer=opt, scheduler=sched, state={"prompts_consumed": 9})
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000002"]
+    assert load_checkpoint(good, model=model, optimizer=opt)["prompts_consumed"] == 7
+
+
+def test_the_first_checkpoint_estimates_its_size_from_the_tensors(tmp_path, monkeypatch):
+    model, tok, opt, sched = _trained()
+    expected = checkpoint_bytes(None, model, opt)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert params * 3 <= expected <= params * 3 + 10_000  # weights + AdamW's two moments (+ step counters)
+    with monkeypatch.context() as patched:
+        _fail_safetensors(patched)
+        with pytest.raises(StorageError) as caught:
+            save_checkpoint(tmp_path, 1, model=model, optimizer=opt, scheduler=sched, state={})
+    assert f"it needs about {human_bytes(expected)}" in str(caught.value)
+    assert "There is no earlier checkpoint" in str(caught.value)
+    assert list((tmp_path / "checkpoints").iterdir()) == []

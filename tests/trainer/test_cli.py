@@ -38,6 +38,22 @@ def test_config_show_defaults_and_packaged(capsys):
     assert code == 0 and "lr: 3.0e-05" in out and "#" not in out.split("algorithm:")[1]
 
 
+def test_config_show_lists_the_objectives_hyperparameters(capsys):
+    code, out, _ = run(capsys, "config", "show", "tiny_test.yaml", "algorithm.params.gamma=0.5")
+    assert code == 0
+    block = out.split("# Hyperparameters of the objective 'apmpo'")[1]
+    assert "the trainer fills in reward_mean, reward_std" in block
+    assert "#   gamma: 0.5 (set; a number >= 0)" in block
+    assert "#   eps_low: 0.2 (default; a number >= 0 and < 1)" in block
+    assert '#   p_schedule: "exp" (default; one of: exp, linear, fixed)' in block
+    assert "#   p: null (default; a number > 0 or null)" in block and "reward_mean:" not in block
+    code, out, _ = run(capsys, "config", "show", "tiny_test.yaml", "algorithm.name=dapo")
+    block = out.split("# Hyperparameters of the objective 'dapo': set any of them in algorithm.params.")[1]
+    assert "#   eps_high: 0.28 (default; a number >= 0)" in block
+    code, out, _ = run(capsys, "config", "show", "tiny_test.yaml", "--plain")
+    assert "Hyperparameters of the objective" not in out
+
+
 def test_config_validate(capsys, tmp_path):
     code, out, _ = run(capsys, "config", "validate", "tiny_test.yaml")
     assert code == 0 and "valid" in out
