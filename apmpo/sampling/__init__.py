@@ -21,6 +21,7 @@ from .encoder import (
 from .engine import (
     Completions,
     DecodeSpec,
+    NonFiniteLogitsError,
     UnsupportedModelError,
     sample_completions,
     supports_model,
@@ -41,6 +42,7 @@ __all__ = [
     "IMAGE_MARKER",
     "Completions",
     "DecodeSpec",
+    "NonFiniteLogitsError",
     "PromptBatch",
     "PromptEncoder",
     "Rollout",

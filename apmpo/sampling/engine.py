@@ -74,6 +74,7 @@ __all__ = [
     "WEIGHT_LAYOUTS",
     "Completions",
     "DecodeSpec",
+    "NonFiniteLogitsError",
     "UnsupportedModelError",
     "sample_completions",
     "select_tokens",
@@ -107,6 +108,10 @@ _TOP_P_CANDIDATES = 64
 
 class UnsupportedModelError(ValueError):
     """The model's architecture is not one the engine's decode step implements."""
+
+
+class NonFiniteLogitsError(RuntimeError):
+    """A row's next-token logits hold NaN or +inf, or no token is left to sample (as torch.multinomial refuses)."""
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,14 @@ def select_tokens(logits: torch.Tensor, settings: DecodeSpec, uniforms: torch.Te
     if 0 < settings.top_k < V:
         kth = logits.topk(settings.top_k, dim=-1).values[:, -1:]  # [n, 1]
         logits.masked_fill_(logits < kth, -math.inf)
-    weights = logits.sub_(logits.amax(-1, keepdim=True)).exp_()  # [n, V] unnormalised softmax
+    peak = logits.amax(-1, keepdim=True)  # [n, 1]
+    if not bool(torch.isfinite(peak).all()):  # NaN or +inf logits (a diverged model), or every token excluded
+        row = int((~torch.isfinite(peak[:, 0])).nonzero()[0])
+        raise NonFiniteLogitsError(
+            f"row {row}: the next-token logits are not finite (largest: {float(peak[row, 0])}), no distribution "
+            "to sample from"
+        )
+    weights = logits.sub_(peak).exp_()  # [n, V] unnormalised softmax
     if settings.top_p < 1.0:
         return _sample_top_p(weights, settings.top_p, uniforms)
     return _sample_weights(weights, uniforms)

@@ -29,6 +29,7 @@ from apmpo.sampling.encoder import VisionPromptEncoder
 from apmpo.sampling.engine import (
     WEIGHT_LAYOUTS,
     DecodeSpec,
+    NonFiniteLogitsError,
     UnsupportedModelError,
     sample_completions,
     select_tokens,
@@ -415,6 +416,17 @@ def test_sampling_ranges_are_checked_once_by_sampling(field, value):
     """The engine takes temperature, top-p, top-k and lengths from Sampling, whose constraints refuse bad values."""
     with pytest.raises(ValueError, match=field):
         Sampling(**{field: value})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_are_refused_not_sampled(bad):
+    """A diverged model's logits (NaN / +inf) stop sampling with an error naming the row, as torch.multinomial does."""
+    logits = torch.randn(3, 300)
+    logits[1, 17] = bad
+    with pytest.raises(NonFiniteLogitsError, match="row 1: the next-token logits are not finite"):
+        select_tokens(logits, _spec((), 0, max_new_tokens=1), torch.rand(3, 2, dtype=torch.float64))
+    assert select_tokens(torch.randn(3, 300), _spec((), 0, max_new_tokens=1),
+                         torch.rand(3, 2, dtype=torch.float64)).shape == (3,)  # finite logits: sampled
 
 
 def test_bad_prompts_are_refused(tiny):
