@@ -89,7 +89,7 @@ ARMS = ("engine", "engine_shared", "hf_rollout", "hf_continuous", "trl")
 ARM_DOC = {
     "engine": "apmpo.sampling.engine.sample_completions (ours, new; CPU: prepacked weights)",
     "engine_shared": "the same with weight_layout='shared' (no weight copy)",
-    "hf_rollout": "apmpo.sampling.rollout.generate_rollouts: transformers generate as our rollout calls it today",
+    "hf_rollout": "apmpo.sampling.rollout.generate_rollouts: transformers generate as our rollout calls it with rollout.engine=hf",
     "hf_continuous": "transformers generate_batch (continuous batching, paged attention)",
     "trl": "TRL GRPOTrainer._generate_single_turn (use_vllm=False: transformers generate)",
 }
@@ -131,8 +131,9 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
     import torch
 
     from apmpo.models import load_model_and_tokenizer
-    from apmpo.sampling.engine import SamplingSettings, sample_completions
+    from apmpo.sampling.engine import DecodeSpec, sample_completions
     from apmpo.sampling.rollout import encode_prompts, eos_token_ids, generate_rollouts
+    from apmpo.sampling.settings import Sampling
 
     model, tokenizer = load_model_and_tokenizer(_model_reference(spec), dtype=spec["dtype"], device=spec["device"],
                                                 seed=spec["seed"])
@@ -140,8 +141,9 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
     batches, data = _batches(spec, tokenizer)
     G, max_new = spec["group_size"], spec["max_new_tokens"]
     eos = eos_token_ids(model, tokenizer)
-    settings = SamplingSettings(max_new_tokens=max_new, stop_token_ids=tuple(eos), pad_token_id=tokenizer.pad_token_id,
-                                temperature=1.0, top_p=1.0, top_k=0)
+    sampling = Sampling(max_new_tokens=max_new, temperature=1.0, top_p=1.0, top_k=0)
+    settings = DecodeSpec(sampling, tuple(eos), tokenizer.pad_token_id)
+    hf_sampling = Sampling(max_new_tokens=max_new, temperature=1.0, top_p=1.0, top_k=0, engine="hf")
     counter = RowSteps(model) if arm in ("hf_rollout", "trl") else None
     if arm == "hf_continuous":
         from transformers import GenerationConfig
@@ -177,8 +179,7 @@ def run_arm(spec: dict, arm: str, profile: bool = False) -> dict:
                       "weight_s": out.stats["weight_seconds"]}
             prompt_width = out.stats["prompt_width"]
         elif arm == "hf_rollout":
-            ro = generate_rollouts(model, tokenizer, prompts, num_samples=G, max_new_tokens=max_new, temperature=1.0,
-                                   top_p=1.0, top_k=0)
+            ro = generate_rollouts(model, tokenizer, prompts, hf_sampling, num_samples=G)
             t1 = time.perf_counter()
             tokens, rows, width = int(ro.completion_mask.sum()), len(ro), int(ro.completion_ids.shape[1])
             timing = _hf_timing(counter.take(), t0, t1)

@@ -104,10 +104,12 @@ CORE_ARMS: dict[str, dict[str, Any]] = {
     "apmpo": {"kind": "ours", "algorithm": "apmpo", "overrides": {}},
     "grpo_noskip": {"kind": "ours", "algorithm": "grpo", "overrides": {"optim": {"skip_zero_advantage": False}}},
     "grpo_ckpt": {"kind": "ours", "algorithm": "grpo", "overrides": {"model": {"gradient_checkpointing": True}}},
+    "grpo_hf": {"kind": "ours", "algorithm": "grpo", "overrides": {"rollout": {"engine": "hf"}}},
     "trl": {"kind": "trl", "algorithm": "grpo", "overrides": {}},
 }
-"""Arms of the comparison (ours with its defaults, ours doing TRL's forward/backward work, ours with
-activation checkpointing as TRL's GRPOConfig has by default, TRL)."""
+"""Arms of the comparison (ours with its defaults -- the fast sampling engine --, ours doing TRL's forward/backward
+work (the every-row arm), ours with activation checkpointing as TRL's GRPOConfig has by default, ours sampling with
+transformers generate (rollout.engine=hf), TRL)."""
 
 _NOSKIP = {"skip_zero_advantage": False}
 LEVER_ARMS: dict[str, dict[str, Any]] = {
@@ -299,6 +301,13 @@ def _model_reference(spec: dict) -> str:
     return spec.get("model_path") or spec["model"]
 
 
+def _sampling(spec: dict, engine: str = "fast"):
+    """The workload's sampling settings (temperature 1, no top-p / top-k) with ``engine``."""
+    from apmpo.sampling.settings import Sampling
+
+    return Sampling(max_new_tokens=spec["max_new_tokens"], temperature=1.0, top_p=1.0, top_k=0, engine=engine)
+
+
 # --------------------------------------------------------------------------- child: our trainer
 
 
@@ -368,13 +377,17 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
             state["row_steps"] = RowSteps(run.model)
         batch, sampled = original_sample(*args, **kwargs)
         steps[-1]["_t_rollout_end"] = time.perf_counter()
-        counted = sum(state["row_steps"].take()["step_rows"])
+        passes = state["row_steps"].take()["step_rows"]  # generate's forward passes (engine=hf; none for fast)
         if batch is not None:
             ro = batch.rollout
             steps[-1].update(batch_tokens=int(ro.prompt_mask.sum() + ro.completion_mask.sum()),
                              completion_tokens=int(ro.completion_mask.sum()), rows=len(ro),
-                             gen_width=int(ro.completion_ids.shape[1]), row_steps=ro.meta.get("row_steps", counted),
-                             truncated=int(ro.truncated.sum()))
+                             gen_width=int(ro.completion_ids.shape[1]), row_steps=ro.meta.get("row_steps", sum(passes)),
+                             truncated=int(ro.truncated.sum()), engine=ro.meta.get("engine"),
+                             gen_passes=len(passes), gen_pass_rows=sum(passes),
+                             decode_steps=ro.meta.get("decode_steps"), decode_s=ro.meta.get("decode_seconds"),
+                             decode_row_steps=ro.meta.get("decode_row_steps"),
+                             prefill_s=ro.meta.get("prefill_seconds"), weight_s=ro.meta.get("weight_seconds"))
         return batch, sampled
 
     step.completion_log_probs, loop.sample = counting_log_probs, timed_sample_batch
@@ -506,7 +519,10 @@ def run_trl(spec: dict, arm: dict) -> dict:
             _device_sync(spec["device"])
             steps[-1]["gen_s"] += time.perf_counter() - t0
             steps[-1]["gen_tokens"] += sum(len(ids) for ids in out[0])
-            steps[-1]["row_steps"] = steps[-1].get("row_steps", 0) + sum(marks["row_steps"].take()["step_rows"])
+            passes = marks["row_steps"].take()["step_rows"]
+            steps[-1]["row_steps"] = steps[-1].get("row_steps", 0) + sum(passes)
+            steps[-1]["gen_passes"] = steps[-1].get("gen_passes", 0) + len(passes)
+            steps[-1]["gen_pass_rows"] = steps[-1].get("gen_pass_rows", 0) + sum(passes)
             return out
 
         def _generate_and_score_completions(self, inputs):
@@ -575,8 +591,18 @@ def run_peak(spec: dict) -> dict:
         torch.matmul(a, b)
         _device_sync(device)
         rates.append(2.0 * n**3 / (time.perf_counter() - t0))
+    del a, b
+    x = torch.ones(int(spec.get("bandwidth_mb", 512)) * 2**20 // 4, dtype=torch.float32, device=device)  # far above cache
+    x.sum()
+    _device_sync(device)
+    reads = []
+    for _ in range(int(spec.get("peak_reps", 8))):
+        t0 = time.perf_counter()
+        x.sum()
+        _device_sync(device)
+        reads.append(x.numel() * 4 / (time.perf_counter() - t0))
     return {"n": n, "dtype": str(dtype), "threads": torch.get_num_threads(), "best": max(rates),
-            "median": statistics.median(rates)}
+            "median": statistics.median(rates), "bandwidth_best": max(reads), "bandwidth_median": statistics.median(reads)}
 
 
 # --------------------------------------------------------------------------- child: lever microbenchmarks
@@ -594,7 +620,7 @@ def _micro_batch_file(spec: dict, path: str) -> dict:
     data = _load_data(spec, tokenizer)
     prompts = [data.train_prompts[i] for i in _prompt_order(spec, len(data.train))[: spec["prompts_per_step"]]]
     batch = encode_prompts(tokenizer, prompts, add_special_tokens=data.add_special_tokens, device=spec["device"])
-    ro = generate_rollouts(model, tokenizer, batch, num_samples=spec["group_size"], max_new_tokens=spec["max_new_tokens"])
+    ro = generate_rollouts(model, tokenizer, batch, _sampling(spec), num_samples=spec["group_size"])
     torch.save({"prompts": prompts, "prompt_ids": ro.prompt_ids, "prompt_mask": ro.prompt_mask,
                 "completion_ids": ro.completion_ids, "completion_mask": ro.completion_mask,
                 "truncated": ro.truncated, "prompt_index": ro.prompt_index}, path)
@@ -657,10 +683,10 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
 
     prompts = encode_prompts(tokenizer, stored["prompts"], add_special_tokens=False)
 
-    def gen(share: bool):
+    def gen(engine: str, share: bool = True):
         torch.manual_seed(1)
-        generate_rollouts(model, tokenizer, prompts, num_samples=spec["group_size"],
-                          max_new_tokens=spec["max_new_tokens"], share_prefill=share)
+        generate_rollouts(model, tokenizer, prompts, _sampling(spec, engine), num_samples=spec["group_size"],
+                          share_prefill=share)
 
     def gen_static():
         from transformers import GenerationConfig
@@ -719,8 +745,9 @@ def run_micro(spec: dict, variants: list[str], batch_path: str, reps: int = 3) -
         "no_entropy": lambda: grad_pass(micro_batches(ro, rows, micro), chunk_size=1024, with_entropy=False),
         "one_chunk": lambda: grad_pass(micro_batches(ro, rows, micro), chunk_size=1 << 20, with_entropy=True),
         "old_logprob_pass": old_logprob_pass,
-        "gen_share_prefill": lambda: gen(True),
-        "gen_plain": lambda: gen(False),
+        "gen_engine": lambda: gen("fast"),
+        "gen_share_prefill": lambda: gen("hf", True),
+        "gen_plain": lambda: gen("hf", False),
         "gen_static_cache": gen_static,
         "opt_foreach": optimizer_step("foreach"),
         "opt_fused": optimizer_step("fused"),
@@ -864,6 +891,21 @@ def _stat(values: list[float]) -> dict[str, float] | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def _decode_step_seconds(s: dict) -> float | None:
+    """Seconds per decode step: the engine's decode time / its decode steps; generate: its time / its forward passes
+    (the prompt's pass included)."""
+    if s.get("decode_s") and s.get("decode_steps"):
+        return s["decode_s"] / s["decode_steps"]
+    return s["gen_s"] / s["gen_passes"] if s.get("gen_passes") else None
+
+
+def _decode_rows(s: dict) -> float | None:
+    """Rows computed per decode step (mean over the step's decode steps or generate's forward passes)."""
+    if s.get("decode_row_steps") and s.get("decode_steps"):
+        return s["decode_row_steps"] / s["decode_steps"]
+    return s["gen_pass_rows"] / s["gen_passes"] if s.get("gen_passes") else None
+
+
 def summarise_arm(runs: list[dict], warmup: int) -> dict:
     """Medians and ranges over the measured steps of all runs of one arm."""
     steps = [s for r in runs for s in r["steps"][warmup:]]
@@ -886,6 +928,10 @@ def summarise_arm(runs: list[dict], warmup: int) -> dict:
         "decode_slot_use": per_step(lambda s: s["completion_tokens"] / s["row_steps"] if s.get("row_steps") else
                                     # results written before row-steps were counted: rows x width, what generate computes
                                     s["completion_tokens"] / s["rows"] / s["gen_width"] if s.get("gen_width") else None),
+        "decode_step_s": per_step(_decode_step_seconds),
+        "decode_rows": per_step(_decode_rows),
+        "prefill_s": per_step(lambda s: s.get("prefill_s")),
+        "weight_s": per_step(lambda s: s.get("weight_s")),
         "batch_tokens": per_step(lambda s: s["batch_tokens"]),
         "trained_rows": per_step(lambda s: s.get("trained_rows")),
         "zero_adv_frac": per_step(lambda s: s.get("zero_adv_rows", 0) / max(s["rows"], 1)),
@@ -1006,8 +1052,10 @@ MICRO_DOC = {
     "one_chunk": "no shared prompt, one LM-head chunk per micro-batch (optim.logprob_chunk_size=2^20)",
     "old_logprob_pass": "a no-grad log-prob pass over the batch as the trainer runs it: what on-policy reuse "
                         "(mu=1) saves",
-    "gen_share_prefill": "our generate_rollouts, prompt prefill shared across the G samples (default)",
-    "gen_plain": "our generate_rollouts with share_prefill=False (TRL's way)",
+    "gen_engine": "our generate_rollouts with the fast sampling engine (rollout.engine=fast, the default)",
+    "gen_share_prefill": "our generate_rollouts with generate (rollout.engine=hf), prompt prefill shared across the G "
+                         "samples",
+    "gen_plain": "our generate_rollouts with generate and share_prefill=False (TRL's way)",
     "gen_static_cache": "model.generate with cache_implementation='static' (no shared prefill)",
     "opt_fused": "AdamW step, fused=True (ours, and TRL's default adamw_torch_fused)",
     "opt_foreach": "AdamW step, foreach=True (multi-tensor; ours on CPU before fused)",
@@ -1022,7 +1070,7 @@ def micro_table(micro: dict) -> str:
     refs = {"no_share_prompt": "trainer_pass", "unsorted_untrimmed": "no_share_prompt",
             "full_logits": "no_share_prompt", "keep_probs": "no_share_prompt",
             "no_entropy": "no_share_prompt", "one_chunk": "no_share_prompt", "opt_foreach": "opt_fused",
-            "old_logprob_pass": "trainer_pass", "gen_plain": "gen_share_prefill",
+            "old_logprob_pass": "trainer_pass", "gen_plain": "gen_share_prefill", "gen_engine": "gen_share_prefill",
             "gen_static_cache": "gen_plain", "loss_apmpo": "loss_grpo"}
     v = micro["variants"]
     for name, doc in MICRO_DOC.items():
@@ -1037,37 +1085,75 @@ def micro_table(micro: dict) -> str:
     return "\n".join(lines)
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def goals(summary: dict[str, dict], peak: float, micro: dict | None) -> list[str]:
+    """Issue 14's goals (generation, decode-slot use, whole step, every-row arm, peak RSS, APMPO vs GRPO), then the
+    training phase's share of the matmul peak; each line says met or MISSED."""
     out = []
-    trl = summary.get("trl")
-    for arm in ("grpo", "grpo_noskip", "grpo_ckpt", "apmpo"):
-        s = summary.get(arm)
-        if not s or not trl:
-            continue
-        thr = s["step_tok_s"]["median"] / trl["step_tok_s"]["median"]
-        rss = s["peak_rss_gb"]["median"] / trl["peak_rss_gb"]["median"]
-        out.append(f"- {arm}: step throughput {thr:.2f}x TRL (goal >= 1.5x: {'met' if thr >= 1.5 else 'MISSED'}); "
-                   f"peak RSS {rss:.2f}x TRL (goal <= 0.8x: {'met' if rss <= 0.8 else 'MISSED'})")
+    trl, ours, every_row = summary.get("trl"), summary.get("grpo"), summary.get("grpo_noskip")
+
+    def ratio(s: dict | None, key: str) -> float | None:
+        return s[key]["median"] / trl[key]["median"] if s and trl and s.get(key) and trl.get(key) else None
+
+    gen = ratio(ours, "gen_tok_s")
+    if gen is not None:
+        out.append(f"- generation: {gen:.2f}x TRL's tokens/s (goal >= 2x: {_met(gen >= 2)})")
+    if ours and ours.get("decode_slot_use"):
+        use = ours["decode_slot_use"]["median"]
+        out.append(f"- decode-slot use (completion tokens / computed row-steps): {use:.0%} (goal >= 90%: "
+                   f"{_met(use >= 0.9)}); TRL {trl['decode_slot_use']['median']:.0%}" if trl else "")
+    step = ratio(ours, "step_tok_s")
+    if step is not None:
+        out.append(f"- whole step: {step:.2f}x TRL's throughput (goal >= 2.5x: {_met(step >= 2.5)})")
+    step_every = ratio(every_row, "step_tok_s")
+    if step_every is not None:
+        out.append(f"- every-row arm (grpo_noskip): {step_every:.2f}x TRL's throughput (goal >= 2x: "
+                   f"{_met(step_every >= 2)})")
+    rss = ratio(ours, "peak_rss_gb")
+    if rss is not None:
+        out.append(f"- peak RSS (our defaults): {rss:.2f}x TRL's (goal <= 0.8x: {_met(rss <= 0.8)})")
     if summary.get("grpo") and summary.get("apmpo"):
         g, a = summary["grpo"]["step_s"], summary["apmpo"]["step_s"]
         over = (a["median"] - g["median"]) / g["median"]
         overlap = a["min"] <= g["max"] and g["min"] <= a["max"]
-        out.append(f"- APMPO vs GRPO, end to end: {over:+.1%} of the step (medians; ranges GRPO "
-                   f"{g['min']:.2f}-{g['max']:.2f} s, APMPO {a['min']:.2f}-{a['max']:.2f} s"
+        out.append(f"- APMPO vs GRPO, end to end: {over:+.1%} of the step (medians; goal within 3%: "
+                   f"{_met(abs(over) <= 0.03)}; ranges GRPO {g['min']:.2f}-{g['max']:.2f} s, APMPO "
+                   f"{a['min']:.2f}-{a['max']:.2f} s"
                    + (": the ranges overlap, the step-to-step variation is larger than the difference)"
                       if overlap else ")"))
         if micro and {"loss_apmpo", "loss_grpo"} <= set(micro["variants"]):
             extra = micro["variants"]["loss_apmpo"]["median_s"] - micro["variants"]["loss_grpo"]["median_s"]
             out.append(f"- APMPO vs GRPO, the loss alone (micro): {extra * 1e3:+.1f} ms per update = "
-                       f"{extra / g['median']:+.2%} of the median GRPO step (goal <= 3%: "
-                       f"{'met' if extra / g['median'] <= 0.03 else 'MISSED'})")
+                       f"{extra / g['median']:+.2%} of the median GRPO step (goal <= 3%: {_met(extra / g['median'] <= 0.03)})")
     for arm in ("grpo_noskip", "grpo", "trl"):
         s = summary.get(arm)
         if s and s["train_flop_s"] and peak:
             frac = s["train_flop_s"]["median"] / peak
-            out.append(f"- {arm}: training-phase FLOP/s = {frac:.0%} of the measured fp32 matmul peak "
-                       f"(goal >= 75%: {'met' if frac >= 0.75 else 'MISSED'})")
-    return out
+            out.append(f"- {arm}: training-phase FLOP/s = {frac:.0%} of the measured fp32 matmul peak (issue 6's "
+                       f"goal >= 75%: {_met(frac >= 0.75)})")
+    return [line for line in out if line]
+
+
+def roofline_table(summary: dict[str, dict], peak: float, bandwidth: float, dtype_bytes: int) -> str:
+    """Per decode step: what reading the weights once and the matmul FLOPs would take at the measured bandwidth and
+    matmul peak, against the measured time."""
+    lines = [("| arm | rows per decode step | weights GB | at bandwidth ms | GFLOP | at matmul peak ms | bound ms "
+              "(the larger) | measured ms | measured / bound |"), "|---|---|---|---|---|---|---|---|---|"]
+    for arm, s in summary.items():
+        if not s.get("decode_step_s") or not s.get("decode_rows"):
+            continue
+        shape = s["shape"]
+        weight_bytes = shape["params"] * dtype_bytes  # a tied LM head is the embedding: read once
+        rows = s["decode_rows"]["median"]
+        flops = 2.0 * (shape["body_params"] + shape["hidden"] * shape["vocab"]) * rows
+        t_bytes, t_flops = weight_bytes / bandwidth, flops / peak
+        bound, measured = max(t_bytes, t_flops), s["decode_step_s"]["median"]
+        lines.append(f"| {arm} | {rows:.1f} | {weight_bytes / 1e9:.2f} | {t_bytes * 1e3:.0f} | {flops / 1e9:.1f} | "
+                     f"{t_flops * 1e3:.0f} | {bound * 1e3:.0f} | {measured * 1e3:.0f} | {measured / bound:.1f}x |")
+    return "\n".join(lines)
 
 
 def profile_section(profile: dict | None, spies: dict[str, dict]) -> str:
@@ -1097,8 +1183,13 @@ def _peak_line(report: dict) -> str:
     if not report.get("peak"):
         return "- fp32 matmul peak: not measured"
     medians = ", ".join(f"{p['median'] / 1e9:.0f}" for p in report["peak_runs"])
-    return (f"- fp32 matmul peak ({report['peak']['n']}^3, measured {len(report['peak_runs'])}x over the run): best "
+    line = (f"- fp32 matmul peak ({report['peak']['n']}^3, measured {len(report['peak_runs'])}x over the run): best "
             f"{report['peak']['best'] / 1e9:.1f} GFLOP/s; per-measurement medians {medians} GFLOP/s")
+    if report.get("bandwidth"):
+        reads = ", ".join(f"{p['bandwidth_median'] / 1e9:.1f}" for p in report["peak_runs"] if "bandwidth_median" in p)
+        line += (f"\n- memory read bandwidth (sum over a 512 MB fp32 tensor, same threads): best "
+                 f"{report['bandwidth'] / 1e9:.1f} GB/s; per-measurement medians {reads} GB/s")
+    return line
 
 
 def render_report(report: dict) -> str:
@@ -1144,6 +1235,13 @@ def render_report(report: dict) -> str:
             out += [("Training-phase FLOP/s (6 x non-embedding params x tokens through the gradient forward + 6 x "
                     "hidden x vocab x LM-head tokens, per second of the training phase):"), "",
                     flops_table(w["summary"], peak), ""]
+        if peak and report.get("bandwidth"):
+            out += [(f"Roofline per decode step (measured read bandwidth {report['bandwidth'] / 1e9:.1f} GB/s, "
+                     f"matmul peak {peak / 1e9:.0f} GFLOP/s; FLOPs = 2 x (non-embedding params + hidden x vocab) x "
+                     "rows, attention not counted; measured: the engine's decode time per decode step, for "
+                     "generate (engine=hf, TRL) its time per forward pass, the prompt's pass included):"), "",
+                    roofline_table(w["summary"], peak, report["bandwidth"],
+                                   2 if spec["dtype"] in ("bfloat16", "bf16") else 4), ""]
         if any(a in w["summary"] for a in LEVER_ARMS):
             out += ["### Levers with a config switch (our trainer, against `grpo_noskip`)", "",
                     lever_table(w["summary"]), ""]
@@ -1215,11 +1313,11 @@ def benchmark(args) -> dict:
         batch_path = str(workdir / "micro_batch.pt")
         print(f"[bench] micro: sampling the stored batch ({name})", file=sys.stderr, flush=True)
         run_child({"mode": "micro_batch", "spec": spec, "batch_path": batch_path}, workdir, "micro-batch")
-        timing = [v for v in MICRO_DOC]
+        timing = [v for v in MICRO_DOC if not args.micro_variants or v in args.micro_variants]
         print("[bench] micro: timings", file=sys.stderr, flush=True)
         micro = run_child({"mode": "micro", "spec": spec, "variants": timing, "batch_path": batch_path, "reps": 2},
                           workdir, "micro-time")
-        for variant in ("trainer_pass", "full_logits", "keep_probs", "one_chunk"):
+        for variant in [v for v in ("trainer_pass", "full_logits", "keep_probs", "one_chunk") if v in timing]:
             print(f"[bench] micro: memory of {variant}", file=sys.stderr, flush=True)
             mem = run_child({"mode": "micro", "spec": spec, "variants": [variant], "batch_path": batch_path, "reps": 1},
                             workdir, f"micro-mem-{variant}")
@@ -1243,6 +1341,7 @@ def benchmark(args) -> dict:
     if report["peak_runs"]:
         best = max(report["peak_runs"], key=lambda p: p["best"])
         report["peak"] = {"best": best["best"], "n": best["n"]}
+        report["bandwidth"] = max(p.get("bandwidth_best", 0.0) for p in report["peak_runs"]) or None
     report["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     report["wall_s"] = time.perf_counter() - t_start
     report["workdir"] = str(workdir)
@@ -1266,6 +1365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-levers", action="store_true", help="skip the lever arms")
     parser.add_argument("--no-micro", action="store_true", help="skip the microbenchmarks")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
+    parser.add_argument("--micro-variants", type=lambda t: [a for a in t.split(",") if a], default=None,
+                        help=f"only these microbenchmarks (comma-separated; default all: {','.join(MICRO_DOC)})")
     parser.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     parser.add_argument("--out", required=True, help="results markdown file (a .json with the raw data beside it)")
     parser.add_argument("--render", default=None, metavar="JSON",

@@ -20,7 +20,11 @@ every completion runs to ``max_new_tokens`` (512 by default): the same, realisti
 length in every arm. The reward is ``parity_reward`` (fraction of even token ids: in
 [0, 1], different for every completion, so no group has zero advantages).
 
-Everything else is ``bench_vs_trl.py``'s: the same arms, settings, counters and
+Our default arms sample with the fast sampling engine (``apmpo.sampling.engine``, bf16 on
+CUDA), ``grpo_hf`` with transformers ``generate``; the generation tokens/s of both and of
+TRL, decode-slot use and a roofline per decode step (the weights' bytes at the measured
+read bandwidth, the FLOPs at the measured bf16 matmul peak, against the measured time)
+are in the results. Everything else is ``bench_vs_trl.py``'s: the same arms, settings, counters and
 definitions; device timings are synchronised (``torch.cuda.synchronize``) at phase
 ends; memory is the peak GPU memory allocated (``torch.cuda.max_memory_allocated``)
 besides the process's peak RSS; the matmul peak is a bf16 8192^3 ``torch.matmul``.
@@ -63,9 +67,10 @@ GPU_WORKLOAD: dict[str, Any] = {
 }
 """B x G = 64 completions of 512 tokens per step, micro-batches of 16 (4 per optimizer step in TRL)."""
 
-ARMS = ("grpo", "trl", "apmpo", "grpo_ckpt")
-"""Run order; the budget guard drops the last ones first (``grpo_ckpt``: ours with activation
-checkpointing, TRL's default, for the like-for-like memory comparison)."""
+ARMS = ("grpo", "trl", "grpo_hf", "apmpo", "grpo_ckpt")
+"""Run order; the budget guard drops the last ones first (``grpo``: ours with its defaults, sampling with the fast
+engine in bf16; ``grpo_hf``: ours sampling with transformers generate, for the engine's gain on the same card;
+``grpo_ckpt``: ours with activation checkpointing, TRL's default, for the like-for-like memory comparison)."""
 
 
 def build_tokenizer(vocab_size: int):
@@ -176,6 +181,12 @@ def render(report: dict) -> str:
            device_memory_table(summary), "",
            f"Training-phase FLOP/s against the {report['peak']['dtype']} matmul peak:", "",
            bench.flops_table(summary, peak), ""]
+    if report["peak"].get("bandwidth_best"):
+        bandwidth = report["peak"]["bandwidth_best"]
+        out += [(f"Roofline per decode step (read bandwidth {bandwidth / 1e9:.0f} GB/s, matmul peak "
+                 f"{peak / 1e12:.1f} TFLOP/s; definitions as in bench_vs_trl.py):"), "",
+                bench.roofline_table(summary, peak, bandwidth, 2 if spec["dtype"] in ("bfloat16", "bf16") else 4), ""]
+    out += ["Goals (issue 14's, measured on this card):", "", *bench.goals(summary, peak, None), ""]
     if report.get("trl_settings"):
         out += ["TRL settings as resolved: " + ", ".join(f"{k}={v}" for k, v in report["trl_settings"].items()), ""]
     if report.get("errors"):

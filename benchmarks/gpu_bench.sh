@@ -4,9 +4,11 @@
 #     device run: command="bash benchmarks/gpu_bench.sh", carry=[".whl"], timeout_s=600
 #
 # 1. the `gpu` pytest marker (tests/gpu: shared-prompt vs plain training pass in bf16 with SDPA,
-#    activation checkpointing, generate vs training log-probs, 2 APMPO steps with the tiny text and
+#    activation checkpointing, generate vs training log-probs, the fast sampling engine in fp32 and bf16
+#    (greedy = generate, argmax, log-probs vs the training pass, seeded), 2 APMPO steps with the tiny text and
 #    vision-language models), at most GPU_TESTS_S seconds (default 180);
-# 2. the speed arms of benchmarks/gpu_bench.py (ours vs TRL, bf16) in the time left.
+# 2. the speed arms of benchmarks/gpu_bench.py (ours with the engine, ours with generate, TRL; bf16) in the
+#    time left.
 # The whole run stays under 8 minutes (GPU_TOTAL_S, default 470 s). Results and logs go to $OUT
 # (set by the GPU runner; default benchmarks/results/gpu-local): gpu_tests.log, gpu_tests.xml,
 # gpu_<date>.md/.json, gpu_bench.log, gpu_check.txt (the summary). Copy them to

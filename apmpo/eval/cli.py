@@ -44,6 +44,8 @@ from apmpo.io import atomic_write_text
 from apmpo.models import load_model_and_tokenizer
 from apmpo.preemption import EXIT_PREEMPTED, HardStop, StepAbandoned, StopRequest
 from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.sampling.rollout import engine_message
+from apmpo.sampling.settings import ENGINES
 from apmpo.settings import ConfigError, build_settings
 
 __all__ = ["build_parser", "main", "register", "run"]
@@ -165,8 +167,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--top-k", type=int, help="top-k sampling, 0 = off (default 0)")
     gen.add_argument("--max-new-tokens", type=int, help="longest completion (default 1024)")
     gen.add_argument("--max-prompt-tokens", type=int, help="refuse longer prompts (default: no limit)")
-    gen.add_argument("--batch-size", type=int, help="samples per generate call (default 16)")
+    gen.add_argument("--batch-size", type=int, help="samples per sampling call (default 16)")
     gen.add_argument("--seed", type=int, help="base seed of the per-batch sampling seeds (default 0)")
+    gen.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="fast: the sampling engine (default; models it cannot decode use generate, said at start-up); "
+        "hf: transformers generate",
+    )
 
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -222,6 +230,7 @@ class _UsageError(Exception):
 
 
 _SETTING_FLAGS = (
+    "engine",
     "n",
     "k",
     "maj_k",
@@ -363,6 +372,8 @@ def run(args) -> int:
         f"{format_duration(time.perf_counter() - loaded_at)}",
         file=sys.stderr,
     )
+    line, is_warning = engine_message(model, settings, setting="--engine")
+    print(f"[apmpo eval] {'warning: ' if is_warning else ''}{line}", file=sys.stderr)
     stop = StopRequest(
         notice="{signal} received: stopping; the finished batches are kept (send it again to stop at once)"
     )

@@ -2,8 +2,10 @@
 
 For every example of every benchmark the harness renders the prompt
 (:func:`apmpo.data.render_prompt`), draws ``n`` completions with the trainer's
-batched generation (:func:`apmpo.sampling.rollout.generate_rollouts`; greedy when the
-temperature is 0, else sampling with temperature / top_p / top_k), scores each with a
+batched sampling (:func:`apmpo.sampling.rollout.generate_rollouts`: the fast sampling
+engine, or transformers' ``generate`` with ``engine="hf"`` or for a model the engine
+cannot decode; greedy when the temperature is 0, else sampling with temperature / top_p
+/ top_k), scores each with a
 reward from :mod:`apmpo.rewards` (score, reason and extracted answer), and summarises
 with the estimators of :mod:`apmpo.eval.metrics`.
 
@@ -19,7 +21,8 @@ restarted run reads them, skips every sample already recorded, and regenerates a
 only if some of its samples are missing (e.g. the torn last line of a killed run);
 only the missing records are written. With the same settings an interrupted and
 resumed run therefore writes the same records as an uninterrupted one. ``run.json``
-holds the settings that determine the samples (model, decoding, seed, rewards); a
+holds the settings that determine the samples (model, decoding, the engine that sampled,
+seed, rewards); a
 restart with different values is refused (listing them) instead of mixing samples from
 two configurations. ``n``, ``limit``, the k lists and the benchmark list may change:
 the summary always uses exactly the requested samples (sample indices < n, example
@@ -69,7 +72,7 @@ from apmpo.io import atomic_write_json
 from apmpo.rewards import score_value
 from apmpo.rewards.extract import extract_answer
 from apmpo.sampling.encoder import prompt_encoder_for
-from apmpo.sampling.rollout import generate_rollouts
+from apmpo.sampling.rollout import engine_for, generate_rollouts
 
 __all__ = [
     "RECORDS_FILE",
@@ -331,9 +334,7 @@ def _generate(
         max_prompt_tokens=settings.max_prompt_tokens,
         device=device,
     )
-    rollout = generate_rollouts(
-        model, encoder.tokenizer, batch, num_samples=1, batch_size=0, **settings.generation_kwargs()
-    )
+    rollout = generate_rollouts(model, encoder.tokenizer, batch, settings, num_samples=1, batch_size=0)
     lengths = rollout.completion_lengths.tolist()  # [N]
     truncated = rollout.truncated.tolist()  # [N]
     return rollout.completions, [int(x) for x in lengths], [bool(x) for x in truncated], rollout.meta
@@ -376,10 +377,13 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     atomic_write_json(path, data, default=_json_default)
 
 
-def _run_identity(model_name: str | None, benchmarks: Sequence[Benchmark], settings: EvalSettings) -> dict:
+def _run_identity(model_name: str | None, benchmarks: Sequence[Benchmark], settings: EvalSettings, engine: str) -> dict:
+    """What determines the samples: the model, the decoding settings, the engine that samples (``engine_for``: the
+    one used, not the one asked for), the rewards."""
     return {
         "model": model_name,
         **settings.generation_fingerprint(),
+        "engine": engine,
         "rewards": {b.name: b.reward_name for b in benchmarks},
     }
 
@@ -392,6 +396,7 @@ def _check_run_identity(path: Path, identity: dict) -> dict:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable ({exc}); delete it to start this output directory afresh") from None
+    stored.setdefault("engine", "hf")  # a run.json written before the engine was recorded: generate sampled
     differences = []
     for key, value in identity.items():
         if key == "rewards":
@@ -539,7 +544,8 @@ def _evaluate(
         for b in limited
     ]
     store = RecordsFile(out_path / RECORDS_FILE) if out_path is not None else None
-    identity = _run_identity(model_name, limited, settings)
+    engine = engine_for(model, settings)[0]
+    identity = _run_identity(model_name, limited, settings, engine)
     if out_path is not None:
         identity = _check_run_identity(out_path / RUN_FILE, identity)
     existing = store.load() if store is not None else {}
@@ -647,6 +653,7 @@ def _evaluate(
             "samples_resumed": done,
             "samples_generated": generated,
             "tokens_generated": tokens,
+            "engine": engine,
             "generation_seconds": round(gen_seconds, 3),
             "wall_seconds": round(time.perf_counter() - started, 3),
             "records": str(store.path) if store is not None else None,

@@ -42,7 +42,7 @@ class EvalSettings(Sampling):
     maj_k: KList | None = Field(None, validate_default=True)
     """maj@k is reported for each (each <= n); None: the k values above 1."""
     batch_size: Annotated[int, Field(ge=1)] = 16
-    """Samples (prompt rows) per generate call."""
+    """Samples (prompt rows) per sampling call."""
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     """Base seed; each batch is sampled under a seed derived from (seed, benchmark, batch)."""
     limit: Annotated[int, Field(ge=1)] | None = None

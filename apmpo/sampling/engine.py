@@ -47,7 +47,9 @@ RoPE).
 Departures and limits: models outside the Llama family, a non-``nn.Linear`` projection
 (a LoRA/PEFT layer), logit soft-capping, a sliding window shorter than the sequence or
 a rotary embedding whose frequencies change with the length ("dynamic", "longrope")
-raise :class:`UnsupportedModelError`; use transformers' ``generate`` for them. Stop
+raise :class:`UnsupportedModelError` (:func:`supports_model` says why beforehand);
+:func:`apmpo.sampling.rollout.generate_rollouts` then samples with transformers'
+``generate``. Stop
 conditions are token ids (EOS and extra stop tokens) and the token budget, not strings.
 """
 
@@ -65,12 +67,14 @@ import torch
 import torch.nn.functional as F
 
 from apmpo.models.forward import cache_argument, position_ids_from_mask, unwrap_model
+from apmpo.sampling.settings import Sampling
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
     "WEIGHT_LAYOUTS",
     "Completions",
-    "SamplingSettings",
+    "DecodeSpec",
+    "NonFiniteLogitsError",
     "UnsupportedModelError",
     "sample_completions",
     "select_tokens",
@@ -106,43 +110,31 @@ class UnsupportedModelError(ValueError):
     """The model's architecture is not one the engine's decode step implements."""
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How to pick tokens and when a completion ends (the subset of ``GenerationConfig`` RL rollouts use)."""
+class NonFiniteLogitsError(RuntimeError):
+    """A row's next-token logits hold NaN or +inf, or no token is left to sample (as torch.multinomial refuses)."""
 
-    max_new_tokens: int
-    """Most tokens per completion; a completion that reaches it without a stop token is truncated."""
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """One call's decoding: the shared sampling settings plus the token ids that end, pad and are never produced.
+
+    Temperature, top-p, top-k and the length limit are :class:`~apmpo.sampling.settings.Sampling`'s
+    (checked there, with the trainer's and evaluation's settings); temperature 0 is greedy decoding.
+    """
+
+    sampling: Sampling
+    """Temperature (0: greedy), top-p, top-k and max_new_tokens."""
     stop_token_ids: tuple[int, ...]
     """Token ids that end a completion (EOS ids and any extra stop tokens); the stop token is part of the completion."""
     pad_token_id: int
     """Fills the completion tensor after a completion's end."""
-    do_sample: bool = True
-    """False: greedy decoding (argmax), temperature / top-p / top-k unused."""
-    temperature: float = 1.0
-    """Logits are divided by it before top-k / top-p (sampling only); > 0."""
-    top_p: float = 1.0
-    """Nucleus sampling: keep the most probable tokens whose preceding mass is below it; in (0, 1], 1 = off."""
-    top_k: int = 0
-    """Keep the top_k most probable tokens (and ties with the k-th); 0 = off."""
     suppress_token_ids: tuple[int, ...] = ()
     """Token ids never produced (their logits are set to -inf first, as transformers' ``suppress_tokens``)."""
 
     def __post_init__(self):
+        if not isinstance(self.sampling, Sampling):
+            raise TypeError(f"DecodeSpec.sampling must be a Sampling, got {type(self.sampling).__name__}")
         problems = []
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
-        if not isinstance(self.do_sample, bool):
-            problems.append(f"do_sample must be True or False, got {self.do_sample!r}")
-        if not (
-            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
-        ):
-            problems.append(
-                f"temperature must be a finite number > 0 (greedy: do_sample=False), got {self.temperature!r}"
-            )
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            problems.append(f"top_k must be an integer >= 0, got {self.top_k!r}")
         for name in ("stop_token_ids", "suppress_token_ids"):
             values = getattr(self, name)
             if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
@@ -155,7 +147,32 @@ class SamplingSettings:
                 "suppressed: no completion could end before max_new_tokens"
             )
         if problems:
-            raise ValueError("invalid sampling settings: " + "; ".join(problems))
+            raise ValueError("invalid decoding specification: " + "; ".join(problems))
+
+    @property
+    def do_sample(self) -> bool:
+        """False: greedy decoding (argmax); temperature / top-p / top-k unused."""
+        return not self.sampling.greedy
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Most tokens per completion; a completion that reaches it without a stop token is truncated."""
+        return self.sampling.max_new_tokens
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by it before top-k / top-p (sampling only)."""
+        return self.sampling.temperature
+
+    @property
+    def top_p(self) -> float:
+        """Nucleus sampling: keep the most probable tokens whose preceding mass is below it; 1 = off."""
+        return self.sampling.top_p
+
+    @property
+    def top_k(self) -> int:
+        """Keep the top_k most probable tokens (and ties with the k-th); 0 = off."""
+        return self.sampling.top_k
 
 
 @dataclass
@@ -234,9 +251,7 @@ def _sample_top_p(weights: torch.Tensor, top_p: float, u: torch.Tensor) -> torch
     return index.gather(1, choice[:, None])[:, 0]
 
 
-def select_tokens(
-    logits: torch.Tensor, settings: SamplingSettings, uniforms: torch.Tensor | None = None
-) -> torch.Tensor:
+def select_tokens(logits: torch.Tensor, settings: DecodeSpec, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """[n] next tokens from [n, V] logits under ``settings`` (``logits`` is modified in place).
 
     Greedy: argmax after suppression. Sampling: suppression, temperature, top-k, top-p in
@@ -255,7 +270,14 @@ def select_tokens(
     if 0 < settings.top_k < V:
         kth = logits.topk(settings.top_k, dim=-1).values[:, -1:]  # [n, 1]
         logits.masked_fill_(logits < kth, -math.inf)
-    weights = logits.sub_(logits.amax(-1, keepdim=True)).exp_()  # [n, V] unnormalised softmax
+    peak = logits.amax(-1, keepdim=True)  # [n, 1]
+    if not bool(torch.isfinite(peak).all()):  # NaN or +inf logits (a diverged model), or every token excluded
+        row = int((~torch.isfinite(peak[:, 0])).nonzero()[0])
+        raise NonFiniteLogitsError(
+            f"row {row}: the next-token logits are not finite (largest: {float(peak[row, 0])}), no distribution "
+            "to sample from"
+        )
+    weights = logits.sub_(peak).exp_()  # [n, V] unnormalised softmax
     if settings.top_p < 1.0:
         return _sample_top_p(weights, settings.top_p, uniforms)
     return _sample_weights(weights, uniforms)
@@ -403,7 +425,7 @@ def _supported_decoder(inner: Any) -> Any:
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
             f"{name}: model_type {model_type!r} is not supported by the fast engine "
-            f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}); use rollout.engine=hf"
+            f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
         )
     decoder = _text_decoder(inner)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -427,7 +449,7 @@ def _supported_decoder(inner: Any) -> Any:
             if not _is_linear(module):
                 raise UnsupportedModelError(
                     f"{name}: layer {index} {part} is a {type(module).__name__}, not a plain nn.Linear (LoRA/PEFT "
-                    "layers are not supported by the fast engine: merge the adapters or use rollout.engine=hf)"
+                    "layers are not supported by the fast engine: merge the adapters to use it)"
                 )
         for norm in ("input_layernorm", "post_attention_layernorm"):
             if not hasattr(getattr(layer, norm, None), "variance_epsilon"):
@@ -607,7 +629,7 @@ class _KVCache:
 class _DecodeState:
     """What the token loop produces: tokens and log-probs per output row, lengths, stop flags, counts."""
 
-    def __init__(self, rows: int, settings: SamplingSettings, device: torch.device, with_log_probs: bool):
+    def __init__(self, rows: int, settings: DecodeSpec, device: torch.device, with_log_probs: bool):
         self.settings = settings
         width = settings.max_new_tokens
         self.tokens = torch.full((rows, width), settings.pad_token_id, dtype=torch.long, device=device)  # [N, max_new]
@@ -755,7 +777,7 @@ def sample_completions(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    settings: SamplingSettings,
+    settings: DecodeSpec,
     *,
     num_samples: int = 1,
     model_inputs: Mapping[str, torch.Tensor] | None = None,
@@ -771,7 +793,7 @@ def sample_completions(
             without adapters on the projections); put in eval mode for the call.
         input_ids: [B, P] distinct prompts, left-padded.
         attention_mask: [B, P] 1 on prompt tokens.
-        settings: token selection and stop conditions.
+        settings: token selection (the :class:`~apmpo.sampling.settings.Sampling` settings) and stop conditions.
         num_samples: G, completions per prompt (rows [i*G, (i+1)*G) belong to prompt i).
         model_inputs: extra inputs of the B prompts for the prefill, collated along dim 0
             (``pixel_values``, ``image_grid_thw``).
@@ -786,8 +808,8 @@ def sample_completions(
     Returns:
         :class:`Completions`; the same seed, inputs and settings give the same completions.
     """
-    if not isinstance(settings, SamplingSettings):
-        raise TypeError(f"settings must be a SamplingSettings, got {type(settings).__name__}")
+    if not isinstance(settings, DecodeSpec):
+        raise TypeError(f"settings must be a DecodeSpec, got {type(settings).__name__}")
     started = time.perf_counter()
     inner: Any = unwrap_model(model)
     head = inner.get_output_embeddings()
@@ -808,7 +830,7 @@ def sample_completions(
     if decoder.sliding_window is not None and ids.shape[1] + max_new > decoder.sliding_window:
         raise UnsupportedModelError(
             f"sliding window {decoder.sliding_window} is shorter than prompt + completion "
-            f"({ids.shape[1] + max_new} tokens); use rollout.engine=hf"
+            f"({ids.shape[1] + max_new} tokens)"
         )
     was_training = model.training
     model.eval()

@@ -1,28 +1,49 @@
-"""Sampling G completions per prompt with Hugging Face ``generate`` (KV cache, left padding).
+"""Sampling G completions per prompt: the fast sampling engine, or Hugging Face ``generate`` (KV cache, left padding).
 
 ``encode_prompts`` tokenizes rendered prompts into a left-padded ``PromptBatch``;
-``generate_rollouts`` repeats each prompt G times, samples (or decodes greedily, for
-evaluation) in batches of ``batch_size`` sequences, and returns a ``Rollout``: prompt
-and completion token ids with their masks, a truncation flag per completion and the
-decoded texts. The completion mask covers the tokens up to and including the first EOS
-(pad may equal EOS, so it is built from EOS positions, never from pad ids); a
-completion without EOS within ``max_new_tokens`` is *truncated*.
+``generate_rollouts`` draws G completions of each prompt (or decodes greedily, for
+evaluation) under one :class:`~apmpo.sampling.settings.Sampling`, in batches of
+``batch_size`` sequences, and returns a ``Rollout``: prompt and completion token ids
+with their masks, a truncation flag per completion and the decoded texts. The
+completion mask covers the tokens up to and including the first EOS (pad may equal
+EOS, so it is built from EOS positions, never from pad ids); a completion without EOS
+within ``max_new_tokens`` is *truncated*.
+
+Two samplers, chosen by ``Sampling.engine``:
+
+- ``fast`` (default): :func:`apmpo.sampling.engine.sample_completions` -- one prefill
+  per distinct prompt (images and per-token inputs of a vision-language prompt go to
+  it once), finished rows leave the decode batch, its own decode step. A model it
+  cannot decode (:func:`engine_for` says why: LoRA/PEFT projections, an architecture
+  outside the Llama family) is sampled with ``generate`` instead; callers say so once
+  at start-up (:func:`engine_message`).
+- ``hf``: transformers' ``generate``, each prompt's KV cache computed once and copied to
+  its G samples (``share_prefill``, text-only inputs).
+
+Both draw from torch's default RNG, so ``torch.manual_seed`` (and a checkpoint's RNG
+state) fixes the completions of either; the two draw differently, so the same seed
+gives different samples under the two engines (greedy decoding agrees up to ties
+within float rounding). ``Rollout.meta`` counts the work: ``generated_tokens``,
+``row_steps`` (rows whose next-token logits were computed, summed over steps:
+``generated_tokens / row_steps`` is the decode-slot use), ``generation_seconds``, the
+engine used, and for the fast engine its decode steps and timings.
 
 What the sampling pass produced is reused where it is exact: the training passes
 consume these very token ids, masks and positions (no re-tokenisation of decoded text,
-which does not round-trip). Its logits are not reused as old log-probs: the KV-cache
+which does not round-trip). Its logits are not reused as old log-probs: the sampling
 kernels differ from the training forward pass in the last bits, and in the on-policy
 case (one update per rollout batch) the old log-probs are not needed at all.
 
-Sampling settings are passed in full on a clean ``GenerationConfig``: a model's own
-generation defaults (SmolLM2 ships temperature 0.2 / top_p 0.9, others a repetition
-penalty) never leak into RL sampling. Extra per-prompt model inputs (image tensors of a
-vision-language model) travel in ``PromptBatch.extras`` and are repeated with their
-prompt; ``collate_extras`` concatenates them along dim 0 for a batch of rows. Per-token
-inputs aligned with the prompt tokens (Qwen2-VL's ``mm_token_type_ids``) travel in
-``PromptBatch.token_inputs``, padded and trimmed with the prompt tokens and 0 over the
-completion tokens; ``PromptBatch.suppress_tokens`` are never sampled (a vision-language
-model's image placeholders). :mod:`apmpo.sampling.encoder` fills these fields.
+Sampling settings are passed in full (``generate``: on a clean ``GenerationConfig``): a
+model's own generation defaults (SmolLM2 ships temperature 0.2 / top_p 0.9, others a
+repetition penalty) never leak into RL sampling. Extra per-prompt model inputs (image
+tensors of a vision-language model) travel in ``PromptBatch.extras`` and are repeated
+with their prompt; ``collate_extras`` concatenates them along dim 0 for a batch of
+rows. Per-token inputs aligned with the prompt tokens (Qwen2-VL's ``mm_token_type_ids``)
+travel in ``PromptBatch.token_inputs``, padded and trimmed with the prompt tokens and 0
+over the completion tokens; ``PromptBatch.suppress_tokens`` are never sampled (a
+vision-language model's image placeholders). :mod:`apmpo.sampling.encoder` fills these
+fields.
 """
 
 from __future__ import annotations
@@ -36,8 +57,19 @@ from typing import Any
 import torch
 
 from apmpo.models.forward import cache_argument, position_ids_from_mask, unwrap_model
+from apmpo.sampling.engine import DecodeSpec, UnsupportedModelError, sample_completions, supports_model
+from apmpo.sampling.settings import Sampling
 
-__all__ = ["PromptBatch", "Rollout", "collate_extras", "encode_prompts", "eos_token_ids", "generate_rollouts"]
+__all__ = [
+    "PromptBatch",
+    "Rollout",
+    "collate_extras",
+    "encode_prompts",
+    "engine_for",
+    "engine_message",
+    "eos_token_ids",
+    "generate_rollouts",
+]
 
 
 @dataclass
@@ -281,116 +313,210 @@ def completion_mask_from_eos(completion_ids: torch.Tensor, eos_ids: Sequence[int
     return mask, truncated
 
 
+def engine_for(model: Any, sampling: Sampling) -> tuple[str, str | None]:
+    """(the engine that samples ``model`` under ``sampling``, why the fast engine is not used or None)."""
+    if sampling.engine == "hf":
+        return "hf", None
+    reason = supports_model(model)
+    return ("hf", reason) if reason is not None else ("fast", None)
+
+
+def engine_message(model: Any, sampling: Sampling, setting: str = "rollout.engine") -> tuple[str, bool]:
+    """(one start-up line naming the sampler, whether it is a warning: the fast engine asked for and not usable).
+
+    ``setting`` is how the user selects the engine (``rollout.engine``, ``--engine``), for the line's hint.
+    """
+    engine, reason = engine_for(model, sampling)
+    if engine == "fast":
+        return "sampling: the fast sampling engine (apmpo.sampling.engine)", False
+    if reason is None:
+        return f"sampling: transformers generate ({setting}=hf)", False
+    return (
+        f"{setting}=fast cannot decode this model ({reason}); its completions are sampled with transformers "
+        f"generate instead (slower; set {setting}=hf to choose generate and silence this warning)",
+        True,
+    )
+
+
+@dataclass
+class _Part:
+    """The rows of one sampling call: prompts (shared left padding dropped) and completions."""
+
+    prompt_ids: torch.Tensor
+    """[b*G, P_k] prompt tokens of each row."""
+    prompt_mask: torch.Tensor
+    """[b*G, P_k]."""
+    token_inputs: dict[str, torch.Tensor]
+    """[b*G, P_k] per-token inputs of each row."""
+    completion_ids: torch.Tensor
+    """[b*G, T_k] completions, padded after their end."""
+    completion_mask: torch.Tensor
+    """[b*G, T_k] bool, True up to and including the first EOS."""
+    truncated: torch.Tensor
+    """[b*G] no EOS within max_new_tokens."""
+    stats: dict[str, Any]
+    """Counts and timings of the call (summed over calls)."""
+
+
 @torch.no_grad()
 def generate_rollouts(
     model: Any,
     tokenizer: Any,
     prompts: PromptBatch,
+    sampling: Sampling,
     *,
     num_samples: int,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    do_sample: bool = True,
     batch_size: int = 0,
     share_prefill: bool = True,
 ) -> Rollout:
-    """Sample ``num_samples`` completions for each prompt (greedy when ``do_sample`` is False).
+    """Sample ``num_samples`` completions for each prompt under ``sampling`` (greedy at temperature 0).
 
     Rows are ordered prompt by prompt: rows [i*G, (i+1)*G) belong to prompt i.
-    ``batch_size`` bounds the sequences per ``generate`` call (0: all at once; whole
+    ``batch_size`` bounds the sequences per sampling call (0: all at once; whole
     groups per call); each call drops the padding columns its own rows do not need.
-    ``share_prefill``: run each prompt through the model once and copy its KV cache to
-    its G samples, instead of processing the same prompt G times (text-only inputs).
-    ``prompts.suppress_tokens`` are never sampled; ``prompts.extras`` and
-    ``prompts.token_inputs`` are passed to ``generate`` with their rows.
+    ``share_prefill`` (hf engine): run each prompt through the model once and copy its
+    KV cache to its G samples, instead of processing the same prompt G times (text-only
+    inputs); the fast engine always does. ``prompts.suppress_tokens`` are never sampled;
+    ``prompts.extras`` and ``prompts.token_inputs`` go to the model with their prompt.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples: must be >= 1, got {num_samples}")
+    if not isinstance(sampling, Sampling):
+        raise TypeError(f"sampling must be a Sampling (apmpo.sampling.settings), got {type(sampling).__name__}")
     eos_ids = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    settings: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": do_sample,
-        "eos_token_id": eos_ids,
-        "pad_token_id": pad_id,
-        "num_beams": 1,
-        "use_cache": True,
-    }
-    if do_sample:
-        settings.update(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
-    if prompts.suppress_tokens:
-        settings["suppress_tokens"] = list(prompts.suppress_tokens)
+    engine, _ = engine_for(model, sampling)
+    spec = DecodeSpec(sampling, tuple(eos_ids), int(pad_id), tuple(prompts.suppress_tokens or ()))
     device = next(unwrap_model(model).parameters()).device
     n_prompts, G = len(prompts), num_samples
-    order = torch.arange(n_prompts).repeat_interleave(G)  # [N] prompt of each row
-    per_call = max(1, batch_size // G) if batch_size and batch_size > 0 else n_prompts  # prompts per generate call
+    per_call = max(1, batch_size // G) if batch_size and batch_size > 0 else n_prompts  # prompts per call
     share = share_prefill and G > 1 and prompts.extras is None and prompts.token_inputs is None
 
     was_training = model.training
     model.eval()
-    parts_ids, parts_mask, parts_comp = [], [], []
-    parts_tokens: list[dict[str, torch.Tensor]] = []
+    parts: list[_Part] = []
     start_time = time.perf_counter()
     try:
-        with _clean_generation_config(model, **settings) as gen_config:
-            for start in range(0, n_prompts, per_call):
-                ids = prompts.input_ids[start : start + per_call].to(device)  # [b, P]
-                mask = prompts.attention_mask[start : start + per_call].to(device)
-                first = int(mask.any(0).nonzero()[0])  # drop shared left padding
-                ids, mask = ids[:, first:], mask[:, first:]
-                extra: dict[str, Any] = {}
-                if prompts.extras is not None:
-                    extra = collate_extras(
-                        [prompts.extras[k] for k in range(start, start + len(ids)) for _ in range(G)]
-                    )
-                rows_ids, rows_mask = ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # [b*G, P]
-                rows_tokens = {
-                    k: v[start : start + per_call].to(device)[:, first:].repeat_interleave(G, 0)
-                    for k, v in (prompts.token_inputs or {}).items()
-                }  # [b*G, P]
-                extra.update(rows_tokens)
-                if share and ids.shape[1] > 1:
-                    extra[cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
-                out = model.generate(
-                    input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra
-                )
-                parts_ids.append(rows_ids)
-                parts_mask.append(rows_mask)
-                parts_tokens.append(rows_tokens)
-                parts_comp.append(out[:, rows_ids.shape[1] :])  # [b*G, T_k]
+        for start in range(0, n_prompts, per_call):
+            index = list(range(start, min(start + per_call, n_prompts)))
+            if engine == "fast":
+                try:
+                    parts.append(_sample_fast(model, prompts, index, spec, G, device))
+                    continue
+                except UnsupportedModelError:  # a limit that depends on the lengths (sliding window): generate
+                    engine = "hf"
+            parts.append(_sample_hf(model, prompts, index, spec, G, device, share))
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start_time
 
-    P = max(t.shape[1] for t in parts_ids)
-    T = max(max(t.shape[1] for t in parts_comp), 1)
-    prompt_ids = torch.cat([_pad_left(t, P, pad_id) for t in parts_ids])  # [N, P]
-    prompt_mask = torch.cat([_pad_left(t, P, 0) for t in parts_mask])
-    completion_ids = torch.cat([_pad_right(t, T, pad_id) for t in parts_comp])  # [N, T]
-    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
+    P = max(p.prompt_ids.shape[1] for p in parts)
+    T = max(max(p.completion_ids.shape[1] for p in parts), 1)
+    completion_mask = torch.cat([_pad_right(p.completion_mask, T, False) for p in parts])  # [N, T]
+    completion_ids = torch.cat([_pad_right(p.completion_ids, T, pad_id) for p in parts])  # [N, T]
     texts = tokenizer.batch_decode(
         [row[m].tolist() for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
     )
-    generated = int(completion_mask.sum())
-    extras_rows = [prompts.extras[k] for k in order.tolist()] if prompts.extras is not None else None
+    order = torch.arange(n_prompts).repeat_interleave(G)  # [N] prompt of each row
     token_rows = None
     if prompts.token_inputs is not None:
         token_rows = {
-            k: torch.cat([_pad_left(t[k], P, 0) for t in parts_tokens]) for k in prompts.token_inputs
+            k: torch.cat([_pad_left(p.token_inputs[k], P, 0) for p in parts]) for k in prompts.token_inputs
         }  # [N, P]
+    meta = _merge_meta([p.stats for p in parts])
+    meta.update(generated_tokens=int(completion_mask.sum()), generation_seconds=seconds, engine=engine)
     return Rollout(
-        prompt_ids,
-        prompt_mask,
+        torch.cat([_pad_left(p.prompt_ids, P, pad_id) for p in parts]),  # [N, P]
+        torch.cat([_pad_left(p.prompt_mask, P, 0) for p in parts]),
+        completion_ids,
+        completion_mask,
+        torch.cat([p.truncated for p in parts]),
+        texts,
+        order.to(device),
+        [prompts.extras[k] for k in order.tolist()] if prompts.extras is not None else None,
+        meta,
+        token_rows,
+    )
+
+
+def _call_prompts(
+    prompts: PromptBatch, index: list[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """([b, P_k] ids, mask, per-token inputs) of the prompts ``index``, without the padding columns they share."""
+    ids = prompts.input_ids[index].to(device)  # [b, P]
+    mask = prompts.attention_mask[index].to(device)
+    first = int(mask.any(0).nonzero()[0])  # drop shared left padding
+    tokens = {k: v[index].to(device)[:, first:] for k, v in (prompts.token_inputs or {}).items()}  # [b, P_k]
+    return ids[:, first:], mask[:, first:], tokens
+
+
+def _sample_fast(
+    model: Any, prompts: PromptBatch, index: list[int], spec: DecodeSpec, G: int, device: torch.device
+) -> _Part:
+    """The fast engine on the prompts ``index``: one prefill per prompt, G completions each."""
+    ids, mask, tokens = _call_prompts(prompts, index, device)
+    extras = collate_extras([prompts.extras[k] for k in index]) if prompts.extras is not None else None
+    out = sample_completions(model, ids, mask, spec, num_samples=G, model_inputs=extras, token_inputs=tokens or None)
+    stats = out.stats
+    return _Part(
+        ids.repeat_interleave(G, 0),
+        mask.repeat_interleave(G, 0),
+        {k: v.repeat_interleave(G, 0) for k, v in tokens.items()},
+        out.completion_ids,
+        out.completion_mask,
+        out.truncated,
+        {
+            "row_steps": stats["row_steps"],
+            "decode_steps": stats["decode_steps"],
+            "decode_row_steps": stats["row_steps"] - stats["step_rows"][0],
+            "prefill_seconds": stats["prefill_seconds"],
+            "decode_seconds": stats["decode_seconds"],
+            "weight_seconds": stats["weight_seconds"],
+        },
+    )
+
+
+def _sample_hf(
+    model: Any,
+    prompts: PromptBatch,
+    index: list[int],
+    spec: DecodeSpec,
+    G: int,
+    device: torch.device,
+    share: bool,
+) -> _Part:
+    """transformers ``generate`` on the prompts ``index`` repeated G times (every row decoded until all end)."""
+    ids, mask, tokens = _call_prompts(prompts, index, device)
+    settings: dict[str, Any] = {
+        **spec.sampling.generation_kwargs(),
+        "eos_token_id": list(spec.stop_token_ids),
+        "pad_token_id": spec.pad_token_id,
+        "num_beams": 1,
+        "use_cache": True,
+    }
+    if spec.suppress_token_ids:
+        settings["suppress_tokens"] = list(spec.suppress_token_ids)
+    extra: dict[str, Any] = {}
+    if prompts.extras is not None:
+        extra = collate_extras([prompts.extras[k] for k in index for _ in range(G)])
+    rows_ids, rows_mask = ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # [b*G, P_k]
+    rows_tokens = {k: v.repeat_interleave(G, 0) for k, v in tokens.items()}  # [b*G, P_k]
+    extra.update(rows_tokens)
+    if share and ids.shape[1] > 1:
+        extra[cache_argument(model)] = _shared_prefix_cache(model, ids, mask, G)
+    with _clean_generation_config(model, **settings) as gen_config:
+        out = model.generate(input_ids=rows_ids, attention_mask=rows_mask, generation_config=gen_config, **extra)
+    completion_ids = out[:, rows_ids.shape[1] :]  # [b*G, T_k]
+    completion_mask, truncated = completion_mask_from_eos(completion_ids, spec.stop_token_ids)
+    # every forward pass of generate computes the next-token logits of all b*G rows: one per generated position
+    return _Part(
+        rows_ids,
+        rows_mask,
+        rows_tokens,
         completion_ids,
         completion_mask,
         truncated,
-        texts,
-        order.to(device),
-        extras_rows,
-        {"generated_tokens": generated, "generation_seconds": seconds},
-        token_rows,
+        {"row_steps": rows_ids.shape[0] * completion_ids.shape[1]},
     )
 
 

@@ -196,7 +196,7 @@ class RewardConfig(Settings):
 
 
 class RolloutConfig(Sampling):
-    """Sampling the G responses per prompt (transformers generate, KV cache, left padding)."""
+    """Sampling the G responses per prompt (the fast sampling engine or transformers generate; left padding)."""
 
     temperature: Annotated[Temperature, Field(gt=0)] = 1.0
     """Sampling temperature (> 0: RL needs sampling; the paper uses 1.0). Log-probs are computed at the same temperature."""
@@ -205,9 +205,10 @@ class RolloutConfig(Sampling):
     group_size: Annotated[int, Field(ge=2)] = 8
     """G: responses sampled per prompt (>= 2; advantages are relative within a group)."""
     generation_batch_size: Count = 0
-    """Sequences per generate call (memory knob); 0: the whole rollout batch at once."""
+    """Sequences per sampling call (memory knob); 0: the whole rollout batch at once."""
     share_prefill: bool = True
-    """Run each prompt through the model once and copy its KV cache to its G samples (text-only models)."""
+    """engine=hf: run each prompt through the model once and copy its KV cache to its G samples (text-only models);
+    the fast engine always does."""
 
 
 def hyperparameter_model(name: str) -> type[Settings]:
@@ -450,7 +451,7 @@ class EvalConfig(Settings):
     max_examples: Positive | None = 200
     """Evaluate on the first N held-out examples (None: all)."""
     batch_size: Positive = 64
-    """Prompts per generate call."""
+    """Prompts per sampling call."""
     max_new_tokens: MaxNewTokens | None = None
     """None: rollout.max_new_tokens."""
     temperature: Temperature = 0.0

@@ -34,7 +34,8 @@ resumed run stops where the uninterrupted one would.
 Finite but enormous updates (a learning rate like 1e30) give finite weights whose
 forward pass overflows: sampling then meets a next-token distribution that is not
 finite before any loss is computed. :meth:`UpdateGuard.sampling` turns torch's
-"probability tensor contains inf, nan or element < 0" error there into the same
+"probability tensor contains inf, nan or element < 0" error there (``generate``), or the
+fast engine's :class:`~apmpo.sampling.engine.NonFiniteLogitsError`, into the same
 :class:`NonFiniteError`, with the same causes and checkpoint named.
 """
 
@@ -48,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from apmpo.sampling.engine import NonFiniteLogitsError
 
 from .checkpoint import latest_checkpoint
 from .config import TrainConfig
@@ -190,7 +193,8 @@ class UpdateGuard:
         try:
             yield
         except RuntimeError as exc:
-            if "probability tensor contains" not in str(exc):  # torch.multinomial on NaN / inf probabilities
+            # the fast engine's NonFiniteLogitsError, or torch.multinomial (generate) on NaN / inf probabilities
+            if not isinstance(exc, NonFiniteLogitsError) and "probability tensor contains" not in str(exc):
                 raise
             raise self._error(
                 f"step {step}: sampling failed because the model's next-token probabilities are not "

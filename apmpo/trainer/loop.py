@@ -49,6 +49,7 @@ from apmpo.eval.harness import EvalSettings, evaluate_examples
 from apmpo.models import load_model_and_tokenizer
 from apmpo.preemption import StopRequest
 from apmpo.sampling.encoder import prompt_encoder_for
+from apmpo.sampling.rollout import engine_for, engine_message
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_to_dict, dump_config_yaml, validate_config
@@ -196,7 +197,7 @@ def start(config: TrainConfig, resume: bool | str, reward_functions: dict[str, C
     session = Session(run, run_dir, writer, progress, start_step, controller_history, started)
     for line in start_messages(run, resumed_from, start_step):
         progress.write(line)
-    for warning in start_warnings(config):
+    for warning in start_warnings(run):
         progress.write(f"warning: {warning}")
         writer.log(start_step, {"message": warning}, kind="warning")
     if config.eval.at_start and start_step == 0 and not resume:  # a run stopped before step 1 evaluated already
@@ -246,6 +247,7 @@ def resume_run(run: TrainingRun, run_dir: Path) -> tuple[int, list[dict[str, Any
     if checkpoint is None:
         raise ValueError(f"{run_dir}: no complete checkpoint to resume from")
     state = load_checkpoint(checkpoint, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler)
+    check_resumable(run, state, checkpoint)
     start_step, run.sampler.position = int(state["step"]), int(state["prompts_consumed"])
     run.guard.load_state(state)
     stale_evals = sorted((run_dir / "eval").glob("step-*")) if (run_dir / "eval").is_dir() else []
@@ -255,20 +257,42 @@ def resume_run(run: TrainingRun, run_dir: Path) -> tuple[int, list[dict[str, Any
     return start_step, list(state.get("controller_history", [])), checkpoint
 
 
+def check_resumable(run: TrainingRun, state: dict[str, Any], checkpoint: Path) -> None:
+    """Refuse to resume under settings that would make the continued run differ from an uninterrupted one.
+
+    The sampler: the fast engine and ``generate`` draw different completions from the same
+    RNG state, so the engine that sampled before the checkpoint (``state["sampling_engine"]``,
+    the one used, after any fallback) must sample after it. A checkpoint that does not record
+    it predates the fast engine: ``generate`` sampled.
+    """
+    saved = state.get("sampling_engine", "hf")
+    now, _ = engine_for(run.model, run.config.rollout)
+    if saved != now:
+        raise ValueError(
+            f"{checkpoint}: its rollouts were sampled with rollout.engine={saved}, this run would sample with "
+            f"{now}; the two engines draw different completions from the same seed, so the resumed run would not "
+            f"continue the interrupted one: resume with rollout.engine={saved}, or start a new run"
+        )
+
+
 def start_messages(run: TrainingRun, resumed_from: Path | None, start_step: int) -> list[str]:
-    """The lines shown before the first step: what was loaded, and from where the run resumes."""
-    lines = list(run.data.description)
+    """The lines shown before the first step: what was loaded, which sampler draws the rollouts, where the run resumes."""
+    sampler, is_warning = engine_message(run.model, run.config.rollout)
+    lines = [*run.data.description, *([] if is_warning else [sampler])]
     if resumed_from is not None:
         lines.append(f"resumed from {resumed_from} (step {start_step})")
     return lines
 
 
-def start_warnings(config: TrainConfig) -> list[str]:
-    """Settings that quietly make the run train something else, said before the first step (console and log).
+def start_warnings(run: TrainingRun) -> list[str]:
+    """Settings that quietly make the run train something else, or slower, said before the first step (console, log).
 
     One optimizer update per rollout batch (``epochs = mini_batches = 1``) makes APMPO's,
     PMPO's, GMPO's and GSPO's gradient exactly GRPO's (``apmpo.core.schedule``; docs/training.md).
+    ``rollout.engine=fast`` on a model the engine cannot decode (LoRA/PEFT projections, an
+    architecture outside the Llama family) samples with transformers ``generate`` instead.
     """
+    config = run.config
     al = config.algorithm
     single_update = single_update_warning(
         al.name,
@@ -279,7 +303,8 @@ def start_warnings(config: TrainConfig) -> list[str]:
         "algorithm.epochs=2",
         silence="algorithm.allow_single_update=true",
     )
-    return [single_update] if single_update is not None else []
+    sampler, is_warning = engine_message(run.model, config.rollout)
+    return [w for w in (single_update, sampler if is_warning else None) if w is not None]
 
 
 def train_step(run: TrainingRun, step: int, stop: StopRequest) -> tuple[dict[str, Any], PreparedBatch | None] | None:
@@ -435,6 +460,7 @@ def save(session: Session, step: int, with_optimizer: bool = True) -> Path:
             "prompts_consumed": run.sampler.position,
             "controller_history": session.controller_history,
             "config": config_to_dict(config),
+            "sampling_engine": engine_for(run.model, config.rollout)[0],
             **run.guard.state(),
         },
         keep_last=config.checkpoint.keep_last,
@@ -457,6 +483,7 @@ def evaluate_model(run: TrainingRun, out_dir: Path | None) -> float:
     """Held-out accuracy: mean verifier score (Pass@1) on the eval split, via ``apmpo.eval``."""
     config, ev = run.config, run.config.eval
     settings = EvalSettings(
+        engine=config.rollout.engine,
         n=ev.num_samples,
         temperature=ev.temperature,
         top_p=config.rollout.top_p if ev.temperature > 0 else 1.0,

@@ -1,7 +1,7 @@
 """One step of RL training, as functions: sample -> prepare -> update (log, evaluation and checkpoints: loop.py).
 
-1. :func:`sample` -- take B prompts and sample G completions each (``generate``, KV
-   cache, left padding) and score them with the verifiable reward(s) (+ DAPO's overlong
+1. :func:`sample` -- take B prompts and sample G completions each (the fast sampling
+   engine, or ``generate`` where it cannot decode the model: ``rollout.engine``) and score them with the verifiable reward(s) (+ DAPO's overlong
    penalty if set); with DAPO's dynamic sampling, drop groups whose rewards are all
    equal and sample more.
 2. :func:`prepare` -- everything the gradient passes need, computed once per step:
@@ -180,10 +180,10 @@ def sample_round(run: TrainingRun, indices: list[int]) -> StepBatch:
         run.model,
         run.encoder.tokenizer,
         batch,
+        ro,
         num_samples=ro.group_size,
         batch_size=ro.generation_batch_size,
         share_prefill=ro.share_prefill,
-        **ro.generation_kwargs(),
     )
     which = rollout.prompt_index.tolist()  # [N] prompt of each row
     completion_ids = [ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask)]
@@ -233,6 +233,8 @@ def sample(run: TrainingRun) -> tuple[StepBatch | None, dict[str, float]]:
 def _sampled(run: TrainingRun, seen: list[StepBatch], kept: list[StepBatch]) -> dict[str, float]:
     """Statistics over every completion sampled in the step (kept or not)."""
     verifier = run.rewards.names[0]
+    generated = sum(b.rollout.meta["generated_tokens"] for b in seen)
+    row_steps = sum(b.rollout.meta["row_steps"] for b in seen)
     everything = [(s, r) for b in seen for s, r in zip(b.scores[verifier], b.rollout.completion_lengths.tolist())]
     return {
         "accuracy": sum(s for s, _ in everything) / len(everything),
@@ -240,8 +242,10 @@ def _sampled(run: TrainingRun, seen: list[StepBatch], kept: list[StepBatch]) -> 
         "truncated_frac": sum(float(b.rollout.truncated.sum()) for b in seen) / len(everything),
         "sampling_rounds": len(seen),
         "groups_kept": sum(len(k.rows) for k in kept) // run.config.rollout.group_size,
-        "generated_tokens": sum(b.rollout.meta["generated_tokens"] for b in seen),
+        "generated_tokens": generated,
         "generation_seconds": sum(b.rollout.meta["generation_seconds"] for b in seen),
+        "row_steps": row_steps,
+        "decode_slot_use": generated / max(row_steps, 1),
     }
 
 

@@ -44,6 +44,7 @@ def test_end_to_end_two_examples(tmp_path, capsys):
     assert summary["settings"]["temperature"] == 0.7 and summary["settings"]["top_p"] == 0.95
     assert summary["rewards"] == {"toy": "exact_match"}
     assert summary["command"].startswith("apmpo eval --model")
+    assert "sampling: the fast sampling engine" in stderr and summary["run"]["engine"] == "fast"
 
     # the same command again resumes: nothing is generated twice
     status, stdout, _ = _run(argv, capsys)
@@ -52,6 +53,10 @@ def test_end_to_end_two_examples(tmp_path, capsys):
     again = json.loads((out / "summary.json").read_text())
     assert again["run"]["samples_generated"] == 0 and again["run"]["samples_resumed"] == 4
     assert {k: v for k, v in again.items() if k != "run"} == {k: v for k, v in summary.items() if k != "run"}
+
+    # samples drawn by one engine are not mixed with another's
+    status, _, stderr = _run([*argv, "--engine", "hf"], capsys)
+    assert status == 2 and "engine: recorded 'fast', now 'hf'" in stderr, stderr
 
 
 def test_registered_in_the_apmpo_cli(tmp_path, capsys):

@@ -208,6 +208,21 @@ def test_resume_refuses_a_different_configuration(tiny, toy_files, tmp_path):
         evaluate(model, tokenizer, changed, EvalSettings(**SETTINGS), out_dir=out, model_name="tiny", progress=False)
 
 
+def test_greedy_records_are_the_same_with_either_engine(tiny, toy_files, tmp_path):
+    """Greedy evaluation through the fast engine gives generate's completions token for token."""
+    model, tokenizer = tiny
+    greedy = {"n": 1, "k": [1], "temperature": 0.0, "max_new_tokens": 8, "batch_size": 2}
+    results = {
+        engine: evaluate(model, tokenizer, _benchmarks(toy_files), EvalSettings(**greedy, engine=engine),
+                         out_dir=tmp_path / engine, model_name="tiny", progress=False)
+        for engine in ("fast", "hf")
+    }
+    fast, hf = results["fast"].records, results["hf"].records
+    assert len(fast) == 5 and fast == hf
+    assert {e: results[e].summary["run"]["engine"] for e in results} == {"fast": "fast", "hf": "hf"}
+    assert json.loads((tmp_path / "fast" / "run.json").read_text())["engine"] == "fast"
+
+
 def test_smaller_n_and_limit_reuse_records(tiny, toy_files, tmp_path):
     model, tokenizer = tiny
     out = tmp_path / "out"

@@ -48,6 +48,7 @@ def _check(result, device):
         assert math.isfinite(h["loss"]) and math.isfinite(h["kl"]) and h["kl"] >= 0
         assert 0 < h["grad_norm"] < float("inf") and 0 < h["p"] <= 1 and 0.2 <= h["eps_high"] <= 0.4
         assert ("peak_gpu_gb" in h) == (device.type == "cuda")
+        assert h["decode_slot_use"] == 1.0  # the fast engine sampled: only running rows decoded
     assert result.history[-1]["approx_kl"] >= 0 and result.history[-1]["ratio_mean"] > 0
 
 

@@ -10,6 +10,7 @@ from apmpo.multimodal import ImageError, load_vision_model, tiny_vlm
 from apmpo.multimodal.processor import parse_tiny_vlm_spec
 from apmpo.sampling import TextPromptEncoder, VisionPromptEncoder, prompt_encoder_for
 from apmpo.sampling.rollout import generate_rollouts
+from apmpo.sampling.settings import ENGINES, Sampling
 from apmpo.trainer.logprobs import completion_log_probs
 
 PAD = "<|image_pad|>"
@@ -90,7 +91,8 @@ def test_log_probs_with_images_match_a_full_forward_pass(vlm):
     encoder = VisionPromptEncoder(processor)
     rows = [_row("Find x.", (56, 84)), _row("Which is larger?", (112, 56))]
     batch = encoder.encode([encoder.render(r) for r in rows], rows)
-    rollout = generate_rollouts(model, processor.tokenizer, batch, num_samples=2, max_new_tokens=5, temperature=1.0)
+    rollout = generate_rollouts(model, processor.tokenizer, batch, Sampling(max_new_tokens=5), num_samples=2)
+    assert rollout.meta["engine"] == "fast"
     assert len(rollout) == 4 and rollout.token_inputs["mm_token_type_ids"].shape == rollout.prompt_ids.shape
     inputs = rollout.model_inputs()
     assert inputs["pixel_values"].shape[0] == 2 * sum(int(e["image_grid_thw"].prod()) for e in batch.extras)
@@ -113,7 +115,8 @@ def test_log_probs_with_images_match_a_full_forward_pass(vlm):
                                out.log_probs[3, : one.completion_ids.shape[1]], atol=1e-5, rtol=1e-5)
 
 
-def test_image_placeholders_are_never_sampled():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_image_placeholders_are_never_sampled(engine):
     model, processor = tiny_vlm(seed=1)
     image_id = processor.tokenizer.convert_tokens_to_ids(PAD)
     with torch.no_grad():  # make <|image_pad|> by far the most likely next token everywhere
@@ -121,10 +124,11 @@ def test_image_placeholders_are_never_sampled():
     encoder = VisionPromptEncoder(processor)
     rows = [_row("Find x.", (56, 56))]
     batch = encoder.encode([encoder.render(rows[0])], rows)
-    rollout = generate_rollouts(model, processor.tokenizer, batch, num_samples=1, max_new_tokens=6, do_sample=False)
+    greedy = Sampling(max_new_tokens=6, temperature=0, engine=engine)
+    rollout = generate_rollouts(model, processor.tokenizer, batch, greedy, num_samples=1)
     assert rollout.completion_lengths.tolist() == [6] and image_id not in rollout.completion_ids.tolist()[0]
     batch.suppress_tokens = None
-    unsuppressed = generate_rollouts(model, processor.tokenizer, batch, num_samples=1, max_new_tokens=6, do_sample=False)
+    unsuppressed = generate_rollouts(model, processor.tokenizer, batch, greedy, num_samples=1)
     assert image_id in unsuppressed.completion_ids.tolist()[0]  # the check above can fail
 
 

@@ -28,12 +28,14 @@ from apmpo.multimodal import tiny_vlm
 from apmpo.sampling.encoder import VisionPromptEncoder
 from apmpo.sampling.engine import (
     WEIGHT_LAYOUTS,
-    SamplingSettings,
+    DecodeSpec,
+    NonFiniteLogitsError,
     UnsupportedModelError,
     sample_completions,
     select_tokens,
     supports_model,
 )
+from apmpo.sampling.settings import Sampling
 from apmpo.trainer.logprobs import completion_log_probs
 
 ALPHA = 1e-3
@@ -55,12 +57,18 @@ def _encode(tok, contents=CONTENTS):
     return enc["input_ids"], enc["attention_mask"]
 
 
-def _settings(tok, stop=None, **kwargs) -> SamplingSettings:
-    return SamplingSettings(stop_token_ids=tuple(stop if stop is not None else [tok.eos_token_id]),
-                            pad_token_id=tok.pad_token_id, **kwargs)
+def _spec(stop, pad, *, suppress_token_ids=(), do_sample=True, **sampling) -> DecodeSpec:
+    """A DecodeSpec of Sampling(**sampling) (do_sample=False: temperature 0, greedy) and these token ids."""
+    if not do_sample:
+        sampling["temperature"] = 0.0
+    return DecodeSpec(Sampling(**sampling), tuple(stop), pad, tuple(suppress_token_ids))
 
 
-def _hf_generate(model, ids, mask, settings: SamplingSettings, num_samples: int, extras=None, token_inputs=None):
+def _settings(tok, stop=None, **kwargs) -> DecodeSpec:
+    return _spec(stop if stop is not None else [tok.eos_token_id], tok.pad_token_id, **kwargs)
+
+
+def _hf_generate(model, ids, mask, settings: DecodeSpec, num_samples: int, extras=None, token_inputs=None):
     """[N, T] completions from transformers' ``generate`` with exactly ``settings`` (a clean generation config)."""
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k} \
         if settings.do_sample else {}
@@ -183,8 +191,8 @@ def test_greedy_is_token_identical_to_generate_for_the_tiny_vlm(arch):
             {"prompt": "No image here."}]
     batch = encoder.encode([encoder.render(r) for r in rows], rows)
     tok = processor.tokenizer
-    settings = SamplingSettings(max_new_tokens=10, stop_token_ids=(tok.eos_token_id,), pad_token_id=tok.pad_token_id,
-                                do_sample=False, suppress_token_ids=tuple(batch.suppress_tokens))
+    settings = _spec((tok.eos_token_id,), tok.pad_token_id, max_new_tokens=10, do_sample=False,
+                     suppress_token_ids=batch.suppress_tokens)
     collated = {k: torch.cat([e[k] for e in batch.extras if k in e]) for k in ("pixel_values", "image_grid_thw")}
     c = sample_completions(model, batch.input_ids, batch.attention_mask, settings, num_samples=2,
                            model_inputs=collated, token_inputs=batch.token_inputs)
@@ -245,7 +253,7 @@ def _homogeneity(a: torch.Tensor, b: torch.Tensor) -> float:
     return _p_value(((a - ea) ** 2 / ea + (b - eb) ** 2 / eb).sum(), len(total) - 1)
 
 
-def _reference_probs(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
+def _reference_probs(logits: torch.Tensor, settings: DecodeSpec) -> torch.Tensor:
     """transformers' own processors in generate's order, then the softmax: the distribution generate samples."""
     processors = LogitsProcessorList()
     if settings.suppress_token_ids:
@@ -278,7 +286,7 @@ def test_select_tokens_draws_exactly_the_processed_softmax():
     logits[-3:] = -float("inf")          # impossible tokens
     p_values = []
     for case in SAMPLER_CASES:
-        settings = SamplingSettings(max_new_tokens=1, stop_token_ids=(), pad_token_id=0, **case)
+        settings = _spec((), 0, max_new_tokens=1, **case)
         probs = _reference_probs(logits, settings)
         torch.manual_seed(1)
         tokens = select_tokens(logits.expand(draws, V).clone(), settings, torch.rand(draws, 2, dtype=torch.float64))
@@ -287,7 +295,7 @@ def test_select_tokens_draws_exactly_the_processed_softmax():
         p_values.append(_goodness_of_fit(counts, probs))
     assert min(p_values) > ALPHA / len(SAMPLER_CASES), p_values
     # the test can fail: the same draws against the distribution at temperature 1.1
-    settings = SamplingSettings(max_new_tokens=1, stop_token_ids=(), pad_token_id=0)
+    settings = _spec((), 0, max_new_tokens=1)
     torch.manual_seed(1)
     tokens = select_tokens(logits.expand(draws, V).clone(), settings, torch.rand(draws, 2, dtype=torch.float64))
     wrong = torch.softmax(logits.double() / 1.1, -1)
@@ -389,20 +397,36 @@ def test_stop_tokens_and_token_budget(tiny):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
-    ({"max_new_tokens": -3}, "max_new_tokens must be an integer >= 1, got -3"),
-    ({"max_new_tokens": 4, "temperature": 0.0}, r"temperature must be a finite number > 0"),
-    ({"max_new_tokens": 4, "temperature": float("nan")}, r"temperature must be a finite number > 0"),
-    ({"max_new_tokens": 4, "top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
-    ({"max_new_tokens": 4, "top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
-    ({"max_new_tokens": 4, "top_k": -1}, "top_k must be an integer >= 0, got -1"),
-    ({"max_new_tokens": 4, "stop_token_ids": (3, -1)}, "stop_token_ids must hold token ids"),
-    ({"max_new_tokens": 4, "stop_token_ids": (3,), "suppress_token_ids": (3,)}, r"stop tokens \[3\] are also suppressed"),
+    ({"stop_token_ids": (3, -1)}, "stop_token_ids must hold token ids"),
+    ({"suppress_token_ids": (True,)}, "suppress_token_ids must hold token ids"),
+    ({"pad_token_id": -1}, "pad_token_id must be a token id"),
+    ({"stop_token_ids": (3,), "suppress_token_ids": (3,)}, r"stop tokens \[3\] are also suppressed"),
 ])
-def test_bad_settings_are_refused(kwargs, message):
-    kwargs = {"stop_token_ids": (2,), "pad_token_id": 0, **kwargs}
+def test_bad_token_ids_are_refused(kwargs, message):
+    kwargs = {"sampling": Sampling(max_new_tokens=4), "stop_token_ids": (2,), "pad_token_id": 0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        SamplingSettings(**kwargs)
+        DecodeSpec(**kwargs)
+    with pytest.raises(TypeError, match="DecodeSpec.sampling must be a Sampling, got dict"):
+        DecodeSpec({"max_new_tokens": 4}, (2,), 0)
+
+
+@pytest.mark.parametrize("field, value", [("max_new_tokens", 0), ("temperature", -0.5), ("temperature", float("nan")),
+                                          ("top_p", 0.0), ("top_p", 1.5), ("top_k", -1)])
+def test_sampling_ranges_are_checked_once_by_sampling(field, value):
+    """The engine takes temperature, top-p, top-k and lengths from Sampling, whose constraints refuse bad values."""
+    with pytest.raises(ValueError, match=field):
+        Sampling(**{field: value})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_are_refused_not_sampled(bad):
+    """A diverged model's logits (NaN / +inf) stop sampling with an error naming the row, as torch.multinomial does."""
+    logits = torch.randn(3, 300)
+    logits[1, 17] = bad
+    with pytest.raises(NonFiniteLogitsError, match="row 1: the next-token logits are not finite"):
+        select_tokens(logits, _spec((), 0, max_new_tokens=1), torch.rand(3, 2, dtype=torch.float64))
+    assert select_tokens(torch.randn(3, 300), _spec((), 0, max_new_tokens=1),
+                         torch.rand(3, 2, dtype=torch.float64)).shape == (3,)  # finite logits: sampled
 
 
 def test_bad_prompts_are_refused(tiny):
@@ -425,7 +449,7 @@ def test_bad_prompts_are_refused(tiny):
     for (a, b), kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             sample_completions(model, a, b, settings, **kwargs)
-    with pytest.raises(TypeError, match="settings must be a SamplingSettings"):
+    with pytest.raises(TypeError, match="settings must be a DecodeSpec"):
         sample_completions(model, ids, mask, {"max_new_tokens": 4})
 
 
@@ -437,7 +461,7 @@ def test_unsupported_models_are_named():
     assert "model_type 'gpt2' is not supported" in supports_model(gpt2)
     with pytest.raises(UnsupportedModelError, match="gpt2"):
         sample_completions(gpt2, torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long),
-                           SamplingSettings(max_new_tokens=2, stop_token_ids=(0,), pad_token_id=0))
+                           _spec((0,), 0, max_new_tokens=2))
     model, _ = tiny_model(seed=0)
     assert supports_model(model) is None
     model.model.layers[1].mlp.up_proj = torch.nn.Sequential(model.model.layers[1].mlp.up_proj)  # e.g. a LoRA wrapper

@@ -70,7 +70,7 @@ def test_reward_rises_on_a_trivial_reward(tmp_path):
 def test_resume_matches_an_uninterrupted_run(tmp_path):
     settings = ["steps=5", "checkpoint.every=2", "checkpoint.keep_last=3", "optim.lr_schedule=cosine",
                 "optim.warmup_steps=2", "algorithm.mini_batches=2", "algorithm.epochs=2", "algorithm.beta=0.01",
-                "logging.sample_every=1"]
+                "logging.sample_every=1", "rollout.engine=fast"]
     straight = train(tiny_config(tmp_path / "a", *settings), reward_functions=REWARD)
 
     calls = {"n": 0}
@@ -96,6 +96,40 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     state = json.loads((latest_checkpoint(run_b) / "trainer_state.json").read_text())
     assert [h["step"] for h in state["controller_history"]] == [1, 2, 3, 4, 5]
     assert read_jsonl(run_b / "samples.jsonl") == read_jsonl(straight.run_dir / "samples.jsonl")
+    # the fast engine sampled: only running rows were decoded, and the checkpoint says which engine sampled
+    assert all(r["decode_slot_use"] == 1.0 and r["row_steps"] == r["generated_tokens"] for r in a)
+    assert state["sampling_engine"] == "fast"
+
+
+def test_resume_with_another_engine_is_refused(tmp_path):
+    """The engines draw different completions from the same RNG state: a resumed run must keep the one that sampled."""
+    settings = ["steps=1", "checkpoint.every=1", "rollout.prompts_per_step=2", "rollout.group_size=2"]
+    first = train(tiny_config(tmp_path, *settings), reward_functions=REWARD)
+    with pytest.raises(ValueError, match=r"sampled with rollout.engine=fast, this run would sample with hf"):
+        train(tiny_config(tmp_path, *settings, "steps=2", "rollout.engine=hf"), resume=True, reward_functions=REWARD)
+    state_file = latest_checkpoint(first.run_dir) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["sampling_engine"]  # a checkpoint written before the fast engine: generate sampled
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"rollout.engine=hf, this run would sample with fast"):
+        train(tiny_config(tmp_path, *settings, "steps=2"), resume=True, reward_functions=REWARD)
+    resumed = train(tiny_config(tmp_path, *settings, "steps=2", "rollout.engine=hf"), resume=True,
+                    reward_functions=REWARD)
+    assert resumed.steps == 2 and resumed.history[-1]["decode_slot_use"] <= 1.0
+
+
+@pytest.mark.parametrize("engine", ["fast", "hf"])
+def test_seeded_runs_are_reproducible(tmp_path, engine):
+    settings = ["steps=2", "rollout.prompts_per_step=2", "rollout.group_size=4", f"rollout.engine={engine}",
+                "logging.sample_every=1"]
+    runs = [train(tiny_config(tmp_path / f"{seed}-{k}", *settings, f"seed={seed}"), reward_functions=REWARD)
+            for seed, k in ((0, 0), (0, 1), (1, 0))]
+    same, again, other = runs
+    assert _train_records(same.run_dir) == _train_records(again.run_dir)
+    assert read_jsonl(same.run_dir / "samples.jsonl") == read_jsonl(again.run_dir / "samples.jsonl")
+    wa, wb = _weights(same.run_dir), _weights(again.run_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert read_jsonl(same.run_dir / "samples.jsonl") != read_jsonl(other.run_dir / "samples.jsonl")  # the seed matters
 
 
 @pytest.mark.parametrize("name, beta", [("apmpo", 0.05), ("dapo", 0.0)])
@@ -246,6 +280,11 @@ def test_lora_reference_by_disabling_the_adapter(tmp_path):
                    reward_functions=REWARD)
     assert result.history[-1]["kl"] >= 0
     assert (latest_checkpoint(result.run_dir) / "adapter_model.safetensors").is_file()
+    # the fast engine does not decode LoRA layers: generate samples, said once before the first step
+    warnings = [r["message"] for r in read_jsonl(result.run_dir / "metrics.jsonl") if r["kind"] == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith("rollout.engine=fast cannot decode this model (")
+    assert "lora" in warnings[0].lower() and "set rollout.engine=hf" in warnings[0]
+    assert json.loads((latest_checkpoint(result.run_dir) / "trainer_state.json").read_text())["sampling_engine"] == "hf"
 
 
 def test_a_single_update_makes_apmpo_grpo_and_more_updates_do_not(tmp_path):
