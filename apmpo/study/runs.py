@@ -151,6 +151,16 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {b!r} (stored) vs {a!r} (planned)"]
 
 
+def stored_run_config(path: str | os.PathLike) -> dict:
+    """A run's saved config.yaml as a dict with every setting. A run saved before ``rollout.engine`` existed
+    (its config.yaml has no such key) was sampled by transformers' ``generate``: its engine is ``hf``, not
+    today's default (the trainer reads a checkpoint the same way)."""
+    stored = config_to_dict(load_config(path))
+    if "engine" not in (read_yaml(path).get("rollout") or {}):
+        stored["rollout"]["engine"] = "hf"
+    return stored
+
+
 def run_status(run: PlannedRun, warmup: bool = False) -> str:
     """ "done", "resume" (a checkpoint to continue from), "restart" (incomplete, no checkpoint) or "new".
 
@@ -164,7 +174,7 @@ def run_status(run: PlannedRun, warmup: bool = False) -> str:
     stored_path = run_dir / "config.yaml"
     if stored_path.is_file():
         try:
-            stored = config_to_dict(load_config(stored_path))
+            stored = stored_run_config(stored_path)
         except ConfigError as exc:
             raise StudyError(
                 f"{run_dir}: unreadable config.yaml ({exc}); delete the run directory to redo it"

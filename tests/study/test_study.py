@@ -10,8 +10,9 @@ import pytest
 
 from apmpo.study.config import StudyError, load_study_config, restrict
 from apmpo.study.runner import run_study
-from apmpo.study.runs import plan_runs
+from apmpo.study.runs import plan_runs, run_status
 from apmpo.study.stats import paired_difference
+from apmpo.trainer.config import dump_config_yaml
 
 from .conftest import write_study
 
@@ -132,3 +133,20 @@ def test_plan_applies_overrides_in_order(tmp_path):
     assert fac.run_dir == tmp_path / "out" / "runs" / "fac_only-seed0"
     only = restrict(study, arms=["grpo", "fac_only"], seeds=[3, 4])
     assert [r.name for r in plan_runs(only)] == ["grpo-seed3", "grpo-seed4", "fac_only-seed3", "fac_only-seed4"]
+
+
+def test_a_run_saved_before_the_sampling_engine_counts_as_generate(tmp_path):
+    """A finished run whose config.yaml has no rollout.engine was sampled by generate: done under an hf plan,
+    refused (naming rollout.engine) under the fast default."""
+    study = load_study_config(write_study(tmp_path))
+    run = next(r for r in plan_runs(study, model_dir=tmp_path / "m") if r.name == "grpo-seed0")
+    run.run_dir.mkdir(parents=True)
+    old_yaml = dump_config_yaml(run.config, comments=False).replace("  engine: fast\n", "")
+    assert "engine" not in old_yaml
+    (run.run_dir / "config.yaml").write_text(old_yaml)
+    (run.run_dir / "summary.json").write_text(json.dumps({"steps": run.config.steps}))
+    with pytest.raises(StudyError, match="rollout.engine: 'hf' \\(stored\\) vs 'fast' \\(planned\\)"):
+        run_status(run, warmup=True)
+    pinned = next(r for r in plan_runs(restrict(study, overrides=["rollout.engine=hf"]), model_dir=tmp_path / "m")
+                  if r.name == "grpo-seed0")
+    assert pinned.run_dir == run.run_dir and run_status(pinned, warmup=True) == "done"
