@@ -51,6 +51,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import torch
 from annotated_types import Ge, Gt, Interval
 
+from apmpo.settings import range_text
+
 from ._checks import (
     check_finite_where,
     check_mask,
@@ -129,22 +131,17 @@ class Hyperparameter:
         return _describe_type(self.annotation)
 
 
-_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+_BOUNDS = ("gt", "ge", "lt", "le")
 
 
 def _describe_type(annotation: Any) -> str:
-    """``Annotated[float, Ge(0)]`` -> "a number >= 0"; Literal -> "one of: ..."; Optional adds "or null"."""
+    """``Annotated[float, Ge(0)]`` -> "a number >= 0" (ranges as in validation errors: ``range_text``); Literal -> "one of: ..."; Optional adds "or null"."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Literal:
         return "one of: " + ", ".join(str(a) for a in args)
     if origin is Annotated:
-        bounds = [
-            f"{symbol} {getattr(m, key)}"
-            for m in args[1:]
-            for key, symbol in _BOUNDS
-            if getattr(m, key, None) is not None
-        ]
-        return f"{_describe_type(args[0])} {' and '.join(bounds)}".strip()
+        bounds = {key: getattr(m, key) for m in args[1:] for key in _BOUNDS if getattr(m, key, None) is not None}
+        return f"{_describe_type(args[0])} {range_text(bounds)}".strip()
     if args and type(None) in args and origin is not tuple:
         rest = [a for a in args if a is not type(None)]
         return " or ".join(_describe_type(a) for a in rest) + " or null"

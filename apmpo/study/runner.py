@@ -481,8 +481,6 @@ def _train_pending(
         if statuses[run.name] == "restart":  # interrupted before its first checkpoint: nothing to keep
             log(f"{run.name}: incomplete and without a checkpoint, starting it again")
             shutil.rmtree(run.run_dir)
-    if stop.requested:
-        return [], [], (0, len(pending))
     outcomes = _execute([_payload(run, statuses[run.name], study) for run in pending], study.jobs, log, stop)
     failed = [o for o in outcomes if not o["ok"] and not o.get("preempted")]
     checkpointed = sum(1 for o in outcomes if o.get("preempted") and o["started"])

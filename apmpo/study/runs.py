@@ -22,7 +22,6 @@ from apmpo.trainer.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
-    load_config,
     validate_config,
 )
 from apmpo.trainer.tracking import append_jsonl, read_jsonl
@@ -155,8 +154,9 @@ def stored_run_config(path: str | os.PathLike) -> dict:
     """A run's saved config.yaml as a dict with every setting. A run saved before ``rollout.engine`` existed
     (its config.yaml has no such key) was sampled by transformers' ``generate``: its engine is ``hf``, not
     today's default (the trainer reads a checkpoint the same way)."""
-    stored = config_to_dict(load_config(path))
-    if "engine" not in (read_yaml(path).get("rollout") or {}):
+    saved = read_yaml(path)
+    stored = config_to_dict(config_from_dict(saved, source=os.fspath(path)))
+    if "engine" not in (saved.get("rollout") or {}):
         stored["rollout"]["engine"] = "hf"
     return stored
 

@@ -44,7 +44,7 @@ def test_config_show_lists_the_objectives_hyperparameters(capsys):
     block = out.split("# Hyperparameters of the objective 'apmpo'")[1]
     assert "the trainer fills in reward_mean, reward_std" in block
     assert "#   gamma: 0.5 (set; a number >= 0)" in block
-    assert "#   eps_low: 0.2 (default; a number >= 0 and < 1)" in block
+    assert "#   eps_low: 0.2 (default; a number in [0, 1))" in block
     assert '#   p_schedule: "exp" (default; one of: exp, linear, fixed)' in block
     assert "#   p: null (default; a number > 0 or null)" in block and "reward_mean:" not in block
     code, out, _ = run(capsys, "config", "show", "tiny_test.yaml", "algorithm.name=dapo")
