@@ -105,11 +105,15 @@ CORE_ARMS: dict[str, dict[str, Any]] = {
     "grpo_noskip": {"kind": "ours", "algorithm": "grpo", "overrides": {"optim": {"skip_zero_advantage": False}}},
     "grpo_ckpt": {"kind": "ours", "algorithm": "grpo", "overrides": {"model": {"gradient_checkpointing": True}}},
     "grpo_hf": {"kind": "ours", "algorithm": "grpo", "overrides": {"rollout": {"engine": "hf"}}},
+    "grpo_nolean": {"kind": "ours", "algorithm": "grpo", "overrides": {"model": {"lean_layers": False}}},
+    "grpo_mmap": {"kind": "ours", "algorithm": "grpo", "env": {"MALLOC_MMAP_THRESHOLD_": "262144"}, "overrides": {}},
     "trl": {"kind": "trl", "algorithm": "grpo", "overrides": {}},
 }
 """Arms of the comparison (ours with its defaults -- the fast sampling engine --, ours doing TRL's forward/backward
 work (the every-row arm), ours with activation checkpointing as TRL's GRPOConfig has by default, ours sampling with
-transformers generate (rollout.engine=hf), TRL)."""
+transformers generate (rollout.engine=hf), ours without the lean MLP/RMSNorm backward (model.lean_layers=false), ours
+with glibc's mmap threshold fixed at 256 KiB (freed blocks go back to the system at once, so the RSS is close to the
+memory in use, at the cost of page faults), TRL)."""
 
 _NOSKIP = {"skip_zero_advantage": False}
 LEVER_ARMS: dict[str, dict[str, Any]] = {
@@ -158,20 +162,47 @@ def _maxrss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def _heap_gb() -> dict[str, float] | None:
+    """glibc's malloc statistics (``mallinfo2``) in GB: heap in use, heap free (kept by the allocator), mmapped;
+    None without glibc >= 2.33."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]
+
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return {"heap_used_gb": info.uordblks / 1024**3, "heap_free_gb": info.fordblks / 1024**3,
+            "mmapped_gb": info.hblkhd / 1024**3}
+
+
 class RssSampler:
-    """Samples this process's RSS every ``interval`` seconds in a daemon thread (for per-phase peaks)."""
+    """Samples this process's RSS every ``interval`` seconds in a daemon thread (for per-phase peaks), and glibc's
+    heap statistics at the highest sample (``at_peak``: how much of the peak the allocator held as free memory)."""
 
     def __init__(self, interval: float = 0.05):
         import threading
 
         self.samples: list[tuple[float, float]] = []
+        self.at_peak: dict[str, float] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
 
     def _run(self, interval: float) -> None:
+        peak = 0.0
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), _rss_gb()))
+            rss = _rss_gb()
+            self.samples.append((time.perf_counter(), rss))
+            if rss > peak:
+                peak, heap = rss, _heap_gb()
+                self.at_peak = {"rss_gb": rss, **heap} if heap is not None else None
             self._stop.wait(interval)
 
     def stop(self) -> None:
@@ -412,7 +443,7 @@ def run_ours(spec: dict, arm: dict, profile_step: int | None = None) -> dict:
                    zero_adv_rows=round(h.get("adv_zero_frac", 0.0) * N), trained_rows=h.get("trained_rows", N),
                    peak_device_gb=h.get("peak_gpu_gb"))
     return {"steps": steps, "shape": state["shape"], "rss_before_first_step_gb": state["rss_before_first_step"],
-            "profile": state["profile"]}
+            "profile": state["profile"], "heap_at_peak": rss.at_peak}
 
 
 def _profile_table(prof, top: int = 20) -> list[dict[str, Any]]:
@@ -564,6 +595,7 @@ def run_trl(spec: dict, arm: dict) -> dict:
             rss.stop()
             rss.annotate(steps)
     return {"steps": steps, "shape": shape, "rss_before_first_step_gb": marks["rss"], "same_prompt_text": same_prompt,
+            "heap_at_peak": rss.at_peak,
             "trl_settings": {k: getattr(args, k) for k in (
                 "per_device_train_batch_size", "gradient_accumulation_steps", "generation_batch_size",
                 "gradient_checkpointing",
@@ -943,6 +975,8 @@ def summarise_arm(runs: list[dict], warmup: int) -> dict:
         "rss_step_start_gb": per_step(lambda s: s.get("rss_step_start_gb")),
         "rss_peak_rollout_gb": per_step(lambda s: s.get("rss_peak_rollout_gb")),
         "rss_peak_train_gb": per_step(lambda s: s.get("rss_peak_train_gb")),
+        **{f"peak_{key}": _stat([(r.get("heap_at_peak") or {}).get(key) for r in runs])
+           for key in ("heap_used_gb", "heap_free_gb", "mmapped_gb")},
         "load_avg_end": _stat([r.get("load_avg_end") for r in runs]),
         "runs": len(runs),
         "shape": shape,
@@ -1012,12 +1046,15 @@ def flops_table(summary: dict[str, dict], peak: float) -> str:
 
 
 def memory_table(summary: dict[str, dict]) -> str:
+    """RSS by phase, and glibc's heap at the sampled peak: in use, free (held by the allocator), mmapped."""
     lines = [("| arm | RSS before step 1 | RSS at step start | peak in sampling | peak in training | process peak "
-             "(ru_maxrss) |"), "|---|---|---|---|---|---|"]
+             "(ru_maxrss) | at the peak: heap in use | heap free (allocator) | mmapped |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     for arm, s in summary.items():
         lines.append(f"| {arm} | {_fmt(s['rss_before_first_step_gb'], 2)} | {_fmt(s['rss_step_start_gb'], 2)} | "
                      f"{_fmt(s['rss_peak_rollout_gb'], 2)} | {_fmt(s['rss_peak_train_gb'], 2)} | "
-                     f"{_fmt(s['peak_rss_gb'], 2)} |")
+                     f"{_fmt(s['peak_rss_gb'], 2)} | {_fmt(s.get('peak_heap_used_gb'), 2)} | "
+                     f"{_fmt(s.get('peak_heap_free_gb'), 2)} | {_fmt(s.get('peak_mmapped_gb'), 2)} |")
     return "\n".join(lines)
 
 

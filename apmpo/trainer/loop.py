@@ -46,7 +46,7 @@ import torch
 
 from apmpo.core import LOSSES, single_update_warning
 from apmpo.eval.harness import EvalSettings, evaluate_examples
-from apmpo.models import load_model_and_tokenizer
+from apmpo.models import load_model_and_tokenizer, use_lean_layers
 from apmpo.preemption import StopRequest
 from apmpo.sampling.encoder import prompt_encoder_for
 from apmpo.sampling.rollout import engine_for, engine_message
@@ -228,6 +228,8 @@ def build_run(
     )
     encoder = prompt_encoder_for(tokenizer, image_column=config.data.image_column, image_root=config.data.image_root)
     disable_dropout(model)
+    if config.model.lean_layers:
+        use_lean_layers(model)
     reference = ReferencePolicy(model, use_adapter_toggle=config.model.lora is not None) if al.beta > 0 else None
     data = load_data(config.data, encoder, config.seed)
     overlong = (config.rollout.max_new_tokens, al.overlong_buffer, al.overlong_penalty) if al.overlong_buffer else None

@@ -147,6 +147,32 @@ def test_gradient_accumulation_equals_the_full_batch(tmp_path, name, beta):
         torch.testing.assert_close(wf[k], wm[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+def test_the_lean_layers_train_like_the_models_own(tmp_path, monkeypatch):
+    """model.lean_layers (default on) is installed on the trained model and gives the same update as the model's own
+    forward/backward (up to float rounding); off, the model keeps its own forward."""
+    from apmpo.models import lean_layer_count
+
+    installed: list[int] = []
+    original = step.optimizer_step
+
+    def spy(run, *args, **kwargs):
+        installed.append(lean_layer_count(run.model))
+        return original(run, *args, **kwargs)
+
+    monkeypatch.setattr(step, "optimizer_step", spy)
+    common = ["steps=1", "rollout.prompts_per_step=3", "rollout.group_size=4", "optim.max_grad_norm=0",
+              "optim.lr=1e4", "optim.adam_eps=1e4"]
+    lean = train(tiny_config(tmp_path / "lean", *common), reward_functions=REWARD)
+    own = train(tiny_config(tmp_path / "own", *common, "model.lean_layers=false"), reward_functions=REWARD)
+    layers = 2  # the tiny model: 2 decoder layers, each with an MLP and 2 norms, plus the final norm
+    assert set(installed[:len(installed) // 2]) == {3 * layers + 1} and set(installed[len(installed) // 2:]) == {0}
+    assert lean.history[0]["trained_rows"] > 1
+    assert abs(lean.history[0]["grad_norm"] - own.history[0]["grad_norm"]) < 1e-5 * own.history[0]["grad_norm"]
+    wl, wo = _weights(lean.run_dir), _weights(own.run_dir)
+    for k in wl:
+        torch.testing.assert_close(wl[k], wo[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 def test_skipping_zero_advantage_rows_is_exact(tmp_path):
     def half(completions, **columns):  # one group with signal, one group all zero
         return [digit_fraction([c])[0] if i < 4 else 0.0 for i, c in enumerate(completions)]
