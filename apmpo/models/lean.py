@@ -73,8 +73,7 @@ class _SwiGLU(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor):
         x, gate, up, w_gate, w_up, w_down, b_down = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        sig = torch.sigmoid(gate)
-        act = gate * sig  # silu(gate)
+        act = F.silu(gate)  # [..., I], recomputed
         g_out = _flat(grad_out)  # [n, H]
         grads: list[torch.Tensor | None] = [None] * 7
         if needs[5]:
@@ -83,7 +82,7 @@ class _SwiGLU(torch.autograd.Function):
             grads[6] = g_out.sum(0)
         g_hidden = grad_out @ w_down  # [..., I]
         g_up = g_hidden * act
-        g_gate = g_hidden.mul_(up).mul_(sig * (1 + gate * (1 - sig)))  # d silu(g) / dg = s (1 + g (1 - s))
+        g_gate = torch.ops.aten.silu_backward(g_hidden.mul_(up), gate)  # the kernel autograd uses for SiLU
         x2 = _flat(x)
         if needs[1]:
             grads[1] = _flat(g_gate).T @ x2  # [I, H]
