@@ -10,22 +10,11 @@ import torch
 from apmpo.models import tiny_model
 from apmpo.models.lean import lean_layer_count, use_lean_layers
 from apmpo.multimodal import tiny_vlm
+from tests.helpers import llama_family_model
 
 
 def _family(tok, family: str, dtype=torch.float64):
-    import transformers
-
-    common = {"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "pad_token_id": tok.pad_token_id,
-              "eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id}
-    config, model_class = {
-        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
-        "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
-        "llama-biases": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-    }[family]
-    extra = {"attention_bias": True, "mlp_bias": True} if family == "llama-biases" else {}
-    torch.manual_seed(0)
-    model = model_class(config(**common, **extra)).to(dtype)
+    model = llama_family_model(tok, family, hidden_size=32, intermediate_size=48).to(dtype)
     with torch.no_grad():  # random biases and norm weights (initialised to 0 / 1)
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:

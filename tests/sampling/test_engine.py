@@ -37,6 +37,7 @@ from apmpo.sampling.engine import (
 )
 from apmpo.sampling.settings import Sampling
 from apmpo.trainer.logprobs import completion_log_probs
+from tests.helpers import llama_family_model
 
 ALPHA = 1e-3
 """Family-wise false-alarm rate of each statistical test function."""
@@ -134,20 +135,8 @@ def test_greedy_is_token_identical_to_generate(tiny, layout):
 @pytest.mark.parametrize("layout", ["prepacked", "shared"])
 def test_greedy_is_token_identical_for_other_llama_family_models(tiny, family, layout):
     """Projection biases (Qwen2, Llama with attention/MLP bias) and per-head q/k norms (Qwen3)."""
-    import transformers
-
     tok = tiny[1]
-    common = {"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "initializer_range": 0.3,
-              "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id}
-    config, model_class = {
-        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
-        "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
-        "llama-biases": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-    }[family]
-    extra = {"attention_bias": True, "mlp_bias": True} if family == "llama-biases" else {}
-    torch.manual_seed(0)
-    model = model_class(config(**common, **extra)).eval()
+    model = llama_family_model(tok, family, initializer_range=0.3).eval()
     with torch.no_grad():  # random biases (they are initialised to 0)
         for name, p in model.named_parameters():
             if name.endswith("bias"):
