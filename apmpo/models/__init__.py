@@ -10,7 +10,7 @@ from apmpo.models.embedded import (
     ensure_embedded_model,
 )
 from apmpo.models.gguf import convert_gguf, load_gguf
-from apmpo.models.lean import LEAN_MODEL_TYPES, lean_layer_count, use_lean_layers
+from apmpo.models.lean import lean_layer_count, use_lean_layers
 from apmpo.models.loading import (
     DTYPES,
     LoraSettings,
@@ -22,7 +22,6 @@ from apmpo.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 __all__ = [
     "DTYPES",
     "EMBEDDED_MODELS",
-    "LEAN_MODEL_TYPES",
     "LoraSettings",
     "cache_root",
     "convert_gguf",

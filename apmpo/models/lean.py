@@ -24,9 +24,9 @@ forward values, hence sampled log-probs, are bit-identical), and the backward pa
 the closed-form gradients (equal up to float rounding; ``tests/models/test_lean.py``
 checks them against autograd: ``gradcheck`` in float64 for the MLP, whole models of
 each family for the rest). :func:`use_lean_layers` installs them on the
-MLP and RMSNorm modules of the model types it knows (those of
-:data:`LEAN_MODEL_TYPES`, the sampling engine's Llama family) by replacing the
-modules' ``forward`` (parameters, state-dict keys and checkpoints are unchanged), and
+modules whose class it knows (the MLP and RMSNorm classes of Llama, Mistral, Qwen2/3
+and Qwen2-VL/2.5-VL, the sampling engine's Llama family) by replacing the modules'
+``forward`` (parameters, state-dict keys and checkpoints are unchanged), and
 only where the projections are plain ``nn.Linear`` layers: a LoRA-wrapped projection
 keeps the model's own forward. Without gradients (sampling, the old-log-prob pass) the
 lean forward is the original computation.
@@ -43,12 +43,9 @@ from torch import nn
 
 from apmpo.models.forward import unwrap_model
 
-__all__ = ["LEAN_MODEL_TYPES", "lean_layer_count", "use_lean_layers"]
+__all__ = ["lean_layer_count", "use_lean_layers"]
 
-LEAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "qwen2_vl", "qwen2_5_vl"})
-"""``config.model_type`` values whose MLP is ``down(silu(gate(x)) * up(x))`` and whose RMSNorm is ``w * x / rms(x)``
-(computed in fp32, cast back before the weight), as transformers implements them."""
-
+# transformers' classes computing down(silu(gate(x)) * up(x)) and w * x / rms(x) (fp32 inside, cast back before w)
 _MLP_CLASSES = frozenset({"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP", "Qwen2VLMLP", "Qwen2_5_VLMLP"})
 _NORM_CLASSES = frozenset(
     {"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "Qwen2VLRMSNorm", "Qwen2_5_VLRMSNorm"}
@@ -66,19 +63,19 @@ class _SwiGLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, w_gate, b_gate, w_up, b_up, w_down, b_down):
         gate, up = F.linear(x, w_gate, b_gate), F.linear(x, w_up, b_up)  # [..., I] each
-        ctx.save_for_backward(x, gate, up, w_gate, w_up, w_down, b_down)
+        ctx.save_for_backward(x, gate, up, w_gate, w_up, w_down)
         return F.linear(F.silu(gate) * up, w_down, b_down)  # [..., H], as LlamaMLP
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):
-        x, gate, up, w_gate, w_up, w_down, b_down = ctx.saved_tensors
+        x, gate, up, w_gate, w_up, w_down = ctx.saved_tensors
         needs = ctx.needs_input_grad
         act = F.silu(gate)  # [..., I], recomputed
         g_out = _flat(grad_out)  # [n, H]
         grads: list[torch.Tensor | None] = [None] * 7
         if needs[5]:
             grads[5] = g_out.T @ _flat(act * up)  # [H, I]
-        if needs[6] and b_down is not None:
+        if needs[6]:  # False without a bias
             grads[6] = g_out.sum(0)
         g_hidden = grad_out @ w_down  # [..., I]
         g_up = g_hidden * act
@@ -154,17 +151,9 @@ def _is_lean_norm(module: nn.Module) -> bool:
 def use_lean_layers(model: nn.Module) -> int:
     """Install the lean MLP and RMSNorm forward on ``model``'s matching modules; returns how many.
 
-    0 (nothing changed) for a model type outside :data:`LEAN_MODEL_TYPES`. Idempotent.
+    0 (nothing changed) for a model without such modules. Idempotent.
     """
-    inner = unwrap_model(model)
-    config = getattr(inner, "config", None)
-    types_seen = {
-        getattr(config, "model_type", None),
-        getattr(getattr(config, "text_config", None), "model_type", None),
-    }
-    if not types_seen & LEAN_MODEL_TYPES:
-        return 0
-    for module in inner.modules():
+    for module in unwrap_model(model).modules():
         if "_apmpo_forward" in vars(module):
             continue
         lean = _lean_mlp_forward if _is_lean_mlp(module) else _lean_norm_forward if _is_lean_norm(module) else None
