@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import statistics
@@ -162,9 +163,9 @@ def _maxrss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _heap_gb() -> dict[str, float] | None:
-    """glibc's malloc statistics (``mallinfo2``) in GB: heap in use, heap free (kept by the allocator), mmapped;
-    None without glibc >= 2.33."""
+@functools.cache
+def _mallinfo2() -> Any:
+    """glibc's ``mallinfo2`` with its result type (looked up once), or None without glibc >= 2.33."""
     import ctypes
 
     class MallInfo2(ctypes.Structure):
@@ -177,6 +178,14 @@ def _heap_gb() -> dict[str, float] | None:
     except (OSError, AttributeError):
         return None
     mallinfo2.restype = MallInfo2
+    return mallinfo2
+
+
+def _heap_gb() -> dict[str, float] | None:
+    """glibc's malloc statistics in GB: heap in use, heap free (kept by the allocator), mmapped; None without glibc."""
+    mallinfo2 = _mallinfo2()
+    if mallinfo2 is None:
+        return None
     info = mallinfo2()
     return {"heap_used_gb": info.uordblks / 1024**3, "heap_free_gb": info.fordblks / 1024**3,
             "mmapped_gb": info.hblkhd / 1024**3}
